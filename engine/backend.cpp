@@ -1,0 +1,54 @@
+#include "engine/backend.h"
+
+namespace mdps {
+
+const char* mem_category_name(MemCategory c) {
+  switch (c) {
+    case MemCategory::Other: return "other";
+    case MemCategory::Weights: return "weights";
+    case MemCategory::Activations: return "activations";
+    case MemCategory::InputGrad: return "input_grad";
+    case MemCategory::WeightGrad: return "weight_grad";
+    case MemCategory::Optimizer: return "optimizer";
+    case MemCategory::Count: break;
+  }
+  return "?";
+}
+
+void AllocStats::on_alloc(size_t bytes, MemCategory c) {
+  int64_t now = bytes_in_use.fetch_add(int64_t(bytes)) + int64_t(bytes);
+  int64_t peak = peak_bytes.load();
+  while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
+  }
+  allocations.fetch_add(1);
+  bytes_allocated_by_category[size_t(c)].fetch_add(int64_t(bytes));
+}
+void AllocStats::on_free(size_t bytes) { bytes_in_use.fetch_sub(int64_t(bytes)); }
+
+static thread_local MemCategory g_current_category = MemCategory::Other;
+MemCategoryScope::MemCategoryScope(MemCategory c) : saved_(g_current_category) { g_current_category = c; }
+MemCategoryScope::~MemCategoryScope() { g_current_category = saved_; }
+MemCategory MemCategoryScope::current() { return g_current_category; }
+
+#ifndef MDPS_WITH_CUDA
+Backend* cuda_backend() { return nullptr; }
+#endif
+
+Backend& backend_by_name(const std::string& name) {
+  if (name == "cpu") return cpu_backend();
+  if (name == "cuda" || name == "auto") {
+    Backend* c = cuda_backend();
+    if (c) return *c;
+    MDPS_CHECK(name == "auto", "--device cuda: ",
+#ifdef MDPS_WITH_CUDA
+               "no CUDA device is present"
+#else
+               "this build has no CUDA backend (configure with -DMDPS_CUDA=ON)"
+#endif
+    );
+    return cpu_backend();
+  }
+  throw Error(cat("unknown device '", name, "' (expected cpu, cuda or auto)"));
+}
+
+}  // namespace mdps

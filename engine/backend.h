@@ -1,0 +1,148 @@
+// The backend interface: memory plus the small op set the U-Net, the sampler
+// and the anomaly map need, each with the backward ops autograd uses.
+//
+// Conventions (every implementation follows them):
+// - Tensors are float32, contiguous, NCHW. Outputs are allocated by the caller
+//   with the right shape; ops check shapes and throw mdps::Error on mismatch.
+// - Backward ops *overwrite* their outputs; autograd accumulates.
+// - Optional outputs/inputs are pointers that may be null (then skipped).
+// - Ops may run asynchronously (CUDA); reading a tensor to the host waits.
+#pragma once
+#include "engine/tensor.h"
+#include <array>
+#include <atomic>
+
+namespace mdps {
+
+// What an allocation is for; the allocator keeps counters per category so
+// tests can assert, e.g., that the guidance gradient allocates no weight
+// gradients. Set with MemCategoryScope.
+enum class MemCategory : uint8_t { Other = 0, Weights, Activations, InputGrad, WeightGrad, Optimizer, Count };
+const char* mem_category_name(MemCategory c);
+
+struct AllocStats {
+  std::atomic<int64_t> bytes_in_use{0};
+  std::atomic<int64_t> peak_bytes{0};
+  std::atomic<int64_t> allocations{0};
+  std::array<std::atomic<int64_t>, size_t(MemCategory::Count)> bytes_allocated_by_category{};  // cumulative
+  void reset_peak() { peak_bytes.store(bytes_in_use.load()); }
+  void on_alloc(size_t bytes, MemCategory c);
+  void on_free(size_t bytes);
+};
+
+// Allocations made on this thread while the scope lives count under `c`.
+class MemCategoryScope {
+ public:
+  explicit MemCategoryScope(MemCategory c);
+  ~MemCategoryScope();
+  static MemCategory current();
+
+ private:
+  MemCategory saved_;
+};
+
+struct ConvGeom {
+  int stride = 1;
+  int pad = 0;
+};
+inline int64_t conv_out_size(int64_t in, int64_t k, ConvGeom g) { return (in + 2 * g.pad - k) / g.stride + 1; }
+
+struct AdamParams {
+  float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.f;
+  bool decoupled = false;  // false: weight decay added to the gradient (torch Adam); true: AdamW
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual Device device() const = 0;
+
+  // ---- memory ---------------------------------------------------------------
+  virtual void* raw_alloc(size_t bytes) = 0;
+  virtual void raw_free(void* p, size_t bytes) = 0;
+  // Byte copies; each side is host or this backend's memory as named.
+  virtual void copy_host_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_device_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_device_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill(Tensor& x, float value) = 0;
+  virtual void synchronize() {}
+  AllocStats& stats() { return stats_; }
+
+  // ---- threads (CPU: worker count; others ignore) ---------------------------
+  virtual void set_threads(int n) { (void)n; }
+  virtual int threads() const { return 1; }
+
+  // ---- products ------------------------------------------------------------
+  // Strided-batched sgemm on raw pointers, row-major:
+  // C_i[M,N] = alpha * op(A_i) op(B_i) + beta * C_i, i < batch,
+  // op(A) is A[M,K] (lda) or, transposed, A stored [K,M]; likewise B.
+  virtual void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, int64_t stride_a, const float* B, int64_t ldb,
+                    int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c,
+                    int64_t batch) = 0;
+  // y[N,out] = x[N,in] w[out,in]^T + b[out]
+  virtual void linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) = 0;
+  virtual void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
+                               Tensor* db) = 0;
+  // y[N,Co,Ho,Wo] = conv(x[N,Ci,H,W], w[Co,Ci,KH,KW]) + b[Co]
+  virtual void conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) = 0;
+  virtual void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) = 0;
+  virtual void conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) = 0;
+
+  // ---- normalisation and activations ------------------------------------------
+  // Group norm over (C/groups, H, W) per sample; mean/rstd are [N*groups] and
+  // are written for the backward. With silu, y = SiLU(GN(x)) (fused).
+  virtual void group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
+                          bool silu, Tensor& y, Tensor& mean, Tensor& rstd) = 0;
+  virtual void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                   const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
+                                   Tensor* dgamma, Tensor* dbeta) = 0;
+  virtual void silu(const Tensor& x, Tensor& y) = 0;
+  virtual void silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) = 0;
+  // Softmax over the last dimension (rows of length x.dim(-1)).
+  virtual void softmax(const Tensor& x, Tensor& y) = 0;
+  virtual void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) = 0;
+
+  // ---- elementwise -------------------------------------------------------------
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& y) = 0;  // y may alias a or b
+  virtual void sub(const Tensor& a, const Tensor& b, Tensor& y) = 0;
+  virtual void mul(const Tensor& a, const Tensor& b, Tensor& y) = 0;
+  virtual void scale(const Tensor& x, float alpha, Tensor& y) = 0;
+  // y = alpha * x + beta * y
+  virtual void axpby(float alpha, const Tensor& x, float beta, Tensor& y) = 0;
+  // y[n,c,h,w] = x[n,c,h,w] + v[n,c]; and its reduction dv[n,c] = sum_hw dy
+  virtual void add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) = 0;
+  virtual void sum_hw(const Tensor& dy, Tensor& dv) = 0;
+
+  // ---- layout ------------------------------------------------------------------
+  // y = [a, b] along channels (a's channels first); split is its backward.
+  virtual void concat_channels(const Tensor& a, const Tensor& b, Tensor& y) = 0;
+  virtual void split_channels(const Tensor& y, Tensor* a, Tensor* b) = 0;
+  virtual void avg_pool2(const Tensor& x, Tensor& y) = 0;
+  virtual void avg_pool2_backward(const Tensor& dy, Tensor& dx) = 0;
+  virtual void upsample_nearest2(const Tensor& x, Tensor& y) = 0;
+  virtual void upsample_nearest2_backward(const Tensor& dy, Tensor& dx) = 0;
+
+  // ---- reductions (into 1-element tensors, so nothing waits) -----------------------
+  virtual void sum(const Tensor& x, Tensor& out) = 0;
+  virtual void sum_squares(const Tensor& x, Tensor& out) = 0;
+
+  // ---- diffusion-specific -------------------------------------------------------
+  // y[N,dim] = [sin(t f_i), cos(t f_i)], f_i = exp(-ln(10000) i / (dim/2)), t float
+  virtual void timestep_embedding(const Tensor& t, Tensor& y) = 0;
+  virtual void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
+                           int64_t step) = 0;
+
+ protected:
+  AllocStats stats_;
+};
+
+// The CPU backend (always built): the reference implementation.
+Backend& cpu_backend();
+// The CUDA backend, or nullptr when not built or no device is present.
+Backend* cuda_backend();
+// "cpu", "cuda" or "auto" -> a backend; throws for cuda without a device.
+Backend& backend_by_name(const std::string& name);
+
+}  // namespace mdps

@@ -1,0 +1,68 @@
+// The CPU backend: the reference implementation of every op, multithreaded
+// through the engine's ThreadPool, matrix products through OpenBLAS sgemm.
+// Op bodies live one idea per file in kernels/cpu/*.cpp.
+#pragma once
+#include "engine/backend.h"
+
+namespace mdps {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend();
+  const char* name() const override { return "cpu"; }
+  Device device() const override { return Device::CPU; }
+
+  void* raw_alloc(size_t bytes) override;
+  void raw_free(void* p, size_t bytes) override;
+  void copy_host_to_device(void* dst, const void* src, size_t bytes) override;
+  void copy_device_to_host(void* dst, const void* src, size_t bytes) override;
+  void copy_device_to_device(void* dst, const void* src, size_t bytes) override;
+  void fill(Tensor& x, float value) override;
+
+  void set_threads(int n) override;
+  int threads() const override;
+
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+            int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta, float* C, int64_t ldc,
+            int64_t stride_c, int64_t batch) override;
+  void linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) override;
+  void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
+                       Tensor* db) override;
+  void conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) override;
+  void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) override;
+  void conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) override;
+
+  void group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
+                  Tensor& y, Tensor& mean, Tensor& rstd) override;
+  void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                           const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
+                           Tensor* dgamma, Tensor* dbeta) override;
+  void silu(const Tensor& x, Tensor& y) override;
+  void silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) override;
+  void softmax(const Tensor& x, Tensor& y) override;
+  void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override;
+
+  void add(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void sub(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void mul(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void scale(const Tensor& x, float alpha, Tensor& y) override;
+  void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
+  void add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) override;
+  void sum_hw(const Tensor& dy, Tensor& dv) override;
+
+  void concat_channels(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void split_channels(const Tensor& y, Tensor* a, Tensor* b) override;
+  void avg_pool2(const Tensor& x, Tensor& y) override;
+  void avg_pool2_backward(const Tensor& dy, Tensor& dx) override;
+  void upsample_nearest2(const Tensor& x, Tensor& y) override;
+  void upsample_nearest2_backward(const Tensor& dy, Tensor& dx) override;
+
+  void sum(const Tensor& x, Tensor& out) override;
+  void sum_squares(const Tensor& x, Tensor& out) override;
+
+  void timestep_embedding(const Tensor& t, Tensor& y) override;
+  void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
+                   int64_t step) override;
+};
+
+}  // namespace mdps

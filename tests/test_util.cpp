@@ -1,0 +1,71 @@
+#include "tests/test_util.h"
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <mutex>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+namespace mdps::test {
+
+static std::string env_or(const char* var, const std::string& fallback) {
+  const char* v = std::getenv(var);
+  return (v && *v) ? std::string(v) : fallback;
+}
+
+std::string shared_dir() { return env_or("MDPS_SHARED_DIR", MDPS_DEFAULT_SHARED_DIR); }
+std::string golden_dir() { return env_or("MDPS_GOLDEN_DIR", shared_dir() + "/golden"); }
+std::string source_dir() { return MDPS_SOURCE_DIR; }
+std::string binary_dir() { return MDPS_BINARY_DIR; }
+
+namespace {
+struct TempDirs {
+  std::mutex mu;
+  std::vector<fs::path> dirs;
+  ~TempDirs() {
+    if (std::getenv("MDPS_KEEP_TEMP")) return;
+    std::error_code ec;
+    for (auto& d : dirs) fs::remove_all(d, ec);
+  }
+};
+TempDirs& temp_dirs() { static TempDirs t; return t; }
+}  // namespace
+
+std::string temp_dir(const std::string& tag) {
+  static int counter = 0;
+  auto& t = temp_dirs();
+  std::lock_guard<std::mutex> lock(t.mu);
+  fs::path p = fs::temp_directory_path() /
+               ("mdps_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  t.dirs.push_back(p);
+  return p.string();
+}
+
+double rel_l2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(b[i]) * double(b[i]);
+  }
+  if (den == 0) return num == 0 ? 0.0 : INFINITY;
+  return std::sqrt(num / den);
+}
+
+double max_abs_diff(const float* a, const float* b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(double(a[i]) - double(b[i])));
+  return m;
+}
+
+std::vector<float> random_floats(size_t n, uint64_t seed, float lo, float hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+}  // namespace mdps::test

@@ -1,0 +1,30 @@
+// Helpers shared by the test suites: where the reference data lives, and
+// how tensors are compared.
+#pragma once
+#include <string>
+#include <vector>
+#include <cstdint>
+#include <cmath>
+
+namespace mdps::test {
+
+// MDPS_GOLDEN_DIR, else <source>/../shared/golden (resolved at configure time).
+std::string golden_dir();
+// MDPS_SHARED_DIR, else <source>/../shared.
+std::string shared_dir();
+std::string source_dir();
+std::string binary_dir();
+// A fresh, empty temporary directory (removed at process exit).
+std::string temp_dir(const std::string& tag);
+
+// ||a - b|| / ||b|| in double precision.
+double rel_l2(const float* a, const float* b, size_t n);
+inline double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() ? rel_l2(a.data(), b.data(), a.size()) : INFINITY;
+}
+double max_abs_diff(const float* a, const float* b, size_t n);
+
+// Deterministic pseudo-random floats in [lo, hi) for test inputs.
+std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f);
+
+}  // namespace mdps::test
