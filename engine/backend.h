@@ -9,6 +9,7 @@
 // - Ops may run asynchronously (CUDA); reading a tensor to the host waits.
 #pragma once
 #include "engine/tensor.h"
+#include "engine/mdps_step.h"
 #include <array>
 #include <atomic>
 
@@ -133,6 +134,14 @@ class Backend {
   virtual void timestep_embedding(const Tensor& t, Tensor& y) = 0;
   virtual void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                            int64_t step) = 0;
+  // The fused MDPS step (engine/mdps_step.h) over x [N,C,H,W]: grad, mask
+  // ([N,1,H,W], broadcast over channels; null = all ones) and z may be null
+  // (treated as 0, 1 and 0). x0_hat may be null.
+  virtual void mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps, const Tensor* grad, const Tensor* mask,
+                         const Tensor* z, const StepCoeffs& c, Tensor& x_next, Tensor* x0_hat) = 0;
+  // x = mask ? x : sqrt_a y + sqrt_1ma z_fixed (in place), mask [N,1,H,W].
+  virtual void replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
+                              float sqrt_1ma) = 0;
 
  protected:
   AllocStats stats_;

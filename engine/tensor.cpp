@@ -162,7 +162,7 @@ void Tensor::copy_from(const Tensor& src) {
 }
 
 std::vector<float> Tensor::to_vector() const {
-  std::vector<float> v(size_t(numel()));
+  std::vector<float> v(static_cast<size_t>(numel()));
   if (v.empty()) return v;
   if (device() == Device::CPU) {
     std::memcpy(v.data(), data(), v.size() * sizeof(float));

@@ -38,8 +38,9 @@ struct ThreadPool::Impl {
     t_inside_parallel = false;
   }
 
-  void worker_loop(int index) {
-    int64_t seen = 0;
+  // `seen` starts at the generation current when the worker was started, so a
+  // restarted pool (set_threads) does not replay the last finished job.
+  void worker_loop(int index, int64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mu);
@@ -59,7 +60,8 @@ struct ThreadPool::Impl {
     shutdown();
     stop = false;
     nthreads = std::max(1, n_threads);
-    for (int i = 1; i < nthreads; ++i) workers.emplace_back([this, i] { worker_loop(i); });
+    const int64_t gen = generation;
+    for (int i = 1; i < nthreads; ++i) workers.emplace_back([this, i, gen] { worker_loop(i, gen); });
   }
   void shutdown() {
     {

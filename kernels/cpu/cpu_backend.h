@@ -63,6 +63,10 @@ class CpuBackend final : public Backend {
   void timestep_embedding(const Tensor& t, Tensor& y) override;
   void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                    int64_t step) override;
+  void mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps, const Tensor* grad, const Tensor* mask,
+                 const Tensor* z, const StepCoeffs& c, Tensor& x_next, Tensor* x0_hat) override;
+  void replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
+                      float sqrt_1ma) override;
 };
 
 }  // namespace mdps

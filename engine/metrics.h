@@ -1,0 +1,52 @@
+// Evaluation metrics of anomaly detection, in double precision:
+// image/pixel ROC AUC (as scikit-learn's roc_auc_score), F1-max (as anomalib's
+// F1Max) and AUPRO (as the MVTec AD evaluation code).
+//
+// Labels are 0 (normal) or 1 (anomalous); anything else is an error, as are
+// NaN scores and size mismatches. A higher score means "more anomalous".
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace mdps {
+
+// Area under the ROC curve, exact with ties: the trapezoid over all distinct
+// thresholds (equal to the Mann-Whitney statistic with midranks). Throws when
+// only one class is present.
+double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels);
+double roc_auc(const std::vector<float>& scores, const std::vector<int64_t>& labels);
+double roc_auc(const float* scores, const uint8_t* labels, size_t n);
+
+// Pixel-level ROC AUC over N maps of H x W scores and their masks (nonzero =
+// defect), without copying the pixels into one array first.
+double pixel_roc_auc(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks, int H,
+                     int W);
+
+// The best F1 = 2PR / (P + R) over the thresholds "score >= t", t each distinct
+// score. Among thresholds reaching the same F1 the lowest is reported (the
+// first argmax over ascending thresholds, as anomalib does). Throws without
+// any positive label.
+struct F1Max {
+  double f1;
+  double threshold;
+};
+F1Max f1_max(const std::vector<double>& scores, const std::vector<int>& labels);
+F1Max f1_max(const std::vector<float>& scores, const std::vector<int64_t>& labels);
+
+// Area under the per-region-overlap curve up to max_fpr, divided by max_fpr,
+// following MVTec AD's evaluation code (pro_curve_util.compute_pro and
+// generic_util.trapezoid):
+// - ground-truth regions are the 8-connected components of each mask
+//   (nonzero = defect);
+// - at threshold t (each distinct score, descending), FPR = share of all
+//   normal pixels of all images with score >= t, PRO = mean over all regions
+//   of all images of the share of the region's pixels with score >= t;
+// - the curve starts at (0, 0), is integrated by the trapezoid rule up to
+//   max_fpr, the last segment cut at max_fpr by linear interpolation.
+// Images without defects add only normal pixels. Throws when there are no
+// normal pixels or no regions. O(P log P) in the number of pixels P.
+double aupro(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks, int H, int W,
+             double max_fpr = 0.3);
+
+}  // namespace mdps

@@ -1,0 +1,404 @@
+#include "engine/ops.h"
+#include <cmath>
+
+namespace mdps::ops {
+
+namespace {
+
+Tensor like(const Tensor& t) { return Tensor::empty(t.shape(), t.backend()); }
+Tensor empty_on(const Tensor& t, const Shape& s) { return Tensor::empty(s, t.backend()); }
+
+// Wraps `value` as an op output; when recording, attaches the backward.
+template <typename F>
+Var finish(Tensor value, std::initializer_list<const Var*> inputs, F&& backward) {
+  Var out(std::move(value));
+  if (Tape* tape = recording_tape(inputs)) out.cell = tape->record(out.value.shape(), std::forward<F>(backward));
+  return out;
+}
+
+float host_scalar(const Tensor& t) { return t.at(0); }
+
+}  // namespace
+
+Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  const Shape bshape = b ? b->shape() : Shape{};
+  const Shape& xs = x.shape();
+  const Shape& ws = w.shape();
+  MDPS_CHECK(xs.size() == 4 && ws.size() == 4, "conv2d: input ", x.value.describe(), ", weight ",
+             w.value.describe());
+  Tensor y = empty_on(x.value, {xs[0], ws[0], conv_out_size(xs[2], ws[2], g), conv_out_size(xs[3], ws[3], g)});
+  be.conv2d(x.value, w.value, b ? &b->value : nullptr, y, g);
+  auto xc = x.cell, wc = w.cell;
+  auto bc = b ? b->cell : nullptr;
+  // The data gradient needs the weight, the weight gradient needs the input.
+  Tensor keep_w = xc ? w.value : Tensor();
+  Tensor keep_x = wc ? x.value : Tensor();
+  return finish(std::move(y), {&x, &w, b}, [=, &be](const Tensor& gy) {
+    if (xc) {
+      Tensor dx = new_grad(*xc, xshape, be);
+      be.conv2d_backward_data(gy, keep_w, dx, g);
+      accumulate_grad(*xc, dx);
+    }
+    if (wc || bc) {
+      Tensor dw, db;
+      if (wc) dw = new_grad(*wc, keep_w.defined() ? keep_w.shape() : wc->shape, be);
+      if (bc) db = new_grad(*bc, bshape, be);
+      if (wc) {
+        be.conv2d_backward_weight(gy, keep_x, dw, bc ? &db : nullptr, g);
+      } else {
+        // Bias only: its gradient is the output gradient summed over N, H, W.
+        Tensor per = Tensor::empty({gy.dim(0), gy.dim(1)}, be);
+        be.sum_hw(gy, per);
+        Tensor ones = Tensor::empty({1, gy.dim(0)}, be);
+        ones.fill(1.f);
+        be.gemm(false, false, 1, gy.dim(1), gy.dim(0), 1.f, ones.data(), gy.dim(0), 0, per.data(), gy.dim(1), 0,
+                0.f, db.data(), gy.dim(1), 0, 1);
+      }
+      if (wc) accumulate_grad(*wc, dw);
+      if (bc) accumulate_grad(*bc, db);
+    }
+  });
+}
+
+Var linear(const Var& x, const Var& w, const Var* b) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  const Shape bshape = b ? b->shape() : Shape{};
+  Tensor y = empty_on(x.value, {x.value.dim(0), w.value.dim(0)});
+  be.linear(x.value, w.value, b ? &b->value : nullptr, y);
+  auto xc = x.cell, wc = w.cell;
+  auto bc = b ? b->cell : nullptr;
+  Tensor keep_w = xc ? w.value : Tensor();
+  Tensor keep_x = wc ? x.value : Tensor();
+  Shape xs = x.shape(), ws = w.shape();
+  return finish(std::move(y), {&x, &w, b}, [=, &be](const Tensor& gy) {
+    Tensor dx, dw, db;
+    if (xc) dx = new_grad(*xc, xshape, be);
+    if (wc) dw = new_grad(*wc, be);
+    if (bc) db = new_grad(*bc, bshape, be);
+    // linear_backward reads x only for dw and w only for dx.
+    Tensor xv = keep_x.defined() ? keep_x : Tensor::empty(xs, be);
+    Tensor wv = keep_w.defined() ? keep_w : Tensor::empty(ws, be);
+    be.linear_backward(gy, xv, wv, xc ? &dx : nullptr, wc ? &dw : nullptr, bc ? &db : nullptr);
+    if (xc) accumulate_grad(*xc, dx);
+    if (wc) accumulate_grad(*wc, dw);
+    if (bc) accumulate_grad(*bc, db);
+  });
+}
+
+Var group_norm(const Var& x, const Var& gamma, const Var& beta, int groups, float eps, bool silu_after) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  const Shape bshape = beta.shape();
+  Tensor y = like(x.value);
+  Tensor mean = empty_on(x.value, {x.value.dim(0) * groups});
+  Tensor rstd = empty_on(x.value, {x.value.dim(0) * groups});
+  be.group_norm(x.value, gamma.value, beta.value, groups, eps, silu_after, y, mean, rstd);
+  auto xc = x.cell, gc = gamma.cell, bc = beta.cell;
+  Tensor xv = x.value, gv = gamma.value, bv = beta.value;
+  return finish(std::move(y), {&x, &gamma, &beta}, [=, &be](const Tensor& gy) {
+    Tensor dx, dg, db;
+    if (xc) dx = new_grad(*xc, xshape, be);
+    if (gc) dg = new_grad(*gc, gamma.shape(), be);
+    if (bc) db = new_grad(*bc, bshape, be);
+    be.group_norm_backward(gy, xv, gv, bv, mean, rstd, groups, silu_after, xc ? &dx : nullptr, gc ? &dg : nullptr,
+                           bc ? &db : nullptr);
+    if (xc) accumulate_grad(*xc, dx);
+    if (gc) accumulate_grad(*gc, dg);
+    if (bc) accumulate_grad(*bc, db);
+  });
+}
+
+Var silu(const Var& x) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  Tensor y = like(x.value);
+  be.silu(x.value, y);
+  auto xc = x.cell;
+  Tensor xv = x.value;
+  return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    Tensor dx = new_grad(*xc, xshape, be);
+    be.silu_backward(xv, gy, dx);
+    accumulate_grad(*xc, dx);
+  });
+}
+
+Var add(const Var& a, const Var& b) {
+  Backend& be = a.value.backend();
+  Tensor y = like(a.value);
+  be.add(a.value, b.value, y);
+  auto ac = a.cell, bc = b.cell;
+  return finish(std::move(y), {&a, &b}, [=](const Tensor& gy) {
+    if (ac) accumulate_grad(*ac, gy);
+    if (bc) accumulate_grad(*bc, gy);
+  });
+}
+
+Var sub(const Var& a, const Var& b) {
+  Backend& be = a.value.backend();
+  const Shape bshape = b.shape();
+  Tensor y = like(a.value);
+  be.sub(a.value, b.value, y);
+  auto ac = a.cell, bc = b.cell;
+  return finish(std::move(y), {&a, &b}, [=, &be](const Tensor& gy) {
+    if (ac) accumulate_grad(*ac, gy);
+    if (bc) {
+      Tensor d = new_grad(*bc, bshape, be);
+      be.scale(gy, -1.f, d);
+      accumulate_grad(*bc, d);
+    }
+  });
+}
+
+Var mul(const Var& a, const Var& b) {
+  Backend& be = a.value.backend();
+  const Shape ashape = a.shape();
+  const Shape bshape = b.shape();
+  Tensor y = like(a.value);
+  be.mul(a.value, b.value, y);
+  auto ac = a.cell, bc = b.cell;
+  Tensor av = bc ? a.value : Tensor(), bv = ac ? b.value : Tensor();
+  return finish(std::move(y), {&a, &b}, [=, &be](const Tensor& gy) {
+    if (ac) {
+      Tensor d = new_grad(*ac, ashape, be);
+      be.mul(gy, bv, d);
+      accumulate_grad(*ac, d);
+    }
+    if (bc) {
+      Tensor d = new_grad(*bc, bshape, be);
+      be.mul(gy, av, d);
+      accumulate_grad(*bc, d);
+    }
+  });
+}
+
+Var scale(const Var& x, float alpha) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  Tensor y = like(x.value);
+  be.scale(x.value, alpha, y);
+  auto xc = x.cell;
+  return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    Tensor d = new_grad(*xc, xshape, be);
+    be.scale(gy, alpha, d);
+    accumulate_grad(*xc, d);
+  });
+}
+
+Var scale_per_sample(const Var& x, const std::vector<float>& s) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  int64_t n = x.value.dim(0);
+  MDPS_CHECK(int64_t(s.size()) == n, "scale_per_sample: ", s.size(), " factors for ", x.value.describe());
+  Tensor y = like(x.value);
+  for (int64_t i = 0; i < n; ++i) {
+    Tensor yi = y[i];
+    be.scale(x.value[i], s[size_t(i)], yi);
+  }
+  auto xc = x.cell;
+  return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    Tensor d = new_grad(*xc, xshape, be);
+    for (int64_t i = 0; i < n; ++i) {
+      Tensor di = d.reshape(gy.shape())[i];
+      be.scale(gy[i], s[size_t(i)], di);
+    }
+    accumulate_grad(*xc, d);
+  });
+}
+
+Var add_channel_bias(const Var& x, const Var& v) {
+  Backend& be = x.value.backend();
+  const Shape vshape = v.shape();
+  Tensor y = like(x.value);
+  be.add_channel_bias(x.value, v.value, y);
+  auto xc = x.cell, vc = v.cell;
+  return finish(std::move(y), {&x, &v}, [=, &be](const Tensor& gy) {
+    if (xc) accumulate_grad(*xc, gy);
+    if (vc) {
+      Tensor d = new_grad(*vc, vshape, be);
+      be.sum_hw(gy, d);
+      accumulate_grad(*vc, d);
+    }
+  });
+}
+
+Var concat_channels(const Var& a, const Var& b) {
+  Backend& be = a.value.backend();
+  const Shape ashape = a.shape();
+  const Shape bshape = b.shape();
+  const Shape& as = a.shape();
+  Tensor y = empty_on(a.value, {as[0], as[1] + b.value.dim(1), as[2], as[3]});
+  be.concat_channels(a.value, b.value, y);
+  auto ac = a.cell, bc = b.cell;
+  return finish(std::move(y), {&a, &b}, [=, &be](const Tensor& gy) {
+    Tensor da, db;
+    if (ac) da = new_grad(*ac, ashape, be);
+    if (bc) db = new_grad(*bc, bshape, be);
+    be.split_channels(gy, ac ? &da : nullptr, bc ? &db : nullptr);
+    if (ac) accumulate_grad(*ac, da);
+    if (bc) accumulate_grad(*bc, db);
+  });
+}
+
+Var avg_pool2(const Var& x) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  const Shape& s = x.shape();
+  Tensor y = empty_on(x.value, {s[0], s[1], s[2] / 2, s[3] / 2});
+  be.avg_pool2(x.value, y);
+  auto xc = x.cell;
+  return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    Tensor d = new_grad(*xc, xshape, be);
+    be.avg_pool2_backward(gy, d);
+    accumulate_grad(*xc, d);
+  });
+}
+
+Var upsample_nearest2(const Var& x) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  const Shape& s = x.shape();
+  Tensor y = empty_on(x.value, {s[0], s[1], s[2] * 2, s[3] * 2});
+  be.upsample_nearest2(x.value, y);
+  auto xc = x.cell;
+  return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    Tensor d = new_grad(*xc, xshape, be);
+    be.upsample_nearest2_backward(gy, d);
+    accumulate_grad(*xc, d);
+  });
+}
+
+Var reshape(const Var& x, const Shape& shape) {
+  Var out(x.value.reshape(shape));
+  out.cell = x.cell;  // accumulate_grad reshapes into the cell's own shape
+  return out;
+}
+
+Var qkv_attention(const Var& qkv, int heads) {
+  Backend& be = qkv.value.backend();
+  const Shape& s = qkv.shape();
+  MDPS_CHECK(s.size() == 3 && s[1] % (3 * heads) == 0, "qkv_attention: input ", qkv.value.describe(),
+             " does not split into 3 x ", heads, " heads");
+  const int64_t B = s[0], L = s[2], ch = s[1] / (3 * heads), BH = B * heads;
+  const float sc2 = float(1.0 / std::sqrt(double(ch)));  // (ch^-1/4)^2 on q.k
+  const float* q = qkv.value.data();
+  const float* k = q + ch * L;
+  const float* v = q + 2 * ch * L;
+  const int64_t sqkv = 3 * ch * L;
+  // weights[bh, t, s] = sc2 * sum_c q[c,t] k[c,s]; softmax over s
+  Tensor w = empty_on(qkv.value, {BH, L, L});
+  be.gemm(true, false, L, L, ch, sc2, q, L, sqkv, k, L, sqkv, 0.f, w.data(), L, L * L, BH);
+  be.softmax(w, w);
+  // a[bh, c, t] = sum_s v[c,s] w[t,s]
+  Tensor a = empty_on(qkv.value, {B, heads * ch, L});
+  be.gemm(false, true, ch, L, L, 1.f, v, L, sqkv, w.data(), L, L * L, 0.f, a.data(), L, ch * L, BH);
+  auto qc = qkv.cell;
+  Tensor qkv_v = qkv.value;
+  return finish(std::move(a), {&qkv}, [=, &be](const Tensor& ga) {
+    Tensor dqkv = new_grad(*qc, qkv_v.shape(), be);
+    const float* q = qkv_v.data();
+    const float* k = q + ch * L;
+    const float* v = q + 2 * ch * L;
+    float* dq = dqkv.data();
+    float* dk = dq + ch * L;
+    float* dv = dq + 2 * ch * L;
+    const float* g = ga.data();
+    // dv[c,s] = sum_t g[c,t] w[t,s]
+    be.gemm(false, false, ch, L, L, 1.f, g, L, ch * L, w.data(), L, L * L, 0.f, dv, L, sqkv, BH);
+    // dw[t,s] = sum_c g[c,t] v[c,s]
+    Tensor dw = Tensor::empty({BH, L, L}, be);
+    be.gemm(true, false, L, L, ch, 1.f, g, L, ch * L, v, L, sqkv, 0.f, dw.data(), L, L * L, BH);
+    Tensor ds = Tensor::empty({BH, L, L}, be);
+    be.softmax_backward(w, dw, ds);
+    // dq[c,t] = sc2 sum_s k[c,s] ds[t,s];  dk[c,s] = sc2 sum_t q[c,t] ds[t,s]
+    be.gemm(false, true, ch, L, L, sc2, k, L, sqkv, ds.data(), L, L * L, 0.f, dq, L, sqkv, BH);
+    be.gemm(false, false, ch, L, L, sc2, q, L, sqkv, ds.data(), L, L * L, 0.f, dk, L, sqkv, BH);
+    accumulate_grad(*qc, dqkv);
+  });
+}
+
+Var timestep_embedding(const Tensor& t, int dim) {
+  Tensor y = Tensor::empty({t.dim(0), dim}, t.backend());
+  t.backend().timestep_embedding(t, y);
+  return Var(y);
+}
+
+Var sse_loss(const Var& pred, const Var& target) {
+  Backend& be = pred.value.backend();
+  Tensor diff = like(pred.value);
+  be.sub(pred.value, target.value, diff);
+  Tensor out = empty_on(pred.value, {1});
+  be.sum_squares(diff, out);
+  const float inv_b = 1.f / float(pred.value.dim(0));
+  be.scale(out, inv_b, out);
+  auto pc = pred.cell, tc = target.cell;
+  return finish(std::move(out), {&pred, &target}, [=, &be](const Tensor& g) {
+    float gs = host_scalar(g) * 2.f * inv_b;
+    if (pc) {
+      Tensor d = new_grad(*pc, diff.shape(), be);
+      be.scale(diff, gs, d);
+      accumulate_grad(*pc, d);
+    }
+    if (tc) {
+      Tensor d = new_grad(*tc, diff.shape(), be);
+      be.scale(diff, -gs, d);
+      accumulate_grad(*tc, d);
+    }
+  });
+}
+
+Var frobenius_norm(const Var& x) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  Tensor out = empty_on(x.value, {1});
+  be.sum_squares(x.value, out);
+  float norm = std::sqrt(host_scalar(out));
+  out.fill(norm);
+  auto xc = x.cell;
+  Tensor xv = x.value;
+  return finish(std::move(out), {&x}, [=, &be](const Tensor& g) {
+    Tensor d = new_grad(*xc, xshape, be);
+    // d||x||/dx = x / ||x|| (0 at x = 0, as torch's subgradient choice)
+    be.scale(xv, norm > 0 ? host_scalar(g) / norm : 0.f, d);
+    accumulate_grad(*xc, d);
+  });
+}
+
+Var squared_norm_per_sample(const Var& x) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  int64_t n = x.value.dim(0);
+  Tensor out = empty_on(x.value, {n});
+  for (int64_t i = 0; i < n; ++i) {
+    Tensor oi = out.reshape({n, 1})[i];
+    be.sum_squares(x.value[i], oi);
+  }
+  auto xc = x.cell;
+  Tensor xv = x.value;
+  return finish(std::move(out), {&x}, [=, &be](const Tensor& g) {
+    Tensor d = new_grad(*xc, xshape, be);
+    std::vector<float> gh = g.to_vector();
+    for (int64_t i = 0; i < n; ++i) {
+      Tensor di = d.reshape(xv.shape())[i];
+      be.scale(xv[i], 2.f * gh[size_t(i)], di);
+    }
+    accumulate_grad(*xc, d);
+  });
+}
+
+Var sum(const Var& x) {
+  Backend& be = x.value.backend();
+  const Shape xshape = x.shape();
+  Tensor out = empty_on(x.value, {1});
+  be.sum(x.value, out);
+  auto xc = x.cell;
+  return finish(std::move(out), {&x}, [=, &be](const Tensor& g) {
+    Tensor d = new_grad(*xc, xshape, be);
+    d.fill(host_scalar(g));
+    accumulate_grad(*xc, d);
+  });
+}
+
+}  // namespace mdps::ops

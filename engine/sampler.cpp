@@ -1,0 +1,177 @@
+#include "engine/sampler.h"
+#include "engine/ops.h"
+#include <algorithm>
+#include <cmath>
+
+namespace mdps {
+
+Variant parse_variant(const std::string& s) {
+  if (s == "paper") return Variant::Paper;
+  if (s == "authors") return Variant::Authors;
+  throw Error(cat("unknown sampler variant '", s, "' (expected paper or authors)"));
+}
+GuidanceNorm parse_guidance_norm(const std::string& s) {
+  if (s == "squared") return GuidanceNorm::Squared;
+  if (s == "l2") return GuidanceNorm::L2;
+  throw Error(cat("unknown guidance norm '", s, "' (expected squared or l2)"));
+}
+
+std::vector<int> sampler_timesteps(int t_start, int skip) {
+  MDPS_CHECK(skip > 0, "skip must be positive, got ", skip);
+  MDPS_CHECK(t_start > 0 && t_start < 1000, "T must be in 1..999, got ", t_start);
+  // The authors' range(0, T, skip) walked backwards.
+  std::vector<int> ts;
+  for (int t = 0; t < t_start; t += skip) ts.push_back(t);
+  std::reverse(ts.begin(), ts.end());
+  return ts;
+}
+
+Sampler::Sampler(const UNet& model, const SamplerSettings& settings) : model_(model), settings_(settings) {
+  MDPS_CHECK(settings.group > 0, "guidance group must be positive");
+  MDPS_CHECK(settings.ddim_eta >= 0.f, "--ddim-eta must be >= 0");
+}
+
+void Sampler::eps_and_guidance(const Tensor& x, const Tensor& y, int t, bool want_grad, Tensor& eps,
+                               Tensor& grad) const {
+  Backend& be = x.backend();
+  const int64_t N = x.dim(0);
+  Tensor tt = Tensor::full({N}, float(t));
+  if (!want_grad) {
+    eps = model_.forward(Var(x), tt).value;
+    grad = Tensor();
+    return;
+  }
+  const double a = schedule_.alpha_bar(t);
+  const float sa = float(std::sqrt(a)), s1a = float(std::sqrt(1.0 - a));
+  Tape tape;
+  Var xv = make_leaf(x, MemCategory::InputGrad);
+  Var ev;
+  {
+    TapeScope rec(tape);
+    ev = model_.forward(xv, tt);
+  }
+  eps = ev.value;
+  // d = x0_prior - y, x0_prior = (x - s1a eps) / sa
+  Tensor d = Tensor::empty(x.shape(), be);
+  be.axpby(1.f / sa, x, 0.f, d);
+  be.axpby(-s1a / sa, eps, 1.f, d);
+  be.axpby(-1.f, y, 1.f, d);
+  // G = dObjective/dx0_prior: d / ||d||_group (L2) or 2 d per image (squared).
+  Tensor G = Tensor::empty(x.shape(), be);
+  if (settings_.norm == GuidanceNorm::Squared) {
+    be.scale(d, 2.f, G);
+  } else {
+    const int64_t g = settings_.group;
+    Tensor ss = Tensor::empty({1}, be);
+    for (int64_t b = 0; b < N; b += g) {
+      int64_t e = std::min(N, b + g);
+      Tensor dg = d.slice_batch(b, e), Gg = G.slice_batch(b, e);
+      be.sum_squares(dg, ss);
+      float norm = std::sqrt(ss.at(0));
+      be.scale(dg, norm > 0 ? 1.f / norm : 0.f, Gg);
+    }
+  }
+  // Chain rule through x0_prior: direct G/sa, and -s1a/sa G through eps.
+  Tensor seed = Tensor::empty(x.shape(), be);
+  be.scale(G, -s1a / sa, seed);
+  tape.backward(ev, seed);
+  grad = xv.grad();
+  MDPS_CHECK(grad.defined(), "guidance: no gradient reached the U-Net input");
+  Tensor total = Tensor::empty(x.shape(), be);
+  be.scale(grad, 1.f, total);
+  be.axpby(1.f / sa, G, 1.f, total);
+  grad = total;
+}
+
+Tensor Sampler::sample(const Tensor& y, const Tensor& mask, const RoundSettings& round, NoiseSource& noise,
+                       const StepCallback& on_step) const {
+  Backend& be = y.backend();
+  MDPS_CHECK(y.ndim() == 4, "sampler: observation ", y.describe(), " is not NCHW");
+  if (mask.defined()) check_shape(mask, {y.dim(0), 1, y.dim(2), y.dim(3)}, "sampler mask");
+  const std::vector<int> ts = sampler_timesteps(round.t_start, settings_.skip);
+  const bool guided = round.rho != 0.f;
+
+  // Start: x_T = sqrt(abar_T) y + sqrt(1 - abar_T) z.
+  Tensor z = Tensor::empty(y.shape(), be);
+  noise.normal(z);
+  const double aT = schedule_.alpha_bar(round.t_start);
+  Tensor x = Tensor::empty(y.shape(), be);
+  be.scale(y, float(std::sqrt(aT)), x);
+  be.axpby(float(std::sqrt(1.0 - aT)), z, 1.f, x);
+
+  const bool authors_masked = settings_.variant == Variant::Authors && mask.defined();
+  const Tensor* step_mask = settings_.variant == Variant::Paper && mask.defined() ? &mask : nullptr;
+  Tensor fresh = Tensor::empty(y.shape(), be), x_next = Tensor::empty(y.shape(), be),
+         x0 = Tensor::empty(y.shape(), be);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const int t = ts[i];
+    const int s = i + 1 < ts.size() ? ts[i + 1] : -1;
+    const double a = schedule_.alpha_bar(t), a_next = schedule_.alpha_bar(s);
+    StepCoeffs c;
+    c.sqrt_a = float(std::sqrt(a));
+    c.sqrt_1ma = float(std::sqrt(1.0 - a));
+    c.sqrt_a_next = float(std::sqrt(a_next));
+    double sigma = settings_.ddim_eta * std::sqrt((1.0 - a_next) / (1.0 - a)) * std::sqrt(1.0 - a / a_next);
+    c.sigma = float(sigma);
+    c.dir = float(std::sqrt(std::max(0.0, 1.0 - a_next - sigma * sigma)));
+    c.guidance = float(round.rho * std::sqrt(1.0 - a));
+
+    if (authors_masked) be.replace_normal(x, y, z, mask, c.sqrt_a, c.sqrt_1ma);
+    Tensor eps, grad;
+    eps_and_guidance(x, y, t, guided, eps, grad);
+    noise.normal(fresh);
+    be.mdps_step(x, y, eps, grad.defined() ? &grad : nullptr, step_mask, &fresh, c, x_next, &x0);
+    std::swap(x, x_next);
+    if (on_step) on_step(int(i), t, x, x0);
+  }
+  return x;
+}
+
+Tensor threshold_mask(const Tensor& maps, float lambda, float lo, float hi) {
+  Tensor m = Tensor::empty(maps.shape());
+  std::vector<float> v = maps.to_vector();
+  float thr = lo + lambda * (hi - lo);
+  float* pm = m.data();
+  for (size_t i = 0; i < v.size(); ++i) pm[i] = v[i] > thr ? 1.f : 0.f;
+  return m.to(maps.backend());
+}
+
+Tensor threshold_mask(const Tensor& maps, float lambda) {
+  MDPS_CHECK(maps.ndim() == 4 && maps.dim(1) == 1, "threshold_mask: maps ", maps.describe(), " are not [N,1,H,W]");
+  const int64_t N = maps.dim(0);
+  std::vector<Tensor> parts;
+  Tensor out = Tensor::empty(maps.shape(), maps.backend());
+  for (int64_t n = 0; n < N; ++n) {
+    std::vector<float> v = maps[n].to_vector();
+    auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    Tensor mn = threshold_mask(maps[n], lambda, *lo, *hi);
+    Tensor dst = out[n];
+    dst.copy_from(mn);
+  }
+  return out;
+}
+
+Tensor pixel_anomaly_map(const Tensor& a, const Tensor& b) {
+  MDPS_CHECK(a.shape() == b.shape() && a.ndim() == 4 && a.dim(1) == 3, "pixel map: images ", a.describe(), " and ",
+             b.describe());
+  static const float kStd[3] = {0.229f, 0.224f, 0.225f};
+  const int64_t N = a.dim(0), HW = a.dim(2) * a.dim(3);
+  std::vector<float> va = a.to_vector(), vb = b.to_vector();
+  Tensor out = Tensor::empty({N, 1, a.dim(2), a.dim(3)});
+  float* po = out.data();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < HW; ++i) {
+      float acc = 0;
+      for (int c = 0; c < 3; ++c) {
+        size_t k = size_t((n * 3 + c) * HW + i);
+        // ((a+1)/2 - mean)/std - ((b+1)/2 - mean)/std, in the authors' order
+        float na = ((va[k] + 1.f) / 2.f - (c == 0 ? 0.485f : c == 1 ? 0.456f : 0.406f)) / kStd[c];
+        float nb = ((vb[k] + 1.f) / 2.f - (c == 0 ? 0.485f : c == 1 ? 0.456f : 0.406f)) / kStd[c];
+        acc += std::fabs(na - nb);
+      }
+      po[n * HW + i] = acc / 3.f;
+    }
+  return out.to(a.backend());
+}
+
+}  // namespace mdps

@@ -1,0 +1,82 @@
+// SiLU and last-dimension softmax with their backward ops.
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_util.h"
+
+namespace mdps {
+
+void CpuBackend::silu(const Tensor& x, Tensor& y) {
+  cpu::check_cpu(x, "silu input");
+  check_shape(y, x.shape(), "silu output");
+  const float* X = x.data();
+  float* Y = y.data();
+  cpu::parallel_elems(x.numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) Y[i] = cpu::siluf(X[i]);
+  });
+}
+
+void CpuBackend::silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
+  cpu::check_cpu(x, "silu_backward input");
+  check_shape(dy, x.shape(), "silu_backward dy");
+  check_shape(dx, x.shape(), "silu_backward dx");
+  const float* X = x.data();
+  const float* DY = dy.data();
+  float* DX = dx.data();
+  // d/dx x s(x) = s(x) (1 + x (1 - s(x)))
+  cpu::parallel_elems(x.numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float s = cpu::sigmoidf(X[i]);
+      DX[i] = DY[i] * s * (1.f + X[i] * (1.f - s));
+    }
+  });
+}
+
+void CpuBackend::softmax(const Tensor& x, Tensor& y) {
+  cpu::check_cpu(x, "softmax input");
+  MDPS_CHECK(x.ndim() >= 1, "softmax: input must have at least one dimension");
+  check_shape(y, x.shape(), "softmax output");
+  const int64_t L = x.dim(-1);
+  if (L == 0) return;
+  const int64_t rows = x.numel() / L;
+  const float* X = x.data();
+  float* Y = y.data();
+  cpu::parallel_rows(rows, L, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* xr = X + r * L;
+      float* yr = Y + r * L;
+      float mx = xr[0];
+      for (int64_t i = 1; i < L; ++i) mx = std::max(mx, xr[i]);
+      for (int64_t i = 0; i < L; ++i) yr[i] = cpu::fast_exp(xr[i] - mx);
+      double s = 0;
+      for (int64_t i = 0; i < L; ++i) s += yr[i];
+      float inv = float(1.0 / s);
+      for (int64_t i = 0; i < L; ++i) yr[i] *= inv;
+    }
+  });
+}
+
+void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  cpu::check_cpu(y, "softmax_backward y");
+  MDPS_CHECK(y.ndim() >= 1, "softmax_backward: y must have at least one dimension");
+  check_shape(dy, y.shape(), "softmax_backward dy");
+  check_shape(dx, y.shape(), "softmax_backward dx");
+  const int64_t L = y.dim(-1);
+  if (L == 0) return;
+  const int64_t rows = y.numel() / L;
+  const float* Yp = y.data();
+  const float* DY = dy.data();
+  float* DX = dx.data();
+  // dx = y * (dy - sum(dy * y))
+  cpu::parallel_rows(rows, L, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* yr = Yp + r * L;
+      const float* dyr = DY + r * L;
+      float* dxr = DX + r * L;
+      double s = 0;
+      for (int64_t i = 0; i < L; ++i) s += double(dyr[i]) * yr[i];
+      float fs = float(s);
+      for (int64_t i = 0; i < L; ++i) dxr[i] = yr[i] * (dyr[i] - fs);
+    }
+  });
+}
+
+}  // namespace mdps

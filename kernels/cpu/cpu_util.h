@@ -1,0 +1,148 @@
+// Helpers shared by the CPU op files: work splitting, BLAS threading, and a
+// per-thread scratch buffer for im2col.
+#pragma once
+#include "engine/common.h"
+#include "engine/tensor.h"
+#include "engine/thread_pool.h"
+#include <cblas.h>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace mdps::cpu {
+
+// Below this many elements a parallel chunk costs more to hand out than to run.
+constexpr int64_t kGrain = 16384;
+
+// f(begin, end) over `rows` rows of `row_len` elements each, chunks of >= kGrain elements.
+template <typename F>
+void parallel_rows(int64_t rows, int64_t row_len, F&& f) {
+  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, row_len));
+  parallel_for(rows, [&](int64_t b, int64_t e) { f(b, e); }, grain);
+}
+
+// f(begin, end) over n flat elements.
+template <typename F>
+void parallel_elems(int64_t n, F&& f) {
+  parallel_for(n, [&](int64_t b, int64_t e) { f(b, e); }, kGrain);
+}
+
+// While alive, OpenBLAS runs single-threaded so that our pool can run one
+// product per worker without the two thread teams fighting over the cores.
+class BlasSingleThread {
+ public:
+  BlasSingleThread() : saved_(openblas_get_num_threads()) {
+    if (saved_ != 1) openblas_set_num_threads(1);
+  }
+  ~BlasSingleThread() {
+    if (saved_ != 1) openblas_set_num_threads(saved_);
+  }
+  BlasSingleThread(const BlasSingleThread&) = delete;
+  BlasSingleThread& operator=(const BlasSingleThread&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Row-major sgemm: C[M,N] = alpha op(A) op(B) + beta C.
+inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N),
+              int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+// A growable buffer owned by the calling thread; reused across calls so the
+// large im2col matrices are not faulted in again on every convolution.
+inline float* scratch(size_t n, int slot = 0) {
+  thread_local std::vector<float> bufs[2];
+  auto& b = bufs[slot];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+// Requires a CPU float tensor; `what` names it in the error.
+inline void check_cpu(const Tensor& t, const char* what) {
+  MDPS_CHECK(t.defined(), what, ": tensor is undefined");
+  MDPS_CHECK(t.device() == Device::CPU, what, ": expected a CPU tensor, got ", t.describe());
+  MDPS_CHECK(t.dtype() == DType::F32, what, ": expected f32, got ", t.describe());
+}
+
+// expf in straight-line arithmetic so that loops calling it auto-vectorise
+// (std::exp does not without -ffast-math). Cephes' range reduction and
+// polynomial: within 1 ulp of expf for x in [-87.33, 88.37]; below that it
+// returns 0 (expf would give a denormal) and above it inf.
+inline float fast_exp(float x) {
+  const float hi = 88.3762626647949f, lo = -87.3365447504f;
+  float xc = std::min(std::max(x, lo), hi);
+  // Round to nearest by the 1.5*2^23 trick (std::nearbyint/floor block vectorisation).
+  float fx = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;
+  float r = xc - fx * 0.693359375f;
+  r = r - fx * -2.12194440e-4f;
+  float z = r * r;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * z + r + 1.f;
+  int32_t e = (int32_t(fx) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &e, sizeof scale);
+  y *= scale;
+  y = x < lo ? 0.f : y;
+  return x > hi ? INFINITY : y;
+}
+
+// Reductions with 8 independent accumulators, so the compiler can keep them in
+// vector registers without reassociating (no -ffast-math needed).
+inline double sum_d(const float* x, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += double(x[i + k]);
+  double s = 0;
+  for (; i < n; ++i) s += double(x[i]);
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  return s;
+}
+// sum (x - mu)^2
+inline double sum_sq_dev_d(const float* x, int64_t n, double mu) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      double t = double(x[i + k]) - mu;
+      acc[k] += t * t;
+    }
+  double s = 0;
+  for (; i < n; ++i) {
+    double t = double(x[i]) - mu;
+    s += t * t;
+  }
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  return s;
+}
+inline float max_f(const float* x, int64_t n) {
+  float acc[16];
+  for (int k = 0; k < 16; ++k) acc[k] = -INFINITY;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) acc[k] = acc[k] > x[i + k] ? acc[k] : x[i + k];
+  float m = -INFINITY;
+  for (; i < n; ++i) m = m > x[i] ? m : x[i];
+  for (int k = 0; k < 16; ++k) m = m > acc[k] ? m : acc[k];
+  return m;
+}
+
+inline float sigmoidf(float x) { return 1.f / (1.f + fast_exp(-x)); }
+inline float siluf(float x) { return x / (1.f + fast_exp(-x)); }
+
+}  // namespace mdps::cpu

@@ -1,0 +1,173 @@
+// Group normalisation (PyTorch semantics: biased variance, eps inside the
+// square root), optionally fused with a following SiLU, and its backward.
+// Statistics are accumulated in double; work is split over (sample, group).
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_util.h"
+
+namespace mdps {
+
+namespace {
+
+struct GnDims {
+  int64_t N, C, HW, G, Cg;
+};
+
+GnDims gn_dims(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, const char* op) {
+  cpu::check_cpu(x, op);
+  MDPS_CHECK(x.ndim() >= 2, op, ": input must be [N, C, ...], got ", shape_str(x.shape()));
+  int64_t N = x.dim(0), C = x.dim(1);
+  MDPS_CHECK(groups >= 1 && C % groups == 0, op, ": ", C, " channels do not split into ", groups, " groups");
+  check_shape(gamma, {C}, cat(op, " gamma"));
+  check_shape(beta, {C}, cat(op, " beta"));
+  int64_t HW = N * C != 0 ? x.numel() / (N * C) : 0;
+  return {N, C, HW, groups, C / groups};
+}
+
+}  // namespace
+
+void CpuBackend::group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
+                            bool silu, Tensor& y, Tensor& mean, Tensor& rstd) {
+  GnDims d = gn_dims(x, gamma, beta, groups, "group_norm");
+  check_shape(y, x.shape(), "group_norm output");
+  check_shape(mean, {d.N * d.G}, "group_norm mean");
+  check_shape(rstd, {d.N * d.G}, "group_norm rstd");
+  MDPS_CHECK(eps >= 0.f, "group_norm: negative eps ", eps);
+  const float* X = x.data();
+  const float* Ga = gamma.data();
+  const float* Be = beta.data();
+  float* Y = y.data();
+  float* M = mean.data();
+  float* R = rstd.data();
+  const int64_t len = d.Cg * d.HW;
+  cpu::parallel_rows(d.N * d.G, len, [&](int64_t b, int64_t e) {
+    for (int64_t ng = b; ng < e; ++ng) {
+      const float* xg = X + ng * len;
+      float* yg = Y + ng * len;
+      double s = 0;
+      for (int64_t i = 0; i < len; ++i) s += xg[i];
+      double mu = len ? s / double(len) : 0.0;
+      double ss = 0;
+      for (int64_t i = 0; i < len; ++i) {
+        double t = double(xg[i]) - mu;
+        ss += t * t;
+      }
+      double var = len ? ss / double(len) : 0.0;
+      double r = 1.0 / std::sqrt(var + double(eps));
+      M[ng] = float(mu);
+      R[ng] = float(r);
+      int64_t c0 = (ng % d.G) * d.Cg;
+      for (int64_t cl = 0; cl < d.Cg; ++cl) {
+        int64_t c = c0 + cl;
+        // y = x * a + bias, a = rstd * gamma, bias = beta - mean * a
+        float a = float(r * double(Ga[c]));
+        float bias = float(double(Be[c]) - mu * r * double(Ga[c]));
+        const float* xc = xg + cl * d.HW;
+        float* yc = yg + cl * d.HW;
+        if (silu) {
+          for (int64_t i = 0; i < d.HW; ++i) {
+            yc[i] = cpu::siluf(xc[i] * a + bias);
+          }
+        } else {
+          for (int64_t i = 0; i < d.HW; ++i) yc[i] = xc[i] * a + bias;
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                     const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
+                                     Tensor* dgamma, Tensor* dbeta) {
+  GnDims d = gn_dims(x, gamma, beta, groups, "group_norm_backward");
+  check_shape(dy, x.shape(), "group_norm_backward dy");
+  check_shape(mean, {d.N * d.G}, "group_norm_backward mean");
+  check_shape(rstd, {d.N * d.G}, "group_norm_backward rstd");
+  if (dx) check_shape(*dx, x.shape(), "group_norm_backward dx");
+  if (dgamma) check_shape(*dgamma, {d.C}, "group_norm_backward dgamma");
+  if (dbeta) check_shape(*dbeta, {d.C}, "group_norm_backward dbeta");
+  const float* X = x.data();
+  const float* DY = dy.data();
+  const float* Ga = gamma.data();
+  const float* Be = beta.data();
+  const float* M = mean.data();
+  const float* R = rstd.data();
+  float* DX = dx ? dx->data() : nullptr;
+  const int64_t len = d.Cg * d.HW;
+
+  // Per (n, c): sum dz and sum dz * xhat, where dz is the gradient reaching the
+  // normalised-and-affine output (through SiLU's derivative when fused).
+  std::vector<double> sum_dz(size_t(d.N * d.C)), sum_dzx(size_t(d.N * d.C));
+
+  cpu::parallel_rows(d.N * d.G, len, [&](int64_t b, int64_t e) {
+    std::vector<float> dz(size_t(d.HW));
+    for (int64_t ng = b; ng < e; ++ng) {
+      const int64_t n = ng / d.G, c0 = (ng % d.G) * d.Cg;
+      const float mu = M[ng], r = R[ng];
+      const float* xg = X + ng * len;
+      const float* dyg = DY + ng * len;
+      // The gradient through SiLU needs the pre-activation z = xhat*gamma + beta.
+      auto load_dz = [&](int64_t cl) {
+        int64_t c = c0 + cl;
+        const float* xc = xg + cl * d.HW;
+        const float* dyc = dyg + cl * d.HW;
+        if (silu) {
+          for (int64_t i = 0; i < d.HW; ++i) {
+            float z = (xc[i] - mu) * r * Ga[c] + Be[c];
+            float sg = cpu::sigmoidf(z);
+            dz[size_t(i)] = dyc[i] * sg * (1.f + z * (1.f - sg));
+          }
+        } else {
+          for (int64_t i = 0; i < d.HW; ++i) dz[size_t(i)] = dyc[i];
+        }
+      };
+      double g1 = 0, g2 = 0;  // sum over the group of gamma*dz and gamma*dz*xhat
+      for (int64_t cl = 0; cl < d.Cg; ++cl) {
+        load_dz(cl);
+        const float* xc = xg + cl * d.HW;
+        double s1 = 0, s2 = 0;
+        for (int64_t i = 0; i < d.HW; ++i) {
+          double xh = (double(xc[i]) - mu) * r;
+          s1 += dz[size_t(i)];
+          s2 += dz[size_t(i)] * xh;
+        }
+        int64_t c = c0 + cl;
+        sum_dz[size_t(n * d.C + c)] = s1;
+        sum_dzx[size_t(n * d.C + c)] = s2;
+        g1 += s1 * Ga[c];
+        g2 += s2 * Ga[c];
+      }
+      if (!DX) continue;
+      // dx = rstd * (gamma dz - mean(gamma dz) - xhat * mean(gamma dz xhat))
+      const double m1 = len ? g1 / double(len) : 0.0, m2 = len ? g2 / double(len) : 0.0;
+      float* dxg = DX + ng * len;
+      for (int64_t cl = 0; cl < d.Cg; ++cl) {
+        load_dz(cl);
+        int64_t c = c0 + cl;
+        const float* xc = xg + cl * d.HW;
+        float* dxc = dxg + cl * d.HW;
+        const float gr = Ga[c] * r;
+        const float fm1 = float(m1 * r), fm2 = float(m2 * r);
+        for (int64_t i = 0; i < d.HW; ++i) {
+          float xh = (xc[i] - mu) * r;
+          dxc[i] = dz[size_t(i)] * gr - fm1 - xh * fm2;
+        }
+      }
+    }
+  });
+
+  if (dgamma || dbeta) {
+    float* DG = dgamma ? dgamma->data() : nullptr;
+    float* DB = dbeta ? dbeta->data() : nullptr;
+    for (int64_t c = 0; c < d.C; ++c) {
+      double sg = 0, sb = 0;
+      for (int64_t n = 0; n < d.N; ++n) {
+        sg += sum_dzx[size_t(n * d.C + c)];
+        sb += sum_dz[size_t(n * d.C + c)];
+      }
+      if (DG) DG[c] = float(sg);
+      if (DB) DB[c] = float(sb);
+    }
+  }
+}
+
+}  // namespace mdps
