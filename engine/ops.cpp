@@ -1,9 +1,12 @@
 #include "engine/ops.h"
+#include <atomic>
 #include <cmath>
 
 namespace mdps::ops {
 
 namespace {
+std::atomic<int64_t> g_flops{0};
+void count_flops(int64_t f) { g_flops.fetch_add(f, std::memory_order_relaxed); }
 
 Tensor like(const Tensor& t) { return Tensor::empty(t.shape(), t.backend()); }
 Tensor empty_on(const Tensor& t, const Shape& s) { return Tensor::empty(s, t.backend()); }
@@ -20,6 +23,9 @@ float host_scalar(const Tensor& t) { return t.at(0); }
 
 }  // namespace
 
+int64_t flop_count() { return g_flops.load(); }
+void reset_flop_count() { g_flops.store(0); }
+
 Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
@@ -30,6 +36,8 @@ Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
              w.value.describe());
   Tensor y = empty_on(x.value, {xs[0], ws[0], conv_out_size(xs[2], ws[2], g), conv_out_size(xs[3], ws[3], g)});
   be.conv2d(x.value, w.value, b ? &b->value : nullptr, y, g);
+  const int64_t conv_flops = 2 * y.numel() * ws[1] * ws[2] * ws[3];
+  count_flops(conv_flops);
   auto xc = x.cell, wc = w.cell;
   auto bc = b ? b->cell : nullptr;
   // The data gradient needs the weight, the weight gradient needs the input.
@@ -39,6 +47,7 @@ Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
     if (xc) {
       Tensor dx = new_grad(*xc, xshape, be);
       be.conv2d_backward_data(gy, keep_w, dx, g);
+      count_flops(conv_flops);
       accumulate_grad(*xc, dx);
     }
     if (wc || bc) {
@@ -47,6 +56,7 @@ Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
       if (bc) db = new_grad(*bc, bshape, be);
       if (wc) {
         be.conv2d_backward_weight(gy, keep_x, dw, bc ? &db : nullptr, g);
+        count_flops(conv_flops);
       } else {
         // Bias only: its gradient is the output gradient summed over N, H, W.
         Tensor per = Tensor::empty({gy.dim(0), gy.dim(1)}, be);
@@ -68,6 +78,8 @@ Var linear(const Var& x, const Var& w, const Var* b) {
   const Shape bshape = b ? b->shape() : Shape{};
   Tensor y = empty_on(x.value, {x.value.dim(0), w.value.dim(0)});
   be.linear(x.value, w.value, b ? &b->value : nullptr, y);
+  const int64_t lin_flops = 2 * y.numel() * w.value.dim(1);
+  count_flops(lin_flops);
   auto xc = x.cell, wc = w.cell;
   auto bc = b ? b->cell : nullptr;
   Tensor keep_w = xc ? w.value : Tensor();
@@ -82,6 +94,7 @@ Var linear(const Var& x, const Var& w, const Var* b) {
     Tensor xv = keep_x.defined() ? keep_x : Tensor::empty(xs, be);
     Tensor wv = keep_w.defined() ? keep_w : Tensor::empty(ws, be);
     be.linear_backward(gy, xv, wv, xc ? &dx : nullptr, wc ? &dw : nullptr, bc ? &db : nullptr);
+    count_flops(lin_flops * ((xc ? 1 : 0) + (wc ? 1 : 0)));
     if (xc) accumulate_grad(*xc, dx);
     if (wc) accumulate_grad(*wc, dw);
     if (bc) accumulate_grad(*bc, db);
@@ -294,6 +307,8 @@ Var qkv_attention(const Var& qkv, int heads) {
   // a[bh, c, t] = sum_s v[c,s] w[t,s]
   Tensor a = empty_on(qkv.value, {B, heads * ch, L});
   be.gemm(false, true, ch, L, L, 1.f, v, L, sqkv, w.data(), L, L * L, 0.f, a.data(), L, ch * L, BH);
+  const int64_t att_flops = 2 * 2 * BH * L * L * ch;
+  count_flops(att_flops);
   auto qc = qkv.cell;
   Tensor qkv_v = qkv.value;
   return finish(std::move(a), {&qkv}, [=, &be](const Tensor& ga) {
@@ -316,6 +331,7 @@ Var qkv_attention(const Var& qkv, int heads) {
     be.gemm(false, true, ch, L, L, sc2, k, L, sqkv, ds.data(), L, L * L, 0.f, dq, L, sqkv, BH);
     be.gemm(false, false, ch, L, L, sc2, q, L, sqkv, ds.data(), L, L * L, 0.f, dk, L, sqkv, BH);
     accumulate_grad(*qc, dqkv);
+    count_flops(2 * att_flops);
   });
 }
 

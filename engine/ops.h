@@ -6,6 +6,12 @@
 
 namespace mdps::ops {
 
+// Floating-point operations of the products the ops ran (conv, linear,
+// attention), counted as 2 per multiply-add, forward and backward alike.
+// For benchmarks: reset, run, read.
+int64_t flop_count();
+void reset_flop_count();
+
 Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g = {});
 Var linear(const Var& x, const Var& w, const Var* b);
 // GroupNorm(groups, eps) with affine gamma/beta; silu=true fuses SiLU after it.

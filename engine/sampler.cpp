@@ -32,7 +32,7 @@ Sampler::Sampler(const UNet& model, const SamplerSettings& settings) : model_(mo
 }
 
 void Sampler::eps_and_guidance(const Tensor& x, const Tensor& y, int t, bool want_grad, Tensor& eps,
-                               Tensor& grad) const {
+                               Tensor& grad, int64_t repeat_size) const {
   Backend& be = x.backend();
   const int64_t N = x.dim(0);
   Tensor tt = Tensor::full({N}, float(t));
@@ -62,13 +62,17 @@ void Sampler::eps_and_guidance(const Tensor& x, const Tensor& y, int t, bool wan
     be.scale(d, 2.f, G);
   } else {
     const int64_t g = settings_.group;
+    const int64_t rep = repeat_size > 0 ? repeat_size : N;
+    MDPS_CHECK(N % rep == 0, "guidance: batch ", N, " is not a whole number of repeats of ", rep);
     Tensor ss = Tensor::empty({1}, be);
-    for (int64_t b = 0; b < N; b += g) {
-      int64_t e = std::min(N, b + g);
+    for (int64_t b = 0; b < N;) {
+      // groups of g consecutive images, restarted at every repeat boundary
+      int64_t e = std::min({N, b + g, (b / rep + 1) * rep});
       Tensor dg = d.slice_batch(b, e), Gg = G.slice_batch(b, e);
       be.sum_squares(dg, ss);
       float norm = std::sqrt(ss.at(0));
       be.scale(dg, norm > 0 ? 1.f / norm : 0.f, Gg);
+      b = e;
     }
   }
   // Chain rule through x0_prior: direct G/sa, and -s1a/sa G through eps.
@@ -84,7 +88,7 @@ void Sampler::eps_and_guidance(const Tensor& x, const Tensor& y, int t, bool wan
 }
 
 Tensor Sampler::sample(const Tensor& y, const Tensor& mask, const RoundSettings& round, NoiseSource& noise,
-                       const StepCallback& on_step) const {
+                       const StepCallback& on_step, int64_t repeat_size) const {
   Backend& be = y.backend();
   MDPS_CHECK(y.ndim() == 4, "sampler: observation ", y.describe(), " is not NCHW");
   if (mask.defined()) check_shape(mask, {y.dim(0), 1, y.dim(2), y.dim(3)}, "sampler mask");
@@ -118,13 +122,69 @@ Tensor Sampler::sample(const Tensor& y, const Tensor& mask, const RoundSettings&
 
     if (authors_masked) be.replace_normal(x, y, z, mask, c.sqrt_a, c.sqrt_1ma);
     Tensor eps, grad;
-    eps_and_guidance(x, y, t, guided, eps, grad);
+    eps_and_guidance(x, y, t, guided, eps, grad, repeat_size);
     noise.normal(fresh);
     be.mdps_step(x, y, eps, grad.defined() ? &grad : nullptr, step_mask, &fresh, c, x_next, &x0);
     std::swap(x, x_next);
     if (on_step) on_step(int(i), t, x, x0);
   }
   return x;
+}
+
+Tensor repeat_batch(const Tensor& x, int times) {
+  MDPS_CHECK(times >= 1, "repeat count must be >= 1, got ", times);
+  if (times == 1) return x;
+  Shape s = x.shape();
+  const int64_t n = s[0];
+  s[0] *= times;
+  Tensor out = Tensor::empty(s, x.backend());
+  for (int r = 0; r < times; ++r) {
+    Tensor dst = out.slice_batch(r * n, (r + 1) * n);
+    dst.copy_from(x);
+  }
+  return out;
+}
+
+Tensor mean_over_repeats(const Tensor& x, int times) {
+  if (times == 1) return x;
+  Shape s = x.shape();
+  MDPS_CHECK(s[0] % times == 0, "mean over ", times, " repeats of ", x.describe());
+  const int64_t n = s[0] / times;
+  s[0] = n;
+  Tensor out = Tensor::zeros(s, x.backend());
+  for (int r = 0; r < times; ++r) x.backend().axpby(1.f / float(times), x.slice_batch(r * n, (r + 1) * n), 1.f, out);
+  return out;
+}
+
+MdpsOutput run_mdps(const Sampler& sampler, const Tensor& y, const MdpsRounds& rounds, NoiseSource& noise,
+                    const AnomalyMapFn& map_fn, const Tensor& given_mask) {
+  MDPS_CHECK(rounds.samples >= 1, "--samples must be >= 1, got ", rounds.samples);
+  const int ns = rounds.samples;
+  const int64_t n = y.dim(0);
+  Tensor ys = repeat_batch(y, ns);
+  MdpsOutput out;
+  Tensor mask = given_mask;
+  if (!mask.defined() && rounds.round1.t_start > 0) {
+    out.round1 = sampler.sample(ys, Tensor(), rounds.round1, noise, nullptr, n);
+    MDPS_CHECK(map_fn, "run_mdps: a mask round needs an anomaly-map function");
+    // Eq. 19: the map is averaged over the Ns posterior samples.
+    Tensor maps;
+    for (int r = 0; r < ns; ++r) {
+      Tensor m = map_fn(y, out.round1.slice_batch(r * n, (r + 1) * n));
+      if (!maps.defined()) {
+        maps = Tensor::zeros(m.shape(), m.backend());
+      }
+      m.backend().axpby(1.f / float(ns), m, 1.f, maps);
+    }
+    mask = threshold_mask(maps, rounds.lambda);
+  }
+  if (mask.defined()) {
+    out.mask = mask;
+    out.recon = sampler.sample(ys, repeat_batch(mask, ns), rounds.round2, noise, nullptr, n);
+  } else {
+    out.recon = sampler.sample(ys, Tensor(), rounds.round2, noise, nullptr, n);
+  }
+  return out;
 }
 
 Tensor threshold_mask(const Tensor& maps, float lambda, float lo, float hi) {

@@ -46,12 +46,15 @@ class Sampler {
   // One round over observations y [N,3,H,W]. mask [N,1,H,W] (1 = resample) or
   // undefined for m = 1. Draws, in order: the start noise z [N,3,H,W] (also the
   // fixed z of the authors' masked variant), then one fresh noise per step.
+  // With Ns posterior samples stacked along the batch, repeat_size is the
+  // batch of one repeat: guidance groups never span two repeats.
   Tensor sample(const Tensor& y, const Tensor& mask, const RoundSettings& round, NoiseSource& noise,
-                const StepCallback& on_step = nullptr) const;
+                const StepCallback& on_step = nullptr, int64_t repeat_size = 0) const;
 
   // The guidance gradient of the configured norm at x_t, and eps_theta(x_t, t)
   // from the same taped forward. grad is undefined when rho = 0 (no tape).
-  void eps_and_guidance(const Tensor& x, const Tensor& y, int t, bool want_grad, Tensor& eps, Tensor& grad) const;
+  void eps_and_guidance(const Tensor& x, const Tensor& y, int t, bool want_grad, Tensor& eps, Tensor& grad,
+                        int64_t repeat_size = 0) const;
 
   const SamplerSettings& settings() const { return settings_; }
 
@@ -70,6 +73,21 @@ struct MdpsRounds {
   int samples = 1;  // Ns posterior samples per image
 };
 using AnomalyMapFn = std::function<Tensor(const Tensor& y, const Tensor& recon)>;
+
+// Runs the protocol on observations y [N,3,H,W]: round 1 unmasked (unless its
+// t_start is 0), the mask from map_fn, round 2 masked; Ns samples stacked.
+// A given mask ([N,1,H,W]) skips round 1.
+struct MdpsOutput {
+  Tensor recon;  // [Ns*N,3,H,W], repeat r of image n at r*N + n
+  Tensor mask;   // [N,1,H,W] (undefined for a single unmasked round)
+  Tensor round1; // round-1 reconstructions [Ns*N,...] (undefined if no round 1)
+};
+MdpsOutput run_mdps(const Sampler& sampler, const Tensor& y, const MdpsRounds& rounds, NoiseSource& noise,
+                    const AnomalyMapFn& map_fn, const Tensor& given_mask = Tensor());
+// Repeats a batch Ns times along dim 0.
+Tensor repeat_batch(const Tensor& x, int times);
+// Mean over the Ns repeats of [Ns*N,...] -> [N,...].
+Tensor mean_over_repeats(const Tensor& x, int times);
 
 // Per-image mask from an anomaly map [N,1,H,W].
 Tensor threshold_mask(const Tensor& maps, float lambda);

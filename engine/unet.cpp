@@ -322,6 +322,17 @@ UNetConfig UNet::config_from_file(const SafeTensorsFile& file) {
   return UNetConfig::from_json(it->second);
 }
 
+std::unique_ptr<UNet> UNet::from_file(const std::string& path, Backend& backend) {
+  SafeTensorsFile f = SafeTensorsFile::open(path);
+  auto net = std::make_unique<UNet>(config_from_file(f), backend);
+  std::string prefix;
+  if (!f.has("time_embedding.1.weight") && !f.has("module.time_embedding.1.weight") &&
+      (f.has("unet.time_embedding.1.weight") || f.has("unet.module.time_embedding.1.weight")))
+    prefix = "unet.";
+  net->load(f, prefix);
+  return net;
+}
+
 void UNet::init_random(uint64_t seed) {
   // PyTorch's defaults: Conv/Linear weights and biases uniform in
   // +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)); GroupNorm 1 and 0.

@@ -4,6 +4,7 @@
 #pragma once
 #include "engine/autograd.h"
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,9 @@ class UNet {
   void init_random(uint64_t seed);
   // The config stored in a model file's metadata (`unet_config`).
   static UNetConfig config_from_file(const SafeTensorsFile& file);
+  // A model file, checkpoint, golden file ("unet." prefix) or bundle: the
+  // config from its metadata, the weights by name.
+  static std::unique_ptr<UNet> from_file(const std::string& path, Backend& backend);
 
  private:
   struct ResBlock {

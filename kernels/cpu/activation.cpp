@@ -43,11 +43,9 @@ void CpuBackend::softmax(const Tensor& x, Tensor& y) {
     for (int64_t r = b; r < e; ++r) {
       const float* xr = X + r * L;
       float* yr = Y + r * L;
-      float mx = xr[0];
-      for (int64_t i = 1; i < L; ++i) mx = std::max(mx, xr[i]);
+      const float mx = cpu::max_f(xr, L);
       for (int64_t i = 0; i < L; ++i) yr[i] = cpu::fast_exp(xr[i] - mx);
-      double s = 0;
-      for (int64_t i = 0; i < L; ++i) s += yr[i];
+      double s = cpu::sum_d(yr, L);
       float inv = float(1.0 / s);
       for (int64_t i = 0; i < L; ++i) yr[i] *= inv;
     }
@@ -71,9 +69,7 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx)
       const float* yr = Yp + r * L;
       const float* dyr = DY + r * L;
       float* dxr = DX + r * L;
-      double s = 0;
-      for (int64_t i = 0; i < L; ++i) s += double(dyr[i]) * yr[i];
-      float fs = float(s);
+      const float fs = float(cpu::dot_d(dyr, yr, L));
       for (int64_t i = 0; i < L; ++i) dxr[i] = yr[i] * (dyr[i] - fs);
     }
   });

@@ -219,10 +219,7 @@ void CpuBackend::conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tenso
     cpu::parallel_rows(d.Co, d.N * P, [&](int64_t cb, int64_t ce) {
       for (int64_t co = cb; co < ce; ++co) {
         double s = 0;
-        for (int64_t n = 0; n < d.N; ++n) {
-          const float* r = DY + (n * d.Co + co) * P;
-          for (int64_t i = 0; i < P; ++i) s += r[i];
-        }
+        for (int64_t n = 0; n < d.N; ++n) s += cpu::sum_d(DY + (n * d.Co + co) * P, P);
         DB[co] = float(s);
       }
     });

@@ -130,6 +130,17 @@ inline double sum_sq_dev_d(const float* x, int64_t n, double mu) {
   for (int k = 0; k < 8; ++k) s += acc[k];
   return s;
 }
+// sum a*b
+inline double dot_d(const float* a, const float* b, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += double(a[i + k]) * double(b[i + k]);
+  double s = 0;
+  for (; i < n; ++i) s += double(a[i]) * double(b[i]);
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  return s;
+}
 inline float max_f(const float* x, int64_t n) {
   float acc[16];
   for (int k = 0; k < 16; ++k) acc[k] = -INFINITY;

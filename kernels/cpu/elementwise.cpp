@@ -85,9 +85,7 @@ void CpuBackend::sum_hw(const Tensor& dy, Tensor& dv) {
   float* DV = dv.data();
   cpu::parallel_rows(N * C, HW, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
-      double s = 0;
-      for (int64_t i = 0; i < HW; ++i) s += DY[r * HW + i];
-      DV[r] = float(s);
+      DV[r] = float(cpu::sum_d(DY + r * HW, HW));
     }
   });
 }

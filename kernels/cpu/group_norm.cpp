@@ -43,32 +43,24 @@ void CpuBackend::group_norm(const Tensor& x, const Tensor& gamma, const Tensor& 
     for (int64_t ng = b; ng < e; ++ng) {
       const float* xg = X + ng * len;
       float* yg = Y + ng * len;
-      double s = 0;
-      for (int64_t i = 0; i < len; ++i) s += xg[i];
-      double mu = len ? s / double(len) : 0.0;
-      double ss = 0;
-      for (int64_t i = 0; i < len; ++i) {
-        double t = double(xg[i]) - mu;
-        ss += t * t;
-      }
-      double var = len ? ss / double(len) : 0.0;
+      // Two passes (mean, then squared deviations) in double: no cancellation.
+      double mu = len ? cpu::sum_d(xg, len) / double(len) : 0.0;
+      double var = len ? cpu::sum_sq_dev_d(xg, len, mu) / double(len) : 0.0;
       double r = 1.0 / std::sqrt(var + double(eps));
       M[ng] = float(mu);
       R[ng] = float(r);
       int64_t c0 = (ng % d.G) * d.Cg;
       for (int64_t cl = 0; cl < d.Cg; ++cl) {
         int64_t c = c0 + cl;
-        // y = x * a + bias, a = rstd * gamma, bias = beta - mean * a
-        float a = float(r * double(Ga[c]));
-        float bias = float(double(Be[c]) - mu * r * double(Ga[c]));
+        // (x - mean) first: folding the mean into a bias (x*a + (beta - mean*a))
+        // cancels badly when rstd is large, i.e. for near-constant groups.
+        const float a = float(r * double(Ga[c])), bc = Be[c], fmu = float(mu);
         const float* xc = xg + cl * d.HW;
         float* yc = yg + cl * d.HW;
         if (silu) {
-          for (int64_t i = 0; i < d.HW; ++i) {
-            yc[i] = cpu::siluf(xc[i] * a + bias);
-          }
+          for (int64_t i = 0; i < d.HW; ++i) yc[i] = cpu::siluf((xc[i] - fmu) * a + bc);
         } else {
-          for (int64_t i = 0; i < d.HW; ++i) yc[i] = xc[i] * a + bias;
+          for (int64_t i = 0; i < d.HW; ++i) yc[i] = (xc[i] - fmu) * a + bc;
         }
       }
     }
@@ -111,8 +103,9 @@ void CpuBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const Te
         const float* xc = xg + cl * d.HW;
         const float* dyc = dyg + cl * d.HW;
         if (silu) {
+          const float gr = float(double(r) * double(Ga[c]));
           for (int64_t i = 0; i < d.HW; ++i) {
-            float z = (xc[i] - mu) * r * Ga[c] + Be[c];
+            float z = (xc[i] - mu) * gr + Be[c];
             float sg = cpu::sigmoidf(z);
             dz[size_t(i)] = dyc[i] * sg * (1.f + z * (1.f - sg));
           }
@@ -124,12 +117,9 @@ void CpuBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const Te
       for (int64_t cl = 0; cl < d.Cg; ++cl) {
         load_dz(cl);
         const float* xc = xg + cl * d.HW;
-        double s1 = 0, s2 = 0;
-        for (int64_t i = 0; i < d.HW; ++i) {
-          double xh = (double(xc[i]) - mu) * r;
-          s1 += dz[size_t(i)];
-          s2 += dz[size_t(i)] * xh;
-        }
+        // sum dz*xhat = rstd * (sum dz*x - mean * sum dz)
+        double s1 = cpu::sum_d(dz.data(), d.HW);
+        double s2 = double(r) * (cpu::dot_d(dz.data(), xc, d.HW) - double(mu) * s1);
         int64_t c = c0 + cl;
         sum_dz[size_t(n * d.C + c)] = s1;
         sum_dzx[size_t(n * d.C + c)] = s2;

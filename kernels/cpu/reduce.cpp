@@ -1,23 +1,22 @@
 // Whole-tensor sums into a 1-element tensor, accumulated in double.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
-#include <mutex>
 
 namespace mdps {
 
 namespace {
-// Per-chunk double partials combined under a lock; chunks are few (one per thread).
+// Fixed blocks whose double partials are added in order: the result does not
+// depend on the thread count.
 template <typename F>
-double reduce_sum(const Tensor& x, F term) {
+double reduce_sum(const Tensor& x, F block_sum) {
   const float* X = x.data();
-  double total = 0;
-  std::mutex mu;
-  cpu::parallel_elems(x.numel(), [&](int64_t b, int64_t e) {
-    double s = 0;
-    for (int64_t i = b; i < e; ++i) s += term(double(X[i]));
-    std::lock_guard<std::mutex> lock(mu);
-    total += s;
+  const int64_t n = x.numel(), block = 65536, nblocks = (n + block - 1) / block;
+  std::vector<double> partial(size_t(nblocks), 0.0);
+  parallel_for(nblocks, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) partial[size_t(k)] = block_sum(X + k * block, std::min(block, n - k * block));
   });
+  double total = 0;
+  for (double p : partial) total += p;
   return total;
 }
 void check_out(const Tensor& out, const char* op) {
@@ -29,13 +28,13 @@ void check_out(const Tensor& out, const char* op) {
 void CpuBackend::sum(const Tensor& x, Tensor& out) {
   cpu::check_cpu(x, "sum input");
   check_out(out, "sum");
-  out.data()[0] = float(reduce_sum(x, [](double v) { return v; }));
+  out.data()[0] = float(reduce_sum(x, [](const float* p, int64_t n) { return cpu::sum_d(p, n); }));
 }
 
 void CpuBackend::sum_squares(const Tensor& x, Tensor& out) {
   cpu::check_cpu(x, "sum_squares input");
   check_out(out, "sum_squares");
-  out.data()[0] = float(reduce_sum(x, [](double v) { return v * v; }));
+  out.data()[0] = float(reduce_sum(x, [](const float* p, int64_t n) { return cpu::sum_sq_dev_d(p, n, 0.0); }));
 }
 
 }  // namespace mdps

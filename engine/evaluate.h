@@ -1,0 +1,108 @@
+// The evaluation protocol (spec sections 4-6) as a library: a data set in
+// MVTec AD / BTAD layout in, anomaly maps, image scores and every metric out,
+// plus the report files `mdps eval` writes.
+//
+// Batches of `batch` test images in file order: round 1 (Ns repeats
+// stacked), anomaly maps averaged over Ns, the mask (per image, or with
+// mask_scope "dataset" min/max over all round-1 maps of the set: two passes),
+// round 2, final maps averaged over Ns, image scores. The evaluation batch is
+// also the guidance group and the group of the eta combination's maxima.
+// Noise: Philox(seed, stream 2b) for round 1 and 2b+1 for round 2 of batch b,
+// so both mask scopes draw the same noise.
+#pragma once
+#include "engine/anomaly_map.h"
+#include "engine/dataset.h"
+#include "engine/resnet.h"
+#include "engine/sampler.h"
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mdps {
+
+struct EvalSettings {
+  SamplerSettings sampler;  // sampler.group is set to `batch`
+  MdpsRounds rounds;
+  AnomalyMapSettings map;
+  ImageScoreKind score_kind = ImageScoreKind::Authors;
+  int score_k = 500;
+  bool dataset_scope = false;  // --mask-scope dataset
+  int batch = 8;
+  int limit = 0;      // at most this many images per test type (0: all)
+  float crop = 1.f;   // centre-crop fraction of maps and masks before the metrics and scores
+  uint64_t seed = 0;
+  bool panels = true; // OUT/panels/<type>_<stem>.png
+  // Sets one value by its `mdps eval` option name without dashes (the preset
+  // keys: t-start, rho, round1-t, round1-rho, lambda, eta, skip, samples,
+  // crop, ...). Throws for an unknown key or a bad value.
+  void set(const std::string& key, const std::string& value);
+  void validate() const;
+  std::string to_json() const;
+};
+
+// Every metric as a fraction in [0,1]; NaN when undefined (e.g. one class only).
+struct EvalMetrics {
+  double image_auroc = 0, pixel_auroc = 0, aupro = 0, image_f1_max = 0, pixel_f1_max = 0;
+};
+
+// maps/masks: N images of H x W (masks nonzero = defect). Metrics that cannot
+// be computed (a single class) are NaN.
+EvalMetrics compute_metrics(const std::vector<float>& maps, const std::vector<uint8_t>& masks,
+                            const std::vector<int>& labels, const std::vector<float>& scores, int H, int W);
+
+struct EvalResult {
+  std::string name;  // category name (the root's folder name)
+  std::string layout;
+  std::vector<Sample> samples;  // evaluated images, in file order
+  std::vector<float> scores;
+  int H = 0, W = 0;             // after the crop
+  std::vector<float> maps;      // N*H*W, cropped
+  std::vector<uint8_t> masks;   // N*H*W, cropped, 0/1
+  EvalMetrics overall;
+  std::map<std::string, EvalMetrics> per_type;  // that type's images plus the good ones
+  std::map<std::string, int> type_counts;
+  double seconds = 0, seconds_per_image = 0;
+};
+
+// done images, total images, seconds since the start; pass is 1 or 2 with
+// mask_scope dataset (pass 1 only runs round 1), else 0.
+using EvalProgressFn = std::function<void(size_t done, size_t total, double seconds, int pass)>;
+
+// The test samples after --limit (at most `limit` per type, in file order).
+std::vector<Sample> limit_samples(const std::vector<Sample>& test, int limit);
+
+// Loads `samples` at the model's size and runs the protocol; writes the panels
+// into panels_dir when it is not empty. Throws for unreadable images,
+// masks whose size differs from their image, or a data set without both
+// normal and defective images.
+EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dataset& ds,
+                    const EvalSettings& settings, const std::string& panels_dir = "",
+                    const EvalProgressFn& progress = {});
+
+// report.json, images.csv, maps.safetensors into out_dir (created), each
+// written atomically. `extra` is merged into the report's settings (model
+// and features paths etc., as JSON members "key": value without braces).
+void write_eval_report(const EvalResult& r, const EvalSettings& s, const std::string& out_dir,
+                       const std::string& extra_json_members = "");
+// The text table of overall and per-type metrics.
+std::string format_eval_table(const EvalResult& r);
+// Summary over categories: summary.json into out_dir and the table as text.
+std::string write_eval_summary(const std::vector<EvalResult>& results, const std::string& out_dir);
+
+// Loads a ResNet feature extractor, finding its tensor prefix ("", "resnet.",
+// "module.", "model."); deepest layer = the largest of `layers`. Errors say
+// the file is not a ResNet.
+std::unique_ptr<ResNetFeatures> load_features(const std::string& path, const std::vector<int>& layers,
+                                              Backend& backend);
+// A U-Net from a model or checkpoint file, with an error naming the file when
+// it is not one.
+std::unique_ptr<UNet> load_unet(const std::string& path, Backend& backend);
+
+// Writes `text` to PATH.tmp.<pid> and renames it over `path`.
+void write_text_atomic(const std::string& path, const std::string& text);
+// Centre crop of an H x W plane: side round(H*crop), offset (H - side)/2.
+int crop_side(int size, float crop);
+
+}  // namespace mdps

@@ -1,0 +1,14 @@
+#include "kernels/cuda/launchers.h"
+#include "kernels/cuda/launch.h"
+#include "kernels/cuda/adam_kernel.cuh"
+
+namespace mdps::cuda {
+
+void launch_adam(float* param, const float* grad, float* m, float* v, const AdamParams& p, int64_t step, int64_t n,
+                 Stream stream) {
+  if (n == 0) return;
+  adam_kernel<<<elementwise_blocks(n), kElementwiseBlock, 0, stream>>>(param, grad, m, v, adam_scalars(p, step), n);
+  check_launch("adam");
+}
+
+}  // namespace mdps::cuda

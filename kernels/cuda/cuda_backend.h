@@ -1,0 +1,84 @@
+// The CUDA backend: device memory, one stream, cuBLAS for products and the
+// hand-written kernels of kernels/cuda/*.cu. Ops without a CUDA body yet throw
+// mdps::Error("CUDA op ... not implemented yet"); docs/gpu.md lists them.
+#pragma once
+#include "engine/backend.h"
+#include "kernels/cuda/launchers.h"
+
+namespace mdps {
+
+class CudaBackend final : public Backend {
+ public:
+  // Throws when no device can be used; cuda_backend() turns that into nullptr.
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+  const char* name() const override { return "cuda"; }
+  Device device() const override { return Device::CUDA; }
+
+  void* raw_alloc(size_t bytes) override;
+  void raw_free(void* p, size_t bytes) override;
+  void copy_host_to_device(void* dst, const void* src, size_t bytes) override;
+  void copy_device_to_host(void* dst, const void* src, size_t bytes) override;
+  void copy_device_to_device(void* dst, const void* src, size_t bytes) override;
+  void fill(Tensor& x, float value) override;
+  void synchronize() override;
+
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+            int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta, float* C, int64_t ldc,
+            int64_t stride_c, int64_t batch) override;
+  void linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) override;
+  void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
+                       Tensor* db) override;
+  void conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) override;
+  void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) override;
+  void conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) override;
+
+  void group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
+                  Tensor& y, Tensor& mean, Tensor& rstd) override;
+  void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                           const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
+                           Tensor* dgamma, Tensor* dbeta) override;
+  void silu(const Tensor& x, Tensor& y) override;
+  void silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) override;
+  void softmax(const Tensor& x, Tensor& y) override;
+  void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override;
+
+  void add(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void sub(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void mul(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void scale(const Tensor& x, float alpha, Tensor& y) override;
+  void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
+  void add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) override;
+  void sum_hw(const Tensor& dy, Tensor& dv) override;
+
+  void concat_channels(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void split_channels(const Tensor& y, Tensor* a, Tensor* b) override;
+  void avg_pool2(const Tensor& x, Tensor& y) override;
+  void avg_pool2_backward(const Tensor& dy, Tensor& dx) override;
+  void upsample_nearest2(const Tensor& x, Tensor& y) override;
+  void upsample_nearest2_backward(const Tensor& dy, Tensor& dx) override;
+
+  void sum(const Tensor& x, Tensor& out) override;
+  void sum_squares(const Tensor& x, Tensor& out) override;
+
+  void timestep_embedding(const Tensor& t, Tensor& y) override;
+  void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
+                   int64_t step) override;
+  void mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps, const Tensor* grad, const Tensor* mask,
+                 const Tensor* z, const StepCoeffs& c, Tensor& x_next, Tensor* x0_hat) override;
+  void replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
+                      float sqrt_1ma) override;
+
+  // Standard normals philox::normal_at(seed, stream_id, offset + i) into x.
+  void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset);
+
+ private:
+  void elementwise(cuda::EwOp op, const Tensor* a, const Tensor* b, Tensor& y, float alpha, float beta,
+                   int64_t b_div, int64_t b_mod, const char* what);
+
+  int device_ = 0;
+  cuda::Stream stream_ = nullptr;
+  void* cublas_ = nullptr;  // cublasHandle_t
+};
+
+}  // namespace mdps

@@ -1,0 +1,23 @@
+// Launch geometry shared by the CUDA launchers and the emulation tests, so the
+// tests run the kernels with the configuration the GPU gets.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+namespace mdps::cuda {
+
+// Threads per block of the block-reducing kernels (group norm, softmax): a
+// multiple of the warp size, which their full-warp shuffles require.
+constexpr unsigned kReduceBlock = 256;
+// Threads per block of the grid-stride elementwise kernels.
+constexpr unsigned kElementwiseBlock = 256;
+// Grid-stride kernels need no more blocks than fill the device several times.
+constexpr int64_t kMaxElementwiseBlocks = 4096;
+
+inline unsigned elementwise_blocks(int64_t n, unsigned block = kElementwiseBlock,
+                                   int64_t max_blocks = kMaxElementwiseBlocks) {
+  int64_t b = (n + block - 1) / block;
+  return unsigned(std::max<int64_t>(1, std::min(b, max_blocks)));
+}
+
+}  // namespace mdps::cuda

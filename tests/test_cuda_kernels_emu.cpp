@@ -1,0 +1,285 @@
+// The hand-written CUDA kernels compiled for the host through the emulation
+// header (kernels/cuda/emu/cuda_emu.h) and compared with the CPU backend on
+// random inputs, including sizes that are not multiples of the block size and
+// single elements. The kernels run with the launch geometry the GPU gets
+// (kernels/cuda/launch.h) and, for the grid-stride ones, also with a grid too
+// small to cover the data so every thread takes several iterations.
+#include <doctest/doctest.h>
+#include "tests/test_util.h"
+#include "engine/backend.h"
+#include "engine/noise.h"
+#include "engine/philox.h"
+#include "kernels/cuda/launch.h"
+#include "kernels/cuda/mdps_step_kernel.cuh"
+#include "kernels/cuda/replace_normal_kernel.cuh"
+#include "kernels/cuda/group_norm_kernel.cuh"
+#include "kernels/cuda/softmax_kernel.cuh"
+#include "kernels/cuda/philox_normal_kernel.cuh"
+#include "kernels/cuda/adam_kernel.cuh"
+#include "kernels/cuda/elementwise_kernel.cuh"
+#include <cstring>
+
+using namespace mdps;
+using mdps::test::random_floats;
+
+namespace {
+
+Tensor rnd(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
+  return Tensor::from_vector(s, random_floats(size_t(shape_numel(s)), seed, lo, hi));
+}
+
+// Bit-for-bit equality: the kernel and the CPU call the same MDPS_HD function.
+bool bit_equal(const Tensor& a, const Tensor& b) {
+  return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
+}
+
+// A mask of exact 0s and 1s plus fractional values (the interpolating branch).
+Tensor mask_tensor(const Shape& s, uint64_t seed) {
+  std::vector<float> v = random_floats(size_t(shape_numel(s)), seed, 0.f, 3.f);
+  for (auto& m : v) m = m < 1.f ? 0.f : (m < 2.f ? 1.f : m - 2.f);
+  return Tensor::from_vector(s, v);
+}
+
+// Geometries: the GPU's, and a grid of 2 blocks that forces grid-stride loops.
+std::vector<unsigned> grids_for(int64_t n) { return {cuda::elementwise_blocks(n), 2u}; }
+
+}  // namespace
+
+TEST_CASE("emulation: shared memory, barriers and shuffles behave as on a GPU") {
+  // Each thread writes its id to shared memory, the block synchronises, then
+  // reads its neighbour's: correct only if the barrier orders all writes first.
+  std::vector<int> out(96, -1);
+  auto kernel = [](int* o) {
+    MDPS_SHARED(int, buf, 96);
+    buf[threadIdx.x] = int(threadIdx.x) * 10 + int(blockIdx.x);
+    __syncthreads();
+    o[blockIdx.x * blockDim.x + threadIdx.x] = buf[(threadIdx.x + 1) % blockDim.x];
+  };
+  emu::launch(dim3(2), dim3(48), kernel, out.data());
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 48; ++t) CHECK(out[size_t(b * 48 + t)] == ((t + 1) % 48) * 10 + b);
+  CHECK(emu::last_launch().blocks == 2);
+  CHECK(emu::last_launch().threads == 96);
+  CHECK(emu::last_launch().barriers == 2);
+
+  // Warp shuffles: a down-shuffle tree sums each warp into lane 0.
+  std::vector<float> sums(4, 0.f);
+  auto wsum = [](float* s) {
+    float v = float(threadIdx.x);
+    v = cuda::warp_reduce(v, cuda::SumOp());
+    if (threadIdx.x % warpSize == 0) s[threadIdx.x / warpSize] = v;
+  };
+  emu::launch(dim3(1), dim3(128), wsum, sums.data());
+  for (int w = 0; w < 4; ++w) CHECK(sums[size_t(w)] == float(32 * 32 * w + 31 * 32 / 2));
+
+  // xor and indexed shuffles, and an atomic accumulation over the grid.
+  std::vector<int> xr(32), bc(32);
+  int total = 0;
+  auto k2 = [](int* x, int* b, int* t) {
+    x[threadIdx.x] = __shfl_xor_sync(MDPS_FULL_MASK, int(threadIdx.x), 1);
+    b[threadIdx.x] = __shfl_sync(MDPS_FULL_MASK, int(threadIdx.x) * 3, 5);
+    atomicAdd(t, 1);
+  };
+  emu::launch(dim3(1), dim3(32), k2, xr.data(), bc.data(), &total);
+  for (int i = 0; i < 32; ++i) {
+    CHECK(xr[size_t(i)] == (i ^ 1));
+    CHECK(bc[size_t(i)] == 15);
+  }
+  CHECK(total == 32);
+}
+
+TEST_CASE("emulation: a barrier not every thread reaches is reported, not hung") {
+  auto bad = [] {
+    if (threadIdx.x < 16) __syncthreads();
+    else {
+      float v = __shfl_down_sync(MDPS_FULL_MASK, 1.f, 1);
+      (void)v;
+    }
+  };
+  CHECK_THROWS_AS(emu::launch(dim3(1), dim3(64), bad), Error);
+}
+
+TEST_CASE("mdps_step kernel equals the CPU backend bit for bit") {
+  Backend& cpu = cpu_backend();
+  StepCoeffs c;
+  c.sqrt_a = 0.6f;
+  c.sqrt_1ma = 0.8f;
+  c.sqrt_a_next = 0.7f;
+  c.dir = 0.5f;
+  c.sigma = 0.3f;
+  c.guidance = 0.25f;
+  for (Shape s : {Shape{1, 1, 1, 1}, Shape{2, 3, 7, 5}, Shape{1, 4, 16, 16}, Shape{3, 1, 9, 11}}) {
+    for (int variant = 0; variant < 2; ++variant) {
+      const bool full = variant == 0;  // all optional inputs present, or none
+      Tensor x = rnd(s, 1), y = rnd(s, 2), e = rnd(s, 3), g = rnd(s, 4), z = rnd(s, 5);
+      Tensor m = mask_tensor({s[0], 1, s[2], s[3]}, 6);
+      Tensor ref_next = Tensor::zeros(s), ref_x0 = Tensor::zeros(s);
+      cpu.mdps_step(x, y, e, full ? &g : nullptr, full ? &m : nullptr, full ? &z : nullptr, c, ref_next,
+                    full ? &ref_x0 : nullptr);
+      for (unsigned grid : grids_for(x.numel())) {
+        CAPTURE(shape_str(s));
+        CAPTURE(grid);
+        Tensor next = Tensor::full(s, NAN), x0 = Tensor::full(s, NAN);
+        emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::mdps_step_kernel, x.data(), y.data(), e.data(),
+                    full ? g.data() : nullptr, full ? m.data() : nullptr, full ? z.data() : nullptr, c, next.data(),
+                    full ? x0.data() : nullptr, x.numel(), s[1] * s[2] * s[3], s[2] * s[3]);
+        CHECK(bit_equal(next, ref_next));
+        if (full) CHECK(bit_equal(x0, ref_x0));
+      }
+    }
+  }
+}
+
+TEST_CASE("replace_normal kernel equals the CPU backend bit for bit") {
+  for (Shape s : {Shape{1, 1, 1, 1}, Shape{2, 3, 13, 7}}) {
+    Tensor x = rnd(s, 11), y = rnd(s, 12), z = rnd(s, 13), m = mask_tensor({s[0], 1, s[2], s[3]}, 14);
+    Tensor ref = x.clone();
+    cpu_backend().replace_normal(ref, y, z, m, 0.6f, 0.8f);
+    for (unsigned grid : grids_for(x.numel())) {
+      Tensor got = x.clone();
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::replace_normal_kernel, got.data(), y.data(),
+                  z.data(), m.data(), 0.6f, 0.8f, x.numel(), s[1] * s[2] * s[3], s[2] * s[3]);
+      CHECK(bit_equal(got, ref));
+    }
+  }
+}
+
+TEST_CASE("group_norm kernel matches the CPU backend, with and without SiLU") {
+  struct Case {
+    Shape s;
+    int groups;
+  };
+  // Group lengths below, equal to and above the block size, and not multiples.
+  for (Case k : {Case{{1, 1, 1, 1}, 1}, Case{{2, 6, 5, 7}, 3}, Case{{2, 8, 16, 16}, 4}, Case{{1, 4, 3, 3}, 4}}) {
+    for (bool silu : {false, true}) {
+      CAPTURE(shape_str(k.s));
+      CAPTURE(silu);
+      const int64_t N = k.s[0], C = k.s[1], HW = k.s[2] * k.s[3];
+      // An offset mean makes the two-pass variance matter.
+      Tensor x = rnd(k.s, 21, 2.f, 5.f), gamma = rnd({C}, 22, 0.5f, 1.5f), beta = rnd({C}, 23);
+      Tensor ry = Tensor::zeros(k.s), rm = Tensor::zeros({N * k.groups}), rr = Tensor::zeros({N * k.groups});
+      cpu_backend().group_norm(x, gamma, beta, k.groups, 1e-5f, silu, ry, rm, rr);
+      Tensor y = Tensor::full(k.s, NAN), m = Tensor::full({N * k.groups}, NAN), r = Tensor::full({N * k.groups}, NAN);
+      emu::launch(dim3(unsigned(N * k.groups)), dim3(cuda::kReduceBlock), cuda::group_norm_kernel, x.data(),
+                  gamma.data(), beta.data(), y.data(), m.data(), r.data(), k.groups, C / k.groups, HW, 1e-5f, silu);
+      // float accumulation against the CPU's double: a few ulps of the data.
+      CHECK(test::max_abs_diff(m.data(), rm.data(), size_t(m.numel())) <= 4e-6);
+      CHECK(test::rel_l2(r.data(), rr.data(), size_t(r.numel())) <= 1e-5);
+      // The CPU forms x * (rstd gamma) + bias, whose rounding is a few ulps of
+      // |x rstd gamma|, not of y: large when a group is nearly constant.
+      double scale = 0;
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const int64_t ng = (i / (HW * (C / k.groups))), c = (i / HW) % C;
+        scale = std::max(scale, std::fabs(double(x.at(i)) * rr.at(ng) * gamma.at(c)) + 1.0);
+      }
+      CHECK(test::max_abs_diff(y.data(), ry.data(), size_t(y.numel())) <= 8 * scale * 6e-8);
+    }
+  }
+}
+
+TEST_CASE("softmax kernel matches the CPU backend") {
+  // Rows shorter than a warp, of one element, and longer than the block.
+  for (Shape s : {Shape{1, 1}, Shape{3, 5}, Shape{4, 256}, Shape{2, 3, 1000}}) {
+    CAPTURE(shape_str(s));
+    Tensor x = rnd(s, 31, -8.f, 8.f);
+    Tensor ref = Tensor::zeros(s);
+    cpu_backend().softmax(x, ref);
+    Tensor y = Tensor::full(s, NAN);
+    const int64_t L = s.back();
+    emu::launch(dim3(unsigned(x.numel() / L)), dim3(cuda::kReduceBlock), cuda::softmax_kernel, x.data(), y.data(), L);
+    CHECK(test::max_abs_diff(y.data(), ref.data(), size_t(y.numel())) <= 1e-6);
+    CHECK(test::rel_l2(y.data(), ref.data(), size_t(y.numel())) <= 1e-6);
+  }
+}
+
+TEST_CASE("philox_normal kernel reproduces the host stream bit for bit") {
+  // Offsets inside and at Philox blocks; lengths 1, 2, 5, and a large odd one.
+  for (uint64_t offset : {uint64_t(0), uint64_t(1), uint64_t(3), uint64_t(4), uint64_t(1) << 33}) {
+    for (int64_t n : {int64_t(1), int64_t(2), int64_t(5), int64_t(1029)}) {
+      CAPTURE(offset);
+      CAPTURE(n);
+      std::vector<float> ref(static_cast<size_t>(n)), got(static_cast<size_t>(n), NAN);
+      philox_fill_normal(ref.data(), n, 42, 7, offset);
+      const int64_t blocks4 = int64_t((((offset + uint64_t(n) - 1) >> 2) - (offset >> 2)) + 1);
+      for (unsigned grid : grids_for(blocks4)) {
+        std::fill(got.begin(), got.end(), NAN);
+        emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::philox_normal_kernel, got.data(), n,
+                    uint64_t(42), uint64_t(7), offset);
+        CHECK(std::memcmp(got.data(), ref.data(), size_t(n) * sizeof(float)) == 0);
+      }
+      CHECK(got[0] == philox::normal_at(42, 7, offset));
+    }
+  }
+}
+
+TEST_CASE("adam kernel equals the CPU backend bit for bit (Adam, Adam + L2, AdamW)") {
+  for (int64_t n : {int64_t(1), int64_t(1000)}) {
+    for (int mode = 0; mode < 4; ++mode) {
+      AdamParams p;
+      p.lr = 1e-3f;
+      p.weight_decay = mode == 0 ? 0.f : 0.05f;
+      p.decoupled = mode >= 2;
+      if (mode == 3) p.beta1 = 0.3f;  // the other branch of torch's lerp
+      CAPTURE(n);
+      CAPTURE(mode);
+      Tensor p0 = rnd({n}, 41), g = rnd({n}, 42), m0 = rnd({n}, 43, -0.1f, 0.1f), v0 = rnd({n}, 44, 0.f, 0.01f);
+      Tensor rp = p0.clone(), rm = m0.clone(), rv = v0.clone();
+      cpu_backend().adam_update(rp, g, rm, rv, p, 7);
+      for (unsigned grid : grids_for(n)) {
+        Tensor gp = p0.clone(), gm = m0.clone(), gv = v0.clone();
+        emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::adam_kernel, gp.data(), g.data(), gm.data(),
+                    gv.data(), cuda::adam_scalars(p, 7), n);
+        CHECK(bit_equal(gp, rp));
+        CHECK(bit_equal(gm, rm));
+        CHECK(bit_equal(gv, rv));
+      }
+    }
+  }
+}
+
+TEST_CASE("elementwise kernel matches the CPU backend for every op") {
+  Backend& cpu = cpu_backend();
+  const Shape s{2, 3, 5, 7};
+  const int64_t n = shape_numel(s);
+  Tensor a = rnd(s, 51, -6.f, 6.f), b = rnd(s, 52), v = rnd({2, 3}, 53);
+  struct Case {
+    cuda::EwOp op;
+    const Tensor* b;
+    int64_t b_div, b_mod;
+    float alpha, beta;
+    bool exact;  // false: SiLU's expf against the CPU's polynomial exp
+  };
+  const std::vector<Case> cases = {
+      {cuda::EwOp::Fill, nullptr, 1, n, 2.5f, 0.f, true},  {cuda::EwOp::Add, &b, 1, n, 0.f, 0.f, true},
+      {cuda::EwOp::Sub, &b, 1, n, 0.f, 0.f, true},         {cuda::EwOp::Mul, &b, 1, n, 0.f, 0.f, true},
+      {cuda::EwOp::Scale, nullptr, 1, n, -1.5f, 0.f, true}, {cuda::EwOp::Axpby, &b, 1, n, 0.7f, -0.2f, true},
+      {cuda::EwOp::Add, &v, 35, 6, 0.f, 0.f, true},        {cuda::EwOp::Silu, nullptr, 1, n, 0.f, 0.f, false},
+      {cuda::EwOp::SiluBackward, &b, 1, n, 0.f, 0.f, false}};
+  for (const Case& k : cases) {
+    CAPTURE(int(k.op));
+    Tensor ref = Tensor::zeros(s);
+    switch (k.op) {
+      case cuda::EwOp::Fill: ref.fill(k.alpha); break;
+      case cuda::EwOp::Add:
+        if (k.b == &v) cpu.add_channel_bias(a, v, ref);
+        else cpu.add(a, b, ref);
+        break;
+      case cuda::EwOp::Sub: cpu.sub(a, b, ref); break;
+      case cuda::EwOp::Mul: cpu.mul(a, b, ref); break;
+      case cuda::EwOp::Scale: cpu.scale(a, k.alpha, ref); break;
+      case cuda::EwOp::Axpby:
+        ref.copy_from(b);
+        cpu.axpby(k.alpha, a, k.beta, ref);
+        break;
+      case cuda::EwOp::Silu: cpu.silu(a, ref); break;
+      case cuda::EwOp::SiluBackward: cpu.silu_backward(a, b, ref); break;
+    }
+    for (unsigned grid : grids_for(n)) {
+      Tensor y = Tensor::full(s, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::elementwise_kernel, k.op, a.data(),
+                  k.b ? k.b->data() : nullptr, y.data(), k.alpha, k.beta, n, k.b_div, k.b_mod);
+      if (k.exact) CHECK(bit_equal(y, ref));
+      else CHECK(test::max_abs_diff(y.data(), ref.data(), size_t(n)) <= 2e-6 * 6);
+    }
+  }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mdps builds with (skips what is already there).
+# The CUDA toolkit (nvcc, cuDNN, cuBLAS) is optional and not installed here.
+set -euo pipefail
+pkgs=(cmake ninja-build g++ clang libclang-rt-dev libopenblas-dev libstb-dev libcli11-dev doctest-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_deps: all packages present"
+  exit 0
+fi
+echo "install_deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The test command (README step 2, and what CI runs): builds the release tree
+# if needed, runs every CTest suite, then the `fast` suites again under
+# ASan+UBSan, then the safetensors fuzzer for a bounded time. Each stage prints
+# its time; the whole run is budgeted well inside CI's 90 minutes on 2 cores.
+#   MDPS_SKIP_SANITIZERS=1 / MDPS_SKIP_FUZZ=1 skip those stages locally.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+JOBS=${JOBS:-2}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+status=0
+t_all=$(date +%s)
+
+stage() {  # stage NAME BUDGET_S COMMAND...
+  local name=$1 budget=$2
+  shift 2
+  local t0=$(date +%s)
+  echo "=== [$name] (budget ${budget}s)"
+  timeout --foreground "$budget" "$@"
+  local rc=$?
+  echo "=== [$name] rc=$rc, $(($(date +%s) - t0))s"
+  [ $rc -ne 0 ] && status=1
+  return $rc
+}
+
+stage configure 300 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+stage build 2400 cmake --build build -j"$JOBS"
+mkdir -p build
+stage test 1800 bash -c "ctest --test-dir build --output-on-failure -j$JOBS 2>&1 | tee build/ctest.log; exit \${PIPESTATUS[0]}"
+
+if [ -z "${MDPS_SKIP_SANITIZERS:-}" ]; then
+  stage asan-configure 300 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMDPS_SANITIZE=ON \
+    -DMDPS_CUDA=OFF -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" >/dev/null
+  stage asan-build 1800 cmake --build build-asan -j"$JOBS"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    stage asan-test 1200 bash -c "ctest --test-dir build-asan -L fast --output-on-failure -j$JOBS 2>&1 | tee build-asan/ctest.log; exit \${PIPESTATUS[0]}"
+fi
+
+if [ -z "${MDPS_SKIP_FUZZ:-}" ]; then
+  if command -v clang++ >/dev/null; then
+    stage fuzz-configure 300 env CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DMDPS_FUZZ=ON -DMDPS_BUILD_TESTS=OFF -DMDPS_CUDA=OFF >/dev/null
+    stage fuzz-build 900 cmake --build build-fuzz -j"$JOBS" --target fuzz_safetensors
+    mkdir -p build-fuzz/corpus
+    cp -n tests/fuzz/corpus/* build-fuzz/corpus/ 2>/dev/null || true
+    stage fuzz-run $((FUZZ_SECONDS + 120)) build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time="$FUZZ_SECONDS" \
+      -rss_limit_mb=2048 -max_len=65536 build-fuzz/corpus
+  else
+    echo "=== [fuzz] skipped: clang++ not found"
+  fi
+fi
+
+echo "=== all stages: $(($(date +%s) - t_all))s, status $status"
+# One closing line over both CTest runs (skipped = CUDA suites without a device).
+passed=0 failed=0 skipped=0
+for log in build/ctest.log build-asan/ctest.log; do
+  [ -f "$log" ] || continue
+  total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
+  nfail=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' "$log" | tail -1)
+  nskip=$(grep -c -E 'Not Run|\*\*\*Skipped' "$log" || true)
+  [ -n "$total" ] || continue
+  passed=$((passed + total - nfail - nskip)); failed=$((failed + nfail)); skipped=$((skipped + nskip))
+done
+[ $status -ne 0 ] && [ $failed -eq 0 ] && failed=1  # a stage failed outside CTest (build, fuzz)
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit $status
