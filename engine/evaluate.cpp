@@ -262,22 +262,11 @@ LoadedBatch load_batch(const std::vector<Sample>& samples, size_t begin, size_t 
 
 }  // namespace
 
-EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dataset& ds, const EvalSettings& st,
-                    const std::string& panels_dir, const EvalProgressFn& progress) {
+ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
+                            const EvalSettings& st, const EvalProgressFn& progress) {
   st.validate();
   Backend& be = model.backend();
   const int S = model.config().image_size;
-  EvalResult r;
-  r.name = fs::path(ds.root).filename().string();
-  if (r.name.empty()) r.name = fs::path(ds.root).parent_path().filename().string();
-  r.layout = ds.layout;
-  r.samples = limit_samples(ds.test, st.limit);
-  const size_t N = r.samples.size();
-  int normal = 0, anomalous = 0;
-  for (const auto& s : r.samples) (s.label ? anomalous : normal)++, r.type_counts[s.defect_type]++;
-  MDPS_CHECK(normal > 0 && anomalous > 0, "data set '", ds.root, "': the evaluation needs normal and defective test ",
-             "images (has ", normal, " normal and ", anomalous, " defective)");
-
   SamplerSettings ss = st.sampler;
   ss.group = st.batch;
   Sampler sampler(model, ss);
@@ -299,6 +288,11 @@ EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dat
     }
     return maps;
   };
+  auto load_checked = [&](size_t begin, size_t end) {
+    Tensor y = load(begin, end);
+    check_shape(y, {int64_t(end - begin), 3, S, S}, "evaluation batch");
+    return y.to(be);
+  };
 
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
@@ -310,8 +304,7 @@ EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dat
     round1_maps.resize(N * plane);
     for (size_t b = 0; b < nbatches; ++b) {
       size_t begin = b * B, end = std::min(N, begin + B);
-      LoadedBatch lb = load_batch(r.samples, begin, end, S);
-      Tensor y = lb.y.to(be);
+      Tensor y = load_checked(begin, end);
       PhiloxNoise noise(st.seed, 2 * b);
       Tensor rec = sampler.sample(repeat_batch(y, ns), Tensor(), st.rounds.round1, noise, nullptr, y.dim(0));
       std::vector<float> m = mean_map(y, rec).to_vector();
@@ -323,14 +316,13 @@ EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dat
     hi = *c;
   }
 
-  std::vector<float> full_maps(N * plane);
-  std::vector<uint8_t> full_masks(N * plane);
-  std::vector<std::vector<uint8_t>> recon_px(N);
+  ProtocolOutput out;
+  out.size = S;
+  out.maps.resize(N * plane);
+  out.recon.resize(N);
   for (size_t b = 0; b < nbatches; ++b) {
     size_t begin = b * B, end = std::min(N, begin + B);
-    LoadedBatch lb = load_batch(r.samples, begin, end, S);
-    std::copy(lb.masks.begin(), lb.masks.end(), full_masks.begin() + begin * plane);
-    Tensor y = lb.y.to(be);
+    Tensor y = load_checked(begin, end);
     const int64_t n = y.dim(0);
     Tensor ys = repeat_batch(y, ns), mask;
     if (two_rounds) {
@@ -347,16 +339,51 @@ EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dat
     Tensor rec = sampler.sample(ys, mask.defined() ? repeat_batch(mask, ns) : Tensor(), st.rounds.round2, noise,
                                 nullptr, n);
     std::vector<float> m = mean_map(y, rec).to_vector();
-    std::copy(m.begin(), m.end(), full_maps.begin() + begin * plane);
+    std::copy(m.begin(), m.end(), out.maps.begin() + begin * plane);
     Tensor first = rec.slice_batch(0, n).to(cpu_backend());
     for (int64_t i = 0; i < n; ++i) {
       Image im = tensor_to_image(first, int(i));
-      auto& px = recon_px[begin + size_t(i)];
+      auto& px = out.recon[begin + size_t(i)];
       px.resize(im.pixels.size());
       for (size_t k = 0; k < px.size(); ++k) px[k] = uint8_t(std::lround(std::clamp(im.pixels[k], 0.f, 255.f)));
     }
     if (progress) progress(end, N, elapsed(), st.dataset_scope && two_rounds ? 2 : 0);
   }
+  out.seconds = elapsed();
+  return out;
+}
+
+Image recon_image(const ProtocolOutput& p, size_t i) {
+  Image rec(p.size, p.size, 3);
+  for (size_t k = 0; k < rec.pixels.size(); ++k) rec.pixels[k] = p.recon[i][k];
+  return rec;
+}
+
+EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dataset& ds, const EvalSettings& st,
+                    const std::string& panels_dir, const EvalProgressFn& progress) {
+  st.validate();
+  const int S = model.config().image_size;
+  EvalResult r;
+  r.name = fs::path(ds.root).filename().string();
+  if (r.name.empty()) r.name = fs::path(ds.root).parent_path().filename().string();
+  r.layout = ds.layout;
+  r.samples = limit_samples(ds.test, st.limit);
+  const size_t N = r.samples.size();
+  int normal = 0, anomalous = 0;
+  for (const auto& s : r.samples) (s.label ? anomalous : normal)++, r.type_counts[s.defect_type]++;
+  MDPS_CHECK(normal > 0 && anomalous > 0, "data set '", ds.root, "': the evaluation needs normal and defective test ",
+             "images (has ", normal, " normal and ", anomalous, " defective)");
+  const size_t plane = size_t(S) * S;
+  std::vector<uint8_t> full_masks(N * plane);
+  // Every image and mask is checked before the (long) sampling starts.
+  for (size_t i = 0; i < N; ++i) {
+    LoadedBatch lb = load_batch(r.samples, i, i + 1, S);
+    std::copy(lb.masks.begin(), lb.masks.end(), full_masks.begin() + i * plane);
+  }
+  ProtocolOutput po = run_protocol(
+      model, features, N, [&](size_t begin, size_t end) { return load_batch(r.samples, begin, end, S).y; }, st,
+      progress);
+  const std::vector<float>& full_maps = po.maps;
 
   // Scores and metrics on the centre crop (the region the metrics see).
   const int side = crop_side(S, st.crop);
@@ -369,7 +396,7 @@ EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dat
     for (size_t i = 0; i < c.size(); ++i) r.masks[i] = c[i] > 0.f ? 1 : 0;
   }
   r.scores = image_scores(Tensor::from_vector({int64_t(N), 1, side, side}, r.maps), st.score_kind, st.score_k);
-  r.seconds = elapsed();
+  r.seconds = po.seconds;
   r.seconds_per_image = r.seconds / double(N);
 
   std::vector<int> labels;
@@ -399,8 +426,7 @@ EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dat
     for (size_t i = 0; i < N; ++i) {
       const Sample& s = r.samples[i];
       Image img = load_model_image(s.image_path, S);
-      Image rec(S, S, 3);
-      for (size_t k = 0; k < rec.pixels.size(); ++k) rec.pixels[k] = recon_px[i][k];
+      Image rec = recon_image(po, i);
       Image gt(S, S, 1);
       for (size_t k = 0; k < plane; ++k) gt.pixels[k] = full_masks[i * plane + k] ? 255.f : 0.f;
       Image heat = colormap_jet(full_maps.data() + i * plane, S, S, mlo, mhi);

@@ -70,6 +70,22 @@ struct EvalResult {
 // mask_scope dataset (pass 1 only runs round 1), else 0.
 using EvalProgressFn = std::function<void(size_t done, size_t total, double seconds, int pass)>;
 
+// The protocol on N images given batch by batch: load(begin, end) returns
+// the images [end-begin,3,S,S] in [-1,1] at the model's size S. Maps are
+// full size (no crop); recon holds repeat 0's reconstruction of each image
+// as 8-bit HWC RGB.
+struct ProtocolOutput {
+  int size = 0;
+  std::vector<float> maps;                  // N*S*S
+  std::vector<std::vector<uint8_t>> recon;  // N of S*S*3
+  double seconds = 0;
+};
+using BatchLoader = std::function<Tensor(size_t begin, size_t end)>;
+ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
+                            const EvalSettings& settings, const EvalProgressFn& progress = {});
+struct Image;
+Image recon_image(const ProtocolOutput& p, size_t i);
+
 // The test samples after --limit (at most `limit` per type, in file order).
 std::vector<Sample> limit_samples(const std::vector<Sample>& test, int limit);
 

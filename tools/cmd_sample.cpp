@@ -1,10 +1,13 @@
 // `mdps sample`: reconstruct a normal version of one image with MDPS.
 #include "tools/command.h"
+#include "engine/anomaly_map.h"
 #include "engine/image.h"
 #include "engine/sampler.h"
 #include "engine/safetensors.h"
 #include "engine/thread_pool.h"
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <filesystem>
 
@@ -14,7 +17,8 @@ namespace {
 struct SampleArgs {
   std::string model, image, out, features, mask = "auto", variant = "authors", norm, save_steps, device = "cpu";
   int samples = 1, t_start = 200, skip = 20, round1_t = 200, threads = 0;
-  float rho = 100.f, round1_rho = 50.f, lambda = 0.12f, ddim_eta = 1.f;
+  float rho = 100.f, round1_rho = 50.f, lambda = 0.12f, ddim_eta = 1.f, eta = 7.f;
+  std::string features_prefix;
   uint64_t seed = 0;
 };
 
@@ -51,12 +55,21 @@ void run_sample(const SampleArgs& a) {
     for (size_t i = 0; i < v.size(); ++i) v[i] = m.pixels[i] > 0.f ? 1.f : 0.f;
     given_mask = Tensor::from_vector({1, 1, size, size}, v).to(be);
   }
-  if (!a.features.empty())
-    std::fprintf(stderr, "mdps sample: note: --features is used by `mdps score`; the round-1 mask here uses the "
-                         "pixel term\n");
+  // The round-1 anomaly map: features and pixel term, or the pixel term alone.
+  std::unique_ptr<ResNetFeatures> features;
+  AnomalyMapSettings ms;
+  ms.eta = a.eta;
+  if (!a.features.empty()) {
+    int deepest = *std::max_element(ms.layers.begin(), ms.layers.end());
+    features = std::make_unique<ResNetFeatures>(
+        ResNetFeatures::load(SafeTensorsFile::open(a.features), a.features_prefix, deepest, be));
+  }
+  AnomalyMapFn map_fn = [&](const Tensor& img, const Tensor& rec) {
+    return anomaly_map(features.get(), img, rec, ms).combined;
+  };
   PhiloxNoise noise(a.seed, 0);
   auto t0 = std::chrono::steady_clock::now();
-  MdpsOutput o = run_mdps(sampler, y, r, noise, pixel_anomaly_map, given_mask);
+  MdpsOutput o = run_mdps(sampler, y, r, noise, map_fn, given_mask);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   for (int k = 0; k < a.samples; ++k) {
@@ -98,6 +111,8 @@ cli::Registrar reg("sample", 30, [](CLI::App& app) {
   c->add_option("--image", a->image, "the observed image")->required()->check(CLI::ExistingFile);
   c->add_option("--out", a->out, "reconstruction PNG (with --samples N: OUT_0.png ...)")->required();
   c->add_option("--features", a->features, "ResNet feature extractor (.safetensors), for the round-1 anomaly map");
+  c->add_option("--features-prefix", a->features_prefix, "name prefix of the ResNet tensors in --features");
+  c->add_option("--eta", a->eta, "pixel-term weight of the anomaly map")->capture_default_str();
   c->add_option("--mask", a->mask, "auto (round 1 then threshold), none (one unmasked round), or a mask image")
       ->capture_default_str();
   c->add_option("--samples", a->samples, "Ns posterior samples")->capture_default_str()->check(CLI::PositiveNumber);

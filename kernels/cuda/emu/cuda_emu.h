@@ -45,7 +45,9 @@
 #include <memory>
 #include <vector>
 
-#define MDPS_KERNEL inline
+// Internal linkage: nvcc emits a host-side launch stub with the kernel's
+// mangled name, and a program linking both must not merge the two.
+#define MDPS_KERNEL static inline
 #define MDPS_DEVICE inline
 #define MDPS_FULL_MASK 0xffffffffu
 // One array per block, found by the address of a static tag that is unique to

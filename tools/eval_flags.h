@@ -1,0 +1,124 @@
+// The flags `mdps eval`, `mdps score` and `mdps demo` share: the protocol's
+// settings (engine/evaluate.h) and --preset. Each value is kept as the text
+// the user gave so that presets fill in exactly the options left unset.
+#pragma once
+#include "engine/evaluate.h"
+#include "engine/presets.h"
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <unistd.h>
+
+#ifndef MDPS_PRESET_DIR
+#define MDPS_PRESET_DIR ""
+#endif
+
+namespace mdps::cli {
+
+struct SettingFlags {
+  std::map<std::string, std::string> values;  // option name without dashes -> text
+  std::map<std::string, CLI::Option*> options;
+  std::string preset;
+
+  void add(CLI::App* c, const std::string& key, const std::string& help) {
+    options[key] = c->add_option("--" + key, values[key], help);
+  }
+  // The protocol flags; `eval_only` adds those that only make sense over a data set.
+  void add_all(CLI::App* c, bool eval_only) {
+    c->add_option("--preset", preset, "settings file: mvtec/<category>, btad/<01|02|03> or a path to an .ini");
+    add(c, "t-start", "T of the final round (default 200)");
+    add(c, "rho", "guidance weight of the final round (default 100)");
+    add(c, "round1-t", "T of the mask round; 0: a single unmasked round (default 200)");
+    add(c, "round1-rho", "guidance weight of the mask round (default 50)");
+    add(c, "lambda", "mask threshold min + lambda (max - min) (default 0.12)");
+    add(c, "samples", "Ns posterior samples per image, maps averaged (default 1)");
+    add(c, "skip", "DDIM stride (default 20)");
+    add(c, "ddim-eta", "DDIM noise, 1 as the authors (default 1)");
+    add(c, "variant", "authors or paper (default authors)");
+    add(c, "guidance-norm", "l2 (authors, over the batch) or squared (paper); default by variant");
+    add(c, "eta", "weight of the pixel term in the anomaly map (default 7)");
+    add(c, "blur-sigma", "Gaussian blur of the map (default 4)");
+    add(c, "layers", "ResNet stages of the perceptual term (default 2,3)");
+    add(c, "image-score", "authors (softmax top-500 sum) or topk-mean (default authors)");
+    add(c, "batch", "evaluation batch: guidance group and eta maxima (default 8)");
+    add(c, "seed", "Philox seed (default 0)");
+    if (eval_only) {
+      add(c, "limit", "at most N test images per type (default all)");
+      add(c, "crop", "centre-crop fraction of maps and masks before the metrics (presets: 0.875)");
+      add(c, "mask-scope", "image (per-image threshold) or dataset (two passes, as the authors) (default image)");
+    }
+  }
+  bool user_set(const std::string& key) const {
+    auto it = options.find(key);
+    return it != options.end() && it->second->count() > 0;
+  }
+  // Defaults, then the preset (explicit --preset, else `auto_preset` when it
+  // names an existing file), then the flags given. Returns the preset used ("" if none).
+  std::string build(EvalSettings& s, const std::string& auto_preset = "") const {
+    std::string used;
+    auto dirs = preset_search_dirs(MDPS_PRESET_DIR);
+    if (!preset.empty()) {
+      used = find_preset(preset, dirs);
+      std::string tried;
+      for (auto& d : dirs) tried += "\n  " + d;
+      MDPS_CHECK(!used.empty(), "--preset '", preset, "': not found (looked for it as a file and in:", tried, ")");
+    } else if (!auto_preset.empty()) {
+      used = find_preset(auto_preset, dirs);
+    }
+    bool norm_given = user_set("guidance-norm");
+    if (!used.empty()) {
+      for (const auto& [k, v] : read_preset(used)) {
+        if (user_set(k)) continue;
+        try {
+          s.set(k, v);
+        } catch (const Error& e) {
+          throw Error(cat("preset '", used, "': ", e.what()));
+        }
+        norm_given = norm_given || k == "guidance-norm";
+      }
+    }
+    for (const auto& [k, v] : values)
+      if (user_set(k)) s.set(k, v);
+    if (!norm_given)
+      s.sampler.norm = s.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
+    s.validate();
+    return used;
+  }
+};
+
+inline std::string format_duration(double s) {
+  long t = long(s + 0.5);
+  char buf[32];
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  return buf;
+}
+
+// "[label] 16/83 images  0.52 s/image  ETA 0m35s" on stderr: redrawn in place
+// on a terminal, else one line per batch.
+inline EvalProgressFn progress_line(const std::string& label, bool quiet) {
+  if (quiet) return {};
+  const bool tty = isatty(fileno(stderr)) != 0;
+  return [label, tty](size_t done, size_t total, double secs, int pass) {
+    // Dataset scope: pass 1 is round 1 only, about a third of a full pass.
+    double frac = pass == 1 ? double(done) / total / 3.0 : pass == 2 ? (1.0 + 2.0 * double(done) / total) / 3.0
+                                                                     : double(done) / total;
+    double eta = frac > 0 ? secs * (1.0 - frac) / frac : 0.0;
+    const int width = 24;
+    int fill = int(frac * width);
+    std::string bar = std::string(size_t(fill), '#') + std::string(size_t(width - fill), '.');
+    std::string what = pass == 1 ? " (pass 1: round 1)" : pass == 2 ? " (pass 2)" : "";
+    std::fprintf(stderr, "%s[%s] %s %zu/%zu images%s  %.2f s/image  ETA %s   %s", tty ? "\r" : "", bar.c_str(),
+                 label.c_str(), done, total, what.c_str(), done ? secs / double(done) : 0.0,
+                 format_duration(eta).c_str(), tty ? "" : "\n");
+    if (tty && done == total && pass != 1) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+}
+
+}  // namespace mdps::cli
