@@ -64,6 +64,14 @@ std::string metrics_json(const EvalMetrics& m) {
              ", \"pixel_f1_max\": ", num(m.pixel_f1_max));
 }
 
+// Settings are floats: 7 digits print them as given (0.12, not 0.1199999973).
+std::string numf(float v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.7g", double(v));
+  return buf;
+}
+
 std::string pct(double v) {
   if (!std::isfinite(v)) return "     -";
   char buf[32];
@@ -104,6 +112,7 @@ void EvalSettings::set(const std::string& key, const std::string& v) {
   else if (key == "guidance-norm") sampler.norm = parse_guidance_norm(v);
   else if (key == "eta") map.eta = to_float(key, v);
   else if (key == "blur-sigma") map.blur_sigma = to_float(key, v);
+  else if (key == "blur-kernel") map.blur_kernel = to_int(key, v);
   else if (key == "layers") map.layers = to_int_list(key, v);
   else if (key == "crop") crop = to_float(key, v);
   else if (key == "batch") batch = to_int(key, v);
@@ -137,14 +146,14 @@ std::string EvalSettings::to_json() const {
   for (size_t i = 0; i < map.layers.size(); ++i) layers += (i ? "," : "") + std::to_string(map.layers[i]);
   return cat("{\"variant\": \"", sampler.variant == Variant::Paper ? "paper" : "authors", "\", \"guidance_norm\": \"",
              sampler.norm == GuidanceNorm::L2 ? "l2" : "squared", "\", \"skip\": ", sampler.skip,
-             ", \"ddim_eta\": ", num(sampler.ddim_eta), ", \"round1_t\": ", rounds.round1.t_start,
-             ", \"round1_rho\": ", num(rounds.round1.rho), ", \"t_start\": ", rounds.round2.t_start,
-             ", \"rho\": ", num(rounds.round2.rho), ", \"lambda\": ", num(rounds.lambda),
-             ", \"samples\": ", rounds.samples, ", \"eta\": ", num(map.eta), ", \"blur_sigma\": ",
-             num(map.blur_sigma), ", \"layers\": [", layers, "], \"image_score\": \"",
+             ", \"ddim_eta\": ", numf(sampler.ddim_eta), ", \"round1_t\": ", rounds.round1.t_start,
+             ", \"round1_rho\": ", numf(rounds.round1.rho), ", \"t_start\": ", rounds.round2.t_start,
+             ", \"rho\": ", numf(rounds.round2.rho), ", \"lambda\": ", numf(rounds.lambda),
+             ", \"samples\": ", rounds.samples, ", \"eta\": ", numf(map.eta), ", \"blur_sigma\": ",
+             numf(map.blur_sigma), ", \"blur_kernel\": ", map.blur_kernel, ", \"layers\": [", layers, "], \"image_score\": \"",
              score_kind == ImageScoreKind::Authors ? "authors" : "topk-mean", "\", \"image_score_k\": ", score_k,
              ", \"mask_scope\": \"", dataset_scope ? "dataset" : "image", "\", \"batch\": ", batch,
-             ", \"limit\": ", limit, ", \"crop\": ", num(crop), ", \"seed\": ", seed, "}");
+             ", \"limit\": ", limit, ", \"crop\": ", numf(crop), ", \"seed\": ", seed, "}");
 }
 
 EvalMetrics compute_metrics(const std::vector<float>& maps, const std::vector<uint8_t>& masks,
@@ -487,8 +496,9 @@ void write_eval_report(const EvalResult& r, const EvalSettings& s, const std::st
 }
 
 std::string format_eval_table(const EvalResult& r) {
-  std::string out = cat(r.name, " (", r.samples.size(), " test images, ", num(r.seconds_per_image), " s/image)\n");
   char buf[256];
+  std::snprintf(buf, sizeof buf, "%.3f", r.seconds_per_image);
+  std::string out = cat(r.name, " (", r.samples.size(), " test images, ", buf, " s/image)\n");
   std::snprintf(buf, sizeof buf, "%-22s %6s %8s %8s %8s %8s %8s\n", "type", "images", "img-AUC", "pix-AUC", "AUPRO",
                 "img-F1", "pix-F1");
   out += buf;

@@ -41,6 +41,7 @@ struct SettingFlags {
     add(c, "guidance-norm", "l2 (authors, over the batch) or squared (paper); default by variant");
     add(c, "eta", "weight of the pixel term in the anomaly map (default 7)");
     add(c, "blur-sigma", "Gaussian blur of the map (default 4)");
+    add(c, "blur-kernel", "Gaussian blur kernel size (default 33)");
     add(c, "layers", "ResNet stages of the perceptual term (default 2,3)");
     add(c, "image-score", "authors (softmax top-500 sum) or topk-mean (default authors)");
     add(c, "batch", "evaluation batch: guidance group and eta maxima (default 8)");

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <mutex>
 
 namespace mdps {
 
@@ -15,18 +16,58 @@ CpuBackend::CpuBackend() {
   openblas_set_num_threads(ThreadPool::global().threads());
 }
 
+// A caching allocator: a step of the U-Net allocates the same sizes every
+// time, and returning large blocks to the system costs a page fault per 4 KiB
+// on the next use (measured: ~12% of a train step). Freed blocks are kept per
+// exact (64-byte rounded) size and reused; the cache is bounded.
+namespace {
+constexpr size_t kMaxCachedBytes = size_t(1) << 31;  // 2 GiB
+size_t round_size(size_t bytes) { return bytes ? (bytes + 63) / 64 * 64 : 64; }
+}  // namespace
+
 void* CpuBackend::raw_alloc(size_t bytes) {
-  // 64-byte alignment for vector loads; size rounded up as aligned_alloc requires.
-  size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded ? rounded : 64);
+  const size_t rounded = round_size(bytes);
+  void* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = cache_.find(rounded);
+    if (it != cache_.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      cached_bytes_ -= rounded;
+    }
+  }
+  if (!p) p = std::aligned_alloc(64, rounded);
+  if (!p) {
+    trim_cache();
+    p = std::aligned_alloc(64, rounded);
+  }
   if (!p) throw Error(cat("out of memory allocating ", bytes, " bytes on the CPU"));
   stats_.on_alloc(bytes, MemCategoryScope::current());
   return p;
 }
+
 void CpuBackend::raw_free(void* p, size_t bytes) {
   if (!p) return;
-  std::free(p);
   stats_.on_free(bytes);
+  const size_t rounded = round_size(bytes);
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (cached_bytes_ + rounded <= kMaxCachedBytes) {
+      cache_[rounded].push_back(p);
+      cached_bytes_ += rounded;
+      return;
+    }
+  }
+  std::free(p);
+}
+
+void CpuBackend::trim_cache() {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  for (auto& kv : cache_)
+    for (void* p : kv.second) std::free(p);
+  cache_.clear();
+  cached_bytes_ = 0;
 }
 void CpuBackend::copy_host_to_device(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memmove(dst, src, bytes);
@@ -50,8 +91,10 @@ void CpuBackend::set_threads(int n) {
 int CpuBackend::threads() const { return ThreadPool::global().threads(); }
 
 Backend& cpu_backend() {
-  static CpuBackend backend;
-  return backend;
+  // Never destroyed: tensors in other static objects may outlive any
+  // destruction order we could pick.
+  static CpuBackend* backend = new CpuBackend;
+  return *backend;
 }
 
 }  // namespace mdps

@@ -3,6 +3,9 @@
 // Op bodies live one idea per file in kernels/cpu/*.cpp.
 #pragma once
 #include "engine/backend.h"
+#include <map>
+#include <mutex>
+#include <vector>
 
 namespace mdps {
 
@@ -18,6 +21,10 @@ class CpuBackend final : public Backend {
   void copy_device_to_host(void* dst, const void* src, size_t bytes) override;
   void copy_device_to_device(void* dst, const void* src, size_t bytes) override;
   void fill(Tensor& x, float value) override;
+
+  // Returns every cached free block to the system.
+  void trim_cache();
+  size_t cached_bytes() const { return cached_bytes_; }
 
   void set_threads(int n) override;
   int threads() const override;
@@ -67,6 +74,11 @@ class CpuBackend final : public Backend {
                  const Tensor* z, const StepCoeffs& c, Tensor& x_next, Tensor* x0_hat) override;
   void replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
                       float sqrt_1ma) override;
+
+ private:
+  std::mutex cache_mu_;
+  std::map<size_t, std::vector<void*>> cache_;
+  size_t cached_bytes_ = 0;
 };
 
 }  // namespace mdps
