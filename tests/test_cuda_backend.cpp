@@ -172,3 +172,153 @@ TEST_CASE("cuda: Philox normals match the host stream") {
   }
 }
 #endif
+
+TEST_CASE("cuda: group_norm_backward (+SiLU) and softmax_backward match the CPU") {
+  Backend& g = gpu();
+  const Shape s{2, 8, 19, 13};
+  for (bool silu : {false, true}) {
+    CAPTURE(silu);
+    Tensor x = rnd(s, 31, 1.f, 3.f), dy = rnd(s, 32), ga = rnd({8}, 33, 0.5f, 1.5f), be = rnd({8}, 34);
+    Tensor y = Tensor::zeros(s), m = Tensor::zeros({8}), r = Tensor::zeros({8});
+    cpu_backend().group_norm(x, ga, be, 4, 1e-5f, silu, y, m, r);
+    Tensor rdx = Tensor::zeros(s), rdg = Tensor::zeros({8}), rdb = Tensor::zeros({8});
+    cpu_backend().group_norm_backward(dy, x, ga, be, m, r, 4, silu, &rdx, &rdg, &rdb);
+    Tensor gdx = gpu_empty(s), gdg = gpu_empty({8}), gdb = gpu_empty({8});
+    g.group_norm_backward(on_gpu(dy), on_gpu(x), on_gpu(ga), on_gpu(be), on_gpu(m), on_gpu(r), 4, silu, &gdx, &gdg,
+                          &gdb);
+    CHECK(rel(gdx, rdx) <= 1e-5);
+    CHECK(rel(gdg, rdg) <= 1e-5);
+    CHECK(rel(gdb, rdb) <= 1e-5);
+  }
+  const Shape ss{7, 333};
+  Tensor x = rnd(ss, 35, -4.f, 4.f), dy = rnd(ss, 36), y = Tensor::zeros(ss), rdx = Tensor::zeros(ss);
+  cpu_backend().softmax(x, y);
+  cpu_backend().softmax_backward(y, dy, rdx);
+  Tensor gdx = gpu_empty(ss);
+  g.softmax_backward(on_gpu(y), on_gpu(dy), gdx);
+  CHECK(rel(gdx, rdx) <= 1e-6);
+}
+
+TEST_CASE("cuda: linear_backward matches the CPU") {
+  Backend& g = gpu();
+  Tensor x = rnd({2, 7, 33}, 41), w = rnd({5, 33}, 42), dy = rnd({2, 7, 5}, 43);
+  Tensor rdx = Tensor::zeros({2, 7, 33}), rdw = Tensor::zeros({5, 33}), rdb = Tensor::zeros({5});
+  cpu_backend().linear_backward(dy, x, w, &rdx, &rdw, &rdb);
+  Tensor gdx = gpu_empty({2, 7, 33}), gdw = gpu_empty({5, 33}), gdb = gpu_empty({5});
+  g.linear_backward(on_gpu(dy), on_gpu(x), on_gpu(w), &gdx, &gdw, &gdb);
+  CHECK(rel(gdx, rdx) <= 1e-5);
+  CHECK(rel(gdw, rdw) <= 1e-5);
+  CHECK(rel(gdb, rdb) <= 1e-6);
+}
+
+TEST_CASE("cuda: conv2d forward, data and weight gradients match the CPU (cuDNN)") {
+  Backend& g = gpu();
+  struct Case {
+    Shape x, w;
+    ConvGeom geom;
+  };
+  // 3x3 same, strided downsampling with odd sizes, 1x1, and one pixel.
+  for (Case k : {Case{{2, 3, 17, 13}, {8, 3, 3, 3}, {1, 1}}, Case{{1, 4, 15, 9}, {6, 4, 3, 3}, {2, 1}},
+                 Case{{2, 5, 8, 8}, {3, 5, 1, 1}, {1, 0}}, Case{{1, 1, 1, 1}, {1, 1, 1, 1}, {1, 0}}}) {
+    CAPTURE(shape_str(k.x));
+    CAPTURE(shape_str(k.w));
+    const Shape ys{k.x[0], k.w[0], conv_out_size(k.x[2], k.w[2], k.geom), conv_out_size(k.x[3], k.w[3], k.geom)};
+    Tensor x = rnd(k.x, 51), w = rnd(k.w, 52), b = rnd({k.w[0]}, 53), dy = rnd(ys, 54);
+    Tensor ry = Tensor::zeros(ys), rdx = Tensor::zeros(k.x), rdw = Tensor::zeros(k.w), rdb = Tensor::zeros({k.w[0]});
+    cpu_backend().conv2d(x, w, &b, ry, k.geom);
+    cpu_backend().conv2d_backward_data(dy, w, rdx, k.geom);
+    cpu_backend().conv2d_backward_weight(dy, x, rdw, &rdb, k.geom);
+    Tensor gx = on_gpu(x), gw = on_gpu(w), gb = on_gpu(b), gdy = on_gpu(dy);
+    Tensor gy = gpu_empty(ys), gdx = gpu_empty(k.x), gdw = gpu_empty(k.w), gdb = gpu_empty({k.w[0]});
+    for (int rep = 0; rep < 2; ++rep) {  // the second call reuses the cached plan
+      g.conv2d(gx, gw, &gb, gy, k.geom);
+      g.conv2d_backward_data(gdy, gw, gdx, k.geom);
+      g.conv2d_backward_weight(gdy, gx, gdw, &gdb, k.geom);
+      CHECK(rel(gy, ry) <= 1e-5);
+      CHECK(rel(gdx, rdx) <= 1e-5);
+      CHECK(rel(gdw, rdw) <= 1e-5);
+      CHECK(rel(gdb, rdb) <= 1e-5);
+    }
+  }
+#ifdef MDPS_WITH_CUDA
+  CHECK(static_cast<CudaBackend&>(g).conv_plans() >= 4);
+#endif
+}
+
+TEST_CASE("cuda: layout ops, sums and the timestep embedding match the CPU") {
+  Backend& g = gpu();
+  const Shape s{2, 3, 9, 7};
+  Tensor x = rnd(s, 61), b2 = rnd({2, 2, 9, 7}, 62);
+  Tensor rv = Tensor::zeros({2, 3}), gv = gpu_empty({2, 3});
+  cpu_backend().sum_hw(x, rv);
+  g.sum_hw(on_gpu(x), gv);
+  CHECK(rel(gv, rv) <= 1e-6);
+
+  Tensor rc = Tensor::zeros({2, 5, 9, 7}), gc = gpu_empty({2, 5, 9, 7});
+  cpu_backend().concat_channels(x, b2, rc);
+  g.concat_channels(on_gpu(x), on_gpu(b2), gc);
+  CHECK(rel(gc, rc) == 0.0);
+  Tensor ga = gpu_empty(s), gb = gpu_empty({2, 2, 9, 7});
+  g.split_channels(gc, &ga, &gb);
+  CHECK(rel(ga, x) == 0.0);
+  CHECK(rel(gb, b2) == 0.0);
+
+  Tensor rp = Tensor::zeros({2, 3, 4, 3}), gp = gpu_empty({2, 3, 4, 3});
+  cpu_backend().avg_pool2(x, rp);
+  g.avg_pool2(on_gpu(x), gp);
+  CHECK(rel(gp, rp) == 0.0);
+  Tensor rpb = Tensor::zeros(s), gpb = gpu_empty(s);
+  cpu_backend().avg_pool2_backward(rp, rpb);
+  g.avg_pool2_backward(gp, gpb);
+  CHECK(rel(gpb, rpb) == 0.0);
+  Tensor ru = Tensor::zeros({2, 3, 18, 14}), gu = gpu_empty({2, 3, 18, 14});
+  cpu_backend().upsample_nearest2(x, ru);
+  g.upsample_nearest2(on_gpu(x), gu);
+  CHECK(rel(gu, ru) == 0.0);
+  Tensor rub = Tensor::zeros(s), gub = gpu_empty(s);
+  cpu_backend().upsample_nearest2_backward(ru, rub);
+  g.upsample_nearest2_backward(gu, gub);
+  CHECK(rel(gub, rub) == 0.0);
+
+  Tensor big = rnd({100003}, 63, -1.f, 2.f), rs = Tensor::zeros({1}), gs = gpu_empty({1});
+  cpu_backend().sum(big, rs);
+  g.sum(on_gpu(big), gs);
+  CHECK(rel(gs, rs) <= 1e-6);
+  cpu_backend().sum_squares(big, rs);
+  g.sum_squares(on_gpu(big), gs);
+  CHECK(rel(gs, rs) <= 1e-6);
+
+  // Device double exp/sin/cos may differ from glibc's in the last double ulp,
+  // which changes the float result only at rounding ties: a few ulps at most.
+  Tensor t = Tensor::from_vector({4}, {0.f, 3.f, 500.5f, 999.f});
+  Tensor re = Tensor::zeros({4, 321}), ge = gpu_empty({4, 321});
+  cpu_backend().timestep_embedding(t, re);
+  g.timestep_embedding(on_gpu(t), ge);
+  CHECK(test::max_abs_diff(ge.to_vector().data(), re.data(), size_t(re.numel())) <= 1e-6);
+}
+
+#ifdef MDPS_WITH_CUDA
+TEST_CASE("cuda: the caching allocator reuses freed blocks without waiting") {
+  auto& g = static_cast<CudaBackend&>(gpu());
+  g.release_cached_memory();
+  CHECK(g.cached_bytes() == 0);
+  void* p = g.raw_alloc(1000);
+  g.raw_free(p, 1000);
+  CHECK(g.cached_bytes() == cuda::CachingAllocator::round_size(1000));
+  // Same rounded size: the cached block comes back.
+  void* q = g.raw_alloc(900);
+  CHECK(q == p);
+  g.raw_free(q, 900);
+  g.release_cached_memory();
+  CHECK(g.cached_bytes() == 0);
+  // Stream-ordered reuse: a tensor freed while its fill may still be queued
+  // hands its block to the next one, whose contents are the later fill's.
+  for (int i = 0; i < 3; ++i) {
+    Tensor a = Tensor::empty({1 << 20}, g);
+    g.fill(a, float(i));
+    std::vector<float> v = a.to_vector();
+    CHECK(v.front() == float(i));
+    CHECK(v.back() == float(i));
+  }
+}
+#endif

@@ -17,6 +17,13 @@
 #include "kernels/cuda/philox_normal_kernel.cuh"
 #include "kernels/cuda/adam_kernel.cuh"
 #include "kernels/cuda/elementwise_kernel.cuh"
+#include "kernels/cuda/group_norm_backward_kernel.cuh"
+#include "kernels/cuda/softmax_backward_kernel.cuh"
+#include "kernels/cuda/reduce_kernel.cuh"
+#include "kernels/cuda/channels_kernel.cuh"
+#include "kernels/cuda/pool_kernel.cuh"
+#include "kernels/cuda/upsample_kernel.cuh"
+#include "kernels/cuda/timestep_embedding_kernel.cuh"
 #include <cstring>
 
 using namespace mdps;
@@ -38,6 +45,16 @@ Tensor mask_tensor(const Shape& s, uint64_t seed) {
   std::vector<float> v = random_floats(size_t(shape_numel(s)), seed, 0.f, 3.f);
   for (auto& m : v) m = m < 1.f ? 0.f : (m < 2.f ? 1.f : m - 2.f);
   return Tensor::from_vector(s, v);
+}
+
+// |a - b| <= ulps float ulps of max(|b|, floor) for every element.
+bool close_ulps(const Tensor& a, const Tensor& b, double ulps, double floor = 1e-30) {
+  if (a.numel() != b.numel()) return false;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double ref = b.at(i);
+    if (!(std::fabs(double(a.at(i)) - ref) <= ulps * 0x1p-23 * std::max(std::fabs(ref), floor))) return false;
+  }
+  return true;
 }
 
 // Geometries: the GPU's, and a grid of 2 blocks that forces grid-stride loops.
@@ -280,6 +297,200 @@ TEST_CASE("elementwise kernel matches the CPU backend for every op") {
                   k.b ? k.b->data() : nullptr, y.data(), k.alpha, k.beta, n, k.b_div, k.b_mod);
       if (k.exact) CHECK(bit_equal(y, ref));
       else CHECK(test::max_abs_diff(y.data(), ref.data(), size_t(n)) <= 2e-6 * 6);
+    }
+  }
+}
+
+TEST_CASE("group_norm_backward kernels match the CPU backend, with and without SiLU and dx") {
+  struct Case {
+    Shape s;
+    int groups;
+  };
+  for (Case k : {Case{{1, 1, 1, 1}, 1}, Case{{2, 6, 5, 7}, 3}, Case{{2, 8, 16, 17}, 4}, Case{{3, 4, 3, 3}, 2}}) {
+    for (bool silu : {false, true}) {
+      for (bool want_dx : {true, false}) {
+        CAPTURE(shape_str(k.s));
+        CAPTURE(silu);
+        CAPTURE(want_dx);
+        const int64_t N = k.s[0], C = k.s[1], HW = k.s[2] * k.s[3], G = k.groups;
+        Tensor x = rnd(k.s, 61, 2.f, 5.f), dy = rnd(k.s, 62), gamma = rnd({C}, 63, 0.5f, 1.5f), beta = rnd({C}, 64);
+        Tensor y = Tensor::zeros(k.s), mean = Tensor::zeros({N * G}), rstd = Tensor::zeros({N * G});
+        cpu_backend().group_norm(x, gamma, beta, G, 1e-5f, silu, y, mean, rstd);
+        Tensor rdx = Tensor::zeros(k.s), rdg = Tensor::zeros({C}), rdb = Tensor::zeros({C});
+        cpu_backend().group_norm_backward(dy, x, gamma, beta, mean, rstd, G, silu, &rdx, &rdg, &rdb);
+
+        Tensor dx = Tensor::full(k.s, NAN), dg = Tensor::full({C}, NAN), db = Tensor::full({C}, NAN);
+        std::vector<double> sums(size_t(2 * N * C), NAN);
+        emu::launch(dim3(unsigned(N * G)), dim3(cuda::kReduceBlock), cuda::group_norm_backward_kernel, dy.data(),
+                    x.data(), gamma.data(), beta.data(), mean.data(), rstd.data(), k.groups, C / G, HW, silu,
+                    want_dx ? dx.data() : nullptr, sums.data(), sums.data() + N * C);
+        if (want_dx) {
+          // Each dx is a difference of terms of size |dz gamma rstd|: its
+          // rounding is a few ulps of that, not of dx (which may cancel to ~0).
+          double scale = 0;
+          for (int64_t i = 0; i < x.numel(); ++i) {
+            const int64_t ng = i / (HW * (C / G)), c = (i / HW) % C;
+            scale = std::max(scale, 2.0 * std::fabs(double(dy.at(i)) * gamma.at(c) * rstd.at(ng)) + 1.0);
+          }
+          CHECK(test::max_abs_diff(dx.data(), rdx.data(), size_t(dx.numel())) <= 16 * scale * 6e-8);
+        } else {
+          CHECK(std::isnan(dx.at(0)));  // untouched
+        }
+        for (unsigned grid : grids_for(C)) {
+          dg.fill(NAN);
+          db.fill(NAN);
+          emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::group_norm_param_grad_kernel, sums.data(),
+                      sums.data() + N * C, N, C, dg.data(), db.data());
+          // Sums of N*HW terms: agreement to float rounding of the double sums
+          // up to SiLU's expf against the CPU's exp.
+          CHECK(test::max_abs_diff(db.data(), rdb.data(), size_t(C)) <= 1e-6 * double(N * HW + 1));
+          CHECK(test::max_abs_diff(dg.data(), rdg.data(), size_t(C)) <= 1e-6 * double(N * HW + 1));
+          if (!silu) CHECK(close_ulps(db, rdb, 1.0, 1e-6));
+        }
+        // Null parameter outputs are skipped.
+        emu::launch(dim3(1), dim3(cuda::kElementwiseBlock), cuda::group_norm_param_grad_kernel, sums.data(),
+                    sums.data() + N * C, N, C, static_cast<float*>(nullptr), static_cast<float*>(nullptr));
+      }
+    }
+  }
+}
+
+TEST_CASE("softmax_backward kernel matches the CPU backend") {
+  for (Shape s : {Shape{1, 1}, Shape{3, 5}, Shape{4, 256}, Shape{2, 3, 1000}}) {
+    CAPTURE(shape_str(s));
+    Tensor x = rnd(s, 71, -4.f, 4.f), dy = rnd(s, 72), y = Tensor::zeros(s), ref = Tensor::zeros(s);
+    cpu_backend().softmax(x, y);
+    cpu_backend().softmax_backward(y, dy, ref);
+    Tensor dx = Tensor::full(s, NAN);
+    const int64_t L = s.back();
+    emu::launch(dim3(unsigned(x.numel() / L)), dim3(cuda::kReduceBlock), cuda::softmax_backward_kernel, y.data(),
+                dy.data(), dx.data(), L);
+    // Same formula, the dot product summed in double in another order.
+    CHECK(test::max_abs_diff(dx.data(), ref.data(), size_t(dx.numel())) <= 1e-7);
+  }
+}
+
+TEST_CASE("row and column sum kernels match sum_hw and the linear bias gradient") {
+  for (Shape s : {Shape{1, 1, 1, 1}, Shape{2, 3, 7, 5}, Shape{1, 2, 40, 41}}) {
+    CAPTURE(shape_str(s));
+    Tensor x = rnd(s, 81), ref = Tensor::zeros({s[0], s[1]});
+    cpu_backend().sum_hw(x, ref);
+    Tensor got = Tensor::full({s[0], s[1]}, NAN);
+    emu::launch(dim3(unsigned(s[0] * s[1])), dim3(cuda::kReduceBlock), cuda::row_sum_kernel, x.data(), got.data(),
+                s[2] * s[3]);
+    CHECK(close_ulps(got, ref, 1.0, 1e-6));
+  }
+  struct Dims {
+    int64_t rows, in, out;
+  };
+  for (Dims d : {Dims{1, 1, 1}, Dims{37, 3, 300}, Dims{5, 2, 7}}) {
+    CAPTURE(d.rows);
+    CAPTURE(d.out);
+    Tensor x = rnd({d.rows, d.in}, 82), w = rnd({d.out, d.in}, 83), dy = rnd({d.rows, d.out}, 84);
+    Tensor ref = Tensor::zeros({d.out});
+    cpu_backend().linear_backward(dy, x, w, nullptr, nullptr, &ref);
+    for (unsigned grid : grids_for(d.out)) {
+      Tensor got = Tensor::full({d.out}, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::column_sum_kernel, dy.data(), got.data(), d.rows,
+                  d.out);
+      CHECK(bit_equal(got, ref));  // both add the rows in order in double
+    }
+  }
+}
+
+TEST_CASE("whole-tensor sum and sum of squares kernels match the CPU backend") {
+  for (int64_t n : {int64_t(1), int64_t(255), int64_t(1000), int64_t(70001)}) {
+    for (bool squares : {false, true}) {
+      CAPTURE(n);
+      CAPTURE(squares);
+      Tensor x = rnd({n}, 91, -2.f, 3.f), ref = Tensor::zeros({1});
+      if (squares) cpu_backend().sum_squares(x, ref);
+      else cpu_backend().sum(x, ref);
+      for (unsigned parts : {cuda::sum_partial_blocks(n), 2u}) {
+        std::vector<double> partial(parts, NAN);
+        Tensor out = Tensor::full({1}, NAN);
+        emu::launch(dim3(parts), dim3(cuda::kReduceBlock), cuda::sum_partials_kernel, x.data(), n, squares,
+                    partial.data());
+        emu::launch(dim3(1), dim3(cuda::kReduceBlock), cuda::sum_finish_kernel, partial.data(), int64_t(parts),
+                    out.data());
+        // Double sums in another order, rounded once to float.
+        CHECK(close_ulps(out, ref, 1.0, 1e-6));
+      }
+    }
+  }
+  CHECK(cuda::sum_partial_blocks(int64_t(1) << 40) == unsigned(cuda::kMaxSumPartials));
+}
+
+TEST_CASE("copy_channels kernel concatenates and splits like the CPU backend") {
+  for (Shape sa : {Shape{1, 1, 1, 1}, Shape{2, 3, 5, 7}}) {
+    const Shape sb{sa[0], sa[1] + 1, sa[2], sa[3]}, sy{sa[0], 2 * sa[1] + 1, sa[2], sa[3]};
+    CAPTURE(shape_str(sa));
+    Tensor a = rnd(sa, 101), b = rnd(sb, 102), ref = Tensor::zeros(sy);
+    cpu_backend().concat_channels(a, b, ref);
+    const int64_t hw = sa[2] * sa[3];
+    for (unsigned grid : grids_for(b.numel())) {
+      Tensor y = Tensor::full(sy, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::copy_channels_kernel, a.data(), sa[1], y.data(),
+                  sy[1], int64_t(0), hw, a.numel(), true);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::copy_channels_kernel, b.data(), sb[1], y.data(),
+                  sy[1], sa[1], hw, b.numel(), true);
+      CHECK(bit_equal(y, ref));
+      Tensor ga = Tensor::full(sa, NAN), gb = Tensor::full(sb, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::copy_channels_kernel, ga.data(), sa[1], y.data(),
+                  sy[1], int64_t(0), hw, ga.numel(), false);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::copy_channels_kernel, gb.data(), sb[1], y.data(),
+                  sy[1], sa[1], hw, gb.numel(), false);
+      CHECK(bit_equal(ga, a));
+      CHECK(bit_equal(gb, b));
+    }
+  }
+}
+
+TEST_CASE("avg_pool2 and upsample_nearest2 kernels (and backward) equal the CPU backend bit for bit") {
+  // Odd sizes (the pool's floor), one pixel, and planes larger than a block.
+  for (Shape s : {Shape{1, 1, 1, 1}, Shape{1, 1, 2, 2}, Shape{2, 3, 7, 9}, Shape{1, 2, 32, 35}}) {
+    CAPTURE(shape_str(s));
+    const int64_t planes = s[0] * s[1], H = s[2], W = s[3];
+    const Shape sp{s[0], s[1], H / 2, W / 2}, su{s[0], s[1], 2 * H, 2 * W};
+    Tensor x = rnd(s, 111), dp = rnd(sp, 112), du = rnd(su, 113);
+    Tensor rp = Tensor::zeros(sp), rpb = Tensor::zeros(s), ru = Tensor::zeros(su), rub = Tensor::zeros(s);
+    cpu_backend().avg_pool2(x, rp);
+    cpu_backend().avg_pool2_backward(dp, rpb);
+    cpu_backend().upsample_nearest2(x, ru);
+    cpu_backend().upsample_nearest2_backward(du, rub);
+    for (unsigned grid : grids_for(su.empty() ? 1 : shape_numel(su))) {
+      CAPTURE(grid);
+      Tensor p = Tensor::full(sp, NAN), pb = Tensor::full(s, NAN), u = Tensor::full(su, NAN), ub = Tensor::full(s, NAN);
+      if (p.numel() > 0)
+        emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::avg_pool2_kernel, x.data(), p.data(), H, W,
+                    p.numel());
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::avg_pool2_backward_kernel, dp.data(), pb.data(), H,
+                  W, planes * H * W);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::upsample_nearest2_kernel, x.data(), u.data(), H, W,
+                  u.numel());
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::upsample_nearest2_backward_kernel, du.data(),
+                  ub.data(), H, W, planes * H * W);
+      CHECK(bit_equal(p, rp));
+      CHECK(bit_equal(pb, rpb));
+      CHECK(bit_equal(u, ru));
+      CHECK(bit_equal(ub, rub));
+    }
+  }
+}
+
+TEST_CASE("timestep_embedding kernel equals the CPU backend bit for bit") {
+  // Odd and even widths, one column, and timesteps up to 1000 (large phases).
+  Tensor t = Tensor::from_vector({5}, {0.f, 1.f, 17.25f, 999.5f, 1000.f});
+  for (int64_t dim : {int64_t(1), int64_t(2), int64_t(7), int64_t(128), int64_t(321)}) {
+    CAPTURE(dim);
+    Tensor ref = Tensor::zeros({5, dim});
+    cpu_backend().timestep_embedding(t, ref);
+    const int64_t items = 5 * (dim / 2 + dim % 2);
+    for (unsigned grid : grids_for(items)) {
+      Tensor y = Tensor::full({5, dim}, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::timestep_embedding_kernel, t.data(), y.data(),
+                  int64_t(5), dim);
+      CHECK(bit_equal(y, ref));
     }
   }
 }

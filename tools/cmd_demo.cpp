@@ -56,7 +56,7 @@ void run_demo(const DemoArgs& a) {
   t.batch = 8;
   t.lr = 1e-3f;  // a toy prior: converges in a few hundred steps instead of thousands
   t.seed = a.seed;
-  t.steps = a.steps > 0 ? a.steps : (a.quick ? 300 : 1500);
+  t.steps = a.steps > 0 ? a.steps : (a.quick ? 300 : 1000);
   t.threads = a.threads;
   std::fprintf(stderr, "2/3 training a tiny U-Net (32x32, base 32) for %lld steps on the CPU\n",
                static_cast<long long>(*t.steps));
@@ -99,7 +99,7 @@ cli::Registrar reg("demo", 5, [](CLI::App& app) {
   auto* c = app.add_subcommand("demo", "Generate a toy data set, train a tiny model on the CPU, evaluate it");
   c->add_option("--out", a->out, "working folder (data/, model.safetensors, eval/)")->capture_default_str();
   c->add_flag("--quick", a->quick, "shorter training (CI)");
-  c->add_option("--steps", a->steps, "training steps (default 1500, --quick 300)");
+  c->add_option("--steps", a->steps, "training steps (default 1000, --quick 300)");
   c->add_option("--seed", a->seed, "seed of the data, the weights and the sampler")->capture_default_str();
   c->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   c->add_option("--min-auroc", a->min_auroc, "fail below this image AUROC")->capture_default_str();

@@ -1,28 +1,35 @@
-// Warp and block reductions through warp shuffles and one 32-float shared
-// scratch array; used by the group-norm and softmax kernels.
+// Warp and block reductions through warp shuffles and one 32-element shared
+// scratch array; used by the normalisation, softmax and sum kernels. Generic in
+// the element type so sums that must not lose digits accumulate in double.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
 
 namespace mdps::cuda {
 
 struct SumOp {
-  MDPS_DEVICE float operator()(float a, float b) const { return a + b; }
+  template <typename T>
+  MDPS_DEVICE T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct MaxOp {
-  MDPS_DEVICE float operator()(float a, float b) const { return a > b ? a : b; }
+  template <typename T>
+  MDPS_DEVICE T operator()(T a, T b) const {
+    return a > b ? a : b;
+  }
 };
 
-template <typename Op>
-MDPS_DEVICE float warp_reduce(float v, Op op) {
+template <typename T, typename Op>
+MDPS_DEVICE T warp_reduce(T v, Op op) {
   for (int off = warpSize / 2; off > 0; off >>= 1) v = op(v, __shfl_down_sync(MDPS_FULL_MASK, v, off));
   return v;
 }
 
 // The reduction over the block, returned to every thread. blockDim.x must be a
 // multiple of 32 (full-warp shuffles); `identity` pads the missing warps;
-// `scratch` is a __shared__ array of 32 floats the caller owns.
-template <typename Op>
-MDPS_DEVICE float block_reduce(float v, Op op, float identity, float* scratch) {
+// `scratch` is a __shared__ array of 32 T the caller owns.
+template <typename T, typename Op>
+MDPS_DEVICE T block_reduce(T v, Op op, T identity, T* scratch) {
   const int lane = int(threadIdx.x % warpSize), warp = int(threadIdx.x / warpSize);
   const int nwarps = int(blockDim.x / warpSize);
   v = warp_reduce(v, op);

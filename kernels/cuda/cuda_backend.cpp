@@ -1,11 +1,21 @@
-// CudaBackend: memory, copies, cuBLAS products and the launches of the
-// hand-written kernels, with the same shape checks as the CPU backend.
+// CudaBackend: memory, copies, cuBLAS products, cuDNN convolutions and the
+// launches of the hand-written kernels, with the same shape checks as the CPU
+// backend. Every op is an NVTX range (when the header-only NVTX 3 is present)
+// so Nsight Systems shows the op names on the timeline.
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/launch.h"
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <memory>
 #include <mutex>
+
+#if __has_include(<nvtx3/nvToolsExt.h>)
+#include <nvtx3/nvToolsExt.h>
+#define MDPS_HAVE_NVTX 1
+#endif
 
 namespace mdps {
 
@@ -17,10 +27,53 @@ void check_cuda(cudaError_t e, const char* what) {
 void check_cublas(cublasStatus_t s, const char* what) {
   MDPS_CHECK(s == CUBLAS_STATUS_SUCCESS, "cuBLAS ", what, ": status ", int(s));
 }
-[[noreturn]] void not_yet(const char* op) { throw Error(cat("CUDA op ", op, " not implemented yet")); }
+
+// An NVTX range for the lifetime of one op (nothing without NVTX).
+class OpRange {
+ public:
+  explicit OpRange(const char* name) {
+#ifdef MDPS_HAVE_NVTX
+    nvtxRangePushA(name);
+#else
+    (void)name;
+#endif
+  }
+  ~OpRange() {
+#ifdef MDPS_HAVE_NVTX
+    nvtxRangePop();
+#endif
+  }
+  OpRange(const OpRange&) = delete;
+  OpRange& operator=(const OpRange&) = delete;
+};
+
+// Scratch device memory for one op, back to the cache when the op returns;
+// stream order keeps it owned by the queued kernels that use it.
+template <typename T>
+class Scratch {
+ public:
+  Scratch(cuda::CachingAllocator& a, size_t count)
+      : a_(a), p_(static_cast<T*>(count ? a.allocate(count * sizeof(T)) : nullptr)) {}
+  ~Scratch() { a_.free(p_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* get() const { return p_; }
+
+ private:
+  cuda::CachingAllocator& a_;
+  T* p_;
+};
 
 void check_cuda_tensor(const Tensor& t, const char* what) {
   MDPS_CHECK(t.device() == Device::CUDA, what, ": tensor ", t.describe(), " is not on the CUDA device");
+}
+void check_nchw(const Tensor& t, const char* what) {
+  check_cuda_tensor(t, what);
+  MDPS_CHECK(t.ndim() == 4, what, ": expected [N, C, H, W], got ", shape_str(t.shape()));
+}
+int to_int(int64_t v, const char* what) {
+  MDPS_CHECK(v >= 0 && v <= INT_MAX, what, ": ", v, " exceeds the int range of cuDNN/cuBLAS");
+  return int(v);
 }
 void check_mask(const Tensor& mask, const Tensor& x, const char* what) {
   const Shape& s = x.shape();
@@ -40,25 +93,28 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   check_cublas(cublasCreate(&h), "cublasCreate");
   check_cublas(cublasSetStream(h, s), "cublasSetStream");
   cublas_ = h;
+  alloc_ = std::make_unique<cuda::CachingAllocator>();
+  conv_ = std::make_unique<cuda::CudnnConv>(s, *alloc_);
 }
 
 CudaBackend::~CudaBackend() {
+  conv_.reset();
+  if (alloc_) alloc_->release(stream_);
   if (cublas_) cublasDestroy(handle(cublas_));
   if (stream_) cudaStreamDestroy(stream_);
 }
 
 void* CudaBackend::raw_alloc(size_t bytes) {
-  void* p = nullptr;
   if (bytes == 0) return nullptr;
-  check_cuda(cudaMalloc(&p, bytes), "cudaMalloc");
+  void* p = alloc_->allocate(bytes);
   stats_.on_alloc(bytes, MemCategoryScope::current());
   return p;
 }
 void CudaBackend::raw_free(void* p, size_t bytes) {
   if (!p) return;
-  // Kernels still queued may use the memory: the stream drains first.
-  cudaStreamSynchronize(stream_);
-  cudaFree(p);
+  // No wait: kernels still queued on the one stream finish before any later
+  // user of the block runs (device_allocator.h).
+  alloc_->free(p);
   stats_.on_free(bytes);
 }
 void CudaBackend::copy_host_to_device(void* dst, const void* src, size_t bytes) {
@@ -95,6 +151,7 @@ void CudaBackend::fill(Tensor& x, float value) {
 void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                        int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta,
                        float* C, int64_t ldc, int64_t stride_c, int64_t batch) {
+  OpRange range("gemm");
   if (M == 0 || N == 0 || batch == 0) return;
   check_cublas(cublasSgemmStridedBatched(handle(cublas_), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                          trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), int(K), &alpha, B,
@@ -104,6 +161,7 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 }
 
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
+  OpRange range("linear");
   MDPS_CHECK(x.ndim() == 2 && w.ndim() == 2, "linear: x ", x.describe(), " and w ", w.describe(), " must be 2-D");
   const int64_t N = x.dim(0), in = x.dim(1), out = w.dim(0);
   check_shape(w, {out, in}, "linear weight");
@@ -112,19 +170,96 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* b, Tens
   gemm(false, true, N, out, in, 1.f, x.data(), in, 0, w.data(), in, 0, 0.f, y.data(), out, 0, 1);
   if (b) elementwise(cuda::EwOp::Add, &y, b, y, 0.f, 0.f, 1, out, "linear bias");
 }
-void CudaBackend::linear_backward(const Tensor&, const Tensor&, const Tensor&, Tensor*, Tensor*, Tensor*) {
-  not_yet("linear_backward");
+// Leading dimensions of x are rows, as on the CPU: dx = dy w, dw = dy^T x,
+// db = column sums of dy.
+void CudaBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
+                                  Tensor* db) {
+  OpRange range("linear_backward");
+  check_cuda_tensor(x, "linear_backward x");
+  MDPS_CHECK(w.ndim() == 2, "linear_backward: weight must be [out, in], got ", shape_str(w.shape()));
+  MDPS_CHECK(x.ndim() >= 1 && x.dim(-1) == w.dim(1), "linear_backward: input ", shape_str(x.shape()),
+             " does not end in in_features ", w.dim(1), " of weight ", shape_str(w.shape()));
+  const int64_t in = w.dim(1), out = w.dim(0), rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
+  Shape ys = x.shape();
+  ys.back() = out;
+  check_shape(dy, ys, "linear_backward dy");
+  const int64_t ldi = std::max<int64_t>(1, in), ldo = std::max<int64_t>(1, out);
+  if (dx) {
+    check_shape(*dx, x.shape(), "linear_backward dx");
+    if (out == 0) fill(*dx, 0.f);
+    else gemm(false, false, rows, in, out, 1.f, dy.data(), ldo, 0, w.data(), ldi, 0, 0.f, dx->data(), ldi, 0, 1);
+  }
+  if (dw) {
+    check_shape(*dw, w.shape(), "linear_backward dw");
+    if (rows == 0) fill(*dw, 0.f);
+    else gemm(true, false, out, in, rows, 1.f, dy.data(), ldo, 0, x.data(), ldi, 0, 0.f, dw->data(), ldi, 0, 1);
+  }
+  if (db) {
+    check_shape(*db, {out}, "linear_backward db");
+    cuda::launch_column_sum(dy.data(), db->data(), rows, out, stream_);
+  }
 }
-void CudaBackend::conv2d(const Tensor&, const Tensor&, const Tensor*, Tensor&, ConvGeom) { not_yet("conv2d"); }
-void CudaBackend::conv2d_backward_data(const Tensor&, const Tensor&, Tensor&, ConvGeom) {
-  not_yet("conv2d_backward_data");
+
+void CudaBackend::conv_shape(const Tensor& x, const Tensor& w, const Shape& y, ConvGeom g, const char* op,
+                             cuda::ConvShape& s) const {
+  check_cuda_tensor(w, op);
+  MDPS_CHECK(x.ndim() == 4, op, ": input must be [N, C, H, W], got ", shape_str(x.shape()));
+  MDPS_CHECK(w.ndim() == 4, op, ": weight must be [Co, Ci, KH, KW], got ", shape_str(w.shape()));
+  MDPS_CHECK(g.stride >= 1 && g.pad >= 0, op, ": invalid stride ", g.stride, " / padding ", g.pad);
+  MDPS_CHECK(w.dim(1) == x.dim(1), op, ": weight ", shape_str(w.shape()), " expects ", w.dim(1),
+             " input channels, input ", shape_str(x.shape()), " has ", x.dim(1));
+  const int64_t Ho = conv_out_size(x.dim(2), w.dim(2), g), Wo = conv_out_size(x.dim(3), w.dim(3), g);
+  MDPS_CHECK(x.dim(2) + 2 * g.pad >= w.dim(2) && x.dim(3) + 2 * g.pad >= w.dim(3) && Ho > 0 && Wo > 0, op,
+             ": kernel ", w.dim(2), "x", w.dim(3), " larger than padded input ", shape_str(x.shape()));
+  // cuDNN rejects empty descriptors; a convolution without input channels
+  // has no use in the U-Net.
+  MDPS_CHECK(x.dim(1) > 0, op, ": zero input channels are not supported on CUDA");
+  s = {to_int(x.dim(0), op), to_int(x.dim(1), op), to_int(x.dim(2), op), to_int(x.dim(3), op),
+       to_int(w.dim(0), op), to_int(w.dim(2), op), to_int(w.dim(3), op), to_int(Ho, op), to_int(Wo, op), g.stride,
+       g.pad};
+  const Shape expect_y{x.dim(0), w.dim(0), Ho, Wo};
+  MDPS_CHECK(y == expect_y, op, ": output/gradient is ", shape_str(y), ", expected ", shape_str(expect_y));
 }
-void CudaBackend::conv2d_backward_weight(const Tensor&, const Tensor&, Tensor&, Tensor*, ConvGeom) {
-  not_yet("conv2d_backward_weight");
+
+void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) {
+  OpRange range("conv2d");
+  check_cuda_tensor(x, "conv2d input");
+  cuda::ConvShape s{};
+  conv_shape(x, w, y.shape(), g, "conv2d", s);
+  if (b) check_shape(*b, {w.dim(0)}, "conv2d bias");
+  if (y.numel() == 0) return;
+  conv_->forward(s, x.data(), w.data(), b ? b->data() : nullptr, y.data());
+}
+void CudaBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) {
+  OpRange range("conv2d_backward_data");
+  check_cuda_tensor(dx, "conv2d_backward_data dx");
+  cuda::ConvShape s{};
+  conv_shape(dx, w, dy.shape(), g, "conv2d_backward_data", s);
+  if (dx.numel() == 0) return;
+  if (w.numel() == 0) {  // no output channels: no gradient flows
+    fill(dx, 0.f);
+    return;
+  }
+  conv_->backward_data(s, dy.data(), w.data(), dx.data());
+}
+void CudaBackend::conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) {
+  OpRange range("conv2d_backward_weight");
+  check_cuda_tensor(x, "conv2d_backward_weight x");
+  cuda::ConvShape s{};
+  conv_shape(x, dw, dy.shape(), g, "conv2d_backward_weight", s);
+  if (db) check_shape(*db, {dw.dim(0)}, "conv2d_backward_weight db");
+  if (dw.numel() == 0) return;
+  if (x.numel() == 0) {  // an empty batch: no gradient
+    fill(dw, 0.f);
+    if (db) fill(*db, 0.f);
+    return;
+  }
+  conv_->backward_filter(s, x.data(), dy.data(), dw.data(), db ? db->data() : nullptr);
 }
 
 void CudaBackend::group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
                              bool silu, Tensor& y, Tensor& mean, Tensor& rstd) {
+  OpRange range("group_norm");
   check_cuda_tensor(x, "group_norm input");
   MDPS_CHECK(x.ndim() >= 2, "group_norm: input must be [N, C, ...], got ", shape_str(x.shape()));
   const int64_t N = x.dim(0), C = x.dim(1);
@@ -139,9 +274,34 @@ void CudaBackend::group_norm(const Tensor& x, const Tensor& gamma, const Tensor&
   cuda::launch_group_norm(x.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data(), N, groups,
                           C / groups, HW, eps, silu, stream_);
 }
-void CudaBackend::group_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                      const Tensor&, int, bool, Tensor*, Tensor*, Tensor*) {
-  not_yet("group_norm_backward");
+void CudaBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                      const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
+                                      Tensor* dgamma, Tensor* dbeta) {
+  OpRange range("group_norm_backward");
+  check_cuda_tensor(x, "group_norm_backward input");
+  MDPS_CHECK(x.ndim() >= 2, "group_norm_backward: input must be [N, C, ...], got ", shape_str(x.shape()));
+  const int64_t N = x.dim(0), C = x.dim(1);
+  MDPS_CHECK(groups >= 1 && C % groups == 0, "group_norm_backward: ", C, " channels do not split into ", groups,
+             " groups");
+  check_shape(gamma, {C}, "group_norm_backward gamma");
+  check_shape(beta, {C}, "group_norm_backward beta");
+  check_shape(dy, x.shape(), "group_norm_backward dy");
+  check_shape(mean, {N * groups}, "group_norm_backward mean");
+  check_shape(rstd, {N * groups}, "group_norm_backward rstd");
+  if (dx) check_shape(*dx, x.shape(), "group_norm_backward dx");
+  if (dgamma) check_shape(*dgamma, {C}, "group_norm_backward dgamma");
+  if (dbeta) check_shape(*dbeta, {C}, "group_norm_backward dbeta");
+  const int64_t HW = N * C != 0 ? x.numel() / (N * C) : 0;
+  if (N == 0) {  // no samples: zero parameter gradients
+    if (dgamma) fill(*dgamma, 0.f);
+    if (dbeta) fill(*dbeta, 0.f);
+    return;
+  }
+  Scratch<double> sums(*alloc_, size_t(2 * N * C));
+  cuda::launch_group_norm_backward(dy.data(), x.data(), gamma.data(), beta.data(), mean.data(), rstd.data(), N,
+                                   groups, C / groups, HW, silu, dx ? dx->data() : nullptr, sums.get(),
+                                   sums.get() + N * C, dgamma ? dgamma->data() : nullptr,
+                                   dbeta ? dbeta->data() : nullptr, stream_);
 }
 
 void CudaBackend::silu(const Tensor& x, Tensor& y) {
@@ -152,6 +312,7 @@ void CudaBackend::silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
   elementwise(cuda::EwOp::SiluBackward, &x, &dy, dx, 0.f, 0.f, 1, std::max<int64_t>(1, x.numel()), "silu_backward");
 }
 void CudaBackend::softmax(const Tensor& x, Tensor& y) {
+  OpRange range("softmax");
   check_cuda_tensor(x, "softmax input");
   MDPS_CHECK(x.ndim() >= 1, "softmax: input must have at least one dimension");
   check_shape(y, x.shape(), "softmax output");
@@ -159,7 +320,16 @@ void CudaBackend::softmax(const Tensor& x, Tensor& y) {
   if (L == 0) return;
   cuda::launch_softmax(x.data(), y.data(), x.numel() / L, L, stream_);
 }
-void CudaBackend::softmax_backward(const Tensor&, const Tensor&, Tensor&) { not_yet("softmax_backward"); }
+void CudaBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  OpRange range("softmax_backward");
+  check_cuda_tensor(y, "softmax_backward y");
+  MDPS_CHECK(y.ndim() >= 1, "softmax_backward: y must have at least one dimension");
+  check_shape(dy, y.shape(), "softmax_backward dy");
+  check_shape(dx, y.shape(), "softmax_backward dx");
+  const int64_t L = y.dim(-1);
+  if (L == 0) return;
+  cuda::launch_softmax_backward(y.data(), dy.data(), dx.data(), y.numel() / L, L, stream_);
+}
 
 void CudaBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
   check_shape(b, a.shape(), "add second operand");
@@ -186,20 +356,115 @@ void CudaBackend::add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) 
   const int64_t hw = std::max<int64_t>(1, x.dim(2) * x.dim(3));
   elementwise(cuda::EwOp::Add, &x, &v, y, 0.f, 0.f, hw, std::max<int64_t>(1, v.numel()), "add_channel_bias");
 }
-void CudaBackend::sum_hw(const Tensor&, Tensor&) { not_yet("sum_hw"); }
+void CudaBackend::sum_hw(const Tensor& dy, Tensor& dv) {
+  OpRange range("sum_hw");
+  check_cuda_tensor(dy, "sum_hw input");
+  MDPS_CHECK(dy.ndim() >= 2, "sum_hw: input must be [N, C, ...], got ", shape_str(dy.shape()));
+  const int64_t N = dy.dim(0), C = dy.dim(1);
+  check_shape(dv, {N, C}, "sum_hw output");
+  const int64_t HW = N * C != 0 ? dy.numel() / (N * C) : 0;
+  cuda::launch_row_sum(dy.data(), dv.data(), N * C, HW, stream_);
+}
 
-void CudaBackend::concat_channels(const Tensor&, const Tensor&, Tensor&) { not_yet("concat_channels"); }
-void CudaBackend::split_channels(const Tensor&, Tensor*, Tensor*) { not_yet("split_channels"); }
-void CudaBackend::avg_pool2(const Tensor&, Tensor&) { not_yet("avg_pool2"); }
-void CudaBackend::avg_pool2_backward(const Tensor&, Tensor&) { not_yet("avg_pool2_backward"); }
-void CudaBackend::upsample_nearest2(const Tensor&, Tensor&) { not_yet("upsample_nearest2"); }
-void CudaBackend::upsample_nearest2_backward(const Tensor&, Tensor&) { not_yet("upsample_nearest2_backward"); }
-void CudaBackend::sum(const Tensor&, Tensor&) { not_yet("sum"); }
-void CudaBackend::sum_squares(const Tensor&, Tensor&) { not_yet("sum_squares"); }
-void CudaBackend::timestep_embedding(const Tensor&, Tensor&) { not_yet("timestep_embedding"); }
+void CudaBackend::concat_channels(const Tensor& a, const Tensor& b, Tensor& y) {
+  OpRange range("concat_channels");
+  check_nchw(a, "concat_channels first input");
+  check_nchw(b, "concat_channels second input");
+  const int64_t N = a.dim(0), Ca = a.dim(1), H = a.dim(2), W = a.dim(3), Cb = b.dim(1);
+  check_shape(b, {N, Cb, H, W}, "concat_channels second input");
+  check_shape(y, {N, Ca + Cb, H, W}, "concat_channels output");
+  cuda::launch_copy_channels(const_cast<float*>(a.data()), Ca, y.data(), Ca + Cb, 0, N, H * W, true, stream_);
+  cuda::launch_copy_channels(const_cast<float*>(b.data()), Cb, y.data(), Ca + Cb, Ca, N, H * W, true, stream_);
+}
+
+void CudaBackend::split_channels(const Tensor& y, Tensor* a, Tensor* b) {
+  OpRange range("split_channels");
+  check_nchw(y, "split_channels input");
+  const int64_t N = y.dim(0), C = y.dim(1), H = y.dim(2), W = y.dim(3);
+  MDPS_CHECK(a || b, "split_channels: both outputs are null");
+  int64_t Ca = -1, Cb = -1;
+  if (a) {
+    check_nchw(*a, "split_channels first output");
+    Ca = a->dim(1);
+  }
+  if (b) {
+    check_nchw(*b, "split_channels second output");
+    Cb = b->dim(1);
+  }
+  if (Ca < 0) Ca = C - Cb;
+  if (Cb < 0) Cb = C - Ca;
+  MDPS_CHECK(Ca >= 0 && Cb >= 0 && Ca + Cb == C, "split_channels: output channels ", Ca, " + ", Cb,
+             " do not add up to the input's ", C);
+  float* Y = const_cast<float*>(y.data());
+  if (a) {
+    check_shape(*a, {N, Ca, H, W}, "split_channels first output");
+    cuda::launch_copy_channels(a->data(), Ca, Y, C, 0, N, H * W, false, stream_);
+  }
+  if (b) {
+    check_shape(*b, {N, Cb, H, W}, "split_channels second output");
+    cuda::launch_copy_channels(b->data(), Cb, Y, C, Ca, N, H * W, false, stream_);
+  }
+}
+
+void CudaBackend::avg_pool2(const Tensor& x, Tensor& y) {
+  OpRange range("avg_pool2");
+  check_nchw(x, "avg_pool2 input");
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+  check_shape(y, {N, C, H / 2, W / 2}, "avg_pool2 output");
+  cuda::launch_avg_pool2(x.data(), y.data(), N * C, H, W, stream_);
+}
+void CudaBackend::avg_pool2_backward(const Tensor& dy, Tensor& dx) {
+  OpRange range("avg_pool2_backward");
+  check_nchw(dx, "avg_pool2_backward dx");
+  const int64_t N = dx.dim(0), C = dx.dim(1), H = dx.dim(2), W = dx.dim(3);
+  check_shape(dy, {N, C, H / 2, W / 2}, "avg_pool2_backward dy");
+  cuda::launch_avg_pool2_backward(dy.data(), dx.data(), N * C, H, W, stream_);
+}
+void CudaBackend::upsample_nearest2(const Tensor& x, Tensor& y) {
+  OpRange range("upsample_nearest2");
+  check_nchw(x, "upsample_nearest2 input");
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+  check_shape(y, {N, C, 2 * H, 2 * W}, "upsample_nearest2 output");
+  cuda::launch_upsample_nearest2(x.data(), y.data(), N * C, H, W, stream_);
+}
+void CudaBackend::upsample_nearest2_backward(const Tensor& dy, Tensor& dx) {
+  OpRange range("upsample_nearest2_backward");
+  check_nchw(dx, "upsample_nearest2_backward dx");
+  const int64_t N = dx.dim(0), C = dx.dim(1), H = dx.dim(2), W = dx.dim(3);
+  check_shape(dy, {N, C, 2 * H, 2 * W}, "upsample_nearest2_backward dy");
+  cuda::launch_upsample_nearest2_backward(dy.data(), dx.data(), N * C, H, W, stream_);
+}
+
+void CudaBackend::sum(const Tensor& x, Tensor& out) {
+  OpRange range("sum");
+  check_cuda_tensor(x, "sum input");
+  check_cuda_tensor(out, "sum output");
+  MDPS_CHECK(out.numel() == 1, "sum: output must hold one element, got ", shape_str(out.shape()));
+  Scratch<double> partial(*alloc_, cuda::sum_partial_blocks(x.numel()));
+  cuda::launch_sum(x.data(), x.numel(), false, partial.get(), out.data(), stream_);
+}
+void CudaBackend::sum_squares(const Tensor& x, Tensor& out) {
+  OpRange range("sum_squares");
+  check_cuda_tensor(x, "sum_squares input");
+  check_cuda_tensor(out, "sum_squares output");
+  MDPS_CHECK(out.numel() == 1, "sum_squares: output must hold one element, got ", shape_str(out.shape()));
+  Scratch<double> partial(*alloc_, cuda::sum_partial_blocks(x.numel()));
+  cuda::launch_sum(x.data(), x.numel(), true, partial.get(), out.data(), stream_);
+}
+
+void CudaBackend::timestep_embedding(const Tensor& t, Tensor& y) {
+  OpRange range("timestep_embedding");
+  check_cuda_tensor(t, "timestep_embedding t");
+  MDPS_CHECK(t.ndim() == 1, "timestep_embedding: t must be [N], got ", shape_str(t.shape()));
+  check_cuda_tensor(y, "timestep_embedding output");
+  MDPS_CHECK(y.ndim() == 2 && y.dim(0) == t.dim(0), "timestep_embedding: output must be [", t.dim(0),
+             ", dim], got ", shape_str(y.shape()));
+  cuda::launch_timestep_embedding(t.data(), y.data(), t.dim(0), y.dim(1), stream_);
+}
 
 void CudaBackend::adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                               int64_t step) {
+  OpRange range("adam_update");
   check_cuda_tensor(param, "adam_update param");
   check_shape(grad, param.shape(), "adam_update grad");
   check_shape(m, param.shape(), "adam_update first moment");
@@ -213,6 +478,7 @@ void CudaBackend::adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tens
 void CudaBackend::mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps, const Tensor* grad,
                             const Tensor* mask, const Tensor* z, const StepCoeffs& c, Tensor& x_next,
                             Tensor* x0_hat) {
+  OpRange range("mdps_step");
   check_cuda_tensor(x, "mdps_step x");
   MDPS_CHECK(x.ndim() == 4, "mdps_step: x ", x.describe(), " is not NCHW");
   check_shape(y, x.shape(), "mdps_step y");
@@ -230,6 +496,7 @@ void CudaBackend::mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps,
 
 void CudaBackend::replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask,
                                  float sqrt_a, float sqrt_1ma) {
+  OpRange range("replace_normal");
   check_cuda_tensor(x, "replace_normal x");
   MDPS_CHECK(x.ndim() == 4, "replace_normal: x ", x.describe(), " is not NCHW");
   check_shape(y, x.shape(), "replace_normal y");
@@ -241,6 +508,7 @@ void CudaBackend::replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fix
 }
 
 void CudaBackend::philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) {
+  OpRange range("philox_normal");
   check_cuda_tensor(x, "philox_normal output");
   cuda::launch_philox_normal(x.data(), x.numel(), seed, stream_id, offset, stream_);
 }

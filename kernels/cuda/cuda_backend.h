@@ -1,9 +1,12 @@
-// The CUDA backend: device memory, one stream, cuBLAS for products and the
-// hand-written kernels of kernels/cuda/*.cu. Ops without a CUDA body yet throw
-// mdps::Error("CUDA op ... not implemented yet"); docs/gpu.md lists them.
+// The CUDA backend: a caching allocator over device memory, one stream,
+// cuBLAS for products, cuDNN for convolutions and the hand-written kernels of
+// kernels/cuda/*.cu. docs/gpu.md says what has (never) run on a GPU.
 #pragma once
 #include "engine/backend.h"
 #include "kernels/cuda/launchers.h"
+#include "kernels/cuda/device_allocator.h"
+#include "kernels/cuda/cudnn_conv.h"
+#include <memory>
 
 namespace mdps {
 
@@ -72,13 +75,24 @@ class CudaBackend final : public Backend {
   // Standard normals philox::normal_at(seed, stream_id, offset + i) into x.
   void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset);
 
+  // Device memory held in the allocator's free lists, and its return to the driver.
+  size_t cached_bytes() const { return alloc_->cached_bytes(); }
+  void release_cached_memory() { alloc_->release(stream_); }
+  // Convolution plans (shape -> descriptors and algorithms) built so far.
+  size_t conv_plans() const { return conv_->plans(); }
+
  private:
   void elementwise(cuda::EwOp op, const Tensor* a, const Tensor* b, Tensor& y, float alpha, float beta,
                    int64_t b_div, int64_t b_mod, const char* what);
 
+  void conv_shape(const Tensor& x, const Tensor& w, const Shape& y, ConvGeom g, const char* op,
+                  cuda::ConvShape& s) const;
+
   int device_ = 0;
   cuda::Stream stream_ = nullptr;
   void* cublas_ = nullptr;  // cublasHandle_t
+  std::unique_ptr<cuda::CachingAllocator> alloc_;
+  std::unique_ptr<cuda::CudnnConv> conv_;
 };
 
 }  // namespace mdps

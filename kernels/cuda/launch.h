@@ -20,4 +20,9 @@ inline unsigned elementwise_blocks(int64_t n, unsigned block = kElementwiseBlock
   return unsigned(std::max<int64_t>(1, std::min(b, max_blocks)));
 }
 
+// Blocks of the first stage of a whole-tensor sum (one double partial each):
+// few enough that the single finishing block adds them in a few passes.
+constexpr int64_t kMaxSumPartials = 1024;
+inline unsigned sum_partial_blocks(int64_t n) { return elementwise_blocks(n, kReduceBlock, kMaxSumPartials); }
+
 }  // namespace mdps::cuda

@@ -26,6 +26,25 @@ void launch_softmax(const float* x, float* y, int64_t rows, int64_t L, Stream st
 void launch_philox_normal(float* dst, int64_t n, uint64_t seed, uint64_t stream_id, uint64_t offset, Stream stream);
 void launch_adam(float* param, const float* grad, float* m, float* v, const AdamParams& p, int64_t step, int64_t n,
                  Stream stream);
+void launch_group_norm_backward(const float* dy, const float* x, const float* gamma, const float* beta,
+                                const float* mean, const float* rstd, int64_t n_samples, int groups, int64_t cg,
+                                int64_t hw, bool silu, float* dx, double* sum_dz, double* sum_dzx, float* dgamma,
+                                float* dbeta, Stream stream);
+void launch_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t L, Stream stream);
+// out[r] = sum of row r of x [rows, L]; out[c] = sum of column c of x [rows, cols].
+void launch_row_sum(const float* x, float* out, int64_t rows, int64_t L, Stream stream);
+void launch_column_sum(const float* x, float* out, int64_t rows, int64_t cols, Stream stream);
+// out[0] = sum of x (or of its squares); partial: sum_partial_blocks(n) doubles of scratch.
+void launch_sum(const float* x, int64_t n, bool squares, double* partial, float* out, Stream stream);
+// Channels [c_off, c_off + Cs) of dst [N, Cd, hw] from src [N, Cs, hw] (to_dst) or back.
+void launch_copy_channels(float* src, int64_t Cs, float* dst, int64_t Cd, int64_t c_off, int64_t N, int64_t hw,
+                          bool to_dst, Stream stream);
+void launch_avg_pool2(const float* x, float* y, int64_t planes, int64_t H, int64_t W, Stream stream);
+void launch_avg_pool2_backward(const float* dy, float* dx, int64_t planes, int64_t H, int64_t W, Stream stream);
+void launch_upsample_nearest2(const float* x, float* y, int64_t planes, int64_t H, int64_t W, Stream stream);
+void launch_upsample_nearest2_backward(const float* dy, float* dx, int64_t planes, int64_t H, int64_t W,
+                                       Stream stream);
+void launch_timestep_embedding(const float* t, float* y, int64_t N, int64_t dim, Stream stream);
 void launch_elementwise(EwOp op, const float* a, const float* b, float* y, float alpha, float beta, int64_t n,
                         int64_t b_div, int64_t b_mod, Stream stream);
 

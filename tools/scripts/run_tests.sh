@@ -3,7 +3,7 @@
 # if needed, runs every CTest suite, then the `fast` suites again under
 # ASan+UBSan, then the safetensors fuzzer for a bounded time. Each stage prints
 # its time; the whole run is budgeted well inside CI's 90 minutes on 2 cores.
-#   MDPS_SKIP_SANITIZERS=1 / MDPS_SKIP_FUZZ=1 skip those stages locally.
+#   MDPS_SKIP_INSTALL=1 / MDPS_SKIP_SANITIZERS=1 / MDPS_SKIP_FUZZ=1 skip those stages locally.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 JOBS=${JOBS:-2}
@@ -27,6 +27,12 @@ stage configure 300 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/de
 stage build 2400 cmake --build build -j"$JOBS"
 mkdir -p build
 stage test 1800 bash -c "ctest --test-dir build --output-on-failure -j$JOBS 2>&1 | tee build/ctest.log; exit \${PIPESTATUS[0]}"
+
+# The library as integrators get it: installed, then examples/embed.c built
+# against the installed package and run (tools/scripts/test_install.sh).
+if [ -z "${MDPS_SKIP_INSTALL:-}" ]; then
+  stage install-embed 1200 env JOBS="$JOBS" MDPS_INSTALL_BUILD=build-install tools/scripts/test_install.sh
+fi
 
 if [ -z "${MDPS_SKIP_SANITIZERS:-}" ]; then
   stage asan-configure 300 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMDPS_SANITIZE=ON \

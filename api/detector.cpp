@@ -1,0 +1,183 @@
+// The public Detector (include/mdps/mdps.h) over the engine: options become
+// EvalSettings the way `mdps score` builds them, pixels become the model's
+// [-1,1] tensors through the same Pillow-exact resize, and scoring is the
+// evaluation protocol (engine/evaluate.h) on the images given.
+#include "include/mdps/mdps.h"
+#include "engine/evaluate.h"
+#include "engine/image.h"
+#include "engine/presets.h"
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#ifndef MDPS_API_PRESET_DIR
+#define MDPS_API_PRESET_DIR ""
+#endif
+
+namespace mdps {
+namespace {
+
+// The CPU worker pool, the allocators and the CUDA stream are process-wide.
+std::mutex& engine_lock() {
+  static std::mutex m;
+  return m;
+}
+
+EvalSettings build_settings(const DetectorOptions& o) {
+  EvalSettings s;
+  s.rounds.round1 = {o.round1_t, o.round1_rho};
+  s.rounds.round2 = {o.round2_t, o.round2_rho};
+  s.rounds.lambda = o.lambda;
+  s.rounds.samples = o.samples;
+  s.map.eta = o.eta;
+  s.sampler.skip = o.skip;
+  s.batch = o.batch;
+  s.seed = o.seed;
+  s.set("variant", o.variant);
+  s.set("image-score", o.image_score);
+  bool norm_given = false;
+  if (!o.preset.empty()) {
+    const std::string path = find_preset(o.preset, preset_search_dirs(MDPS_API_PRESET_DIR));
+    MDPS_CHECK(!path.empty(), "preset '", o.preset, "': not found (set MDPS_PRESET_DIR or give a path)");
+    for (const auto& [k, v] : read_preset(path)) {
+      try {
+        s.set(k, v);
+      } catch (const Error& e) {
+        throw Error(cat("preset '", path, "': ", e.what()));
+      }
+      norm_given = norm_given || k == "guidance-norm";
+    }
+  }
+  for (const auto& [k, v] : o.overrides) {
+    s.set(k, v);
+    norm_given = norm_given || k == "guidance-norm";
+  }
+  if (!norm_given) s.sampler.norm = s.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
+  s.validate();
+  return s;
+}
+
+// 8-bit pixels of any layout -> 3-channel floats at size x size, as
+// load_model_image would give for the same pixels in a file.
+Image to_model_image(const ImageView& v, int size, size_t index) {
+  MDPS_CHECK(v.pixels != nullptr, "image ", index, ": pixels are null");
+  MDPS_CHECK(v.width > 0 && v.height > 0, "image ", index, ": size ", v.width, "x", v.height, " is empty");
+  MDPS_CHECK(v.channels == 1 || v.channels == 3 || v.channels == 4, "image ", index, ": ", v.channels,
+             " channels (1, 3 or 4 expected)");
+  const int64_t packed = int64_t(v.width) * v.channels;
+  const int64_t stride = v.stride_bytes == 0 ? packed : v.stride_bytes;
+  MDPS_CHECK(stride >= packed, "image ", index, ": stride ", stride, " bytes is less than a row (", packed, ")");
+  Image img(v.width, v.height, 3);
+  for (int y = 0; y < v.height; ++y) {
+    const uint8_t* row = v.pixels + y * stride;
+    for (int x = 0; x < v.width; ++x) {
+      const uint8_t* px = row + int64_t(x) * v.channels;
+      for (int c = 0; c < 3; ++c) img.at(x, y, c) = float(v.channels == 1 ? px[0] : px[c]);
+    }
+  }
+  return v.width == size && v.height == size ? img : resize_bilinear(img, size, size, true);
+}
+
+}  // namespace
+
+const char* library_version() { return MDPS_VERSION; }
+
+struct Detector::Impl {
+  Backend* backend = nullptr;
+  std::unique_ptr<UNet> net;
+  std::unique_ptr<ResNetFeatures> features;
+  EvalSettings settings;
+  float image_threshold = NAN, pixel_threshold = NAN;
+};
+
+Detector::Detector(const DetectorOptions& o) : impl_(std::make_unique<Impl>()) {
+  MDPS_CHECK(!o.unet_path.empty(), "DetectorOptions.unet_path: no U-Net model given");
+  MDPS_CHECK(o.threads >= 0, "DetectorOptions.threads must be >= 0, got ", o.threads);
+  std::lock_guard<std::mutex> lock(engine_lock());
+  Impl& d = *impl_;
+  d.settings = build_settings(o);
+  d.backend = &backend_by_name(o.device);
+  if (o.threads > 0) d.backend->set_threads(o.threads);
+  d.net = load_unet(o.unet_path, *d.backend);
+  if (!o.features_path.empty()) {
+    if (o.features_prefix.empty()) {
+      d.features = load_features(o.features_path, d.settings.map.layers, *d.backend);
+    } else {
+      const auto& layers = d.settings.map.layers;
+      MDPS_CHECK(!layers.empty(), "layers: no ResNet stage chosen");
+      const int deepest = *std::max_element(layers.begin(), layers.end());
+      d.features = std::make_unique<ResNetFeatures>(
+          ResNetFeatures::load(SafeTensorsFile::open(o.features_path), o.features_prefix, deepest, *d.backend));
+    }
+  }
+  d.image_threshold = o.image_threshold;
+  d.pixel_threshold = o.pixel_threshold;
+}
+
+Detector::~Detector() = default;
+Detector::Detector(Detector&&) noexcept = default;
+Detector& Detector::operator=(Detector&&) noexcept = default;
+
+int Detector::image_size() const { return impl_->net->config().image_size; }
+std::string Detector::settings_json() const { return impl_->settings.to_json(); }
+
+ScoreResult Detector::score(const uint8_t* pixels, int width, int height, int channels, int stride_bytes) {
+  ImageView v;
+  v.pixels = pixels;
+  v.width = width;
+  v.height = height;
+  v.channels = channels;
+  v.stride_bytes = stride_bytes;
+  return score(v);
+}
+
+ScoreResult Detector::score(const ImageView& image) { return std::move(score_batch({image}).front()); }
+
+std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& images) {
+  MDPS_CHECK(!images.empty(), "score_batch: no images given");
+  const Impl& d = *impl_;
+  const int S = image_size();
+  // Every image is checked before any sampling starts.
+  std::vector<Image> imgs;
+  imgs.reserve(images.size());
+  for (size_t i = 0; i < images.size(); ++i) imgs.push_back(to_model_image(images[i], S, i));
+
+  std::lock_guard<std::mutex> lock(engine_lock());
+  const size_t N = imgs.size(), plane = size_t(S) * S;
+  ProtocolOutput po = run_protocol(
+      *d.net, d.features.get(), N,
+      [&](size_t b, size_t e) { return images_to_tensor(std::vector<Image>(imgs.begin() + b, imgs.begin() + e)); },
+      d.settings);
+  std::vector<float> scores =
+      image_scores(Tensor::from_vector({int64_t(N), 1, S, S}, po.maps), d.settings.score_kind, d.settings.score_k);
+
+  std::vector<ScoreResult> out(N);
+  for (size_t i = 0; i < N; ++i) {
+    ScoreResult& r = out[i];
+    r.image_score = scores[i];
+    r.width = r.height = S;
+    r.heat_map.assign(po.maps.begin() + i * plane, po.maps.begin() + (i + 1) * plane);
+    if (!std::isnan(d.image_threshold)) {
+      r.has_decision = true;
+      r.anomalous = r.image_score > d.image_threshold;
+    }
+    if (!std::isnan(d.pixel_threshold)) {
+      r.defect_mask.resize(plane);
+      for (size_t k = 0; k < plane; ++k) r.defect_mask[k] = r.heat_map[k] > d.pixel_threshold ? 1 : 0;
+    }
+    r.reconstruction.assign(po.recon[i].begin(), po.recon[i].end());
+  }
+  return out;
+}
+
+std::vector<float> resize_map(const std::vector<float>& map, int width, int height, int out_w, int out_h) {
+  MDPS_CHECK(width > 0 && height > 0 && map.size() == size_t(width) * height, "resize_map: ", map.size(),
+             " values for a ", width, "x", height, " map");
+  MDPS_CHECK(out_w > 0 && out_h > 0, "resize_map: output size ", out_w, "x", out_h, " is empty");
+  if (out_w == width && out_h == height) return map;
+  Image in(width, height, 1);
+  in.pixels = map;
+  return resize_bilinear(in, out_w, out_h, false).pixels;
+}
+
+}  // namespace mdps

@@ -1,0 +1,142 @@
+// mdps: unsupervised visual anomaly detection with Masked Diffusion Posterior
+// Sampling, as a library. This is the whole public C++ interface; it includes
+// nothing from the engine, so it compiles on its own with any C++17 compiler.
+// The C interface over it is mdps/mdps_c.h; docs/embedding.md has the guide.
+//
+//   mdps::DetectorOptions o;
+//   o.unet_path = "model.safetensors";
+//   o.features_path = "resnet18.safetensors";
+//   mdps::Detector det(o);                       // loads both files once
+//   mdps::ScoreResult r = det.score(rgb, w, h, 3);
+//   // r.image_score, r.heat_map (r.width x r.height), r.anomalous ...
+//
+// Errors: every failure (a missing or malformed file, a bad option, bad
+// pixels) is thrown as a std::runtime_error whose what() names the thing at
+// fault and the problem; nothing ever exits the process. Out of memory is
+// std::bad_alloc.
+//
+// Ownership: the caller owns the pixels it passes (read during the call only,
+// never kept) and every ScoreResult it gets back. A Detector owns its model
+// and feature weights; it is movable, not copyable.
+//
+// Threads: a Detector may be used from any thread, and several detectors may
+// live in one process. Calls that compute (construction, score, score_batch)
+// are serialised by one process-wide lock, because the CPU backend's worker
+// pool and the GPU stream are process-wide: concurrent calls take turns, each
+// using all the worker threads. For throughput, pass several images to
+// score_batch, or run several processes.
+#pragma once
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mdps {
+
+// "0.1.0": the library's version.
+const char* library_version();
+
+struct DetectorOptions {
+  // The U-Net model or training checkpoint (.safetensors), required.
+  std::string unet_path;
+  // ResNet feature extractor (.safetensors). Empty: the anomaly map is the
+  // pixel term only (worse; for tests and quick looks).
+  std::string features_path;
+  // Tensor-name prefix inside features_path; empty: found automatically
+  // ("", "resnet.", "module.", "model.", "backbone.").
+  std::string features_prefix;
+
+  // The protocol's settings, as the `mdps eval` options of the same names.
+  int round1_t = 200;        // --round1-t (0: a single unmasked round)
+  float round1_rho = 50.f;   // --round1-rho
+  int round2_t = 200;        // --t-start
+  float round2_rho = 100.f;  // --rho
+  float lambda = 0.12f;      // --lambda
+  float eta = 7.f;           // --eta
+  int skip = 20;             // --skip
+  int samples = 1;           // --samples (Ns)
+  int batch = 8;             // --batch: images per guidance group in score_batch
+  std::string variant = "authors";      // --variant: authors or paper
+  std::string image_score = "authors";  // --image-score: authors or topk-mean
+  uint64_t seed = 0;                    // --seed
+
+  // A preset (e.g. "mvtec/bottle" or a path to an .ini). Its values replace
+  // the fields above; `overrides` are applied after it.
+  std::string preset;
+  // Any further `mdps eval` setting by option name without dashes, applied
+  // last, e.g. {"layers", "2,3"}, {"blur-sigma", "4"}, {"ddim-eta", "0"}.
+  std::vector<std::pair<std::string, std::string>> overrides;
+
+  std::string device = "cpu";  // cpu, cuda or auto
+  // CPU worker threads, 0: all cores. Process-wide: the last detector
+  // constructed with threads > 0 sets it for all.
+  int threads = 0;
+
+  // Decisions: NaN (the default) means none. anomalous = image_score >
+  // image_threshold; defect_mask pixel = heat map value > pixel_threshold.
+  float image_threshold = std::numeric_limits<float>::quiet_NaN();
+  float pixel_threshold = std::numeric_limits<float>::quiet_NaN();
+};
+
+// Pixels in memory: 8-bit, interleaved, rows `stride_bytes` apart (0: packed,
+// width * channels). channels: 1 (gray), 3 (RGB) or 4 (RGBA, alpha ignored).
+struct ImageView {
+  const uint8_t* pixels = nullptr;
+  int width = 0, height = 0, channels = 3;
+  int stride_bytes = 0;
+};
+
+struct ScoreResult {
+  float image_score = 0.f;
+  // The anomaly map at the model's resolution (width = height = image_size()),
+  // row-major; larger is more anomalous. Use resize_map() for the input size.
+  int width = 0, height = 0;
+  std::vector<float> heat_map;
+  // Set when the detector has an image threshold.
+  bool has_decision = false;
+  bool anomalous = false;
+  // width * height values 0/1 when the detector has a pixel threshold, else empty.
+  std::vector<uint8_t> defect_mask;
+  // The reconstruction (the normal image the sampler found; the first of Ns),
+  // width * height * 3 RGB values in [0,255].
+  std::vector<float> reconstruction;
+};
+
+class Detector {
+ public:
+  // Loads the model and the feature extractor; throws for anything missing,
+  // malformed or out of range.
+  explicit Detector(const DetectorOptions& options);
+  ~Detector();
+  Detector(Detector&&) noexcept;
+  Detector& operator=(Detector&&) noexcept;
+  Detector(const Detector&) = delete;
+  Detector& operator=(const Detector&) = delete;
+
+  // One image of any size; it is resized (bilinear, as Pillow) to
+  // image_size() x image_size() first. Scoring an image alone equals scoring
+  // it in a batch of one: with the authors' variant the guidance couples the
+  // images of a batch, so a batch's scores differ slightly from single calls.
+  ScoreResult score(const uint8_t* pixels, int width, int height, int channels, int stride_bytes = 0);
+  ScoreResult score(const ImageView& image);
+  // Several images, in groups of options.batch (the evaluation batch).
+  std::vector<ScoreResult> score_batch(const std::vector<ImageView>& images);
+
+  // The model's input size (images are square).
+  int image_size() const;
+  // The settings in effect after the preset and overrides, as JSON.
+  std::string settings_json() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A heat map (width x height, row-major) resized bilinearly to out_w x out_h,
+// e.g. back to the input image's size.
+std::vector<float> resize_map(const std::vector<float>& map, int width, int height, int out_w, int out_h);
+
+}  // namespace mdps
