@@ -105,6 +105,16 @@ class Backend {
   virtual void softmax(const Tensor& x, Tensor& y) = 0;
   virtual void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) = 0;
 
+  // The authors' QKV attention (spec section 2). qkv is [B, 3*heads*ch, L]:
+  // per (sample, head) bh, rows [3ch bh, 3ch (bh+1)) hold q, k, v (ch rows
+  // each); a [B, heads*ch, L] gets a_bh[c,t] = sum_s v[c,s] w[t,s] with
+  // w[t,:] = softmax(scale * q[:,t] . k[:,s]) and scale = ch^-1/2 (the
+  // (ch^-1/4)^2 of q and k). The backward recomputes w (nothing is stored)
+  // and overwrites dqkv. The defaults materialise w [B*heads, L, L] through
+  // gemm and softmax; a backend may fuse them (the CPU does, blockwise).
+  virtual void attention(const Tensor& qkv, int heads, Tensor& a);
+  virtual void attention_backward(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv);
+
   // ---- elementwise -------------------------------------------------------------
   virtual void add(const Tensor& a, const Tensor& b, Tensor& y) = 0;  // y may alias a or b
   virtual void sub(const Tensor& a, const Tensor& b, Tensor& y) = 0;

@@ -1,4 +1,5 @@
 #include "engine/ops.h"
+#include "engine/attention_dims.h"
 #include <atomic>
 #include <cmath>
 
@@ -291,54 +292,19 @@ Var reshape(const Var& x, const Shape& shape) {
 
 Var qkv_attention(const Var& qkv, int heads) {
   Backend& be = qkv.value.backend();
-  const Shape& s = qkv.shape();
-  MDPS_CHECK(s.size() == 3 && s[1] % (3 * heads) == 0, "qkv_attention: input ", qkv.value.describe(),
-             " does not split into 3 x ", heads, " heads");
-  const int64_t B = s[0], L = s[2], ch = s[1] / (3 * heads), BH = B * heads;
-  const float sc2 = float(1.0 / std::sqrt(double(ch)));  // (ch^-1/4)^2 on q.k
-  const int64_t sqkv = 3 * ch * L;
-  // weights[bh, t, s] = softmax_s(sc2 * sum_c q[c,t] k[c,s])
-  auto attention_weights = [=, &be](const Tensor& qkv_v) {
-    const float* q = qkv_v.data();
-    Tensor w = Tensor::empty({BH, L, L}, be);
-    be.gemm(true, false, L, L, ch, sc2, q, L, sqkv, q + ch * L, L, sqkv, 0.f, w.data(), L, L * L, BH);
-    be.softmax(w, w);
-    return w;
-  };
-  Tensor w = attention_weights(qkv.value);
-  // a[bh, c, t] = sum_s v[c,s] w[t,s]
-  Tensor a = empty_on(qkv.value, {B, heads * ch, L});
-  be.gemm(false, true, ch, L, L, 1.f, qkv.value.data() + 2 * ch * L, L, sqkv, w.data(), L, L * L, 0.f, a.data(), L,
-          ch * L, BH);
-  const int64_t att_flops = 2 * 2 * BH * L * L * ch;
-  count_flops(att_flops);
-  w = Tensor();  // [BH, L, L] is the largest buffer of the network: not kept for the backward
+  const AttentionDims d = attention_dims(qkv.shape(), heads, "qkv_attention");
+  Tensor a = empty_on(qkv.value, attention_out_shape(qkv.shape(), heads));
+  be.attention(qkv.value, heads, a);
+  count_flops(int64_t(d.flops()));
   auto qc = qkv.cell;
   Tensor qkv_v = qkv.value;
   return finish(std::move(a), {&qkv}, [=, &be](const Tensor& ga) {
-    // The weights are recomputed from q and k (one more product of the
-    // forward's size) rather than stored: halves the train step's peak memory.
-    Tensor w = attention_weights(qkv_v);
+    // The backend recomputes the weights from q and k rather than storing
+    // [B*heads, L, L], the largest buffer of the network.
     Tensor dqkv = new_grad(*qc, qkv_v.shape(), be);
-    const float* q = qkv_v.data();
-    const float* k = q + ch * L;
-    const float* v = q + 2 * ch * L;
-    float* dq = dqkv.data();
-    float* dk = dq + ch * L;
-    float* dv = dq + 2 * ch * L;
-    const float* g = ga.data();
-    // dv[c,s] = sum_t g[c,t] w[t,s]
-    be.gemm(false, false, ch, L, L, 1.f, g, L, ch * L, w.data(), L, L * L, 0.f, dv, L, sqkv, BH);
-    // dw[t,s] = sum_c g[c,t] v[c,s]; then ds = softmax_backward, in place
-    Tensor dw = Tensor::empty({BH, L, L}, be);
-    be.gemm(true, false, L, L, ch, 1.f, g, L, ch * L, v, L, sqkv, 0.f, dw.data(), L, L * L, BH);
-    be.softmax_backward(w, dw, dw);
-    w = Tensor();
-    // dq[c,t] = sc2 sum_s k[c,s] ds[t,s];  dk[c,s] = sc2 sum_t q[c,t] ds[t,s]
-    be.gemm(false, true, ch, L, L, sc2, k, L, sqkv, dw.data(), L, L * L, 0.f, dq, L, sqkv, BH);
-    be.gemm(false, false, ch, L, L, sc2, q, L, sqkv, dw.data(), L, L * L, 0.f, dk, L, sqkv, BH);
+    be.attention_backward(qkv_v, ga, heads, dqkv);
     accumulate_grad(*qc, dqkv);
-    count_flops(2 * att_flops + att_flops / 2);
+    count_flops(int64_t(2.5 * d.flops()));
   });
 }
 

@@ -420,6 +420,76 @@ TEST_CASE("softmax: rows against the formula (large offsets), backward against f
   for (int i = 0; i < 3; ++i) CHECK(yo.at(i) == 1.f);
 }
 
+// a[bh,c,t] = sum_s v[c,s] softmax_s(q[:,t].k[:,s] / sqrt(ch)) in double.
+std::vector<double> naive_attention(const Tensor& qkv, int heads) {
+  const int64_t B = qkv.dim(0), ch = qkv.dim(1) / (3 * heads), L = qkv.dim(2);
+  std::vector<double> out(size_t(B * heads * ch * L));
+  for (int64_t bh = 0; bh < B * heads; ++bh) {
+    auto at = [&](int64_t part, int64_t c, int64_t i) { return double(qkv.at((bh * 3 * ch + part * ch + c) * L + i)); };
+    for (int64_t t = 0; t < L; ++t) {
+      std::vector<double> w(static_cast<size_t>(L));
+      double mx = -1e300, sum = 0;
+      for (int64_t s2 = 0; s2 < L; ++s2) {
+        double dotqk = 0;
+        for (int64_t c = 0; c < ch; ++c) dotqk += at(0, c, t) * at(1, c, s2);
+        w[size_t(s2)] = dotqk / std::sqrt(double(ch));
+        mx = std::max(mx, w[size_t(s2)]);
+      }
+      for (auto& x : w) sum += (x = std::exp(x - mx));
+      for (int64_t c = 0; c < ch; ++c) {
+        double acc = 0;
+        for (int64_t s2 = 0; s2 < L; ++s2) acc += at(2, c, s2) * w[size_t(s2)] / sum;
+        out[size_t((bh * ch + c) * L + t)] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+TEST_CASE("attention: the fused blockwise CPU version against a naive reference and the generic gemm+softmax path") {
+  ThreadsGuard guard;
+  // L = 300 spans two query blocks (the second partial); L = 1 and 5 fit in one.
+  for (int64_t L : {int64_t(300), int64_t(5), int64_t(1)}) {
+    for (int threads : {1, 2}) {
+      be().set_threads(threads);
+      CAPTURE(L);
+      CAPTURE(threads);
+      const int heads = 2;
+      Tensor qkv = rnd({2, 3 * heads * 3, L}, 60 + uint64_t(L), -2.f, 2.f);
+      Tensor a = Tensor::empty({2, heads * 3, L}), a_generic = Tensor::empty({2, heads * 3, L});
+      be().attention(qkv, heads, a);
+      be().Backend::attention(qkv, heads, a_generic);
+      CHECK(rel(a, naive_attention(qkv, heads)) < 1e-5);
+      CHECK(rel(a, a_generic) < 1e-5);
+      Tensor g = rnd(a.shape(), 70 + uint64_t(L));
+      Tensor d = Tensor::empty(qkv.shape()), d_generic = Tensor::empty(qkv.shape());
+      be().attention_backward(qkv, g, heads, d);
+      be().Backend::attention_backward(qkv, g, heads, d_generic);
+      CHECK(rel(d, d_generic) < 1e-5);
+    }
+  }
+  // Finite differences of sum(a * r) on a small case with two blocks (L = 300
+  // is too slow for them; force a block boundary with a longer row instead).
+  Tensor qkv = rnd({1, 6, 260}, 80, -1.f, 1.f), r = rnd({1, 2, 260}, 81);
+  Tensor a = Tensor::empty({1, 2, 260}), d = Tensor::empty(qkv.shape());
+  be().attention_backward(qkv, r, 1, d);
+  std::vector<double> num(size_t(qkv.numel()));
+  float* p = qkv.data();
+  for (int64_t i = 0; i < qkv.numel(); i += 37) {  // a sample of the inputs
+    float s0 = p[i];
+    p[i] = s0 + 1e-2f;
+    be().attention(qkv, 1, a);
+    double up = dot(a, r);
+    p[i] = s0 - 1e-2f;
+    be().attention(qkv, 1, a);
+    double dn = dot(a, r);
+    p[i] = s0;
+    CHECK(std::abs((up - dn) / 2e-2 - double(d.at(i))) < 2e-3 * (1.0 + std::abs(double(d.at(i)))));
+  }
+  Tensor bad = Tensor::empty({1, 7, 4});
+  CHECK_THROWS_WITH_AS(be().attention(bad, 1, a), doctest::Contains("does not split into 3 x 1 heads"), Error);
+}
+
 // ---- elementwise ------------------------------------------------------------------
 
 TEST_CASE("elementwise: add, sub, mul, scale, axpby (including aliasing and beta = 0)") {

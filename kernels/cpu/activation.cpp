@@ -40,15 +40,7 @@ void CpuBackend::softmax(const Tensor& x, Tensor& y) {
   const float* X = x.data();
   float* Y = y.data();
   cpu::parallel_rows(rows, L, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const float* xr = X + r * L;
-      float* yr = Y + r * L;
-      const float mx = cpu::max_f(xr, L);
-      for (int64_t i = 0; i < L; ++i) yr[i] = cpu::fast_exp(xr[i] - mx);
-      double s = cpu::sum_d(yr, L);
-      float inv = float(1.0 / s);
-      for (int64_t i = 0; i < L; ++i) yr[i] *= inv;
-    }
+    for (int64_t r = b; r < e; ++r) cpu::softmax_row(X + r * L, Y + r * L, L);
   });
 }
 
@@ -63,15 +55,8 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx)
   const float* Yp = y.data();
   const float* DY = dy.data();
   float* DX = dx.data();
-  // dx = y * (dy - sum(dy * y))
   cpu::parallel_rows(rows, L, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const float* yr = Yp + r * L;
-      const float* dyr = DY + r * L;
-      float* dxr = DX + r * L;
-      const float fs = float(cpu::dot_d(dyr, yr, L));
-      for (int64_t i = 0; i < L; ++i) dxr[i] = yr[i] * (dyr[i] - fs);
-    }
+    for (int64_t r = b; r < e; ++r) cpu::softmax_backward_row(Yp + r * L, DY + r * L, DX + r * L, L);
   });
 }
 

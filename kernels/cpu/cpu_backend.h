@@ -47,6 +47,8 @@ class CpuBackend final : public Backend {
   void silu(const Tensor& x, Tensor& y) override;
   void silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) override;
   void softmax(const Tensor& x, Tensor& y) override;
+  void attention(const Tensor& qkv, int heads, Tensor& a) override;
+  void attention_backward(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) override;
   void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override;
 
   void add(const Tensor& a, const Tensor& b, Tensor& y) override;

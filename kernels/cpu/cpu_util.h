@@ -153,6 +153,20 @@ inline float max_f(const float* x, int64_t n) {
   return m;
 }
 
+// One softmax row (y may alias x): max, exp, a double sum, one scale. The
+// softmax op and the fused attention share it, so both give the same bits.
+inline void softmax_row(const float* x, float* y, int64_t L) {
+  const float mx = max_f(x, L);
+  for (int64_t i = 0; i < L; ++i) y[i] = fast_exp(x[i] - mx);
+  const float inv = float(1.0 / sum_d(y, L));
+  for (int64_t i = 0; i < L; ++i) y[i] *= inv;
+}
+// Its backward for one row: dx = y * (dy - sum(dy * y)); dx may alias dy.
+inline void softmax_backward_row(const float* y, const float* dy, float* dx, int64_t L) {
+  const float fs = float(dot_d(dy, y, L));
+  for (int64_t i = 0; i < L; ++i) dx[i] = y[i] * (dy[i] - fs);
+}
+
 inline float sigmoidf(float x) { return 1.f / (1.f + fast_exp(-x)); }
 inline float siluf(float x) { return x / (1.f + fast_exp(-x)); }
 
