@@ -303,8 +303,11 @@ ShardOutcome evaluate_shard(const UNet& model, const ResNetFeatures* features, c
   for (const Sample& s : mine)
     list += cat(list.empty() ? "" : ", ", "[", json::quote(s.image_path), ", ", json::quote(s.defect_type), ", ",
                 s.label, ", ", json::quote(s.mask_path), "]");
+  // Results depend on the device and (on the CPU) the thread count: the merge
+  // says so when its parts differ in them.
+  const std::string compute = cat(model.backend().name(), ", ", model.backend().threads(), " threads");
   std::string meta = cat(header_json(kPartKind, job.shard, range, samples.size(), fingerprint, r.seconds),
-                         ", \"category\": ", json::quote(category_of(ds)), ", \"layout\": ", json::quote(ds.layout),
+                         ", \"compute\": ", json::quote(compute), ", \"category\": ", json::quote(category_of(ds)), ", \"layout\": ", json::quote(ds.layout),
                          ", \"map_size\": [", r.H, ", ", r.W, "], \"settings\": ", json::quote(st.to_json()),
                          ", \"extra\": ", json::quote(job.extra_json), ", \"samples\": [", list, "]}");
   const int64_t n = int64_t(mine.size());
@@ -400,6 +403,14 @@ MergedEval merge_parts(const std::vector<std::string>& inputs) {
     r.seconds += h.seconds;
   }
   MDPS_CHECK(r.maps.size() == r.samples.size() * hw, "--merge: map sizes do not add up");
+  std::string computes;
+  for (size_t k : order) {
+    const std::string& c = metas[k].str("compute");
+    if (computes.find(c) == std::string::npos) computes += cat(computes.empty() ? "" : "; ", c);
+  }
+  if (computes.find(';') != std::string::npos)
+    m.note = cat("the parts were computed on different devices or thread counts (", computes,
+                 "): the merge is valid, but not bit-identical to a single run on one of them");
   check_normal_and_defective(r.samples, r.name);
   r.seconds_per_image = r.seconds / double(r.samples.size());
   compute_eval_metrics(r);

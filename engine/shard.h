@@ -95,6 +95,7 @@ struct MergedEval {
   EvalResult result;
   std::string settings_json, extra_json;  // as shard 0 recorded them
   int shards = 0;
+  std::string note;  // non-empty when the parts differ in device or CPU thread count
 };
 MergedEval merge_parts(const std::vector<std::string>& inputs);
 

@@ -231,6 +231,19 @@ TEST_CASE("three shards merged equal one run, mask scope image") {
     CHECK_THROWS_WITH_AS(merge_parts({fx.dir + "/mixed", fx.dir + "/seed1"}),
                          doctest::Contains("part-1-of-3.safetensors"), Error);
   }
+  {  // parts computed with other thread counts merge, with a note
+    CHECK(merge_parts({parts}).note.empty());
+    Backend& cpu = cpu_backend();
+    const int threads = cpu.threads();
+    cpu.set_threads(threads + 1);
+    fx.shard(s, fx.job(1, 3), fx.dir + "/threads");
+    cpu.set_threads(threads);
+    fs::copy_file(parts + "/part-0-of-3.safetensors", fx.dir + "/threads/part-0-of-3.safetensors");
+    fs::copy_file(parts + "/part-2-of-3.safetensors", fx.dir + "/threads/part-2-of-3.safetensors");
+    MergedEval m = merge_parts({fx.dir + "/threads"});
+    CHECK(m.note.find(std::to_string(threads + 1) + " threads") != std::string::npos);
+    CHECK(m.note.find("not bit-identical") != std::string::npos);
+  }
   {  // parts of different shard counts
     fx.shard(s, fx.job(1, 2), fx.dir + "/two");
     CHECK_THROWS_WITH_AS(merge_parts({parts, fx.dir + "/two"}), doctest::Contains("one of 3 shards"), Error);
