@@ -8,7 +8,8 @@
 // round 2, final maps averaged over Ns, image scores. The evaluation batch is
 // also the guidance group and the group of the eta combination's maxima.
 // Noise: Philox(seed, stream 2b) for round 1 and 2b+1 for round 2 of batch b,
-// so both mask scopes draw the same noise.
+// so both mask scopes draw the same noise; b counts batches over the whole
+// run, also when a shard evaluates part of it (ProtocolPart, engine/shard.h).
 #pragma once
 #include "engine/anomaly_map.h"
 #include "engine/dataset.h"
@@ -99,7 +100,6 @@ using BatchLoader = std::function<Tensor(size_t begin, size_t end)>;
 ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
                             const EvalSettings& settings, const EvalProgressFn& progress = {},
                             const ProtocolPart& part = {});
-struct Image;
 Image recon_image(const ProtocolOutput& p, size_t i);
 
 // The test samples after --limit (at most `limit` per type, in file order).

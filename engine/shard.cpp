@@ -55,9 +55,10 @@ std::string category_of(const Dataset& ds) {  // as evaluate() names it
 struct Meta {
   std::string file;
   json::Value v;
+  std::string where = cat("metadata '", kMetaKey, "'");
   const json::Value& get(const std::string& key, json::Kind kind) const {
     const json::Value* x = v.find(key);
-    MDPS_CHECK(x && x->kind == kind, file, ": metadata '", kMetaKey, "' has no ", json::kind_name(kind), " '", key,
+    MDPS_CHECK(x && x->kind == kind, file, ": ", where, " has no ", json::kind_name(kind), " '", key,
                "' (not a file of this mdps version?)");
     return *x;
   }
@@ -65,7 +66,7 @@ struct Meta {
   double number(const std::string& key) const { return get(key, json::Kind::Number).number; }
   size_t count(const std::string& key) const {
     const json::Value& x = get(key, json::Kind::Number);
-    MDPS_CHECK(x.is_uint, file, ": metadata '", key, "' is not a non-negative integer");
+    MDPS_CHECK(x.is_uint, file, ": ", where, ": '", key, "' is not a non-negative integer");
     return size_t(x.uint);
   }
 };
@@ -462,7 +463,8 @@ MaskRange read_mask_range(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   Meta m;
-  m.file = path;
+  m.file = "--mask-range " + path;
+  m.where = "the JSON";
   m.v = json::parse(ss.str(), "--mask-range " + path);
   MDPS_CHECK(m.v.kind == json::Kind::Object && m.v.find("kind") && m.v.find("kind")->str == kRangeKind,
              "--mask-range ", path, ": not a mask_range.json written by `mdps eval --merge --pass 1`");

@@ -305,6 +305,8 @@ TEST_CASE("three shards in two passes merged equal one run, mask scope dataset")
     CHECK_THROWS_WITH_AS(fx.shard(s, fx.job(0, 3, 2), fx.dir + "/x"), doctest::Contains("--mask-range"), Error);
     CHECK_THROWS_WITH_AS(fx.shard(fast_settings(false), fx.job(0, 3, 1), fx.dir + "/x"),
                          doctest::Contains("--mask-scope dataset"), Error);
+    CHECK_THROWS_WITH_AS(fx.shard(fast_settings(false), fx.job(0, 3, 0, range_file), fx.dir + "/x"),
+                         doctest::Contains("--mask-range is for --pass 2"), Error);
   }
   {  // pass 2 refuses a range of another run and needs its pass-1 file
     MaskRange other = range;

@@ -20,7 +20,9 @@ struct ShardFlags {
   void add(CLI::App* c);
   bool merging() const { return !merge.empty(); }
   // Whether this run evaluates one shard (any shard flag given).
-  bool sharded() const { return !shard.empty() || !index_env.empty() || count > 0 || pass != 0; }
+  bool sharded() const {
+    return !shard.empty() || !index_env.empty() || count > 0 || pass != 0 || !mask_range.empty();
+  }
   // The shard from --shard or from the environment; 0/1 with --pass alone.
   ShardId resolve() const;
 };
