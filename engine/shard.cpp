@@ -103,7 +103,10 @@ PartHeader read_header(const Meta& m) {
   h.begin = m.count("begin");
   h.end = m.count("end");
   h.seconds = m.number("seconds");
-  MDPS_CHECK(h.shard.count >= 1 && h.shard.index < h.shard.count && h.begin <= h.end && h.end <= h.images, m.file,
+  // Every shard holds at least one image, which also bounds what a damaged count could allocate.
+  MDPS_CHECK(h.shard.count >= 1 && h.shard.index < h.shard.count && size_t(h.shard.count) <= h.images &&
+                 h.begin <= h.end && h.end <= h.images,
+             m.file,
              ": inconsistent shard ", h.shard.index, "/", h.shard.count, " with images ", h.begin, "..", h.end, " of ",
              h.images);
   return h;

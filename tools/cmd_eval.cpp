@@ -42,7 +42,7 @@ EvalResult eval_category(const EvalArgs& a, const UNet& net, const std::string& 
     std::string identity = cat("model ", file_digest(a.model), " features ",
                                a.features.empty() ? std::string("none") : file_digest(a.features));
     cli::run_eval_shard(a.shard, net, fe.get(), ds, s, identity, extra, out_dir, !a.no_panels, a.quiet);
-    return {};
+    return {};  // a shard has no metrics; only a single category root gets here
   }
   EvalResult r = evaluate(net, fe.get(), ds, s, a.no_panels ? "" : (fs::path(out_dir) / "panels").string(),
                           cli::progress_line(name, a.quiet));
