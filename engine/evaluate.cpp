@@ -239,16 +239,8 @@ void write_text_atomic(const std::string& path, const std::string& text) {
   }
 }
 
-namespace {
-
-struct LoadedBatch {
-  Tensor y;                  // [n,3,S,S]
-  std::vector<Image> images; // model-size images (for panels)
-  std::vector<uint8_t> masks;  // n*S*S
-};
-
-LoadedBatch load_batch(const std::vector<Sample>& samples, size_t begin, size_t end, int size) {
-  LoadedBatch b;
+EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size_t end, int size) {
+  EvalBatch b;
   for (size_t i = begin; i < end; ++i) {
     const Sample& s = samples[i];
     Image raw = load_image(s.image_path);
@@ -269,10 +261,8 @@ LoadedBatch load_batch(const std::vector<Sample>& samples, size_t begin, size_t 
   return b;
 }
 
-}  // namespace
-
 ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
-                            const EvalSettings& st, const EvalProgressFn& progress) {
+                            const EvalSettings& st, const EvalProgressFn& progress, const ProtocolPart& part) {
   st.validate();
   Backend& be = model.backend();
   const int S = model.config().image_size;
@@ -306,15 +296,24 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 
+  const size_t b0 = part.first_batch;  // noise streams are keyed by the global batch index
+  MDPS_CHECK(!part.round1_only || (two_rounds && st.dataset_scope),
+             "protocol: a round-1-only pass needs the dataset mask scope and two rounds");
+  MDPS_CHECK(!part.round1_maps || (two_rounds && st.dataset_scope),
+             "protocol: given round-1 maps need the dataset mask scope and two rounds");
+  MDPS_CHECK(!part.round1_maps || part.round1_maps->size() == N * plane, "protocol: ",
+             part.round1_maps ? part.round1_maps->size() : 0, " round-1 map values given for ", N, " images of ", S,
+             "x", S);
+
   // Pass 1 (dataset scope): all round-1 maps first, for the global min/max.
   std::vector<float> round1_maps;
-  float lo = 0.f, hi = 0.f;
-  if (two_rounds && st.dataset_scope) {
+  float lo = part.round1_min, hi = part.round1_max;
+  if (two_rounds && st.dataset_scope && !part.round1_maps) {
     round1_maps.resize(N * plane);
     for (size_t b = 0; b < nbatches; ++b) {
       size_t begin = b * B, end = std::min(N, begin + B);
       Tensor y = load_checked(begin, end);
-      PhiloxNoise noise(st.seed, 2 * b);
+      PhiloxNoise noise(st.seed, 2 * (b0 + b));
       Tensor rec = sampler.sample(repeat_batch(y, ns), Tensor(), st.rounds.round1, noise, nullptr, y.dim(0));
       std::vector<float> m = mean_map(y, rec).to_vector();
       std::copy(m.begin(), m.end(), round1_maps.begin() + begin * plane);
@@ -327,6 +326,12 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
 
   ProtocolOutput out;
   out.size = S;
+  if (part.round1_only) {
+    out.round1_maps = std::move(round1_maps);
+    out.seconds = elapsed();
+    return out;
+  }
+  const std::vector<float>& r1 = part.round1_maps ? *part.round1_maps : round1_maps;
   out.maps.resize(N * plane);
   out.recon.resize(N);
   for (size_t b = 0; b < nbatches; ++b) {
@@ -336,15 +341,15 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
     Tensor ys = repeat_batch(y, ns), mask;
     if (two_rounds) {
       if (st.dataset_scope) {
-        std::vector<float> m(round1_maps.begin() + begin * plane, round1_maps.begin() + end * plane);
+        std::vector<float> m(r1.begin() + begin * plane, r1.begin() + end * plane);
         mask = threshold_mask(Tensor::from_vector({n, 1, S, S}, m), st.rounds.lambda, lo, hi).to(be);
       } else {
-        PhiloxNoise noise(st.seed, 2 * b);
+        PhiloxNoise noise(st.seed, 2 * (b0 + b));
         Tensor rec = sampler.sample(ys, Tensor(), st.rounds.round1, noise, nullptr, n);
         mask = threshold_mask(mean_map(y, rec), st.rounds.lambda);
       }
     }
-    PhiloxNoise noise(st.seed, 2 * b + 1);
+    PhiloxNoise noise(st.seed, 2 * (b0 + b) + 1);
     Tensor rec = sampler.sample(ys, mask.defined() ? repeat_batch(mask, ns) : Tensor(), st.rounds.round2, noise,
                                 nullptr, n);
     std::vector<float> m = mean_map(y, rec).to_vector();
@@ -371,27 +376,42 @@ Image recon_image(const ProtocolOutput& p, size_t i) {
 EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dataset& ds, const EvalSettings& st,
                     const std::string& panels_dir, const EvalProgressFn& progress) {
   st.validate();
-  const int S = model.config().image_size;
-  EvalResult r;
+  std::vector<Sample> samples = limit_samples(ds.test, st.limit);
+  check_normal_and_defective(samples, ds.root);
+  EvalResult r = evaluate_samples(model, features, samples, st, panels_dir, progress);
   r.name = fs::path(ds.root).filename().string();
   if (r.name.empty()) r.name = fs::path(ds.root).parent_path().filename().string();
   r.layout = ds.layout;
-  r.samples = limit_samples(ds.test, st.limit);
-  const size_t N = r.samples.size();
+  compute_eval_metrics(r);
+  return r;
+}
+
+void check_normal_and_defective(const std::vector<Sample>& samples, const std::string& root) {
   int normal = 0, anomalous = 0;
-  for (const auto& s : r.samples) (s.label ? anomalous : normal)++, r.type_counts[s.defect_type]++;
-  MDPS_CHECK(normal > 0 && anomalous > 0, "data set '", ds.root, "': the evaluation needs normal and defective test ",
+  for (const auto& s : samples) (s.label ? anomalous : normal)++;
+  MDPS_CHECK(normal > 0 && anomalous > 0, "data set '", root, "': the evaluation needs normal and defective test ",
              "images (has ", normal, " normal and ", anomalous, " defective)");
+}
+
+EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, const std::vector<Sample>& samples,
+                            const EvalSettings& st, const std::string& panels_dir, const EvalProgressFn& progress,
+                            const ProtocolPart& part) {
+  st.validate();
+  MDPS_CHECK(!part.round1_only, "evaluate: a round-1-only pass has no final maps (call run_protocol)");
+  const int S = model.config().image_size;
+  EvalResult r;
+  r.samples = samples;
+  const size_t N = r.samples.size();
   const size_t plane = size_t(S) * S;
   std::vector<uint8_t> full_masks(N * plane);
   // Every image and mask is checked before the (long) sampling starts.
   for (size_t i = 0; i < N; ++i) {
-    LoadedBatch lb = load_batch(r.samples, i, i + 1, S);
+    EvalBatch lb = load_eval_batch(r.samples, i, i + 1, S);
     std::copy(lb.masks.begin(), lb.masks.end(), full_masks.begin() + i * plane);
   }
   ProtocolOutput po = run_protocol(
-      model, features, N, [&](size_t begin, size_t end) { return load_batch(r.samples, begin, end, S).y; }, st,
-      progress);
+      model, features, N, [&](size_t begin, size_t end) { return load_eval_batch(r.samples, begin, end, S).y; }, st,
+      progress, part);
   const std::vector<float>& full_maps = po.maps;
 
   // Scores and metrics on the centre crop (the region the metrics see).
@@ -407,26 +427,6 @@ EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dat
   r.scores = image_scores(Tensor::from_vector({int64_t(N), 1, side, side}, r.maps), st.score_kind, st.score_k);
   r.seconds = po.seconds;
   r.seconds_per_image = r.seconds / double(N);
-
-  std::vector<int> labels;
-  for (const auto& s : r.samples) labels.push_back(s.label);
-  r.overall = compute_metrics(r.maps, r.masks, labels, r.scores, side, side);
-  const size_t hw = size_t(side) * side;
-  for (const auto& [type, count] : r.type_counts) {
-    if (type == "good") continue;
-    std::vector<float> m, sc;
-    std::vector<uint8_t> k;
-    std::vector<int> l;
-    for (size_t i = 0; i < N; ++i) {
-      const Sample& s = r.samples[i];
-      if (s.defect_type != type && s.label != 0) continue;
-      m.insert(m.end(), r.maps.begin() + i * hw, r.maps.begin() + (i + 1) * hw);
-      k.insert(k.end(), r.masks.begin() + i * hw, r.masks.begin() + (i + 1) * hw);
-      l.push_back(s.label);
-      sc.push_back(r.scores[i]);
-    }
-    r.per_type[type] = compute_metrics(m, k, l, sc, side, side);
-  }
 
   if (!panels_dir.empty()) {
     fs::create_directories(panels_dir);
@@ -446,7 +446,38 @@ EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dat
   return r;
 }
 
+void compute_eval_metrics(EvalResult& r) {
+  const size_t N = r.samples.size();
+  const size_t hw = size_t(r.H) * r.W;
+  r.type_counts.clear();
+  r.per_type.clear();
+  for (const auto& s : r.samples) r.type_counts[s.defect_type]++;
+  std::vector<int> labels;
+  for (const auto& s : r.samples) labels.push_back(s.label);
+  r.overall = compute_metrics(r.maps, r.masks, labels, r.scores, r.H, r.W);
+  for (const auto& [type, count] : r.type_counts) {
+    if (type == "good") continue;
+    std::vector<float> m, sc;
+    std::vector<uint8_t> k;
+    std::vector<int> l;
+    for (size_t i = 0; i < N; ++i) {
+      const Sample& s = r.samples[i];
+      if (s.defect_type != type && s.label != 0) continue;
+      m.insert(m.end(), r.maps.begin() + i * hw, r.maps.begin() + (i + 1) * hw);
+      k.insert(k.end(), r.masks.begin() + i * hw, r.masks.begin() + (i + 1) * hw);
+      l.push_back(s.label);
+      sc.push_back(r.scores[i]);
+    }
+    r.per_type[type] = compute_metrics(m, k, l, sc, r.H, r.W);
+  }
+}
+
 void write_eval_report(const EvalResult& r, const EvalSettings& s, const std::string& out_dir,
+                       const std::string& extra) {
+  write_eval_report(r, s.to_json(), out_dir, extra);
+}
+
+void write_eval_report(const EvalResult& r, const std::string& settings_json, const std::string& out_dir,
                        const std::string& extra) {
   fs::create_directories(out_dir);
   const size_t N = r.samples.size();
@@ -462,7 +493,7 @@ void write_eval_report(const EvalResult& r, const EvalSettings& s, const std::st
           ",\n  \"normal_images\": ", normal, ",\n  \"anomalous_images\": ", N - size_t(normal),
           ",\n  \"map_size\": [", r.H, ", ", r.W, "],\n  ", metrics_json(r.overall), ",\n  \"per_type\": {\n    ",
           per_type, "\n  },\n  \"seconds\": ", num(r.seconds), ",\n  \"seconds_per_image\": ",
-          num(r.seconds_per_image), ",\n  \"settings\": ", s.to_json(), extra.empty() ? "" : ",\n  ", extra,
+          num(r.seconds_per_image), ",\n  \"settings\": ", settings_json, extra.empty() ? "" : ",\n  ", extra,
           "\n}\n");
   json::parse(report, "report.json");  // never write a report other readers would reject
   write_text_atomic((fs::path(out_dir) / "report.json").string(), report);

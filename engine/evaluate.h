@@ -8,10 +8,12 @@
 // round 2, final maps averaged over Ns, image scores. The evaluation batch is
 // also the guidance group and the group of the eta combination's maxima.
 // Noise: Philox(seed, stream 2b) for round 1 and 2b+1 for round 2 of batch b,
-// so both mask scopes draw the same noise.
+// so both mask scopes draw the same noise; b counts batches over the whole
+// run, also when a shard evaluates part of it (ProtocolPart, engine/shard.h).
 #pragma once
 #include "engine/anomaly_map.h"
 #include "engine/dataset.h"
+#include "engine/image.h"
 #include "engine/resnet.h"
 #include "engine/sampler.h"
 #include <functional>
@@ -78,16 +80,40 @@ struct ProtocolOutput {
   int size = 0;
   std::vector<float> maps;                  // N*S*S
   std::vector<std::vector<uint8_t>> recon;  // N of S*S*3
+  std::vector<float> round1_maps;           // N*S*S with ProtocolPart::round1_only, else empty
   double seconds = 0;
+};
+// Where the N images sit in a larger, sharded evaluation (engine/shard.h).
+// The default is a whole run.
+struct ProtocolPart {
+  // Global index of the first batch: batch b of this run draws the noise
+  // streams of batch first_batch + b, so a shard samples what a single run would.
+  size_t first_batch = 0;
+  // Dataset scope, pass 1 of a shard: round 1 only, its maps in round1_maps.
+  bool round1_only = false;
+  // Dataset scope, pass 2 of a shard: these images' round-1 maps (N*S*S) and
+  // the min/max of all round-1 maps of the set, instead of pass 1.
+  const std::vector<float>* round1_maps = nullptr;
+  float round1_min = 0.f, round1_max = 0.f;
 };
 using BatchLoader = std::function<Tensor(size_t begin, size_t end)>;
 ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
-                            const EvalSettings& settings, const EvalProgressFn& progress = {});
-struct Image;
+                            const EvalSettings& settings, const EvalProgressFn& progress = {},
+                            const ProtocolPart& part = {});
 Image recon_image(const ProtocolOutput& p, size_t i);
 
 // The test samples after --limit (at most `limit` per type, in file order).
 std::vector<Sample> limit_samples(const std::vector<Sample>& test, int limit);
+
+// samples[begin, end) at the model's size S: images [n,3,S,S] in [-1,1] and
+// ground-truth masks n*S*S (0/1, nearest-neighbour resized). Throws for an
+// unreadable file or a mask whose size differs from its image.
+struct EvalBatch {
+  Tensor y;
+  std::vector<Image> images;
+  std::vector<uint8_t> masks;
+};
+EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size_t end, int size);
 
 // Loads `samples` at the model's size and runs the protocol; writes the panels
 // into panels_dir when it is not empty. Throws for unreadable images,
@@ -96,11 +122,28 @@ std::vector<Sample> limit_samples(const std::vector<Sample>& test, int limit);
 EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dataset& ds,
                     const EvalSettings& settings, const std::string& panels_dir = "",
                     const EvalProgressFn& progress = {});
+// evaluate()'s per-image half on an already limited list of samples (a whole
+// set or one shard of it): maps, masks, scores, timing and panels (one colour
+// scale over these samples), with name, layout, metrics and type counts left
+// empty. Every image and mask is checked before the sampling starts.
+EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, const std::vector<Sample>& samples,
+                            const EvalSettings& settings, const std::string& panels_dir = "",
+                            const EvalProgressFn& progress = {}, const ProtocolPart& part = {});
+// Throws (naming the data set root) unless `samples` has both normal and
+// defective images: the metrics need both.
+void check_normal_and_defective(const std::vector<Sample>& samples, const std::string& root);
+// evaluate()'s other half: type_counts, overall and per-type metrics from
+// r.samples, r.maps, r.masks and r.scores.
+void compute_eval_metrics(EvalResult& r);
 
 // report.json, images.csv, maps.safetensors into out_dir (created), each
 // written atomically. `extra` is merged into the report's settings (model
 // and features paths etc., as JSON members "key": value without braces).
 void write_eval_report(const EvalResult& r, const EvalSettings& s, const std::string& out_dir,
+                       const std::string& extra_json_members = "");
+// The same with the settings as their to_json() text (a merge of shards has
+// the text, not the object).
+void write_eval_report(const EvalResult& r, const std::string& settings_json, const std::string& out_dir,
                        const std::string& extra_json_members = "");
 // The text table of overall and per-type metrics.
 std::string format_eval_table(const EvalResult& r);

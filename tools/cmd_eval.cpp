@@ -2,6 +2,7 @@
 // folder of such categories), the metrics, and the report files.
 #include "tools/command.h"
 #include "tools/eval_flags.h"
+#include "tools/eval_shard.h"
 #include "engine/json_mini.h"
 #include "engine/thread_pool.h"
 #include <cstdio>
@@ -14,6 +15,7 @@ namespace {
 
 struct EvalArgs {
   cli::SettingFlags flags;
+  cli::ShardFlags shard;
   std::string model, features, dataset, out, device = "cpu";
   int threads = 0;
   bool no_panels = false, quiet = false;
@@ -30,13 +32,20 @@ EvalResult eval_category(const EvalArgs& a, const UNet& net, const std::string& 
     std::fprintf(stderr, "mdps eval: %s (%s layout)%s%s, %s\n", root.c_str(), ds.layout.c_str(),
                  preset.empty() ? "" : ", preset ", preset.c_str(),
                  fe ? "ResNet features" : "pixel term only (no --features)");
-  EvalResult r = evaluate(net, fe.get(), ds, s, a.no_panels ? "" : (fs::path(out_dir) / "panels").string(),
-                          cli::progress_line(name, a.quiet));
   std::string extra = cat("\"model\": ", json::quote(a.model), ", \"features\": ",
                           a.features.empty() ? std::string("null") : json::quote(a.features),
                           ", \"dataset\": ", json::quote(root), ", \"preset\": ",
                           preset.empty() ? std::string("null") : json::quote(preset), ", \"device\": ",
                           json::quote(net.backend().name()));
+  if (a.shard.sharded()) {
+    // Parts of one run share the model and features bytes, not just their paths.
+    std::string identity = cat("model ", file_digest(a.model), " features ",
+                               a.features.empty() ? std::string("none") : file_digest(a.features));
+    cli::run_eval_shard(a.shard, net, fe.get(), ds, s, identity, extra, out_dir, !a.no_panels, a.quiet);
+    return {};  // a shard has no metrics; only a single category root gets here
+  }
+  EvalResult r = evaluate(net, fe.get(), ds, s, a.no_panels ? "" : (fs::path(out_dir) / "panels").string(),
+                          cli::progress_line(name, a.quiet));
   write_eval_report(r, s, out_dir, extra);
   std::printf("%s", format_eval_table(r).c_str());
   std::printf("report: %s\n", (fs::path(out_dir) / "report.json").string().c_str());
@@ -46,6 +55,16 @@ EvalResult eval_category(const EvalArgs& a, const UNet& net, const std::string& 
 }
 
 void run_eval(const EvalArgs& a) {
+  if (a.shard.merging()) {
+    bool others = !a.model.empty() || !a.features.empty() || !a.dataset.empty() || !a.flags.preset.empty();
+    for (const auto& [key, opt] : a.flags.options) others = others || opt->count() > 0;
+    MDPS_CHECK(!others, "--merge takes only the parts, --out and --pass 1: the settings, model and data set come from "
+               "the parts");
+    cli::run_eval_merge(a.shard, a.out);
+    return;
+  }
+  MDPS_CHECK(!a.model.empty(), "--model is required (except with --merge)");
+  MDPS_CHECK(!a.dataset.empty(), "--dataset is required (except with --merge)");
   Backend& be = backend_by_name(a.device);
   if (a.threads > 0) be.set_threads(a.threads);
   auto net = load_unet(a.model, be);
@@ -62,6 +81,8 @@ void run_eval(const EvalArgs& a) {
   std::vector<std::string> cats = list_categories(a.dataset);
   MDPS_CHECK(!cats.empty(), "--dataset '", a.dataset,
              "': neither a category (train/good or train/ok) nor a folder of categories");
+  MDPS_CHECK(!a.shard.sharded(), "--dataset '", a.dataset,
+             "': --shard and --pass take one category root (run one job per category)");
   std::vector<EvalResult> results;
   for (const auto& c : cats) {
     results.push_back(eval_category(a, *net, c, (fs::path(a.out) / fs::path(c).filename()).string()));
@@ -75,13 +96,17 @@ void run_eval(const EvalArgs& a) {
 cli::Registrar reg("eval", 50, [](CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   auto* c = app.add_subcommand("eval", "Evaluate on an MVTec AD / BTAD test set: maps, scores, AUROC, AUPRO, F1");
-  c->add_option("--model", a->model, "U-Net model or checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+  c->add_option("--model", a->model, "U-Net model or checkpoint (.safetensors); required except with --merge")
+      ->check(CLI::ExistingFile);
   c->add_option("--features", a->features, "ResNet weights (.safetensors); without it the map is the pixel term only")
       ->check(CLI::ExistingFile);
-  c->add_option("--dataset", a->dataset, "category root (MVTec AD / BTAD layout) or a folder of categories")
+  c->add_option("--dataset", a->dataset,
+                "category root (MVTec AD / BTAD layout) or a folder of categories; required except with --merge");
+  c->add_option("--out", a->out,
+                "output folder: report.json, images.csv, maps.safetensors, panels/ (with --shard: the part file)")
       ->required();
-  c->add_option("--out", a->out, "output folder: report.json, images.csv, maps.safetensors, panels/")->required();
   a->flags.add_all(c, true);
+  a->shard.add(c);
   c->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   c->add_flag("--no-panels", a->no_panels, "do not write the panel PNGs");
