@@ -1,4 +1,5 @@
 #include "engine/cpu_image_ops.h"
+#include "engine/anomaly_map_arith.h"
 #include "engine/backend.h"
 #include <algorithm>
 #include <cmath>
@@ -55,17 +56,9 @@ Tensor mean_pool3x3(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape());
   const float* px = x.data();
   float* py = y.data();
-  for (int64_t c = 0; c < NC; ++c) {
-    const float* xc = px + c * H * W;
-    float* yc = py + c * H * W;
+  for (int64_t c = 0; c < NC; ++c)
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t w = 0; w < W; ++w) {
-        float s = 0.f;
-        for (int64_t ih = std::max<int64_t>(0, h - 1); ih <= std::min(H - 1, h + 1); ++ih)
-          for (int64_t iw = std::max<int64_t>(0, w - 1); iw <= std::min(W - 1, w + 1); ++iw) s += xc[ih * W + iw];
-        yc[h * W + w] = s / 9.f;
-      }
-  }
+      for (int64_t w = 0; w < W; ++w) py[(c * H + h) * W + w] = mean_pool3x3_at(px + c * H * W, H, W, h, w);
   return y;
 }
 
@@ -80,15 +73,9 @@ Tensor cosine_distance(const Tensor& a, const Tensor& b, float eps) {
   float* py = y.data();
   for (int64_t n = 0; n < N; ++n)
     for (int64_t i = 0; i < HW; ++i) {
-      double dot = 0, na = 0, nb = 0;
-      for (int64_t c = 0; c < C; ++c) {
-        double u = pa[(n * C + c) * HW + i], v = pb[(n * C + c) * HW + i];
-        dot += u * v;
-        na += u * u;
-        nb += v * v;
-      }
-      double den = std::max(std::sqrt(na), double(eps)) * std::max(std::sqrt(nb), double(eps));
-      py[n * HW + i] = float(1.0 - dot / den);
+      CosineDistance d;
+      for (int64_t c = 0; c < C; ++c) d.add(pa[(n * C + c) * HW + i], pb[(n * C + c) * HW + i]);
+      py[n * HW + i] = d.value(eps);
     }
   return y;
 }
@@ -100,16 +87,14 @@ Tensor resize_bilinear_align_corners(const Tensor& x, int64_t H, int64_t W) {
   // Source index and weight per output row / column, as ATen computes them.
   auto axis = [](int64_t in, int64_t out, std::vector<int64_t>& i0, std::vector<int64_t>& i1,
                  std::vector<float>& l1) {
-    const float scale = out > 1 ? float(in - 1) / float(out - 1) : 0.f;
     i0.resize(size_t(out));
     i1.resize(size_t(out));
     l1.resize(size_t(out));
     for (int64_t o = 0; o < out; ++o) {
-      float src = scale * float(o);
-      int64_t k = std::min<int64_t>(int64_t(src), in - 1);
-      i0[size_t(o)] = k;
-      i1[size_t(o)] = k < in - 1 ? k + 1 : k;
-      l1[size_t(o)] = src - float(k);
+      const BilinearTap t = bilinear_tap_align_corners(in, out, o);
+      i0[size_t(o)] = t.i0;
+      i1[size_t(o)] = t.i1;
+      l1[size_t(o)] = t.l1;
     }
   };
   std::vector<int64_t> h0, h1, w0, w1;
@@ -123,13 +108,12 @@ Tensor resize_bilinear_align_corners(const Tensor& x, int64_t H, int64_t W) {
     const float* xc = px + c * Hi * Wi;
     float* yc = py + c * H * W;
     for (int64_t oh = 0; oh < H; ++oh) {
-      const float a1 = lh[size_t(oh)], a0 = 1.f - a1;
+      const float a1 = lh[size_t(oh)];
       const float* r0 = xc + h0[size_t(oh)] * Wi;
       const float* r1 = xc + h1[size_t(oh)] * Wi;
       for (int64_t ow = 0; ow < W; ++ow) {
-        const float b1 = lw[size_t(ow)], b0 = 1.f - b1;
         const int64_t j0 = w0[size_t(ow)], j1 = w1[size_t(ow)];
-        yc[oh * W + ow] = a0 * (b0 * r0[j0] + b1 * r0[j1]) + a1 * (b0 * r1[j0] + b1 * r1[j1]);
+        yc[oh * W + ow] = bilinear_mix(a1, lw[size_t(ow)], r0[j0], r0[j1], r1[j0], r1[j1]);
       }
     }
   }
@@ -153,21 +137,12 @@ std::vector<float> gaussian_kernel1d(int kernel, float sigma) {
   return k;
 }
 
-int64_t reflect_index(int64_t i, int64_t n) {
-  if (n == 1) return 0;
-  const int64_t period = 2 * (n - 1);
-  i %= period;
-  if (i < 0) i += period;
-  return i < n ? i : period - i;
-}
+int64_t reflect_index(int64_t i, int64_t n) { return mdps::reflect_index(i, n); }
 
 Tensor gaussian_blur(const Tensor& x, int kernel, float sigma) {
   check_nchw(x, "gaussian_blur");
   const std::vector<float> k = gaussian_kernel1d(kernel, sigma);
-  const int64_t NC = x.dim(0) * x.dim(1), H = x.dim(2), W = x.dim(3), r = kernel / 2;
-  std::vector<int64_t> rh(size_t(H + 2 * r)), rw(size_t(W + 2 * r));
-  for (int64_t i = 0; i < H + 2 * r; ++i) rh[size_t(i)] = reflect_index(i - r, H);
-  for (int64_t i = 0; i < W + 2 * r; ++i) rw[size_t(i)] = reflect_index(i - r, W);
+  const int64_t NC = x.dim(0) * x.dim(1), H = x.dim(2), W = x.dim(3);
   Tensor y = Tensor::empty(x.shape());
   const float* px = x.data();
   float* py = y.data();
@@ -175,18 +150,10 @@ Tensor gaussian_blur(const Tensor& x, int kernel, float sigma) {
   for (int64_t c = 0; c < NC; ++c) {
     const float* xc = px + c * H * W;
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t w = 0; w < W; ++w) {
-        double s = 0;
-        for (int64_t t = 0; t < kernel; ++t) s += double(k[size_t(t)]) * xc[h * W + rw[size_t(w + t)]];
-        tmp[size_t(h * W + w)] = s;
-      }
+      for (int64_t w = 0; w < W; ++w) tmp[size_t(h * W + w)] = gaussian_row_at(xc + h * W, W, w, k.data(), kernel);
     float* yc = py + c * H * W;
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t w = 0; w < W; ++w) {
-        double s = 0;
-        for (int64_t t = 0; t < kernel; ++t) s += double(k[size_t(t)]) * tmp[size_t(rh[size_t(h + t)] * W + w)];
-        yc[h * W + w] = float(s);
-      }
+      for (int64_t w = 0; w < W; ++w) yc[h * W + w] = gaussian_column_at(tmp.data(), H, W, h, w, k.data(), kernel);
   }
   return y;
 }
@@ -209,7 +176,7 @@ double softmax_topk_sum(const float* v, int64_t n, int k) {
   for (int64_t i = 1; i < n; ++i) m = std::max(m, double(v[i]));
   std::vector<double> e(static_cast<size_t>(n));
   double z = 0;
-  for (int64_t i = 0; i < n; ++i) z += (e[size_t(i)] = std::exp(double(v[i]) - m));
+  for (int64_t i = 0; i < n; ++i) z += (e[size_t(i)] = softmax_term(v[i], m));
   double s = 0;
   for (double t : top_k(std::move(e), k)) s += t;
   return s / z;

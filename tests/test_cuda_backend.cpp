@@ -5,9 +5,12 @@
 #include "tests/test_util.h"
 #include "engine/backend.h"
 #include "engine/noise.h"
+#include "engine/cpu_image_ops.h"
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 
 #ifdef MDPS_WITH_CUDA
 #include "kernels/cuda/cuda_backend.h"
@@ -159,6 +162,77 @@ TEST_CASE("cuda: gemm and linear match the CPU") {
   g.gemm(true, true, M, N, K, 0.5f, gA.data(), M, K * M, gB.data(), K, N * K, 0.f, gc.data(), N, M * N, batch);
   CHECK(rel(gc, rc) <= 1e-5);
 }
+
+#ifdef MDPS_WITH_CUDA
+TEST_CASE("cuda: the anomaly map's pooled cosine, blur and bilinear resize match the CPU") {
+  auto& g = static_cast<CudaBackend&>(gpu());
+  // The feature distance at the WRN layer-2 shape of a 64x64 image (and odd
+  // sizes): the pooled floats are bit-equal, the double sums may contract to
+  // fma on the GPU, which moves the float result by at most an ulp or two.
+  for (Shape s : {Shape{2, 512, 8, 8}, Shape{1, 7, 13, 11}, Shape{1, 1, 1, 1}}) {
+    CAPTURE(shape_str(s));
+    Tensor a = rnd(s, 71), b = rnd(s, 72);
+    Tensor ref = hostops::cosine_distance(hostops::mean_pool3x3(a), hostops::mean_pool3x3(b));
+    Tensor y = gpu_empty({s[0], 1, s[2], s[3]});
+    g.pooled_cosine_distance(on_gpu(a), on_gpu(b), y);
+    CHECK(test::max_abs_diff(y.to_vector().data(), ref.data(), size_t(ref.numel())) <= 1e-6);
+  }
+  // The authors' blur on a map of the image size and on one smaller than the kernel.
+  for (Shape s : {Shape{2, 1, 256, 256}, Shape{1, 2, 5, 7}}) {
+    CAPTURE(shape_str(s));
+    Tensor x = rnd(s, 73, 0.f, 3.f);
+    Tensor ref = hostops::gaussian_blur(x, 33, 4.f);
+    Tensor y = gpu_empty(s);
+    g.gaussian_blur(on_gpu(x), 33, 4.f, y);
+    CHECK(rel(y, ref) <= 1e-6);
+    CHECK(test::max_abs_diff(y.to_vector().data(), ref.data(), size_t(ref.numel())) <= 1e-6);
+  }
+  // A kernel longer than the launch parameters carry is refused.
+  Tensor small = on_gpu(rnd({1, 1, 4, 4}, 74)), small_out = gpu_empty({1, 1, 4, 4});
+  CHECK_THROWS_AS(g.gaussian_blur(small, 129, 4.f, small_out), Error);
+  // Layer 3 of a 256x256 image (16x16) up to the image, and a downsize.
+  for (auto [in, H, W] : {std::tuple<Shape, int64_t, int64_t>{{2, 1, 16, 16}, 256, 256},
+                          std::tuple<Shape, int64_t, int64_t>{{1, 3, 9, 13}, 4, 6}}) {
+    CAPTURE(shape_str(in));
+    Tensor x = rnd(in, 75);
+    Tensor ref = hostops::resize_bilinear_align_corners(x, H, W);
+    Tensor y = gpu_empty({in[0], in[1], H, W});
+    g.resize_bilinear_align_corners(on_gpu(x), y);
+    CHECK(test::max_abs_diff(y.to_vector().data(), ref.data(), size_t(ref.numel())) <= 1e-6);
+  }
+}
+
+TEST_CASE("cuda: the top-k image scores match the CPU") {
+  auto& g = static_cast<CudaBackend&>(gpu());
+  // 256x256 maps with k = 500, a map smaller than k, and ties.
+  std::vector<float> tied = random_floats(2 * 4096, 77);
+  for (float& v : tied) v = std::floor(v * 4.f) / 4.f;
+  struct Case {
+    Shape s;
+    std::vector<float> v;
+  };
+  for (const Case& c : {Case{{2, 1, 256, 256}, random_floats(2 * 65536, 76, 0.f, 2.f)},
+                        Case{{3, 1, 10, 20}, random_floats(600, 78)}, Case{{2, 1, 64, 64}, tied}}) {
+    CAPTURE(shape_str(c.s));
+    Tensor maps = Tensor::from_vector(c.s, c.v);
+    const int64_t n = c.s[2] * c.s[3];
+    const std::vector<double> mean = g.image_scores(on_gpu(maps), ImageScoreKind::TopKMean, 500);
+    const std::vector<double> soft = g.image_scores(on_gpu(maps), ImageScoreKind::Authors, 500);
+    REQUIRE(mean.size() == size_t(c.s[0]));
+    REQUIRE(soft.size() == size_t(c.s[0]));
+    for (int64_t m = 0; m < c.s[0]; ++m) {
+      // Only additions and one division: the same double operations in the same order.
+      CHECK(mean[size_t(m)] == hostops::topk_mean(maps.data() + m * n, n, 500));
+      // The denominator sums in another order, and the device's double exp is
+      // within an ulp of glibc's.
+      const double ref = hostops::softmax_topk_sum(maps.data() + m * n, n, 500);
+      CHECK(std::fabs(soft[size_t(m)] - ref) <= 1e-12 * ref);
+    }
+  }
+  // More values than one block sorts in shared memory is refused, not truncated.
+  CHECK_THROWS_AS(g.image_scores(on_gpu(rnd({1, 1, 64, 64}, 79)), ImageScoreKind::TopKMean, 4096), Error);
+}
+#endif
 
 #ifdef MDPS_WITH_CUDA
 TEST_CASE("cuda: Philox normals match the host stream") {

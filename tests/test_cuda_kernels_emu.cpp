@@ -24,6 +24,12 @@
 #include "kernels/cuda/pool_kernel.cuh"
 #include "kernels/cuda/upsample_kernel.cuh"
 #include "kernels/cuda/timestep_embedding_kernel.cuh"
+#include "kernels/cuda/pooled_cosine_kernel.cuh"
+#include "kernels/cuda/gaussian_blur_kernel.cuh"
+#include "kernels/cuda/resize_bilinear_kernel.cuh"
+#include "kernels/cuda/topk_score_kernel.cuh"
+#include "engine/cpu_image_ops.h"
+#include <algorithm>
 #include <cstring>
 
 using namespace mdps;
@@ -491,6 +497,168 @@ TEST_CASE("timestep_embedding kernel equals the CPU backend bit for bit") {
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::timestep_embedding_kernel, t.data(), y.data(),
                   int64_t(5), dim);
       CHECK(bit_equal(y, ref));
+    }
+  }
+}
+
+TEST_CASE("pooled_cosine_distance kernel equals mean_pool3x3 + cosine_distance on the CPU bit for bit") {
+  // One pixel (the whole window is padding), one channel, odd planes larger
+  // than a block, and pixels whose feature vector is zero (the eps clamp).
+  for (Shape s : {Shape{1, 1, 1, 1}, Shape{1, 1, 3, 1}, Shape{2, 5, 7, 9}, Shape{1, 3, 19, 17}, Shape{2, 1, 1, 13}}) {
+    CAPTURE(shape_str(s));
+    Tensor a = rnd(s, 121), b = rnd(s, 122);
+    const int64_t HW = s[2] * s[3];
+    for (int64_t c = 0; c < s[1]; ++c) {  // sample 0: a is zero on the first row's 3x3 reach
+      for (int64_t i = 0; i < std::min<int64_t>(HW, 2 * s[3]); ++i) a.data()[c * HW + i] = 0.f;
+      if (s[0] > 1) b.data()[(s[1] + c) * HW] = 0.f;  // sample 1: b is zero at one pixel only
+    }
+    Tensor ref = hostops::cosine_distance(hostops::mean_pool3x3(a), hostops::mean_pool3x3(b));
+    const int64_t n = s[0] * HW;
+    for (unsigned grid : grids_for(n)) {
+      CAPTURE(grid);
+      Tensor y = Tensor::full({s[0], 1, s[2], s[3]}, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::pooled_cosine_distance_kernel, a.data(), b.data(),
+                  y.data(), s[1], s[2], s[3], n, 1e-8f);
+      CHECK(bit_equal(y, ref));
+    }
+  }
+  // Identical inputs are at distance 0 up to rounding; opposite ones at 2.
+  Tensor a = rnd({1, 4, 6, 5}, 123), neg = Tensor::empty({1, 4, 6, 5}), y = Tensor::full({1, 1, 6, 5}, NAN);
+  for (int64_t i = 0; i < a.numel(); ++i) neg.data()[i] = -a.data()[i];
+  emu::launch(dim3(1), dim3(cuda::kElementwiseBlock), cuda::pooled_cosine_distance_kernel, a.data(), a.data(),
+              y.data(), int64_t(4), int64_t(6), int64_t(5), int64_t(30), 1e-8f);
+  for (int64_t i = 0; i < 30; ++i) CHECK(std::fabs(y.data()[i]) <= 1e-6f);
+  emu::launch(dim3(1), dim3(cuda::kElementwiseBlock), cuda::pooled_cosine_distance_kernel, a.data(), neg.data(),
+              y.data(), int64_t(4), int64_t(6), int64_t(5), int64_t(30), 1e-8f);
+  for (int64_t i = 0; i < 30; ++i) CHECK(std::fabs(y.data()[i] - 2.f) <= 1e-6f);
+}
+
+TEST_CASE("gaussian_blur kernels (two passes) equal the CPU blur bit for bit") {
+  // The authors' kernel (33 taps, sigma 4) on planes smaller than the kernel
+  // (the reflection bounces several times), one pixel, one row, and planes
+  // larger than a block; a short kernel as well.
+  struct Case {
+    Shape s;
+    int kernel;
+    float sigma;
+  };
+  for (const Case& t : {Case{{1, 1, 1, 1}, 33, 4.f}, Case{{1, 2, 5, 7}, 33, 4.f}, Case{{2, 1, 1, 40}, 33, 4.f},
+                        Case{{1, 1, 37, 41}, 33, 4.f}, Case{{2, 3, 9, 6}, 5, 1.f}, Case{{1, 1, 4, 4}, 1, 1.f}}) {
+    CAPTURE(shape_str(t.s));
+    CAPTURE(t.kernel);
+    Tensor x = rnd(t.s, 131, 0.f, 3.f);
+    Tensor ref = hostops::gaussian_blur(x, t.kernel, t.sigma);
+    const std::vector<float> k = hostops::gaussian_kernel1d(t.kernel, t.sigma);
+    cuda::BlurTaps taps{};
+    std::copy(k.begin(), k.end(), taps.w);
+    taps.kernel = t.kernel;
+    const int64_t n = x.numel(), H = t.s[2], W = t.s[3];
+    for (unsigned grid : grids_for(n)) {
+      CAPTURE(grid);
+      std::vector<double> tmp(size_t(n), NAN);
+      Tensor y = Tensor::full(t.s, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::gaussian_blur_rows_kernel, x.data(), tmp.data(), W,
+                  n, taps);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::gaussian_blur_columns_kernel,
+                  static_cast<const double*>(tmp.data()), y.data(), H, W, n, taps);
+      CHECK(bit_equal(y, ref));
+    }
+  }
+}
+
+TEST_CASE("resize_bilinear kernel equals the CPU's align_corners resize bit for bit") {
+  // Up (the feature maps to the image), down, to and from one pixel, same size.
+  struct Case {
+    Shape in;
+    int64_t H, W;
+  };
+  for (const Case& t : {Case{{1, 1, 1, 1}, 5, 3}, Case{{2, 3, 7, 5}, 16, 16}, Case{{1, 2, 9, 13}, 4, 6},
+                        Case{{1, 1, 6, 4}, 1, 1}, Case{{1, 1, 8, 8}, 8, 8}, Case{{1, 2, 4, 4}, 33, 31}}) {
+    CAPTURE(shape_str(t.in));
+    CAPTURE(t.H);
+    CAPTURE(t.W);
+    Tensor x = rnd(t.in, 141);
+    Tensor ref = hostops::resize_bilinear_align_corners(x, t.H, t.W);
+    const int64_t planes = t.in[0] * t.in[1], n = planes * t.H * t.W;
+    for (unsigned grid : grids_for(n)) {
+      CAPTURE(grid);
+      Tensor y = Tensor::full({t.in[0], t.in[1], t.H, t.W}, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::resize_bilinear_kernel, x.data(), y.data(),
+                  t.in[2], t.in[3], t.H, t.W, n);
+      CHECK(bit_equal(y, ref));
+    }
+  }
+}
+
+TEST_CASE("topk_score kernel: order keys sort like the floats they encode") {
+  const std::vector<float> sorted{-INFINITY, -3e38f, -1.f, -1e-40f, -0.f, 0.f, 1e-45f, 1e-40f, 1.f, 1.0000001f,
+                                  3e38f,     INFINITY};
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    CAPTURE(sorted[i]);
+    const uint32_t key = cuda::float_order_key(sorted[i]);
+    const float back = cuda::float_from_order_key(key);
+    CHECK(std::memcmp(&back, &sorted[i], sizeof back) == 0);
+    if (i > 0) CHECK(cuda::float_order_key(sorted[i - 1]) < key);
+  }
+}
+
+namespace {
+
+// The kernel's score for every map of `maps` [N, n] with one block geometry.
+std::vector<double> topk_scores_emu(const std::vector<float>& maps, int64_t N, int64_t n, int k, bool softmax,
+                                    unsigned block) {
+  std::vector<double> out(size_t(N), NAN);
+  emu::launch(dim3(unsigned(N)), dim3(block), cuda::topk_score_kernel, maps.data(), n, k, softmax, out.data());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("topk_score kernel equals the CPU's top-k mean bit for bit and its softmax top-k sum to rounding") {
+  struct Case {
+    const char* what;
+    int64_t N, n;
+    int k;
+    std::vector<float> v;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"one pixel, k > n", 1, 1, 500, random_floats(1, 151)});
+  cases.push_back({"k > n", 2, 300, 500, random_floats(600, 152, -3.f, 3.f)});
+  cases.push_back({"n not a multiple of the block", 3, 1000, 500, random_floats(3000, 153, 0.f, 2.f)});
+  cases.push_back({"k = 1", 1, 5000, 1, random_floats(5000, 154)});
+  cases.push_back({"k = n", 1, 777, 777, random_floats(777, 155)});
+  cases.push_back({"k at the shared-memory capacity", 1, 3000, cuda::kTopKCapacity, random_floats(3000, 156)});
+  {
+    // Ties: 8 levels, so the 500th largest has many copies inside and outside the top k.
+    std::vector<float> v = random_floats(2000, 157);
+    for (float& x : v) x = std::floor(x * 4.f) / 4.f;
+    cases.push_back({"ties", 2, 1000, 500, v});
+    cases.push_back({"a constant map", 1, 900, 500, std::vector<float>(900, 0.375f)});
+  }
+  {
+    // Values one ulp apart: the keys share their top bytes, so all 4 radix passes decide.
+    std::vector<float> v(1500);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = std::nextafter(1.f, 2.f) + float(i % 97) * 1.1920929e-7f;
+    std::vector<float> w = random_floats(1500, 158);
+    for (size_t i = 0; i < v.size(); ++i)
+      if (w[i] < 0.f) v[i] = -v[i];
+    cases.push_back({"values an ulp apart, both signs", 1, 1500, 500, v});
+  }
+  for (const Case& c : cases) {
+    CAPTURE(c.what);
+    for (unsigned block : {cuda::kTopKBlock, 64u, 32u}) {
+      CAPTURE(block);
+      const std::vector<double> mean = topk_scores_emu(c.v, c.N, c.n, c.k, false, block);
+      const std::vector<double> soft = topk_scores_emu(c.v, c.N, c.n, c.k, true, block);
+      for (int64_t m = 0; m < c.N; ++m) {
+        const float* map = c.v.data() + m * c.n;
+        CHECK(mean[size_t(m)] == hostops::topk_mean(map, c.n, c.k));
+        // The numerator is the CPU's sum term for term; the denominator is a
+        // reordered sum of n positive doubles: at most (n - 1) * 2^-53
+        // relative apart, plus the division's rounding.
+        const double ref = hostops::softmax_topk_sum(map, c.n, c.k);
+        CHECK(std::fabs(soft[size_t(m)] - ref) <= double(c.n + 1) * 0x1p-53 * ref);
+      }
     }
   }
 }

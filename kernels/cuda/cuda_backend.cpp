@@ -4,6 +4,7 @@
 // so Nsight Systems shows the op names on the timeline.
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/launch.h"
+#include "engine/cpu_image_ops.h"
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <algorithm>
@@ -511,6 +512,54 @@ void CudaBackend::philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, ui
   OpRange range("philox_normal");
   check_cuda_tensor(x, "philox_normal output");
   cuda::launch_philox_normal(x.data(), x.numel(), seed, stream_id, offset, stream_);
+}
+
+void CudaBackend::pooled_cosine_distance(const Tensor& a, const Tensor& b, Tensor& y, float eps) {
+  OpRange range("pooled_cosine_distance");
+  check_nchw(a, "pooled_cosine_distance a");
+  check_shape(b, a.shape(), "pooled_cosine_distance b");
+  check_cuda_tensor(b, "pooled_cosine_distance b");
+  check_cuda_tensor(y, "pooled_cosine_distance output");
+  check_shape(y, {a.dim(0), 1, a.dim(2), a.dim(3)}, "pooled_cosine_distance output");
+  cuda::launch_pooled_cosine_distance(a.data(), b.data(), y.data(), a.dim(0), a.dim(1), a.dim(2), a.dim(3), eps,
+                                      stream_);
+}
+
+void CudaBackend::gaussian_blur(const Tensor& x, int kernel, float sigma, Tensor& y) {
+  OpRange range("gaussian_blur");
+  check_nchw(x, "gaussian_blur input");
+  check_cuda_tensor(y, "gaussian_blur output");
+  check_shape(y, x.shape(), "gaussian_blur output");
+  // The taps as the CPU computes them, so both blur with the same floats.
+  const std::vector<float> taps = hostops::gaussian_kernel1d(kernel, sigma);
+  Scratch<double> tmp(*alloc_, size_t(x.numel()));
+  cuda::launch_gaussian_blur(x.data(), tmp.get(), y.data(), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), taps.data(),
+                             kernel, stream_);
+}
+
+void CudaBackend::resize_bilinear_align_corners(const Tensor& x, Tensor& y) {
+  OpRange range("resize_bilinear_align_corners");
+  check_nchw(x, "resize_bilinear input");
+  check_nchw(y, "resize_bilinear output");
+  MDPS_CHECK(y.dim(0) == x.dim(0) && y.dim(1) == x.dim(1), "resize_bilinear: output ", y.describe(),
+             " does not match the input's N and C ", x.describe());
+  cuda::launch_resize_bilinear(x.data(), y.data(), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), y.dim(2), y.dim(3),
+                               stream_);
+}
+
+std::vector<double> CudaBackend::image_scores(const Tensor& maps, ImageScoreKind kind, int k) {
+  OpRange range("image_scores");
+  check_nchw(maps, "image_scores maps");
+  MDPS_CHECK(maps.dim(1) == 1 && maps.numel() > 0, "image score: maps ", maps.describe(), " are not [N,1,H,W]");
+  const int64_t N = maps.dim(0);
+  Scratch<double> out(*alloc_, size_t(N));
+  cuda::launch_topk_score(maps.data(), N, maps.dim(2) * maps.dim(3), k, kind == ImageScoreKind::Authors, out.get(),
+                          stream_);
+  std::vector<double> scores(static_cast<size_t>(N));
+  check_cuda(cudaMemcpyAsync(scores.data(), out.get(), size_t(N) * sizeof(double), cudaMemcpyDeviceToHost, stream_),
+             "image_scores copy");
+  check_cuda(cudaStreamSynchronize(stream_), "image_scores synchronize");
+  return scores;
 }
 
 // One backend per process, created on first use; nullptr when the runtime

@@ -2,11 +2,13 @@
 // cuBLAS for products, cuDNN for convolutions and the hand-written kernels of
 // kernels/cuda/*.cu. docs/gpu.md says what has (never) run on a GPU.
 #pragma once
+#include "engine/anomaly_map.h"
 #include "engine/backend.h"
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/device_allocator.h"
 #include "kernels/cuda/cudnn_conv.h"
 #include <memory>
+#include <vector>
 
 namespace mdps {
 
@@ -74,6 +76,18 @@ class CudaBackend final : public Backend {
 
   // Standard normals philox::normal_at(seed, stream_id, offset + i) into x.
   void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset);
+
+  // The anomaly map's pieces, the CUDA forms of engine/cpu_image_ops.h (the
+  // engine's anomaly_map() still runs the CPU forms; docs/gpu.md).
+  // y [N,1,H,W] = cosine_distance(mean_pool3x3(a), mean_pool3x3(b)), fused.
+  void pooled_cosine_distance(const Tensor& a, const Tensor& b, Tensor& y, float eps = 1e-8f);
+  // gaussian_blur(x, kernel, sigma) into y (x's shape); kernel odd, <= 127.
+  void gaussian_blur(const Tensor& x, int kernel, float sigma, Tensor& y);
+  // resize_bilinear_align_corners(x, y.dim(2), y.dim(3)) into y.
+  void resize_bilinear_align_corners(const Tensor& x, Tensor& y);
+  // Per map of [N,1,H,W]: softmax_topk_sum (Authors) or topk_mean (TopKMean)
+  // of its min(k, H*W) <= 2048 largest values, in double. Waits for the result.
+  std::vector<double> image_scores(const Tensor& maps, ImageScoreKind kind, int k);
 
   // Device memory held in the allocator's free lists, and its return to the driver.
   size_t cached_bytes() const { return alloc_->cached_bytes(); }

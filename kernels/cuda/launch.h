@@ -9,6 +9,9 @@ namespace mdps::cuda {
 // Threads per block of the block-reducing kernels (group norm, softmax): a
 // multiple of the warp size, which their full-warp shuffles require.
 constexpr unsigned kReduceBlock = 256;
+// Threads per block of the top-k image score (one block per map, so a large
+// block: the map's passes are spread over more threads).
+constexpr unsigned kTopKBlock = 512;
 // Threads per block of the grid-stride elementwise kernels.
 constexpr unsigned kElementwiseBlock = 256;
 // Grid-stride kernels need no more blocks than fill the device several times.

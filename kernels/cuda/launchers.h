@@ -45,6 +45,21 @@ void launch_upsample_nearest2(const float* x, float* y, int64_t planes, int64_t 
 void launch_upsample_nearest2_backward(const float* dy, float* dx, int64_t planes, int64_t H, int64_t W,
                                        Stream stream);
 void launch_timestep_embedding(const float* t, float* y, int64_t N, int64_t dim, Stream stream);
+// The anomaly map's pieces (engine/anomaly_map_arith.h holds the shared arithmetic).
+// y [N,1,H,W] = 1 - cos over channels of the 3x3 mean pools of a, b [N,C,H,W].
+void launch_pooled_cosine_distance(const float* a, const float* b, float* y, int64_t N, int64_t C, int64_t H,
+                                   int64_t W, float eps, Stream stream);
+// Separable Gaussian blur (reflect border) of [planes, H, W]; taps: `kernel` host
+// floats (odd, <= 127); tmp: planes * H * W doubles of scratch.
+void launch_gaussian_blur(const float* x, double* tmp, float* y, int64_t planes, int64_t H, int64_t W,
+                          const float* taps, int kernel, Stream stream);
+// Bilinear resize with align_corners=True, [planes, Hi, Wi] -> [planes, H, W].
+void launch_resize_bilinear(const float* x, float* y, int64_t planes, int64_t Hi, int64_t Wi, int64_t H, int64_t W,
+                            Stream stream);
+// out[m] (double) = the image score of map m of maps [n_maps, n] from its min(k, n) largest values:
+// softmax ? their softmax sum (the authors') : their mean. min(k, n) <= 2048.
+void launch_topk_score(const float* maps, int64_t n_maps, int64_t n, int k, bool softmax, double* out,
+                       Stream stream);
 void launch_elementwise(EwOp op, const float* a, const float* b, float* y, float alpha, float beta, int64_t n,
                         int64_t b_div, int64_t b_mod, Stream stream);
 

@@ -3,7 +3,7 @@
 // C++ compiler for tests that run on any machine.
 //
 // Under nvcc this header only defines the portability macros:
-//   MDPS_KERNEL            __global__
+//   MDPS_KERNEL            static __global__
 //   MDPS_DEVICE            __device__ __forceinline__ (helpers called by kernels)
 //   MDPS_SHARED(T, n, k)   __shared__ T n[k]
 //
@@ -22,7 +22,11 @@
 
 #if defined(__CUDACC__)
 
-#define MDPS_KERNEL __global__
+// Internal linkage (static __global__, whole-program compilation): every .cu
+// that includes a kernel header (its launcher, a bench/cuda playground
+// program) owns its copy, so a program linking several of them holds no
+// duplicate launch stubs.
+#define MDPS_KERNEL static __global__
 #define MDPS_DEVICE __device__ __forceinline__
 #define MDPS_SHARED(type, name, count) __shared__ type name[count]
 #define MDPS_FULL_MASK 0xffffffffu

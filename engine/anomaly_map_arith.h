@@ -1,0 +1,96 @@
+// The per-pixel arithmetic of the anomaly map (spec section 5), shared by the
+// CPU image ops (engine/cpu_image_ops.cpp) and the CUDA kernels
+// (kernels/cuda/pooled_cosine, gaussian_blur, resize_bilinear, topk_score)
+// through MDPS_HD, so that both compute every value with the same operations
+// in the same order: under the kernel emulation the results are bit-equal,
+// on a GPU they differ only by nvcc's fma contraction and the device's exp.
+#pragma once
+#include "engine/common.h"
+#include <math.h>
+#include <stdint.h>
+
+namespace mdps {
+
+// nn.AvgPool2d(3, stride 1, padding 1) with count_include_pad at (h, w) of
+// the plane xc [H, W]: the in-image part of the 3x3 window, summed row by
+// row, over 9 (the zeros outside the image still count).
+MDPS_HD float mean_pool3x3_at(const float* xc, int64_t H, int64_t W, int64_t h, int64_t w) {
+  const int64_t h0 = h > 0 ? h - 1 : 0, h1 = h + 1 < H ? h + 1 : H - 1;
+  const int64_t w0 = w > 0 ? w - 1 : 0, w1 = w + 1 < W ? w + 1 : W - 1;
+  float s = 0.f;
+  for (int64_t ih = h0; ih <= h1; ++ih)
+    for (int64_t iw = w0; iw <= w1; ++iw) s += xc[ih * W + iw];
+  return s / 9.f;
+}
+
+// 1 - cosine similarity of two vectors fed one component at a time, in
+// double; each norm is clamped to eps before dividing, as
+// torch.cosine_similarity does (max written as std::max writes it, so a NaN
+// norm propagates the same way on both sides).
+struct CosineDistance {
+  double dot = 0, na = 0, nb = 0;
+  MDPS_HD void add(float u, float v) {
+    const double a = u, b = v;
+    dot += a * b;
+    na += a * a;
+    nb += b * b;
+  }
+  MDPS_HD float value(float eps) const {
+    const double e = eps, sa = sqrt(na), sb = sqrt(nb);
+    const double den = (sa < e ? e : sa) * (sb < e ? e : sb);
+    return float(1.0 - dot / den);
+  }
+};
+
+// One output row or column of F.interpolate(mode="bilinear",
+// align_corners=True): the two source indices and the weight of the second,
+// computed in float as ATen does.
+struct BilinearTap {
+  int64_t i0, i1;
+  float l1;
+};
+MDPS_HD BilinearTap bilinear_tap_align_corners(int64_t in, int64_t out, int64_t o) {
+  const float scale = out > 1 ? float(in - 1) / float(out - 1) : 0.f;
+  const float src = scale * float(o);
+  const int64_t k = int64_t(src) < in - 1 ? int64_t(src) : in - 1;
+  return BilinearTap{k, k < in - 1 ? k + 1 : k, src - float(k)};
+}
+// The blend of the four neighbours: rows by a1, columns by b1.
+MDPS_HD float bilinear_mix(float a1, float b1, float v00, float v01, float v10, float v11) {
+  const float a0 = 1.f - a1, b0 = 1.f - b1;
+  return a0 * (b0 * v00 + b1 * v01) + a1 * (b0 * v10 + b1 * v11);
+}
+
+// Index into [0, n) for a reflect-padded position (edge not repeated:
+// -1 -> 1); positions further out than n-1 keep bouncing, so any size works.
+MDPS_HD int64_t reflect_index(int64_t i, int64_t n) {
+  if (i >= 0 && i < n) return i;  // inside: no division on the common path
+  if (n == 1) return 0;
+  const int64_t period = 2 * (n - 1);
+  i %= period;
+  if (i < 0) i += period;
+  return i < n ? i : period - i;
+}
+
+// The two passes of the separable Gaussian blur (reflect border), each a
+// double sum over the taps in tap order. Rows first: output w of `row` [W].
+MDPS_HD double gaussian_row_at(const float* row, int64_t W, int64_t w, const float* taps, int kernel) {
+  const int64_t r = kernel / 2;
+  double s = 0;
+  for (int t = 0; t < kernel; ++t) s += double(taps[t]) * row[reflect_index(w + t - r, W)];
+  return s;
+}
+// Then columns of the row pass's plane [H, W]: output (h, w), rounded to float.
+MDPS_HD float gaussian_column_at(const double* plane, int64_t H, int64_t W, int64_t h, int64_t w,
+                                 const float* taps, int kernel) {
+  const int64_t r = kernel / 2;
+  double s = 0;
+  for (int t = 0; t < kernel; ++t) s += double(taps[t]) * plane[reflect_index(h + t - r, H) * W + w];
+  return float(s);
+}
+
+// One term of the authors' image score: softmax numerator exp(v - max) in
+// double (the denominator is the sum of these over the map).
+MDPS_HD double softmax_term(float v, double max_v) { return exp(double(v) - max_v); }
+
+}  // namespace mdps
