@@ -1,6 +1,7 @@
 #include "engine/torch_checkpoint.h"
 #include "engine/common.h"
 #include "engine/zip_reader.h"
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -331,6 +332,9 @@ ConvertResult convert_torch_checkpoint(const uint8_t* data, size_t size, const s
 
     const TorchTensor& t = v->tensor;
     const std::string what = cat(label, ": tensor '", src, "'");
+    const uint64_t out_bytes = uint64_t(t.numel()) * (st_dtype_is_float(t.storage->dtype) ? 4 : 8);
+    MDPS_CHECK(!opt.max_output_bytes || out_bytes <= opt.max_output_bytes - std::min(r.bytes, opt.max_output_bytes),
+               what, ": the conversion would write more than ", opt.max_output_bytes, " bytes");
     if (st_dtype_is_float(t.storage->dtype)) {
       r.writer.add_f32(name, t.size, torch_tensor_f32(t, what));
       r.bytes += uint64_t(t.numel()) * 4;

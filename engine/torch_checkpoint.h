@@ -45,6 +45,9 @@ const PyValue* find_state_dict(const PyValue* root, const std::string& key, cons
 struct ConvertOptions {
   std::string key;           // --key: the top-level entry holding the state dict
   std::string strip_prefix;  // --strip-prefix: removed from names that start with it (after `module.`)
+  // When non-zero, a conversion writing more tensor bytes than this fails
+  // (the fuzz target's bound on work per input; tensors may share storages).
+  uint64_t max_output_bytes = 0;
 };
 
 struct ConvertResult {

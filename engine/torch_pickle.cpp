@@ -200,6 +200,8 @@ class Unpickler {
   // ---- containers ----
   // Python's key identity for the keys that can occur (True == 1 as in Python).
   void key_id(const PyValue* k, std::string& out, int depth) {
+    // Shared (memoised) items could make a key's identity quadratic in the input.
+    if (out.size() > (1u << 16)) fail(at(), ": dict key larger than 64 KiB");
     switch (k->kind) {
       case PyKind::None: out += "N"; return;
       case PyKind::Bool: out += k->b ? "i1;" : "i0;"; return;
@@ -287,6 +289,16 @@ class Unpickler {
     if (numel > 0 && last >= st.storage_numel)
       fail(at(), ": tensor of size ", shape_str(size), ", stride ", shape_str(stride), ", offset ", offset,
            " reaches element ", last, " of storage '", st.storage->key, "', which has ", st.storage_numel);
+    // A tensor whose elements do not overlap has at most as many as its
+    // storage; more means overlapping strides (expand()), whose copy could be
+    // arbitrarily larger than the file.
+    if (numel > st.storage_numel)
+      fail(at(), ": tensor of size ", shape_str(size), ", stride ", shape_str(stride), " has more elements than",
+           " storage '", st.storage->key, "' (", st.storage_numel, "): overlapping (expanded) tensors are not supported");
+    // The stride of a dimension of size 1 is never used to address anything;
+    // zeroing it keeps the gather's offset arithmetic in range.
+    for (size_t k = 0; k < size.size(); ++k)
+      if (size[k] <= 1) stride[k] = 0;
     PyValue* t = make(PyKind::Tensor);
     t->tensor.storage = st.storage;
     t->tensor.storage_offset = st.storage_offset + offset;
