@@ -356,6 +356,19 @@ TEST_CASE("malformed checkpoints fail with specific messages") {
     check_rejects(make_zip({{"a/data.pkl", tensor_dict(4, 0, {65536, 65536, 65536, 65536}, {1, 1, 1, 1})},
                             {"a/data/0", data}}),
                   "overflows");
+    check_rejects(make_zip({{"a/data.pkl", tensor_dict(4, 0, {3, 4}, {0, 1})}, {"a/data/0", data}}),
+                  "has more elements than storage '0' (4): overlapping (expanded) tensors are not supported");
+    // A huge stride on a dimension of size 1 addresses nothing and is fine.
+    auto z = make_zip({{"a/data.pkl", tensor_dict(4, 0, {1, 4}, {2147483647, 1})}, {"a/data/0", data}});
+    CHECK(converted(convert_bytes(z)).read_f32_vector("w") == std::vector<float>{1, 2, 3, 4});
+  }
+  SUBCASE("output budget") {
+    ConvertOptions opt;
+    opt.max_output_bytes = 15;
+    check_rejects(make_zip({{"a/data.pkl", ok_pkl}, {"a/data/0", data}}),
+                  "tensor 'w': the conversion would write more than 15 bytes", opt);
+    opt.max_output_bytes = 16;
+    CHECK(error_of(make_zip({{"a/data.pkl", ok_pkl}, {"a/data/0", data}}), opt).empty());
   }
   SUBCASE("no state dict") {
     Pickle list;
