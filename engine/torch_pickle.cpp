@@ -105,6 +105,41 @@ const char* opcode_name(uint8_t op) {
   }
 }
 
+// A decimal integer beyond 64 bits as minimal little-endian two's
+// complement bytes, as LONG1 holds it; false for anything that fits in
+// int64 or is not a plain decimal.
+bool decimal_bigint(const std::string& text, std::string& out) {
+  size_t i = (!text.empty() && (text[0] == '-' || text[0] == '+')) ? 1 : 0;
+  const bool negative = i == 1 && text[0] == '-';
+  if (i == text.size() || text.size() > 4096) return false;
+  std::vector<uint8_t> mag;  // little-endian magnitude
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    unsigned carry = unsigned(text[i] - '0');
+    for (uint8_t& byte : mag) {
+      unsigned v = unsigned(byte) * 10 + carry;
+      byte = uint8_t(v & 0xFF);
+      carry = v >> 8;
+    }
+    if (carry) mag.push_back(uint8_t(carry));
+  }
+  while (!mag.empty() && mag.back() == 0) mag.pop_back();
+  if (mag.size() < 8 || (mag.size() == 8 && !(mag[7] & 0x80))) return false;  // fits (or is int64's edge)
+  if (negative) {  // two's complement
+    unsigned carry = 1;
+    for (uint8_t& byte : mag) {
+      unsigned v = unsigned(uint8_t(~byte)) + carry;
+      byte = uint8_t(v & 0xFF);
+      carry = v >> 8;
+    }
+    if (!(mag.back() & 0x80)) mag.push_back(0xFF);
+  } else if (mag.back() & 0x80) {
+    mag.push_back(0x00);
+  }
+  out.assign(mag.begin(), mag.end());
+  return true;
+}
+
 class Unpickler {
  public:
   Unpickler(const uint8_t* data, size_t size, PyArena& arena, const StorageLoader& load, const std::string& label)
@@ -460,7 +495,11 @@ const PyValue* Unpickler::run(size_t* consumed) {
       case 'L': {
         std::string t = line();
         if (!t.empty() && t.back() == 'L') t.pop_back();
-        push(make_int(parse_int(t)));
+        std::string le_bytes;
+        if (decimal_bigint(t, le_bytes))
+          push(make_str(PyKind::BigInt, le_bytes));  // protocols 0/1 write the legacy magic number so
+        else
+          push(make_int(parse_int(t)));
         break;
       }
       case 'J': push(make_int(int32_t(uint32_t(le(4))))); break;

@@ -166,8 +166,8 @@ int run(const std::string& cmd, std::string& output) {
 
 }  // namespace
 
-TEST_CASE("both formats convert to the tensors torch wrote (dtypes, strides, offsets, empty, 0-dim)") {
-  for (const char* file : {"dtypes.pt", "dtypes_legacy.pth"}) {
+TEST_CASE("both formats, pickle protocols 1/2/4, convert to the tensors torch wrote (dtypes, strides, offsets, empty, 0-dim)") {
+  for (const char* file : {"dtypes.pt", "dtypes_legacy.pth", "dtypes_p4.pt", "dtypes_p1_legacy.pth"}) {
     INFO(file);
     ConvertResult r = convert_torch_file(fixture(file), {});
     CHECK(r.format == (std::string(file).find("legacy") != std::string::npos ? "legacy" : "zip"));

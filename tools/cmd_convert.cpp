@@ -26,10 +26,12 @@ void run_convert(const ConvertArgs& a) {
 }
 
 cli::Registrar reg("convert", 85, [](CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "convert",
-      "Convert a PyTorch checkpoint (.pt/.pth, zip or legacy format) to .safetensors; float tensors become F32, "
-      "integer and bool ones I64; a leading 'module.' is stripped; nothing in the checkpoint is executed");
+  auto* cmd = app.add_subcommand("convert", "Convert a PyTorch checkpoint (.pt/.pth) to .safetensors, executing nothing");
+  cmd->footer(
+      "Reads the zip and the legacy torch.save formats. Only tensors, storages, (ordered) dicts and plain values are "
+      "rebuilt; any other pickled global is an error naming it. Float tensors become F32, integer and bool ones "
+      "I64; a leading 'module.' is stripped from every name; non-tensor entries are skipped with a note. "
+      "See docs/cli.md and weights/README.md.");
   auto a = std::make_shared<ConvertArgs>();
   cmd->add_option("in", a->in, "the PyTorch checkpoint (torch.save output)")->required();
   cmd->add_option("out", a->out, "the .safetensors file to write (atomically)")->required();

@@ -74,6 +74,10 @@ dtypes["empty"] = torch.zeros(0, 3)
 dtypes["scalar"] = torch.tensor(2.5)
 dtypes["param"] = nn.Parameter(torch.randn(2, 2))
 save_both("dtypes", dtypes, dtypes)
+# The same under other pickle protocols: 4 (FRAME, MEMOIZE, STACK_GLOBAL,
+# SHORT_BINUNICODE) in the zip format, 1 (text LONG magic number) in the legacy one.
+torch.save(dtypes, os.path.join(HERE, "dtypes_p4.pt"), pickle_protocol=4)
+torch.save(dtypes, os.path.join(HERE, "dtypes_p1_legacy.pth"), pickle_protocol=1, _use_new_zipfile_serialization=False)
 
 # 2. A DataParallel checkpoint: `module.` names under "state_dict", next to
 #    non-tensor entries, and one non-tensor value inside the state dict.
