@@ -250,9 +250,22 @@ TEST_CASE("disallowed globals are refused by name and never executed") {
   Pickle p;
   p.global("os", "system").op("(").str("touch " + marker).op("tR.");
   check_rejects(make_zip({{"a/data.pkl", p.b}}), "global 'os.system' is not allowed");
-  Pickle legacy;  // the same call in the legacy format's header position
-  legacy.op("cos\nsystem\n(").str("touch " + marker).op("tR.");
-  check_rejects(legacy.bytes(), "not a PyTorch checkpoint");
+  // The same call as the object pickle of a legacy checkpoint (after a real header).
+  const std::vector<uint8_t> real = read_bytes(fixture("dataparallel_legacy.pth"));
+  PyArena arena;
+  StorageLoader none = [](const std::string&, StDType, int64_t) -> TorchStorage* { throw Error("no storages"); };
+  size_t header = 0;
+  for (int k = 0; k < 3; ++k) {
+    size_t used = 0;
+    unpickle(real.data() + header, real.size() - header, arena, none, "scan", &used);
+    header += used;
+  }
+  std::vector<uint8_t> legacy(real.begin(), real.begin() + std::ptrdiff_t(header));
+  const auto evil = p.bytes();
+  legacy.insert(legacy.end(), evil.begin(), evil.end());
+  check_rejects(legacy, "global 'os.system' is not allowed");
+  // In the header position it is simply not a checkpoint.
+  check_rejects(evil, "not a PyTorch checkpoint");
   // Protocol 4's STACK_GLOBAL, nested inside a state dict.
   Pickle p4;
   p4.op("}").str("w").op("\x8c\x08" "builtins" "\x8c\x04" "eval" "\x93").str("__import__('os')").op("\x85R" "s.");
