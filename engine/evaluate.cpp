@@ -163,9 +163,14 @@ std::string EvalSettings::to_json() const {
 }
 
 PresetValues EvalSettings::values() const {
+  // The shortest text that reads back as the same float (9 digits always do):
+  // 0.12, not 0.119999997.
   auto f = [](float v) {
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.9g", double(v));
+    for (int digits = 6; digits <= 9; ++digits) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, double(v));
+      if (std::strtof(buf, nullptr) == v) break;
+    }
     return std::string(buf);
   };
   std::string layers;

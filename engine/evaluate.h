@@ -42,7 +42,7 @@ struct EvalSettings {
   void validate() const;
   std::string to_json() const;
   // Every setting of the detector as (set() key, text) pairs that set() reads
-  // back to the same values bit for bit (floats as %.9g): what a detector
+  // back to the same values bit for bit: what a detector
   // bundle stores. `limit` is left out: it selects test images, it is not
   // part of a detector.
   PresetValues values() const;

@@ -332,6 +332,31 @@ TEST_CASE("files that are not bundles, or damaged ones, fail naming the file and
   }
 }
 
+TEST_CASE("settings values read back bit for bit, in short text") {
+  EvalSettings s = fast_settings();
+  s.rounds.round2.rho = 1.f / 3.f;
+  s.rounds.lambda = std::nextafter(0.12f, 1.f);
+  s.map.blur_sigma = 1e-7f;
+  s.sampler.variant = Variant::Paper;
+  s.sampler.norm = GuidanceNorm::L2;  // not the paper's default: must survive
+  s.score_kind = ImageScoreKind::TopKMean;
+  s.score_k = 17;
+  s.dataset_scope = true;
+  s.map.layers = {1, 3};
+  s.seed = 18446744073709551615ull;
+  EvalSettings back;
+  for (const auto& [k, v] : s.values()) back.set(k, v);
+  CHECK(back.to_json() == s.to_json());
+  CHECK(back.rounds.round2.rho == s.rounds.round2.rho);
+  CHECK(back.rounds.lambda == s.rounds.lambda);
+  CHECK(back.map.blur_sigma == s.map.blur_sigma);
+  CHECK(back.score_k == 17);
+  CHECK(back.seed == s.seed);
+  for (const auto& [k, v] : fast_settings().values())
+    if (k == "lambda") CHECK(v == "0.2");
+  CHECK_THROWS_WITH_AS(back.set("seed", "-1"), doctest::Contains("--seed"), Error);
+}
+
 TEST_CASE("quantile: linear interpolation between order statistics") {
   CHECK(quantile({3.f, 1.f, 2.f, 4.f}, 0.5) == 2.5);
   CHECK(quantile({3.f, 1.f, 2.f, 4.f}, 0.0) == 1.0);
