@@ -99,7 +99,9 @@ class Bundle {
 
 // Decisions as the thresholds give them (the definitions above), used by
 // `mdps score`, `mdps calibrate` and the library alike.
-inline bool is_anomalous(float score, const Thresholds& t) { return t.has_image() && score > t.image; }
+inline bool is_anomalous(float score, const Thresholds& t) {
+  return t.has_image() && score > t.image;
+}
 std::vector<uint8_t> defect_mask(const float* map, size_t n, float pixel_threshold);
 
 }  // namespace mdps

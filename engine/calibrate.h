@@ -28,13 +28,13 @@ float threshold_below(double v);
 struct Calibration {
   std::string method;  // "quantile" or "f1"
   Thresholds thresholds;
-  double quantile = std::numeric_limits<double>::quiet_NaN();        // method quantile
+  double quantile = std::numeric_limits<double>::quiet_NaN();  // method quantile
   double pixel_quantile = std::numeric_limits<double>::quiet_NaN();
-  double image_f1 = std::numeric_limits<double>::quiet_NaN();        // method f1: the F1 reached
+  double image_f1 = std::numeric_limits<double>::quiet_NaN();  // method f1: the F1 reached
   double pixel_f1 = std::numeric_limits<double>::quiet_NaN();
   std::vector<std::string> files;  // the images scored, in order
   std::vector<float> scores;
-  std::vector<int> labels;         // method f1: 0 normal, 1 defective
+  std::vector<int> labels;  // method f1: 0 normal, 1 defective
   int map_size = 0;
   double seconds = 0;
 };

@@ -25,7 +25,8 @@ void run_calibrate(const CalibrateArgs& a) {
   MDPS_CHECK(a.normal.empty() != a.labelled.empty(), "give the images as --normal DIR (quantiles of normal ",
              "images) or --labelled ROOT (F1-optimal on a labelled set), not both");
   Backend& be = backend_by_name(a.device);
-  if (a.threads > 0) be.set_threads(a.threads);
+  if (a.threads > 0)
+    be.set_threads(a.threads);
   const std::string source = a.detector.empty() ? a.model : a.detector;
   cli::DetectorFiles d = cli::open_detector(source, a.features, be);
   MDPS_CHECK(a.detector.empty() || d.bundle, "--detector ", a.detector,
@@ -33,7 +34,8 @@ void run_calibrate(const CalibrateArgs& a) {
   EvalSettings s;
   const std::string preset = a.flags.build(s, "", d.base_settings());
   std::unique_ptr<ResNetFeatures> fe = d.load_features(s);
-  if (!a.quiet && !fe) std::fprintf(stderr, "mdps calibrate: no feature extractor, the map is the pixel term only\n");
+  if (!a.quiet && !fe)
+    std::fprintf(stderr, "mdps calibrate: no feature extractor, the map is the pixel term only\n");
 
   Calibration c;
   if (!a.normal.empty()) {
@@ -56,7 +58,8 @@ void run_calibrate(const CalibrateArgs& a) {
     write_text_atomic(a.json, calibration_json(c, extra));
   }
   size_t ng = 0;
-  for (float v : c.scores) ng += is_anomalous(v, c.thresholds);
+  for (float v : c.scores)
+    ng += is_anomalous(v, c.thresholds);
   if (c.method == "quantile") {
     std::printf("image threshold %.9g (quantile %g of %zu normal image scores; %zu of them NG)\n",
                 double(c.thresholds.image), c.quantile, c.scores.size(), ng);
@@ -68,7 +71,8 @@ void run_calibrate(const CalibrateArgs& a) {
     std::printf("pixel threshold %.9g (best pixel F1 %.4f)\n", double(c.thresholds.pixel), c.pixel_f1);
   }
   std::printf("bundle: %s\n", a.out.c_str());
-  if (!a.json.empty()) std::printf("json: %s\n", a.json.c_str());
+  if (!a.json.empty())
+    std::printf("json: %s\n", a.json.c_str());
 }
 
 cli::Registrar reg("calibrate", 56, [](CLI::App& app) {
@@ -86,7 +90,8 @@ cli::Registrar reg("calibrate", 56, [](CLI::App& app) {
   c->add_option("--quantile", a->quantile, "with --normal: the image threshold's quantile of the scores")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
-  c->add_option("--pixel-quantile", a->pixel_quantile, "with --normal: the pixel threshold's quantile of all map pixels")
+  c->add_option("--pixel-quantile", a->pixel_quantile,
+                "with --normal: the pixel threshold's quantile of all map pixels")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   c->add_option("--out", a->out, "the bundle to write, with the thresholds (may be --detector itself)")->required();

@@ -117,26 +117,40 @@ cli::Registrar reg("sample", 30, [](CLI::App& app) {
   auto a = std::make_shared<SampleArgs>();
   auto* c = app.add_subcommand("sample", "Reconstruct a normal version of an image (MDPS posterior sampling)");
   c->add_option("--model", a->model,
-                "U-Net model or checkpoint, or a detector bundle (its settings are the defaults of the options below)")->required()->check(CLI::ExistingFile);
+                "U-Net model or checkpoint, or a detector bundle (its settings are the defaults of the options below)")
+      ->required()
+      ->check(CLI::ExistingFile);
   c->add_option("--image", a->image, "the observed image")->required()->check(CLI::ExistingFile);
   c->add_option("--out", a->out, "reconstruction PNG (with --samples N: OUT_0.png ...)")->required();
-  c->add_option("--features", a->features, "ResNet feature extractor (.safetensors), for the round-1 anomaly map; a bundle brings its own");
+  c->add_option("--features", a->features,
+                "ResNet feature extractor (.safetensors), for the round-1 anomaly map; a bundle brings its own");
   c->add_option("--features-prefix", a->features_prefix, "name prefix of the ResNet tensors in --features");
-  a->setting_options["eta"] = c->add_option("--eta", a->eta, "pixel-term weight of the anomaly map")->capture_default_str();
+  a->setting_options["eta"] =
+      c->add_option("--eta", a->eta, "pixel-term weight of the anomaly map")->capture_default_str();
   c->add_option("--mask", a->mask, "auto (round 1 then threshold), none (one unmasked round), or a mask image")
       ->capture_default_str();
-  a->setting_options["samples"] = c->add_option("--samples", a->samples, "Ns posterior samples")->capture_default_str()->check(CLI::PositiveNumber);
-  a->setting_options["variant"] = c->add_option("--variant", a->variant, "paper (masked epsilon fusion) or authors (normal-region replacement)")
-      ->capture_default_str()->check(CLI::IsMember({"paper", "authors"}));
-  a->setting_options["guidance-norm"] = c->add_option("--guidance-norm", a->norm, "squared (paper, per image) or l2 (authors); default by variant")
-      ->check(CLI::IsMember({"squared", "l2"}));
-  a->setting_options["t-start"] = c->add_option("--t-start", a->t_start, "T of the (final) round")->capture_default_str();
+  a->setting_options["samples"] =
+      c->add_option("--samples", a->samples, "Ns posterior samples")->capture_default_str()->check(CLI::PositiveNumber);
+  a->setting_options["variant"] =
+      c->add_option("--variant", a->variant, "paper (masked epsilon fusion) or authors (normal-region replacement)")
+          ->capture_default_str()
+          ->check(CLI::IsMember({"paper", "authors"}));
+  a->setting_options["guidance-norm"] =
+      c->add_option("--guidance-norm", a->norm, "squared (paper, per image) or l2 (authors); default by variant")
+          ->check(CLI::IsMember({"squared", "l2"}));
+  a->setting_options["t-start"] =
+      c->add_option("--t-start", a->t_start, "T of the (final) round")->capture_default_str();
   a->setting_options["skip"] = c->add_option("--skip", a->skip, "DDIM stride")->capture_default_str();
-  a->setting_options["rho"] = c->add_option("--rho", a->rho, "guidance weight of the (final) round")->capture_default_str();
-  a->setting_options["round1-t"] = c->add_option("--round1-t", a->round1_t, "T of the mask round (with --mask auto)")->capture_default_str();
-  a->setting_options["round1-rho"] = c->add_option("--round1-rho", a->round1_rho, "guidance weight of the mask round")->capture_default_str();
-  a->setting_options["lambda"] = c->add_option("--lambda", a->lambda, "mask threshold: min + lambda (max - min)")->capture_default_str();
-  a->setting_options["ddim-eta"] = c->add_option("--ddim-eta", a->ddim_eta, "DDIM noise (1: the authors'; 0: deterministic)")->capture_default_str();
+  a->setting_options["rho"] =
+      c->add_option("--rho", a->rho, "guidance weight of the (final) round")->capture_default_str();
+  a->setting_options["round1-t"] =
+      c->add_option("--round1-t", a->round1_t, "T of the mask round (with --mask auto)")->capture_default_str();
+  a->setting_options["round1-rho"] =
+      c->add_option("--round1-rho", a->round1_rho, "guidance weight of the mask round")->capture_default_str();
+  a->setting_options["lambda"] =
+      c->add_option("--lambda", a->lambda, "mask threshold: min + lambda (max - min)")->capture_default_str();
+  a->setting_options["ddim-eta"] =
+      c->add_option("--ddim-eta", a->ddim_eta, "DDIM noise (1: the authors'; 0: deterministic)")->capture_default_str();
   a->setting_options["seed"] = c->add_option("--seed", a->seed, "Philox seed")->capture_default_str();
   c->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
