@@ -16,11 +16,9 @@ std::string float_text(float v) {
 // "conv1.weight", "bn1.bias", "layer2.0.conv1.weight" ... : part of the stem
 // or of a stage <= deepest (fc.* and deeper stages are left out).
 bool resnet_tensor_used(const std::string& rest, int deepest) {
-  if (rest.rfind("conv1.", 0) == 0 || rest.rfind("bn1.", 0) == 0)
-    return true;
+  if (rest.rfind("conv1.", 0) == 0 || rest.rfind("bn1.", 0) == 0) return true;
   for (int L = 1; L <= deepest; ++L)
-    if (rest.rfind("layer" + std::to_string(L) + ".", 0) == 0)
-      return true;
+    if (rest.rfind("layer" + std::to_string(L) + ".", 0) == 0) return true;
   return false;
 }
 
@@ -43,8 +41,7 @@ float parse_threshold(const std::string& path, const std::string& key, const std
 
 std::vector<uint8_t> defect_mask(const float* map, size_t n, float pixel_threshold) {
   std::vector<uint8_t> m(n);
-  for (size_t k = 0; k < n; ++k)
-    m[k] = map[k] > pixel_threshold ? 1 : 0;
+  for (size_t k = 0; k < n; ++k) m[k] = map[k] > pixel_threshold ? 1 : 0;
   return m;
 }
 
@@ -56,8 +53,7 @@ void write_bundle(const std::string& path, const UNet& net, const ResNetSource& 
   MDPS_CHECK(!thresholds.has_pixel() || std::isfinite(thresholds.pixel), "pixel threshold ", thresholds.pixel,
              " is not finite");
   SafeTensorsWriter w;
-  for (const auto& p : net.params())
-    w.add("unet." + p.name, p.var.value);
+  for (const auto& p : net.params()) w.add("unet." + p.name, p.var.value);
   int deepest = 0;
   if (resnet.file) {
     const auto& layers = settings.map.layers;
@@ -71,11 +67,9 @@ void write_bundle(const std::string& path, const UNet& net, const ResNetSource& 
       MDPS_CHECK(f.has(pre + need), "--features ", f.path(), ": no tensor '", pre, need,
                  "', which the bundle needs for ResNet stages 1..", deepest, " (--layers)");
     for (const std::string& name : f.names()) {
-      if (name.rfind(pre, 0) != 0)
-        continue;
+      if (name.rfind(pre, 0) != 0) continue;
       const std::string rest = name.substr(pre.size());
-      if (!resnet_tensor_used(rest, deepest))
-        continue;
+      if (!resnet_tensor_used(rest, deepest)) continue;
       const StTensorInfo& info = f.info(name);
       const uint8_t* raw = f.raw(name);
       w.add_raw("resnet." + rest, info.dtype, info.shape, std::vector<uint8_t>(raw, raw + info.bytes()));
@@ -86,15 +80,11 @@ void write_bundle(const std::string& path, const UNet& net, const ResNetSource& 
   w.set_metadata("unet_config", net.config().to_json());
   w.set_metadata("settings", settings_json(settings.values()));
   w.set_metadata("resnet_layers", std::to_string(deepest));
-  if (thresholds.has_image())
-    w.set_metadata("image_threshold", float_text(thresholds.image));
-  if (thresholds.has_pixel())
-    w.set_metadata("pixel_threshold", float_text(thresholds.pixel));
+  if (thresholds.has_image()) w.set_metadata("image_threshold", float_text(thresholds.image));
+  if (thresholds.has_pixel()) w.set_metadata("pixel_threshold", float_text(thresholds.pixel));
   w.set_metadata("engine_version", MDPS_VERSION);
-  if (!provenance.model.empty())
-    w.set_metadata("source_model", provenance.model);
-  if (!provenance.features.empty())
-    w.set_metadata("source_features", provenance.features);
+  if (!provenance.model.empty()) w.set_metadata("source_model", provenance.model);
+  if (!provenance.features.empty()) w.set_metadata("source_features", provenance.features);
   w.write(path);
 }
 
@@ -105,8 +95,7 @@ bool Bundle::is_bundle(const SafeTensorsFile& f) {
 
 std::optional<Bundle> Bundle::open_if_bundle(const std::string& path) {
   SafeTensorsFile f = SafeTensorsFile::open(path);
-  if (!is_bundle(f))
-    return std::nullopt;
+  if (!is_bundle(f)) return std::nullopt;
   return open(path);
 }
 
@@ -183,8 +172,7 @@ Bundle Bundle::open(const std::string& path) {
 
 EvalSettings Bundle::settings() const {
   EvalSettings s;
-  for (const auto& [k, v] : settings_)
-    s.set(k, v);
+  for (const auto& [k, v] : settings_) s.set(k, v);
   return s;
 }
 
@@ -200,8 +188,7 @@ std::unique_ptr<UNet> Bundle::load_unet(Backend& backend) const {
 }
 
 std::unique_ptr<ResNetFeatures> Bundle::load_features(const std::vector<int>& layers, Backend& backend) const {
-  if (!has_features())
-    return nullptr;
+  if (!has_features()) return nullptr;
   MDPS_CHECK(!layers.empty(), "--layers: no ResNet stage chosen");
   const int deepest = *std::max_element(layers.begin(), layers.end());
   MDPS_CHECK(*std::min_element(layers.begin(), layers.end()) >= 1, "--layers: stages are 1..4");

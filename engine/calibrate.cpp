@@ -10,8 +10,7 @@ namespace mdps {
 namespace {
 
 std::string num(double v) {
-  if (!std::isfinite(v))
-    return "null";
+  if (!std::isfinite(v)) return "null";
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
@@ -26,16 +25,14 @@ void check_q(double q, const char* what) {
 double quantile(const std::vector<float>& values, double q) {
   check_q(q, "quantile");
   MDPS_CHECK(!values.empty(), "quantile of no values");
-  for (size_t i = 0; i < values.size(); ++i)
-    MDPS_CHECK(!std::isnan(values[i]), "quantile: value ", i, " is NaN");
+  for (size_t i = 0; i < values.size(); ++i) MDPS_CHECK(!std::isnan(values[i]), "quantile: value ", i, " is NaN");
   // Two order statistics by selection: O(n), as the pixel sets are large.
   std::vector<float> v = values;
   const double h = double(v.size() - 1) * q;
   const size_t lo = size_t(std::floor(h));
   std::nth_element(v.begin(), v.begin() + long(lo), v.end());
   const double a = v[lo];
-  if (lo + 1 >= v.size())
-    return a;
+  if (lo + 1 >= v.size()) return a;
   const double b = *std::min_element(v.begin() + long(lo) + 1, v.end());
   return a + (h - double(lo)) * (b - a);
 }
@@ -46,13 +43,11 @@ float threshold_below(double v) {
 }
 
 std::vector<std::string> normal_images(const std::string& dir) {
-  if (!is_category_root(dir))
-    return list_images(dir);
+  if (!is_category_root(dir)) return list_images(dir);
   Dataset ds = read_dataset(dir);
   std::vector<std::string> out;
   for (const auto& s : ds.test)
-    if (s.label == 0)
-      out.push_back(s.image_path);
+    if (s.label == 0) out.push_back(s.image_path);
   MDPS_CHECK(!out.empty(), "--normal ", dir, ": the category has no normal test images (test/good or test/ok)");
   return out;
 }
@@ -107,8 +102,7 @@ std::string calibration_json(const Calibration& c, const std::string& extra) {
   std::string items;
   for (size_t i = 0; i < c.files.size(); ++i) {
     items += cat(i ? ",\n    " : "", "{\"file\": ", json::quote(c.files[i]), ", \"score\": ", num(c.scores[i]));
-    if (!c.labels.empty())
-      items += cat(", \"label\": ", c.labels[i]);
+    if (!c.labels.empty()) items += cat(", \"label\": ", c.labels[i]);
     items += cat(", \"decision\": \"", is_anomalous(c.scores[i], c.thresholds) ? "NG" : "OK", "\"}");
   }
   std::string js = cat("{\n  \"engine\": \"mdps\",\n  \"engine_version\": \"", MDPS_VERSION, "\",\n  \"method\": \"",

@@ -40,8 +40,7 @@ std::string tiny_model(const std::string& dir) {
   UNet net(tiny_config(), cpu_backend());
   net.init_random(11);
   SafeTensorsWriter w;
-  for (const auto& p : net.params())
-    w.add(p.name, p.var.value);
+  for (const auto& p : net.params()) w.add(p.name, p.var.value);
   w.set_metadata("unet_config", net.config().to_json());
   w.set_metadata("mdps_kind", "model");
   const std::string path = dir + "/model.safetensors";
@@ -104,8 +103,7 @@ Parts make_parts(const std::string& tag, const Thresholds& t = {}) {
 }
 
 std::unique_ptr<ResNetFeatures> separate_features(const EvalSettings& s) {
-  if (features_file().empty())
-    return nullptr;
+  if (features_file().empty()) return nullptr;
   return load_features(features_file(), s.map.layers, cpu_backend());
 }
 
@@ -156,8 +154,7 @@ TEST_CASE("a bundle holds the parts and scores bit for bit as the separate files
 
   size_t unet = 0, resnet = 0;
   for (const auto& n : b.file().names()) {
-    if (n.rfind("unet.", 0) == 0)
-      ++unet;
+    if (n.rfind("unet.", 0) == 0) ++unet;
     if (n.rfind("resnet.", 0) == 0) {
       ++resnet;
       CHECK(n.rfind("resnet.fc.", 0) != 0);      // the classifier is never used
@@ -191,8 +188,7 @@ TEST_CASE("a bundle holds the parts and scores bit for bit as the separate files
   // The protocol on five images, from the separate files and from the bundle.
   const std::string root = demo_root(p.dir);
   std::vector<std::string> images = list_images(root + "/test/blob");
-  for (auto& f : list_images(root + "/test/good"))
-    images.push_back(f);
+  for (auto& f : list_images(root + "/test/good")) images.push_back(f);
   images.resize(5);
   auto sep_fe = separate_features(p.settings);
   FileScores a = score_files(*p.net, sep_fe.get(), images, p.settings);
@@ -215,14 +211,12 @@ TEST_CASE("a bundle holds the parts and scores bit for bit as the separate files
   DetectorOptions sep;
   sep.unet_path = p.model;
   sep.features_path = features_file();
-  for (const auto& kv : p.settings.values())
-    sep.overrides.push_back(kv);
+  for (const auto& kv : p.settings.values()) sep.overrides.push_back(kv);
   Detector det_sep(sep);
   CHECK(det_sep.settings_json() == p.settings.to_json());
   Image img = load_model_image(images[0], 32);
   std::vector<uint8_t> px(img.pixels.size());
-  for (size_t k = 0; k < px.size(); ++k)
-    px[k] = uint8_t(img.pixels[k]);
+  for (size_t k = 0; k < px.size(); ++k) px[k] = uint8_t(img.pixels[k]);
   ScoreResult r1 = det.score(px.data(), 32, 32, 3), r2 = det_sep.score(px.data(), 32, 32, 3);
   CHECK(r1.heat_map == r2.heat_map);
   CHECK(r1.image_score == r2.image_score);
@@ -230,8 +224,7 @@ TEST_CASE("a bundle holds the parts and scores bit for bit as the separate files
   CHECK_FALSE(r2.has_decision);
   CHECK(r1.anomalous == (r1.image_score > 0.5f));
   REQUIRE(r1.defect_mask.size() == r1.heat_map.size());
-  for (size_t k = 0; k < r1.heat_map.size(); ++k)
-    CHECK(r1.defect_mask[k] == (r1.heat_map[k] > 0.25f ? 1 : 0));
+  for (size_t k = 0; k < r1.heat_map.size(); ++k) CHECK(r1.defect_mask[k] == (r1.heat_map[k] > 0.25f ? 1 : 0));
 
   // Options still win over the bundle: thresholds, overrides.
   o.image_threshold = -1e30f;
@@ -244,8 +237,7 @@ TEST_CASE("a bundle holds the parts and scores bit for bit as the separate files
 }
 
 TEST_CASE("the stored stages follow --layers") {
-  if (features_file().empty())
-    return;  // nothing to store without the shared weights
+  if (features_file().empty()) return;  // nothing to store without the shared weights
   const std::string dir = test::temp_dir("bundle_layers");
   const std::string model = tiny_model(dir);
   auto net = load_unet(model, cpu_backend());
@@ -293,12 +285,10 @@ TEST_CASE("files that are not bundles, or damaged ones, fail naming the file and
   auto forge = [&](const std::string& name, std::map<std::string, std::string> md, bool with_unet, bool with_resnet) {
     SafeTensorsWriter w;
     if (with_unet)
-      for (const auto& q : p.net->params())
-        w.add("unet." + q.name, q.var.value);
+      for (const auto& q : p.net->params()) w.add("unet." + q.name, q.var.value);
     if (with_resnet && p.features)
       for (const auto& n : p.features->names())
-        if (n.rfind(p.prefix + "conv1.", 0) == 0)
-          w.add("resnet.conv1.weight", p.features->read_f32(n));
+        if (n.rfind(p.prefix + "conv1.", 0) == 0) w.add("resnet.conv1.weight", p.features->read_f32(n));
     std::map<std::string, std::string> base = {{"mdps_kind", "detector"},
                                                {"mdps_bundle_version", "1"},
                                                {"unet_config", p.net->config().to_json()},
@@ -310,10 +300,8 @@ TEST_CASE("files that are not bundles, or damaged ones, fail naming the file and
       else
         base[k] = v;
     }
-    for (auto& [k, v] : base)
-      w.set_metadata(k, v);
-    if (w.size() == 0)
-      w.add_f32("x", {1}, {0.f});
+    for (auto& [k, v] : base) w.set_metadata(k, v);
+    if (w.size() == 0) w.add_f32("x", {1}, {0.f});
     const std::string path = p.dir + "/" + name + ".safetensors";
     w.write(path);
     return path;
@@ -356,8 +344,7 @@ TEST_CASE("settings values read back bit for bit, in short text") {
   s.map.layers = {1, 3};
   s.seed = 18446744073709551615ull;
   EvalSettings back;
-  for (const auto& [k, v] : s.values())
-    back.set(k, v);
+  for (const auto& [k, v] : s.values()) back.set(k, v);
   CHECK(back.to_json() == s.to_json());
   CHECK(back.rounds.round2.rho == s.rounds.round2.rho);
   CHECK(back.rounds.lambda == s.rounds.lambda);
@@ -365,8 +352,7 @@ TEST_CASE("settings values read back bit for bit, in short text") {
   CHECK(back.score_k == 17);
   CHECK(back.seed == s.seed);
   for (const auto& [k, v] : fast_settings().values())
-    if (k == "lambda")
-      CHECK(v == "0.2");
+    if (k == "lambda") CHECK(v == "0.2");
   CHECK_THROWS_WITH_AS(back.set("seed", "-1"), doctest::Contains("--seed"), Error);
 }
 
@@ -406,8 +392,7 @@ TEST_CASE("calibration on normal images: the thresholds are the quantiles of the
       *p.net, sep_fe.get(), N,
       [&](size_t b0, size_t e) {
         std::vector<Image> v;
-        for (size_t i = b0; i < e; ++i)
-          v.push_back(load_model_image(normals[i], 32));
+        for (size_t i = b0; i < e; ++i) v.push_back(load_model_image(normals[i], 32));
         return images_to_tensor(v);
       },
       p.settings);
@@ -483,15 +468,13 @@ TEST_CASE("calibration on a labelled set: the F1-optimal thresholds") {
 
   // The scores are those `mdps score` gives for the same files in the same order.
   std::vector<std::string> files;
-  for (const auto& t : ds.test)
-    files.push_back(t.image_path);
+  for (const auto& t : ds.test) files.push_back(t.image_path);
   FileScores fsc = score_files(*p.net, fe.get(), files, p.settings);
   CHECK(c.scores == fsc.scores);
 
   // The image threshold reaches the best F1 of any threshold.
   double best = 0;
-  for (float t : c.scores)
-    best = std::max(best, f1_of(c.scores, c.labels, std::nextafter(t, -INFINITY)));
+  for (float t : c.scores) best = std::max(best, f1_of(c.scores, c.labels, std::nextafter(t, -INFINITY)));
   CHECK(c.image_f1 == doctest::Approx(best).epsilon(1e-12));
   CHECK(f1_of(c.scores, c.labels, c.thresholds.image) == doctest::Approx(best).epsilon(1e-12));
   // ... and it is the lowest such: the next float up drops a positive.
@@ -508,8 +491,7 @@ TEST_CASE("calibration on a labelled set: the F1-optimal thresholds") {
       pl.insert(pl.end(), 1024, 0);
     } else {
       Image gt = load_image_gray(ds.test[i].mask_path);
-      for (float v : gt.pixels)
-        pl.push_back(v > 0.f ? 1 : 0);
+      for (float v : gt.pixels) pl.push_back(v > 0.f ? 1 : 0);
     }
   }
   CHECK(f1_of(px, pl, c.thresholds.pixel) == doctest::Approx(c.pixel_f1).epsilon(1e-12));
@@ -545,8 +527,7 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
                    log) == 0);
   json::Value js = json::parse(read_text(d + "/cal.json"), "cal.json");
   std::vector<double> sc;
-  for (const auto& it : js.find("scores")->items)
-    sc.push_back(it.find("score")->number);
+  for (const auto& it : js.find("scores")->items) sc.push_back(it.find("score")->number);
   REQUIRE(sc.size() == 6);
   Bundle cal = Bundle::open(d + "/cal.safetensors");
   CHECK(cal.thresholds().image == float(reference_quantile(sc, 0.75)));
@@ -565,8 +546,7 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
   std::getline(lines, line);
   CHECK(line == "file,score,decision");
   std::vector<std::string> files = list_images(root + "/test/blob");
-  for (auto& f : list_images(root + "/test/good"))
-    files.push_back(f);
+  for (auto& f : list_images(root + "/test/good")) files.push_back(f);
 
   DetectorOptions o;
   o.unet_path = d + "/cal.safetensors";
@@ -588,12 +568,10 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
     CHECK(line == files[i] + "," + expect + "," + (rs[i].anomalous ? "NG" : "OK"));
     ng += rs[i].anomalous;
     std::string stem = fs::path(files[i]).stem().string();
-    if (seen[stem]++)
-      stem += "_" + std::to_string(seen[stem] - 1);  // as `mdps score` names repeats
+    if (seen[stem]++) stem += "_" + std::to_string(seen[stem] - 1);  // as `mdps score` names repeats
     Image mask = load_image_gray(out + "/" + stem + "_mask.png");
     REQUIRE(mask.pixels.size() == rs[i].defect_mask.size());
-    for (size_t k = 0; k < mask.pixels.size(); ++k)
-      CHECK(mask.pixels[k] == (rs[i].defect_mask[k] ? 255.f : 0.f));
+    for (size_t k = 0; k < mask.pixels.size(); ++k) CHECK(mask.pixels[k] == (rs[i].defect_mask[k] ? 255.f : 0.f));
   }
   CHECK(read_text(log).find(cat("decisions: ", ng, " NG")) != std::string::npos);
 
@@ -614,5 +592,9 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
                      d + "/x.safetensors",
                  log) != 0);
   CHECK(read_text(log).find("mdps: error:") != std::string::npos);
+  CHECK(run_mdps("calibrate --detector " + d + "/cal.safetensors --labelled " + root + " --quantile 0.5 --out " + d +
+                     "/x.safetensors",
+                 log) != 0);
+  CHECK(read_text(log).find("--quantile and --pixel-quantile apply to --normal") != std::string::npos);
   CHECK_FALSE(fs::exists(d + "/x.safetensors"));
 }

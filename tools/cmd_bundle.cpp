@@ -35,21 +35,16 @@ void run_bundle(const BundleArgs& a) {
               double(b.file().file_bytes()) / (1024.0 * 1024.0));
   std::printf("  U-Net %s\n", b.unet_config().to_json().c_str());
   std::string layers;
-  for (int l : s.map.layers)
-    layers += (layers.empty() ? "" : ",") + std::to_string(l);
+  for (int l : s.map.layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
   if (b.has_features())
     std::printf("  ResNet stages 1..%d stored (the map uses %s)\n", b.resnet_layers(), layers.c_str());
   else
     std::printf("  no feature extractor: the anomaly map is the pixel term only\n");
-  if (!preset.empty())
-    std::printf("  preset %s\n", preset.c_str());
+  if (!preset.empty()) std::printf("  preset %s\n", preset.c_str());
   std::printf("  settings %s\n", s.to_json().c_str());
-  if (t.has_image())
-    std::printf("  image threshold %.9g\n", double(t.image));
-  if (t.has_pixel())
-    std::printf("  pixel threshold %.9g\n", double(t.pixel));
-  if (!t.has_image() && !t.has_pixel())
-    std::printf("  no thresholds (`mdps calibrate` sets them)\n");
+  if (t.has_image()) std::printf("  image threshold %.9g\n", double(t.image));
+  if (t.has_pixel()) std::printf("  pixel threshold %.9g\n", double(t.pixel));
+  if (!t.has_image() && !t.has_pixel()) std::printf("  no thresholds (`mdps calibrate` sets them)\n");
 }
 
 cli::Registrar reg("bundle", 55, [](CLI::App& app) {

@@ -17,6 +17,8 @@ struct CalibrateArgs {
   double quantile = 0.99, pixel_quantile = 0.999;
   int threads = 0;
   bool quiet = false;
+  CLI::Option* quantile_opt = nullptr;
+  CLI::Option* pixel_quantile_opt = nullptr;
 };
 
 void run_calibrate(const CalibrateArgs& a) {
@@ -24,18 +26,18 @@ void run_calibrate(const CalibrateArgs& a) {
              "[--features F], not both");
   MDPS_CHECK(a.normal.empty() != a.labelled.empty(), "give the images as --normal DIR (quantiles of normal ",
              "images) or --labelled ROOT (F1-optimal on a labelled set), not both");
+  MDPS_CHECK(!a.normal.empty() || (!a.quantile_opt->count() && !a.pixel_quantile_opt->count()),
+             "--quantile and --pixel-quantile apply to --normal; --labelled finds the F1-optimal thresholds");
   Backend& be = backend_by_name(a.device);
-  if (a.threads > 0)
-    be.set_threads(a.threads);
+  if (a.threads > 0) be.set_threads(a.threads);
   const std::string source = a.detector.empty() ? a.model : a.detector;
   cli::DetectorFiles d = cli::open_detector(source, a.features, be);
   MDPS_CHECK(a.detector.empty() || d.bundle, "--detector ", a.detector,
              ": not a detector bundle (write one with `mdps bundle`, or pass a model as --model)");
   EvalSettings s;
-  const std::string preset = a.flags.build(s, "", d.base_settings());
+  a.flags.build(s, "", d.base_settings());
   std::unique_ptr<ResNetFeatures> fe = d.load_features(s);
-  if (!a.quiet && !fe)
-    std::fprintf(stderr, "mdps calibrate: no feature extractor, the map is the pixel term only\n");
+  if (!a.quiet && !fe) std::fprintf(stderr, "mdps calibrate: no feature extractor, the map is the pixel term only\n");
 
   Calibration c;
   if (!a.normal.empty()) {
@@ -58,8 +60,7 @@ void run_calibrate(const CalibrateArgs& a) {
     write_text_atomic(a.json, calibration_json(c, extra));
   }
   size_t ng = 0;
-  for (float v : c.scores)
-    ng += is_anomalous(v, c.thresholds);
+  for (float v : c.scores) ng += is_anomalous(v, c.thresholds);
   if (c.method == "quantile") {
     std::printf("image threshold %.9g (quantile %g of %zu normal image scores; %zu of them NG)\n",
                 double(c.thresholds.image), c.quantile, c.scores.size(), ng);
@@ -71,8 +72,7 @@ void run_calibrate(const CalibrateArgs& a) {
     std::printf("pixel threshold %.9g (best pixel F1 %.4f)\n", double(c.thresholds.pixel), c.pixel_f1);
   }
   std::printf("bundle: %s\n", a.out.c_str());
-  if (!a.json.empty())
-    std::printf("json: %s\n", a.json.c_str());
+  if (!a.json.empty()) std::printf("json: %s\n", a.json.c_str());
 }
 
 cli::Registrar reg("calibrate", 56, [](CLI::App& app) {
@@ -87,13 +87,14 @@ cli::Registrar reg("calibrate", 56, [](CLI::App& app) {
                 "held-out normal images: a folder of images, or a category root (its test/good)");
   c->add_option("--labelled", a->labelled,
                 "instead of --normal: a labelled category (MVTec AD / BTAD layout); F1-optimal thresholds");
-  c->add_option("--quantile", a->quantile, "with --normal: the image threshold's quantile of the scores")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  c->add_option("--pixel-quantile", a->pixel_quantile,
-                "with --normal: the pixel threshold's quantile of all map pixels")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+  a->quantile_opt =
+      c->add_option("--quantile", a->quantile, "with --normal: the image threshold's quantile of the scores")
+          ->capture_default_str()
+          ->check(CLI::Range(0.0, 1.0));
+  a->pixel_quantile_opt = c->add_option("--pixel-quantile", a->pixel_quantile,
+                                        "with --normal: the pixel threshold's quantile of all map pixels")
+                              ->capture_default_str()
+                              ->check(CLI::Range(0.0, 1.0));
   c->add_option("--out", a->out, "the bundle to write, with the thresholds (may be --detector itself)")->required();
   c->add_option("--json", a->json, "also write the thresholds and every image's score as JSON");
   a->flags.add_all(c, false);
