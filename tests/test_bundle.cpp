@@ -575,9 +575,26 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
   }
   CHECK(read_text(log).find(cat("decisions: ", ng, " NG")) != std::string::npos);
 
-  // sample takes the bundle too; --labelled calibrates; flags override the bundle.
-  CHECK(run_mdps("sample --model " + d + "/cal.safetensors --image " + files[0] + " --out " + d + "/s.png", log) == 0);
-  CHECK(fs::exists(d + "/s.png"));
+  // sample and eval take the bundle too, and give what the separate files give with the same flags.
+  const std::string flags =
+      " --round1-t 40 --round1-rho 5 --t-start 40 --rho 7 --lambda 0.2 --eta 3.5 --seed 3";
+  // (sample has no blur flags: a bundle with the default blur.)
+  REQUIRE(run_mdps("bundle --model " + p.model + feat + flags + " --out " + d + "/sb.safetensors", log) == 0);
+  REQUIRE(run_mdps("sample --model " + d + "/sb.safetensors --threads 2 --image " + files[0] + " --out " + d + "/s.png", log) == 0);
+  REQUIRE(run_mdps("sample --model " + p.model + feat + flags + " --threads 2 --image " + files[0] + " --out " + d + "/s2.png",
+                   log) == 0);
+  REQUIRE(fs::exists(d + "/s_mask.png"));
+  CHECK_FALSE(read_text(d + "/s.png").empty());
+  CHECK(read_text(d + "/s.png") == read_text(d + "/s2.png"));
+  CHECK(read_text(d + "/s_mask.png") == read_text(d + "/s2_mask.png"));
+  REQUIRE(run_mdps("eval --model " + d + "/cal.safetensors --dataset " + root + " --quiet --no-panels --threads 2 --out " +
+                       d + "/ev1",
+                   log) == 0);
+  REQUIRE(run_mdps("eval --model " + p.model + feat + flags + " --dataset " + root +
+                       " --blur-kernel 9 --blur-sigma 2 --batch 4 --threads 2 --quiet --no-panels --out " + d + "/ev2",
+                   log) == 0);
+  CHECK(read_text(d + "/ev1/images.csv") == read_text(d + "/ev2/images.csv"));
+  CHECK(read_text(d + "/ev1/report.json").find("\"bundle\": true") != std::string::npos);
   REQUIRE(run_mdps("calibrate --detector " + d + "/cal.safetensors --labelled " + root +
                        " --quiet --threads 2 --seed 4 --out " + d + "/f1.safetensors",
                    log) == 0);
