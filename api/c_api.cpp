@@ -121,6 +121,14 @@ void mdps_detector_destroy(mdps_detector* det) { delete det; }
 
 int mdps_image_size(const mdps_detector* det) { return det ? det->detector.image_size() : 0; }
 
+mdps_status mdps_detector_thresholds(const mdps_detector* det, float* image_threshold, float* pixel_threshold) {
+  if (!det) return fail(MDPS_ERR_INVALID_ARGUMENT, "mdps_detector_thresholds: detector must not be NULL");
+  g_last_error.clear();
+  if (image_threshold) *image_threshold = det->detector.image_threshold();
+  if (pixel_threshold) *pixel_threshold = det->detector.pixel_threshold();
+  return MDPS_OK;
+}
+
 mdps_status mdps_score(mdps_detector* det, const uint8_t* pixels, int width, int height, int channels, int stride,
                        float* image_score, float* heat_map, int heat_w, int heat_h, int* anomalous) {
   if (!det || !pixels) return fail(MDPS_ERR_INVALID_ARGUMENT, "mdps_score: detector and pixels must not be NULL");

@@ -3,6 +3,7 @@
 // [-1,1] tensors through the same Pillow-exact resize, and scoring is the
 // evaluation protocol (engine/evaluate.h) on the images given.
 #include "include/mdps/mdps.h"
+#include "engine/bundle.h"
 #include "engine/evaluate.h"
 #include "engine/image.h"
 #include "engine/presets.h"
@@ -23,19 +24,27 @@ std::mutex& engine_lock() {
   return m;
 }
 
-EvalSettings build_settings(const DetectorOptions& o) {
+// The fields (or, for a bundle, its stored settings), then the preset, then
+// the overrides; the guidance norm follows the variant unless one of them
+// chose it (a bundle's norm stands while its variant does).
+EvalSettings build_settings(const DetectorOptions& o, const Bundle* bundle) {
   EvalSettings s;
-  s.rounds.round1 = {o.round1_t, o.round1_rho};
-  s.rounds.round2 = {o.round2_t, o.round2_rho};
-  s.rounds.lambda = o.lambda;
-  s.rounds.samples = o.samples;
-  s.map.eta = o.eta;
-  s.sampler.skip = o.skip;
-  s.batch = o.batch;
-  s.seed = o.seed;
-  s.set("variant", o.variant);
-  s.set("image-score", o.image_score);
-  bool norm_given = false;
+  bool norm_given = false, bundle_norm = false;
+  if (bundle) {
+    s = bundle->settings();
+    bundle_norm = true;
+  } else {
+    s.rounds.round1 = {o.round1_t, o.round1_rho};
+    s.rounds.round2 = {o.round2_t, o.round2_rho};
+    s.rounds.lambda = o.lambda;
+    s.rounds.samples = o.samples;
+    s.map.eta = o.eta;
+    s.sampler.skip = o.skip;
+    s.batch = o.batch;
+    s.seed = o.seed;
+    s.set("variant", o.variant);
+    s.set("image-score", o.image_score);
+  }
   if (!o.preset.empty()) {
     const std::string path = find_preset(o.preset, preset_search_dirs(MDPS_API_PRESET_DIR));
     MDPS_CHECK(!path.empty(), "preset '", o.preset, "': not found (set MDPS_PRESET_DIR or give a path)");
@@ -45,14 +54,17 @@ EvalSettings build_settings(const DetectorOptions& o) {
       } catch (const Error& e) {
         throw Error(cat("preset '", path, "': ", e.what()));
       }
+      bundle_norm = bundle_norm && k != "variant";
       norm_given = norm_given || k == "guidance-norm";
     }
   }
   for (const auto& [k, v] : o.overrides) {
     s.set(k, v);
+    bundle_norm = bundle_norm && k != "variant";
     norm_given = norm_given || k == "guidance-norm";
   }
-  if (!norm_given) s.sampler.norm = s.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
+  if (!norm_given && !bundle_norm)
+    s.sampler.norm = s.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
   s.validate();
   return s;
 }
@@ -95,11 +107,14 @@ Detector::Detector(const DetectorOptions& o) : impl_(std::make_unique<Impl>()) {
   MDPS_CHECK(o.threads >= 0, "DetectorOptions.threads must be >= 0, got ", o.threads);
   std::lock_guard<std::mutex> lock(engine_lock());
   Impl& d = *impl_;
-  d.settings = build_settings(o);
+  std::optional<Bundle> bundle = Bundle::open_if_bundle(o.unet_path);
+  d.settings = build_settings(o, bundle ? &*bundle : nullptr);
   d.backend = &backend_by_name(o.device);
   if (o.threads > 0) d.backend->set_threads(o.threads);
-  d.net = load_unet(o.unet_path, *d.backend);
-  if (!o.features_path.empty()) {
+  d.net = bundle ? bundle->load_unet(*d.backend) : load_unet(o.unet_path, *d.backend);
+  if (o.features_path.empty() && bundle) {
+    d.features = bundle->load_features(d.settings.map.layers, *d.backend);
+  } else if (!o.features_path.empty()) {
     if (o.features_prefix.empty()) {
       d.features = load_features(o.features_path, d.settings.map.layers, *d.backend);
     } else {
@@ -110,8 +125,12 @@ Detector::Detector(const DetectorOptions& o) : impl_(std::make_unique<Impl>()) {
           ResNetFeatures::load(SafeTensorsFile::open(o.features_path), o.features_prefix, deepest, *d.backend));
     }
   }
-  d.image_threshold = o.image_threshold;
-  d.pixel_threshold = o.pixel_threshold;
+  // The options' thresholds win over a bundle's.
+  const Thresholds bt = bundle ? bundle->thresholds() : Thresholds{};
+  d.image_threshold = std::isnan(o.image_threshold) ? bt.image : o.image_threshold;
+  d.pixel_threshold = std::isnan(o.pixel_threshold) ? bt.pixel : o.pixel_threshold;
+  MDPS_CHECK(!std::isinf(d.image_threshold), "DetectorOptions.image_threshold is infinite");
+  MDPS_CHECK(!std::isinf(d.pixel_threshold), "DetectorOptions.pixel_threshold is infinite");
 }
 
 Detector::~Detector() = default;
@@ -120,6 +139,8 @@ Detector& Detector::operator=(Detector&&) noexcept = default;
 
 int Detector::image_size() const { return impl_->net->config().image_size; }
 std::string Detector::settings_json() const { return impl_->settings.to_json(); }
+float Detector::image_threshold() const { return impl_->image_threshold; }
+float Detector::pixel_threshold() const { return impl_->pixel_threshold; }
 
 ScoreResult Detector::score(const uint8_t* pixels, int width, int height, int channels, int stride_bytes) {
   ImageView v;
@@ -157,14 +178,11 @@ std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& ima
     r.image_score = scores[i];
     r.width = r.height = S;
     r.heat_map.assign(po.maps.begin() + i * plane, po.maps.begin() + (i + 1) * plane);
-    if (!std::isnan(d.image_threshold)) {
-      r.has_decision = true;
-      r.anomalous = r.image_score > d.image_threshold;
-    }
-    if (!std::isnan(d.pixel_threshold)) {
-      r.defect_mask.resize(plane);
-      for (size_t k = 0; k < plane; ++k) r.defect_mask[k] = r.heat_map[k] > d.pixel_threshold ? 1 : 0;
-    }
+    // The same rules as `mdps score` (engine/bundle.h).
+    const Thresholds t{d.image_threshold, d.pixel_threshold};
+    r.has_decision = t.has_image();
+    r.anomalous = is_anomalous(r.image_score, t);
+    if (t.has_pixel()) r.defect_mask = defect_mask(r.heat_map.data(), plane, t.pixel);
     r.reconstruction.assign(po.recon[i].begin(), po.recon[i].end());
   }
   return out;

@@ -117,7 +117,13 @@ void EvalSettings::set(const std::string& key, const std::string& v) {
   else if (key == "crop") crop = to_float(key, v);
   else if (key == "batch") batch = to_int(key, v);
   else if (key == "limit") limit = to_int(key, v);
-  else if (key == "seed") seed = uint64_t(std::stoull(v));
+  else if (key == "image-score-k") score_k = to_int(key, v);
+  else if (key == "seed") {
+    char* end = nullptr;
+    unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+    MDPS_CHECK(!v.empty() && v[0] != '-' && end && *end == 0, "--seed: '", v, "' is not a non-negative integer");
+    seed = uint64_t(x);
+  }
   else if (key == "mask-scope") {
     MDPS_CHECK(v == "image" || v == "dataset", "--mask-scope: '", v, "' is not image or dataset");
     dataset_scope = v == "dataset";
@@ -156,6 +162,41 @@ std::string EvalSettings::to_json() const {
              ", \"limit\": ", limit, ", \"crop\": ", numf(crop), ", \"seed\": ", seed, "}");
 }
 
+PresetValues EvalSettings::values() const {
+  // The shortest text that reads back as the same float (9 digits always do):
+  // 0.12, not 0.119999997.
+  auto f = [](float v) {
+    char buf[32];
+    for (int digits = 6; digits <= 9; ++digits) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, double(v));
+      if (std::strtof(buf, nullptr) == v) break;
+    }
+    return std::string(buf);
+  };
+  std::string layers;
+  for (size_t i = 0; i < map.layers.size(); ++i) layers += (i ? "," : "") + std::to_string(map.layers[i]);
+  return {{"variant", sampler.variant == Variant::Paper ? "paper" : "authors"},
+          {"guidance-norm", sampler.norm == GuidanceNorm::L2 ? "l2" : "squared"},
+          {"skip", std::to_string(sampler.skip)},
+          {"ddim-eta", f(sampler.ddim_eta)},
+          {"round1-t", std::to_string(rounds.round1.t_start)},
+          {"round1-rho", f(rounds.round1.rho)},
+          {"t-start", std::to_string(rounds.round2.t_start)},
+          {"rho", f(rounds.round2.rho)},
+          {"lambda", f(rounds.lambda)},
+          {"samples", std::to_string(rounds.samples)},
+          {"eta", f(map.eta)},
+          {"blur-sigma", f(map.blur_sigma)},
+          {"blur-kernel", std::to_string(map.blur_kernel)},
+          {"layers", layers},
+          {"image-score", score_kind == ImageScoreKind::Authors ? "authors" : "topk-mean"},
+          {"image-score-k", std::to_string(score_k)},
+          {"mask-scope", dataset_scope ? "dataset" : "image"},
+          {"batch", std::to_string(batch)},
+          {"crop", f(crop)},
+          {"seed", std::to_string(seed)}};
+}
+
 EvalMetrics compute_metrics(const std::vector<float>& maps, const std::vector<uint8_t>& masks,
                             const std::vector<int>& labels, const std::vector<float>& scores, int H, int W) {
   const size_t n = labels.size(), hw = size_t(H) * W;
@@ -192,23 +233,20 @@ std::vector<Sample> limit_samples(const std::vector<Sample>& test, int limit) {
   return out;
 }
 
+std::string find_resnet_prefix(const SafeTensorsFile& f, const std::string& what) {
+  for (const char* p : {"", "resnet.", "module.", "model.", "backbone."})
+    if (f.has(std::string(p) + "conv1.weight") && f.has(std::string(p) + "layer1.0.conv1.weight")) return p;
+  throw Error(cat(what, ": not a ResNet (no 'conv1.weight' and 'layer1.0.conv1.weight', with or without a ",
+                  "'resnet.', 'module.', 'model.' or 'backbone.' prefix)"));
+}
+
 std::unique_ptr<ResNetFeatures> load_features(const std::string& path, const std::vector<int>& layers,
                                               Backend& backend) {
   MDPS_CHECK(!layers.empty(), "--layers: no ResNet stage chosen");
   int deepest = *std::max_element(layers.begin(), layers.end());
   MDPS_CHECK(*std::min_element(layers.begin(), layers.end()) >= 1 && deepest <= 4, "--layers: stages are 1..4");
   SafeTensorsFile f = SafeTensorsFile::open(path);
-  std::string prefix;
-  bool found = false;
-  for (const char* p : {"", "resnet.", "module.", "model.", "backbone."})
-    if (f.has(std::string(p) + "conv1.weight") && f.has(std::string(p) + "layer1.0.conv1.weight")) {
-      prefix = p;
-      found = true;
-      break;
-    }
-  MDPS_CHECK(found, "--features ", path,
-             ": not a ResNet (no 'conv1.weight' and 'layer1.0.conv1.weight', with or without a 'resnet.', "
-             "'module.' or 'model.' prefix)");
+  const std::string prefix = find_resnet_prefix(f, "--features " + path);
   return std::make_unique<ResNetFeatures>(ResNetFeatures::load(f, prefix, deepest, backend));
 }
 

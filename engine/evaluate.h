@@ -14,6 +14,7 @@
 #include "engine/anomaly_map.h"
 #include "engine/dataset.h"
 #include "engine/image.h"
+#include "engine/presets.h"
 #include "engine/resnet.h"
 #include "engine/sampler.h"
 #include <functional>
@@ -42,6 +43,11 @@ struct EvalSettings {
   void set(const std::string& key, const std::string& value);
   void validate() const;
   std::string to_json() const;
+  // Every setting of the detector as (set() key, text) pairs that set() reads
+  // back to the same values bit for bit: what a detector
+  // bundle stores. `limit` is left out: it selects test images, it is not
+  // part of a detector.
+  PresetValues values() const;
 };
 
 // Every metric as a fraction in [0,1]; NaN when undefined (e.g. one class only).
@@ -155,8 +161,11 @@ std::string write_eval_summary(const std::vector<EvalResult>& results, const std
 // the file is not a ResNet.
 std::unique_ptr<ResNetFeatures> load_features(const std::string& path, const std::vector<int>& layers,
                                               Backend& backend);
-// A U-Net from a model or checkpoint file, with an error naming the file when
-// it is not one.
+// The tensor-name prefix of the ResNet in `f` ("", "resnet.", "module.",
+// "model.", "backbone."); throws naming `what` when there is none.
+std::string find_resnet_prefix(const SafeTensorsFile& f, const std::string& what);
+// A U-Net from a model file, checkpoint or detector bundle, with an error
+// naming the file when it is not one.
 std::unique_ptr<UNet> load_unet(const std::string& path, Backend& backend);
 
 // Writes `text` to PATH.tmp.<pid> and renames it over `path`.

@@ -1,8 +1,11 @@
 // The public API (include/mdps/mdps.h, mdps_c.h): pixels from memory give
 // what the file-based protocol gives, layouts and strides do not matter,
-// decisions follow the thresholds, and errors come back as exceptions (C++)
-// or status codes (C, driven from tests/c_api_check.c).
+// decisions follow the thresholds (the options' or a detector bundle's), and
+// errors come back as exceptions (C++) or status codes (C, driven from
+// tests/c_api_check.c).
 #include "include/mdps/mdps.h"
+#include "include/mdps/mdps_c.h"
+#include "engine/bundle.h"
 #include "engine/evaluate.h"
 #include "engine/image.h"
 #include "engine/presets.h"
@@ -259,4 +262,67 @@ TEST_CASE("the C interface, called from C, agrees with the C++ interface") {
   ScoreResult r = Detector(o).score(rgba.data(), w, h, 4);
   CHECK(score == r.image_score);
   CHECK(heat == resize_map(r.heat_map, r.width, r.height, w, h));
+}
+
+TEST_CASE("a detector bundle in place of the model: its settings and thresholds, through C++ and C") {
+  const std::string dir = test::temp_dir("api_bundle");
+  const std::string model = tiny_model(dir);
+  auto rgba = test_image(40, 24, 7);
+  // The separate files with fast settings, and a bundle of the same.
+  DetectorOptions sep = fast_options(model);
+  Detector det_sep(sep);
+  ScoreResult r0 = det_sep.score(rgba.data(), 40, 24, 4);
+  auto net = load_unet(model, cpu_backend());
+  EvalSettings s;
+  s.rounds.round1 = {40, 5.f};
+  s.rounds.round2 = {40, 5.f};
+  s.map.blur_kernel = 9;
+  s.map.blur_sigma = 2.f;
+  REQUIRE(s.to_json() == det_sep.settings_json());
+  std::unique_ptr<SafeTensorsFile> fe;
+  ResNetSource rs;
+  if (!features_file().empty()) {
+    fe = std::make_unique<SafeTensorsFile>(SafeTensorsFile::open(features_file()));
+    rs = {fe.get(), find_resnet_prefix(*fe, features_file())};
+  }
+  auto [lo, hi] = std::minmax_element(r0.heat_map.begin(), r0.heat_map.end());
+  Thresholds t{r0.image_score - 1e-3f, 0.5f * (*lo + *hi)};
+  const std::string bundle = dir + "/detector.safetensors";
+  write_bundle(bundle, *net, rs, s, t);
+
+  DetectorOptions o;
+  o.unet_path = bundle;
+  Detector det(o);
+  ScoreResult r = det.score(rgba.data(), 40, 24, 4);
+  CHECK(r.heat_map == r0.heat_map);
+  CHECK(r.image_score == r0.image_score);
+  CHECK(r.has_decision);
+  CHECK(r.anomalous);
+  REQUIRE(r.defect_mask.size() == r.heat_map.size());
+  for (size_t k = 0; k < r.heat_map.size(); ++k) CHECK(r.defect_mask[k] == (r.heat_map[k] > t.pixel ? 1 : 0));
+
+  // C: the bundle alone gives the decision and the mask.
+  mdps_options co;
+  mdps_options_init(&co);
+  co.unet_path = bundle.c_str();
+  mdps_detector* cd = nullptr;
+  REQUIRE(mdps_detector_create(&co, &cd) == MDPS_OK);
+  float score = 0.f, ti = 0.f, tp = 0.f;
+  int anomalous = -7;
+  REQUIRE(mdps_score(cd, rgba.data(), 40, 24, 4, 0, &score, nullptr, 0, 0, &anomalous) == MDPS_OK);
+  CHECK(score == r.image_score);
+  CHECK(anomalous == 1);
+  std::vector<uint8_t> mask(32 * 32, 9);
+  REQUIRE(mdps_last_defect_mask(cd, mask.data(), 32, 32) == MDPS_OK);
+  CHECK(mask == r.defect_mask);
+  CHECK(mdps_detector_thresholds(cd, &ti, &tp) == MDPS_OK);
+  CHECK(ti == t.image);
+  CHECK(tp == t.pixel);
+  mdps_detector_destroy(cd);
+  // An explicit threshold beats the bundle's.
+  co.image_threshold = r.image_score + 1.f;
+  REQUIRE(mdps_detector_create(&co, &cd) == MDPS_OK);
+  REQUIRE(mdps_score(cd, rgba.data(), 40, 24, 4, 0, &score, nullptr, 0, 0, &anomalous) == MDPS_OK);
+  CHECK(anomalous == 0);
+  mdps_detector_destroy(cd);
 }

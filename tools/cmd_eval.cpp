@@ -1,6 +1,7 @@
 // `mdps eval`: the whole protocol over an MVTec AD / BTAD test set (or a
 // folder of such categories), the metrics, and the report files.
 #include "tools/command.h"
+#include "tools/detector_files.h"
 #include "tools/eval_flags.h"
 #include "tools/eval_shard.h"
 #include "engine/json_mini.h"
@@ -21,26 +22,29 @@ struct EvalArgs {
   bool no_panels = false, quiet = false;
 };
 
-EvalResult eval_category(const EvalArgs& a, const UNet& net, const std::string& root, const std::string& out_dir) {
+EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const std::string& root,
+                         const std::string& out_dir) {
+  const UNet& net = *d.net;
   Dataset ds = read_dataset(root);
   std::string name = fs::path(root).filename().string();
   EvalSettings s;
-  std::string preset = a.flags.build(s, ds.layout + "/" + name);
-  std::unique_ptr<ResNetFeatures> fe;
-  if (!a.features.empty()) fe = load_features(a.features, s.map.layers, net.backend());
+  std::string preset = a.flags.build(s, ds.layout + "/" + name, d.base_settings());
+  std::unique_ptr<ResNetFeatures> fe = d.load_features(s);
   if (!a.quiet)
     std::fprintf(stderr, "mdps eval: %s (%s layout)%s%s, %s\n", root.c_str(), ds.layout.c_str(),
                  preset.empty() ? "" : ", preset ", preset.c_str(),
-                 fe ? "ResNet features" : "pixel term only (no --features)");
-  std::string extra = cat("\"model\": ", json::quote(a.model), ", \"features\": ",
-                          a.features.empty() ? std::string("null") : json::quote(a.features),
+                 fe ? (d.features_path.empty() ? "the bundle's ResNet features" : "ResNet features")
+                    : "pixel term only (no --features)");
+  const std::string features = d.features_source();
+  std::string extra = cat("\"model\": ", json::quote(a.model), ", \"bundle\": ", d.bundle ? "true" : "false",
+                          ", \"features\": ", features.empty() ? std::string("null") : json::quote(features),
                           ", \"dataset\": ", json::quote(root), ", \"preset\": ",
                           preset.empty() ? std::string("null") : json::quote(preset), ", \"device\": ",
                           json::quote(net.backend().name()));
   if (a.shard.sharded()) {
     // Parts of one run share the model and features bytes, not just their paths.
     std::string identity = cat("model ", file_digest(a.model), " features ",
-                               a.features.empty() ? std::string("none") : file_digest(a.features));
+                               features.empty() ? std::string("none") : file_digest(features));
     cli::run_eval_shard(a.shard, net, fe.get(), ds, s, identity, extra, out_dir, !a.no_panels, a.quiet);
     return {};  // a shard has no metrics; only a single category root gets here
   }
@@ -67,15 +71,15 @@ void run_eval(const EvalArgs& a) {
   MDPS_CHECK(!a.dataset.empty(), "--dataset is required (except with --merge)");
   Backend& be = backend_by_name(a.device);
   if (a.threads > 0) be.set_threads(a.threads);
-  auto net = load_unet(a.model, be);
-  if (!a.features.empty()) {
+  cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
+  if (d.has_features()) {
     // Fail on a bad features file before any sampling starts.
     EvalSettings s;
-    a.flags.build(s);
-    load_features(a.features, s.map.layers, be);
+    a.flags.build(s, "", d.base_settings());
+    d.load_features(s);
   }
   if (is_category_root(a.dataset)) {
-    eval_category(a, *net, a.dataset, a.out);
+    eval_category(a, d, a.dataset, a.out);
     return;
   }
   std::vector<std::string> cats = list_categories(a.dataset);
@@ -85,7 +89,7 @@ void run_eval(const EvalArgs& a) {
              "': --shard and --pass take one category root (run one job per category)");
   std::vector<EvalResult> results;
   for (const auto& c : cats) {
-    results.push_back(eval_category(a, *net, c, (fs::path(a.out) / fs::path(c).filename()).string()));
+    results.push_back(eval_category(a, d, c, (fs::path(a.out) / fs::path(c).filename()).string()));
     std::printf("\n");
   }
   std::string table = write_eval_summary(results, a.out);
@@ -96,9 +100,12 @@ void run_eval(const EvalArgs& a) {
 cli::Registrar reg("eval", 50, [](CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   auto* c = app.add_subcommand("eval", "Evaluate on an MVTec AD / BTAD test set: maps, scores, AUROC, AUPRO, F1");
-  c->add_option("--model", a->model, "U-Net model or checkpoint (.safetensors); required except with --merge")
+  c->add_option("--model", a->model,
+                "U-Net model or checkpoint, or a detector bundle (its settings replace the category's preset); "
+                "required except with --merge")
       ->check(CLI::ExistingFile);
-  c->add_option("--features", a->features, "ResNet weights (.safetensors); without it the map is the pixel term only")
+  c->add_option("--features", a->features,
+                "ResNet weights (.safetensors); a bundle brings its own; without either the map is the pixel term only")
       ->check(CLI::ExistingFile);
   c->add_option("--dataset", a->dataset,
                 "category root (MVTec AD / BTAD layout) or a folder of categories; required except with --merge");

@@ -1,5 +1,6 @@
 // `mdps sample`: reconstruct a normal version of one image with MDPS.
 #include "tools/command.h"
+#include "tools/detector_files.h"
 #include "engine/anomaly_map.h"
 #include "engine/image.h"
 #include "engine/sampler.h"
@@ -20,6 +21,9 @@ struct SampleArgs {
   float rho = 100.f, round1_rho = 50.f, lambda = 0.12f, ddim_eta = 1.f, eta = 7.f;
   std::string features_prefix;
   uint64_t seed = 0;
+  // The options that are protocol settings, by setting key (EvalSettings::set):
+  // with a bundle, those not given keep the bundle's values.
+  std::map<std::string, CLI::Option*> setting_options;
 };
 
 std::string with_suffix(const std::string& path, const std::string& suffix) {
@@ -30,22 +34,25 @@ std::string with_suffix(const std::string& path, const std::string& suffix) {
 void run_sample(const SampleArgs& a) {
   Backend& be = backend_by_name(a.device);
   if (a.threads > 0) be.set_threads(a.threads);
-  auto net = UNet::from_file(a.model, be);
+  cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
+  const UNet* net = d.net.get();
   const int size = net->config().image_size;
   Tensor y = image_to_tensor(load_model_image(a.image, size)).to(be);
 
-  SamplerSettings s;
-  s.variant = parse_variant(a.variant);
-  s.norm = a.norm.empty() ? (s.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2)
-                          : parse_guidance_norm(a.norm);
-  s.skip = a.skip;
-  s.ddim_eta = a.ddim_eta;
+  // Defaults (or the bundle's settings), then the flags given.
+  EvalSettings es = d.bundle ? d.bundle->settings() : EvalSettings{};
+  auto given = [&](const std::string& key) { return a.setting_options.at(key)->count() > 0; };
+  for (const auto& [key, opt] : a.setting_options)
+    if (opt->count() > 0) es.set(key, opt->as<std::string>());
+  if (!given("guidance-norm") && !(d.bundle && !given("variant")))
+    es.sampler.norm = es.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
+  es.validate();
+  SamplerSettings s = es.sampler;
+  s.group = SamplerSettings{}.group;
   Sampler sampler(*net, s);
-  MdpsRounds r;
-  r.round1 = {a.mask == "auto" ? a.round1_t : 0, a.round1_rho};
-  r.round2 = {a.t_start, a.rho};
-  r.lambda = a.lambda;
-  r.samples = a.samples;
+  MdpsRounds r = es.rounds;
+  if (a.mask != "auto") r.round1.t_start = 0;
+  const int samples = r.samples;
 
   Tensor given_mask;
   if (a.mask != "auto" && a.mask != "none") {
@@ -57,23 +64,25 @@ void run_sample(const SampleArgs& a) {
   }
   // The round-1 anomaly map: features and pixel term, or the pixel term alone.
   std::unique_ptr<ResNetFeatures> features;
-  AnomalyMapSettings ms;
-  ms.eta = a.eta;
+  const AnomalyMapSettings ms = es.map;
   if (!a.features.empty()) {
+    MDPS_CHECK(!ms.layers.empty(), "--layers: no ResNet stage chosen");
     int deepest = *std::max_element(ms.layers.begin(), ms.layers.end());
     features = std::make_unique<ResNetFeatures>(
         ResNetFeatures::load(SafeTensorsFile::open(a.features), a.features_prefix, deepest, be));
+  } else {
+    features = d.load_features(es);
   }
   AnomalyMapFn map_fn = [&](const Tensor& img, const Tensor& rec) {
     return anomaly_map(features.get(), img, rec, ms).combined;
   };
-  PhiloxNoise noise(a.seed, 0);
+  PhiloxNoise noise(es.seed, 0);
   auto t0 = std::chrono::steady_clock::now();
   MdpsOutput o = run_mdps(sampler, y, r, noise, map_fn, given_mask);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  for (int k = 0; k < a.samples; ++k) {
-    std::string path = a.samples == 1 ? a.out : with_suffix(a.out, "_" + std::to_string(k));
+  for (int k = 0; k < samples; ++k) {
+    std::string path = samples == 1 ? a.out : with_suffix(a.out, "_" + std::to_string(k));
     save_png(path, tensor_to_image(o.recon.to(cpu_backend()), k));
     std::printf("%s\n", path.c_str());
   }
@@ -88,46 +97,61 @@ void run_sample(const SampleArgs& a) {
   if (!a.save_steps.empty()) {
     // Replays round 2 with the same draws, saving every x_t.
     std::filesystem::create_directories(a.save_steps);
-    PhiloxNoise replay(a.seed, 0);
+    PhiloxNoise replay(es.seed, 0);
     if (o.round1.defined()) {
-      Tensor skip_draws = Tensor::empty(repeat_batch(y, a.samples).shape(), be);
+      Tensor skip_draws = Tensor::empty(repeat_batch(y, samples).shape(), be);
       for (size_t i = 0; i <= sampler_timesteps(r.round1.t_start, s.skip).size(); ++i) replay.normal(skip_draws);
     }
-    Tensor mask = o.mask.defined() ? repeat_batch(o.mask, a.samples) : Tensor();
-    sampler.sample(repeat_batch(y, a.samples), mask, r.round2, replay,
+    Tensor mask = o.mask.defined() ? repeat_batch(o.mask, samples) : Tensor();
+    sampler.sample(repeat_batch(y, samples), mask, r.round2, replay,
                    [&](int step, int t, const Tensor& x, const Tensor&) {
                      std::string p = cat(a.save_steps, "/step", step, "_t", t, ".png");
                      save_png(p, tensor_to_image(x.to(cpu_backend()), 0));
                    });
     std::printf("steps written to %s\n", a.save_steps.c_str());
   }
-  std::fprintf(stderr, "mdps sample: %.2f s (%d sample%s)\n", secs, a.samples, a.samples == 1 ? "" : "s");
+  std::fprintf(stderr, "mdps sample: %.2f s (%d sample%s)\n", secs, samples, samples == 1 ? "" : "s");
 }
 
 cli::Registrar reg("sample", 30, [](CLI::App& app) {
   auto a = std::make_shared<SampleArgs>();
   auto* c = app.add_subcommand("sample", "Reconstruct a normal version of an image (MDPS posterior sampling)");
-  c->add_option("--model", a->model, "U-Net model or checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+  c->add_option("--model", a->model,
+                "U-Net model or checkpoint, or a detector bundle (its settings are the defaults of the options below)")
+      ->required()
+      ->check(CLI::ExistingFile);
   c->add_option("--image", a->image, "the observed image")->required()->check(CLI::ExistingFile);
   c->add_option("--out", a->out, "reconstruction PNG (with --samples N: OUT_0.png ...)")->required();
-  c->add_option("--features", a->features, "ResNet feature extractor (.safetensors), for the round-1 anomaly map");
+  c->add_option("--features", a->features,
+                "ResNet feature extractor (.safetensors), for the round-1 anomaly map; a bundle brings its own");
   c->add_option("--features-prefix", a->features_prefix, "name prefix of the ResNet tensors in --features");
-  c->add_option("--eta", a->eta, "pixel-term weight of the anomaly map")->capture_default_str();
+  a->setting_options["eta"] =
+      c->add_option("--eta", a->eta, "pixel-term weight of the anomaly map")->capture_default_str();
   c->add_option("--mask", a->mask, "auto (round 1 then threshold), none (one unmasked round), or a mask image")
       ->capture_default_str();
-  c->add_option("--samples", a->samples, "Ns posterior samples")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--variant", a->variant, "paper (masked epsilon fusion) or authors (normal-region replacement)")
-      ->capture_default_str()->check(CLI::IsMember({"paper", "authors"}));
-  c->add_option("--guidance-norm", a->norm, "squared (paper, per image) or l2 (authors); default by variant")
-      ->check(CLI::IsMember({"squared", "l2"}));
-  c->add_option("--t-start", a->t_start, "T of the (final) round")->capture_default_str();
-  c->add_option("--skip", a->skip, "DDIM stride")->capture_default_str();
-  c->add_option("--rho", a->rho, "guidance weight of the (final) round")->capture_default_str();
-  c->add_option("--round1-t", a->round1_t, "T of the mask round (with --mask auto)")->capture_default_str();
-  c->add_option("--round1-rho", a->round1_rho, "guidance weight of the mask round")->capture_default_str();
-  c->add_option("--lambda", a->lambda, "mask threshold: min + lambda (max - min)")->capture_default_str();
-  c->add_option("--ddim-eta", a->ddim_eta, "DDIM noise (1: the authors'; 0: deterministic)")->capture_default_str();
-  c->add_option("--seed", a->seed, "Philox seed")->capture_default_str();
+  a->setting_options["samples"] =
+      c->add_option("--samples", a->samples, "Ns posterior samples")->capture_default_str()->check(CLI::PositiveNumber);
+  a->setting_options["variant"] =
+      c->add_option("--variant", a->variant, "paper (masked epsilon fusion) or authors (normal-region replacement)")
+          ->capture_default_str()
+          ->check(CLI::IsMember({"paper", "authors"}));
+  a->setting_options["guidance-norm"] =
+      c->add_option("--guidance-norm", a->norm, "squared (paper, per image) or l2 (authors); default by variant")
+          ->check(CLI::IsMember({"squared", "l2"}));
+  a->setting_options["t-start"] =
+      c->add_option("--t-start", a->t_start, "T of the (final) round")->capture_default_str();
+  a->setting_options["skip"] = c->add_option("--skip", a->skip, "DDIM stride")->capture_default_str();
+  a->setting_options["rho"] =
+      c->add_option("--rho", a->rho, "guidance weight of the (final) round")->capture_default_str();
+  a->setting_options["round1-t"] =
+      c->add_option("--round1-t", a->round1_t, "T of the mask round (with --mask auto)")->capture_default_str();
+  a->setting_options["round1-rho"] =
+      c->add_option("--round1-rho", a->round1_rho, "guidance weight of the mask round")->capture_default_str();
+  a->setting_options["lambda"] =
+      c->add_option("--lambda", a->lambda, "mask threshold: min + lambda (max - min)")->capture_default_str();
+  a->setting_options["ddim-eta"] =
+      c->add_option("--ddim-eta", a->ddim_eta, "DDIM noise (1: the authors'; 0: deterministic)")->capture_default_str();
+  a->setting_options["seed"] = c->add_option("--seed", a->seed, "Philox seed")->capture_default_str();
   c->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   c->add_option("--save-steps", a->save_steps, "write every x_t of the final round into this folder");

@@ -56,9 +56,11 @@ struct SettingFlags {
     auto it = options.find(key);
     return it != options.end() && it->second->count() > 0;
   }
-  // Defaults, then the preset (explicit --preset, else `auto_preset` when it
-  // names an existing file), then the flags given. Returns the preset used ("" if none).
-  std::string build(EvalSettings& s, const std::string& auto_preset = "") const {
+  // Defaults, then `base` (a detector bundle's stored settings), then the
+  // preset (explicit --preset, else `auto_preset` when it names an existing
+  // file and there is no base: a bundle's settings are complete), then the
+  // flags given. Returns the preset used ("" if none).
+  std::string build(EvalSettings& s, const std::string& auto_preset = "", const PresetValues* base = nullptr) const {
     std::string used;
     auto dirs = preset_search_dirs(MDPS_PRESET_DIR);
     if (!preset.empty()) {
@@ -66,10 +68,20 @@ struct SettingFlags {
       std::string tried;
       for (auto& d : dirs) tried += "\n  " + d;
       MDPS_CHECK(!used.empty(), "--preset '", preset, "': not found (looked for it as a file and in:", tried, ")");
-    } else if (!auto_preset.empty()) {
+    } else if (!auto_preset.empty() && !base) {
       used = find_preset(auto_preset, dirs);
     }
+    // The guidance norm follows the variant unless it was chosen: by a flag,
+    // the preset, or the bundle (when neither the preset nor a flag changed
+    // the bundle's variant).
     bool norm_given = user_set("guidance-norm");
+    bool base_norm = false, variant_changed = user_set("variant");
+    if (base)
+      for (const auto& [k, v] : *base) {
+        if (user_set(k)) continue;
+        s.set(k, v);
+        base_norm = base_norm || k == "guidance-norm";
+      }
     if (!used.empty()) {
       for (const auto& [k, v] : read_preset(used)) {
         if (user_set(k)) continue;
@@ -79,10 +91,12 @@ struct SettingFlags {
           throw Error(cat("preset '", used, "': ", e.what()));
         }
         norm_given = norm_given || k == "guidance-norm";
+        variant_changed = variant_changed || k == "variant";
       }
     }
     for (const auto& [k, v] : values)
       if (user_set(k)) s.set(k, v);
+    norm_given = norm_given || (base_norm && !variant_changed);
     if (!norm_given)
       s.sampler.norm = s.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
     s.validate();

@@ -40,10 +40,15 @@ namespace mdps {
 const char* library_version();
 
 struct DetectorOptions {
-  // The U-Net model or training checkpoint (.safetensors), required.
+  // The U-Net model or training checkpoint (.safetensors), or a detector
+  // bundle (`mdps bundle` / `mdps calibrate`), required. A bundle brings its
+  // feature extractor, settings and thresholds: its settings replace the
+  // fields below (round1_t ... seed), as a preset would; `preset` and
+  // `overrides` still apply on top, and features_path and the thresholds
+  // below, when set, replace the bundle's.
   std::string unet_path;
-  // ResNet feature extractor (.safetensors). Empty: the anomaly map is the
-  // pixel term only (worse; for tests and quick looks).
+  // ResNet feature extractor (.safetensors). Empty: the bundle's, else the
+  // anomaly map is the pixel term only (worse; for tests and quick looks).
   std::string features_path;
   // Tensor-name prefix inside features_path; empty: found automatically
   // ("", "resnet.", "module.", "model.", "backbone.").
@@ -75,8 +80,9 @@ struct DetectorOptions {
   // constructed with threads > 0 sets it for all.
   int threads = 0;
 
-  // Decisions: NaN (the default) means none. anomalous = image_score >
-  // image_threshold; defect_mask pixel = heat map value > pixel_threshold.
+  // Decisions: NaN (the default) means none (or the bundle's). anomalous =
+  // image_score > image_threshold; defect_mask pixel = heat map value >
+  // pixel_threshold. `mdps calibrate` finds both from data.
   float image_threshold = std::numeric_limits<float>::quiet_NaN();
   float pixel_threshold = std::numeric_limits<float>::quiet_NaN();
 };
@@ -95,7 +101,7 @@ struct ScoreResult {
   // row-major; larger is more anomalous. Use resize_map() for the input size.
   int width = 0, height = 0;
   std::vector<float> heat_map;
-  // Set when the detector has an image threshold.
+  // Set when the detector has an image threshold (options or bundle).
   bool has_decision = false;
   bool anomalous = false;
   // width * height values 0/1 when the detector has a pixel threshold, else empty.
@@ -127,8 +133,11 @@ class Detector {
 
   // The model's input size (images are square).
   int image_size() const;
-  // The settings in effect after the preset and overrides, as JSON.
+  // The settings in effect after the bundle, preset and overrides, as JSON.
   std::string settings_json() const;
+  // The thresholds in effect (options, else the bundle's); NaN: none.
+  float image_threshold() const;
+  float pixel_threshold() const;
 
  private:
   struct Impl;

@@ -40,7 +40,7 @@ typedef enum mdps_status {
 /* Every field as DetectorOptions in mdps.h; fill with mdps_options_init
  * first, then set what differs. NULL strings mean the default. */
 typedef struct mdps_options {
-  const char* unet_path;       /* required */
+  const char* unet_path;       /* required: a model, checkpoint or detector bundle */
   const char* features_path;   /* NULL or "": pixel term only */
   const char* features_prefix; /* NULL or "": automatic */
   const char* preset;          /* NULL or "": none */
@@ -61,8 +61,8 @@ typedef struct mdps_options {
   int batch;
   int threads;                 /* 0: all cores */
   uint64_t seed;
-  float image_threshold;       /* NaN: no decision */
-  float pixel_threshold;       /* NaN: no defect mask */
+  float image_threshold;       /* NaN: the bundle's, else no decision */
+  float pixel_threshold;       /* NaN: the bundle's, else no defect mask */
 } mdps_options;
 
 /* "0.1.0" */
@@ -78,6 +78,10 @@ void mdps_detector_destroy(mdps_detector* detector);
 
 /* The model's input size (square); 0 for NULL. */
 int mdps_image_size(const mdps_detector* detector);
+
+/* The thresholds in effect (the options', else a bundle's); NaN where there
+ * is none. Either output may be NULL. */
+mdps_status mdps_detector_thresholds(const mdps_detector* detector, float* image_threshold, float* pixel_threshold);
 
 /* Scores one image of 8-bit pixels (channels 1, 3 or 4; stride in bytes, 0:
  * packed). Outputs may be NULL when not wanted:
