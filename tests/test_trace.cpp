@@ -147,6 +147,20 @@ void check_conv_flops_from_shapes(const std::vector<Ev>& evs, const char* name, 
   }
 }
 
+// The "gemm" kernels inside each `op` event add up to that op's FLOPs.
+void check_kernel_flops(const std::vector<Ev>& evs, const char* op) {
+  int seen = 0;
+  for (auto& o : evs) {
+    if (o.name != op) continue;
+    ++seen;
+    double k = 0;
+    for (auto& e : evs)
+      if (e.name == "gemm" && inside(e, o)) k += e.flops();
+    CHECK(k == o.flops());
+  }
+  CHECK(seen > 0);
+}
+
 }  // namespace
 
 TEST_CASE("trace: a U-Net forward, one event per op, spans nest, FLOPs add up") {
@@ -166,7 +180,7 @@ TEST_CASE("trace: a U-Net forward, one event per op, spans nest, FLOPs add up") 
   CHECK(count(evs, "timestep_embedding") == 1);
   CHECK(count(evs, "conv2d.backward") == 0);  // nothing recorded a tape
 
-  // Every op and kernel lies within the forward span; each kernel within a conv.
+  // Every op and kernel lies within the forward span; each kernel within an op.
   const Ev& fwd = only(evs, "unet.forward");
   CHECK(fwd.cat == "span");
   for (auto& e : evs) {
@@ -174,9 +188,9 @@ TEST_CASE("trace: a U-Net forward, one event per op, spans nest, FLOPs add up") 
     CAPTURE(e.name);
     CHECK(inside(e, fwd));
     if (e.cat == "kernel") {
-      bool in_conv = false;
-      for (auto& c : evs) in_conv = in_conv || (c.name == "conv2d" && inside(e, c));
-      CHECK(in_conv);
+      bool in_op = false;
+      for (auto& c : evs) in_op = in_op || (c.cat == "op" && inside(e, c));
+      CHECK(in_op);
     }
   }
   // The ops are sequential on the calling thread: they do not overlap.
@@ -199,6 +213,7 @@ TEST_CASE("trace: a U-Net forward, one event per op, spans nest, FLOPs add up") 
   CHECK(op_flops == double(tr.flops));
   CHECK(sgemm_flops == conv_flops);
   CHECK(count(evs, "conv.sgemm") == 2 * want.conv);  // one product per image
+  check_kernel_flops(evs, "qkv_attention");            // its two batched products
   // Two threads took part (the batch of two is split over the pool).
   std::map<int64_t, int> per_tid;
   for (auto& e : evs) per_tid[e.tid]++;
@@ -237,6 +252,7 @@ TEST_CASE("trace: the input-gradient backward, nested in tape.backward, FLOPs ad
       CHECK(inside(e, bwd));
     }
   }
+  check_kernel_flops(evs, "qkv_attention.backward");  // the recomputed weights and four products
   double op_flops = 0;
   for (auto& e : evs)
     if (e.cat == "op") op_flops += e.flops();

@@ -1,6 +1,7 @@
 // `mdps eval`: the whole protocol over an MVTec AD / BTAD test set (or a
 // folder of such categories), the metrics, and the report files.
 #include "tools/command.h"
+#include "tools/trace_flag.h"
 #include "tools/eval_flags.h"
 #include "engine/json_mini.h"
 #include "engine/thread_pool.h"
@@ -14,7 +15,7 @@ namespace {
 
 struct EvalArgs {
   cli::SettingFlags flags;
-  std::string model, features, dataset, out, device = "cpu";
+  std::string model, features, dataset, out, device = "cpu", trace;
   int threads = 0;
   bool no_panels = false, quiet = false;
 };
@@ -86,7 +87,12 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   c->add_flag("--no-panels", a->no_panels, "do not write the panel PNGs");
   c->add_flag("--quiet", a->quiet, "no progress line");
-  c->callback([a] { run_eval(*a); });
+  cli::add_trace_option(c, a->trace);
+  c->callback([a] {
+    trace::Session trace_session(a->trace);
+    run_eval(*a);
+    trace_session.finish();
+  });
 });
 
 }  // namespace
