@@ -359,43 +359,64 @@ Var reshape(const Var& x, const Shape& shape) {
   return out;
 }
 
-Var qkv_attention(const Var& qkv, int heads) {
+int64_t attention_block_rows(int64_t batch_heads, int64_t length) {
+  // About 1M floats (4 MiB) of weights per block: cache-sized, where the
+  // whole [BH, L, L] tensor of a 32x32 attention at batch 8 is 128 MiB and
+  // every pass over it (products, softmax) ran at memory speed.
+  constexpr int64_t kBlockFloats = int64_t(1) << 20;
+  return std::max<int64_t>(1, std::min(length, kBlockFloats / std::max<int64_t>(1, batch_heads * length)));
+}
+
+Var qkv_attention(const Var& qkv, int heads, int64_t block_rows) {
   Backend& be = qkv.value.backend();
   const Shape& s = qkv.shape();
   MDPS_CHECK(s.size() == 3 && s[1] % (3 * heads) == 0, "qkv_attention: input ", qkv.value.describe(),
              " does not split into 3 x ", heads, " heads");
+  MDPS_CHECK(block_rows >= 0, "qkv_attention: block_rows must be >= 0, got ", block_rows);
   const int64_t B = s[0], L = s[2], ch = s[1] / (3 * heads), BH = B * heads;
   const float sc2 = float(1.0 / std::sqrt(double(ch)));  // (ch^-1/4)^2 on q.k
   const int64_t sqkv = 3 * ch * L;
+  // Automatic blocks on the CPU only: a GPU has the memory and prefers few, large launches.
+  const int64_t Tb = block_rows > 0                   ? std::min(block_rows, L)
+                     : be.device() == Device::CPU ? attention_block_rows(BH, L)
+                                                  : L;
   const int64_t att_flops = 2 * 2 * BH * L * L * ch;  // q.k and w.v
   trace::Scope ts("qkv_attention");
   if (ts.active())
-    ts.shape("qkv", s).num("heads", heads).flops(att_flops)
+    ts.shape("qkv", s).num("heads", heads).num("block_rows", double(Tb)).flops(att_flops)
         .bytes(nbytes(s) + nbytes({B, heads * ch, L}) + 2 * BH * L * L * kF32);
-  // weights[bh, t, s] = softmax_s(sc2 * sum_c q[c,t] k[c,s])
-  auto attention_weights = [=, &be](const Tensor& qkv_v) {
-    const float* q = qkv_v.data();
-    Tensor w = Tensor::empty({BH, L, L}, be);
-    be.gemm(true, false, L, L, ch, sc2, q, L, sqkv, q + ch * L, L, sqkv, 0.f, w.data(), L, L * L, BH);
-    be.softmax(w, w);
-    return w;
+  // The weights are computed for a block of query rows at a time, rows
+  // t0..t0+tb of every (batch, head): w[bh, t, s] = softmax_s(sc2 q[:,t0+t].k[:,s]),
+  // held as [BH, tb, L] (batch stride tb*L) in `w`, which has room for Tb rows.
+  auto weights_block = [=, &be](const float* q, int64_t t0, int64_t tb, Tensor& w) {
+    be.gemm(true, false, tb, L, ch, sc2, q + t0, L, sqkv, q + ch * L, L, sqkv, 0.f, w.data(), L, tb * L, BH);
+    Tensor wb = w.reshape({BH * Tb, L}).slice_batch(0, BH * tb);
+    be.softmax(wb, wb);
+    return wb;
   };
-  Tensor w = attention_weights(qkv.value);
-  // a[bh, c, t] = sum_s v[c,s] w[t,s]
+  const float* qv = qkv.value.data();
   Tensor a = empty_on(qkv.value, {B, heads * ch, L});
-  be.gemm(false, true, ch, L, L, 1.f, qkv.value.data() + 2 * ch * L, L, sqkv, w.data(), L, L * L, 0.f, a.data(), L,
-          ch * L, BH);
+  {
+    Tensor w = Tensor::empty({BH, Tb, L}, be);
+    for (int64_t t0 = 0; t0 < L; t0 += Tb) {
+      const int64_t tb = std::min(Tb, L - t0);
+      weights_block(qv, t0, tb, w);
+      // a[bh, c, t0+t] = sum_s v[c,s] w[t,s]
+      be.gemm(false, true, ch, tb, L, 1.f, qv + 2 * ch * L, L, sqkv, w.data(), L, tb * L, 0.f, a.data() + t0, L,
+              ch * L, BH);
+    }
+  }
   count_flops(att_flops);
-  w = Tensor();  // [BH, L, L] is the largest buffer of the network: not kept for the backward
   auto qc = qkv.cell;
   Tensor qkv_v = qkv.value;
   return finish(std::move(a), {&qkv}, [=, &be](const Tensor& ga) {
     trace::Scope bt("qkv_attention.backward");
     // The weights' recomputation (att_flops / 2) and four products of that size.
-    if (bt.active()) bt.shape("qkv", qkv_v.shape()).num("heads", heads).flops(2 * att_flops + att_flops / 2);
-    // The weights are recomputed from q and k (one more product of the
-    // forward's size) rather than stored: halves the train step's peak memory.
-    Tensor w = attention_weights(qkv_v);
+    if (bt.active())
+      bt.shape("qkv", qkv_v.shape()).num("heads", heads).num("block_rows", double(Tb))
+          .flops(2 * att_flops + att_flops / 2);
+    // The weights are recomputed from q and k, a block of rows at a time,
+    // rather than stored: the train step never holds a [BH, L, L] tensor.
     Tensor dqkv = new_grad(*qc, qkv_v.shape(), be);
     const float* q = qkv_v.data();
     const float* k = q + ch * L;
@@ -404,16 +425,21 @@ Var qkv_attention(const Var& qkv, int heads) {
     float* dk = dq + ch * L;
     float* dv = dq + 2 * ch * L;
     const float* g = ga.data();
-    // dv[c,s] = sum_t g[c,t] w[t,s]
-    be.gemm(false, false, ch, L, L, 1.f, g, L, ch * L, w.data(), L, L * L, 0.f, dv, L, sqkv, BH);
-    // dw[t,s] = sum_c g[c,t] v[c,s]; then ds = softmax_backward, in place
-    Tensor dw = Tensor::empty({BH, L, L}, be);
-    be.gemm(true, false, L, L, ch, 1.f, g, L, ch * L, v, L, sqkv, 0.f, dw.data(), L, L * L, BH);
-    be.softmax_backward(w, dw, dw);
-    w = Tensor();
-    // dq[c,t] = sc2 sum_s k[c,s] ds[t,s];  dk[c,s] = sc2 sum_t q[c,t] ds[t,s]
-    be.gemm(false, true, ch, L, L, sc2, k, L, sqkv, dw.data(), L, L * L, 0.f, dq, L, sqkv, BH);
-    be.gemm(false, false, ch, L, L, sc2, q, L, sqkv, dw.data(), L, L * L, 0.f, dk, L, sqkv, BH);
+    Tensor w = Tensor::empty({BH, Tb, L}, be), dw = Tensor::empty({BH, Tb, L}, be);
+    for (int64_t t0 = 0; t0 < L; t0 += Tb) {
+      const int64_t tb = std::min(Tb, L - t0);
+      const float acc = t0 == 0 ? 0.f : 1.f;  // dv and dk sum over the query blocks
+      Tensor wb = weights_block(q, t0, tb, w);
+      // dv[c,s] += sum_t g[c,t0+t] w[t,s]
+      be.gemm(false, false, ch, L, tb, 1.f, g + t0, L, ch * L, w.data(), L, tb * L, acc, dv, L, sqkv, BH);
+      // dw[t,s] = sum_c g[c,t0+t] v[c,s]; then ds = softmax_backward, in place
+      be.gemm(true, false, tb, L, ch, 1.f, g + t0, L, ch * L, v, L, sqkv, 0.f, dw.data(), L, tb * L, BH);
+      Tensor dwb = dw.reshape({BH * Tb, L}).slice_batch(0, BH * tb);
+      be.softmax_backward(wb, dwb, dwb);
+      // dq[c,t0+t] = sc2 sum_s k[c,s] ds[t,s];  dk[c,s] += sc2 sum_t q[c,t0+t] ds[t,s]
+      be.gemm(false, true, ch, tb, L, sc2, k, L, sqkv, dw.data(), L, tb * L, 0.f, dq + t0, L, sqkv, BH);
+      be.gemm(false, false, ch, L, tb, sc2, q + t0, L, sqkv, dw.data(), L, tb * L, acc, dk, L, sqkv, BH);
+    }
     accumulate_grad(*qc, dqkv);
     count_flops(2 * att_flops + att_flops / 2);
   });

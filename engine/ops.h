@@ -33,7 +33,13 @@ Var reshape(const Var& x, const Shape& shape);
 // The authors' QKV attention (ADM's QKVAttentionLegacy): qkv [B, 3C, L] with
 // heads split as [B*heads, 3*C/heads, L], q,k,v consecutive chunks, q and k
 // each scaled by (C/heads)^-1/4, softmax over keys. Returns [B, C, L].
-Var qkv_attention(const Var& qkv, int heads);
+// The [B*heads, L, L] weights are computed for `block_rows` query rows at a
+// time, forward and backward (0: attention_block_rows on the CPU, so the
+// weights are never held whole; one block on other devices); the result
+// depends on the block size only through rounding.
+Var qkv_attention(const Var& qkv, int heads, int64_t block_rows = 0);
+// The automatic block: about 4 MiB of weights per block.
+int64_t attention_block_rows(int64_t batch_heads, int64_t length);
 // Sinusoidal embedding of float timesteps t [N] -> [N, dim] (no gradient).
 Var timestep_embedding(const Tensor& t, int dim);
 // sum over everything of (a - b)^2, divided by a.dim(0): the training loss. [1]
