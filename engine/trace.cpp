@@ -20,6 +20,8 @@ using Clock = std::chrono::steady_clock;
 struct Collector {
   std::mutex mu;
   std::vector<Event> events;
+  size_t max_events = kDefaultMaxEvents;
+  int64_t dropped = 0;
   Clock::time_point origin = Clock::now();
 };
 
@@ -58,11 +60,13 @@ void append_key(std::string& args, const char* key) {
 
 }  // namespace
 
-void start() {
+void start(size_t max_events) {
   Collector& c = collector();
   {
     std::lock_guard<std::mutex> lock(c.mu);
     c.events.clear();
+    c.max_events = max_events;
+    c.dropped = 0;
     c.origin = Clock::now();
   }
   detail::g_enabled.store(true);
@@ -76,7 +80,13 @@ std::vector<Event> events() {
   return c.events;
 }
 
-std::string to_json(const std::vector<Event>& evs) {
+int64_t dropped_events() {
+  Collector& c = collector();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.dropped;
+}
+
+std::string to_json(const std::vector<Event>& evs, int64_t dropped) {
   const int pid = int(::getpid());
   std::string out = "{\"traceEvents\": [\n";
   uint32_t max_tid = 0;
@@ -93,11 +103,17 @@ std::string to_json(const std::vector<Event>& evs) {
                ", \"tid\": ", e.tid, ", \"args\": {", e.args, "}}");
     first = false;
   }
-  out += "\n], \"displayTimeUnit\": \"ms\"}\n";
+  out += cat("\n], \"displayTimeUnit\": \"ms\", \"otherData\": {\"dropped_events\": ", dropped, "}}\n");
   return out;
 }
 
-void write(const std::string& path) { write_text_atomic(path, to_json(events())); }
+void write(const std::string& path) {
+  const int64_t dropped = dropped_events();
+  write_text_atomic(path, to_json(events(), dropped));
+  if (dropped > 0)
+    std::cerr << "mdps: warning: " << path << ": the trace kept the first " << collector().max_events
+              << " events and dropped " << dropped << "\n";
+}
 
 void Scope::begin(const char* name, const char* cat) {
   active_ = true;
@@ -119,7 +135,12 @@ void Scope::end() {
   std::lock_guard<std::mutex> lock(c.mu);
   e.start_ns = start_ns_ - ns_since(Clock::time_point(), c.origin);
   // A scope that began before start() moved the origin is dropped.
-  if (e.start_ns >= 0) c.events.push_back(std::move(e));
+  if (e.start_ns < 0) return;
+  if (c.events.size() < c.max_events) {
+    c.events.push_back(std::move(e));
+  } else {
+    ++c.dropped;
+  }
 }
 
 Scope& Scope::shape(const char* key, const Shape& s) {

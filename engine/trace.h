@@ -27,8 +27,12 @@ extern std::atomic<bool> g_enabled;
 
 inline bool enabled() { return detail::g_enabled.load(std::memory_order_relaxed); }
 
+// Beyond this many events (a long eval would write gigabytes of JSON) new
+// ones are counted, not kept; the file says how many were dropped.
+constexpr size_t kDefaultMaxEvents = 2000000;
+
 // Starts collecting (clears earlier events); the time origin is now.
-void start();
+void start(size_t max_events = kDefaultMaxEvents);
 // Stops collecting; events stay until the next start().
 void stop();
 
@@ -40,10 +44,13 @@ struct Event {
   std::string args;                   // JSON members without braces, e.g. "\"flops\": 12"
 };
 
-// A copy of the events recorded so far (any thread), in completion order.
+// A copy of the events recorded so far (any thread), in completion order;
+// those beyond the cap are counted in dropped_events().
 std::vector<Event> events();
-// {"traceEvents": [...], "displayTimeUnit": "ms"} with thread-name metadata.
-std::string to_json(const std::vector<Event>& evs);
+int64_t dropped_events();
+// {"traceEvents": [...], "displayTimeUnit": "ms", "otherData":
+// {"dropped_events": N}} with thread-name metadata.
+std::string to_json(const std::vector<Event>& evs, int64_t dropped = 0);
 // Writes the collected events to `path` atomically (temp name + rename).
 void write(const std::string& path);
 

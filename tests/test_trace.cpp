@@ -287,6 +287,17 @@ TEST_CASE("trace: off costs nothing recorded; Session writes a file that parses"
   for (auto& e : std::filesystem::directory_iterator(dir)) files += e.is_regular_file();
   CHECK(files == 1);  // no temp file left behind
 
+  // A capped trace keeps the first events and counts the rest.
+  trace::start(5);
+  net.forward(Var(x), t);
+  trace::stop();
+  CHECK(trace::events().size() == 5);
+  const int64_t dropped = trace::dropped_events();
+  CHECK(dropped > 0);
+  json::Value capped = json::parse(trace::to_json(trace::events(), dropped), "capped trace");
+  CHECK(parse_trace(capped).size() == 5);
+  CHECK(capped.find("otherData")->find("dropped_events")->number == double(dropped));
+
   // An unwritable path: the session reports it (finish) rather than failing silently.
   trace::Session bad(dir + "/no/such/dir/t.json");
   CHECK_THROWS_AS(bad.finish(), Error);
