@@ -3,6 +3,7 @@
 #include "engine/json_mini.h"
 #include <unistd.h>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
@@ -169,7 +170,12 @@ Scope& Scope::text(const char* key, const std::string& v) {
 }
 
 Session::Session(std::string path) : path_(std::move(path)) {
-  if (!path_.empty()) start();
+  if (path_.empty()) return;
+  // Fail before the command's work, not after it.
+  std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+  MDPS_CHECK(dir.empty() || std::filesystem::is_directory(dir), "--trace '", path_, "': the folder '", dir.string(),
+             "' does not exist");
+  start();
 }
 
 void Session::finish() {
@@ -177,7 +183,11 @@ void Session::finish() {
   stop();
   std::string p = path_;
   path_.clear();
-  write(p);
+  try {
+    write(p);
+  } catch (const Error& e) {
+    throw Error(cat("--trace: ", e.what()));
+  }
 }
 
 Session::~Session() {

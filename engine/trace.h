@@ -90,9 +90,9 @@ class Scope {
   std::string args_;
 };
 
-// Tracing for the lifetime of a command: start() when `path` is non-empty,
-// write() at destruction (also when the command fails, so a partial timeline
-// shows where it stopped).
+// Tracing for the lifetime of a command: start() when `path` is non-empty
+// (throws when its folder does not exist), write() at destruction (also when
+// the command fails, so a partial timeline shows where it stopped).
 class Session {
  public:
   explicit Session(std::string path);

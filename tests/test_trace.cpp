@@ -298,7 +298,12 @@ TEST_CASE("trace: off costs nothing recorded; Session writes a file that parses"
   CHECK(parse_trace(capped).size() == 5);
   CHECK(capped.find("otherData")->find("dropped_events")->number == double(dropped));
 
-  // An unwritable path: the session reports it (finish) rather than failing silently.
-  trace::Session bad(dir + "/no/such/dir/t.json");
-  CHECK_THROWS_AS(bad.finish(), Error);
+  // A path in a missing folder fails at once, before any work.
+  CHECK_THROWS_AS(trace::Session(dir + "/no/such/dir/t.json"), Error);
+  CHECK_FALSE(trace::enabled());
+  // A folder that goes away meanwhile: finish() reports it rather than failing silently.
+  std::filesystem::create_directories(dir + "/gone");
+  trace::Session late(dir + "/gone/t.json");
+  std::filesystem::remove_all(dir + "/gone");
+  CHECK_THROWS_AS(late.finish(), Error);
 }
