@@ -1,5 +1,6 @@
 // `mdps bench unet|gemm|sampler`: timings as medians after a warm-up. Speed is
 // measured here, never asserted in tests; results go to bench/RESULTS.md.
+// --vs-pytorch runs bench/pytorch_twin.py alongside (tools/bench_twin.h).
 #include "tools/command.h"
 #include "tools/bench_twin.h"
 #include "tools/trace_flag.h"
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <random>
 #include <thread>
 
