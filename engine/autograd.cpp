@@ -1,4 +1,5 @@
 #include "engine/autograd.h"
+#include "engine/trace.h"
 
 namespace mdps {
 
@@ -32,6 +33,8 @@ void Tape::backward(const Var& root) {
 }
 
 void Tape::backward(const Var& root, const Tensor& seed) {
+  trace::Scope span("tape.backward", "span");
+  if (span.active()) span.num("entries", double(entries_.size()));
   MDPS_CHECK(root.requires_grad(), "backward(): the root does not depend on anything that wants a gradient");
   MDPS_CHECK(seed.numel() == root.value.numel(), "backward(): seed ", seed.describe(), " for root ",
              root.value.describe());

@@ -1,5 +1,6 @@
 #include "engine/ops.h"
 #include "engine/attention_dims.h"
+#include "engine/trace.h"
 #include <atomic>
 #include <cmath>
 
@@ -22,6 +23,15 @@ Var finish(Tensor value, std::initializer_list<const Var*> inputs, F&& backward)
 
 float host_scalar(const Tensor& t) { return t.at(0); }
 
+constexpr int64_t kF32 = sizeof(float);
+int64_t nbytes(const Shape& s) { return shape_numel(s) * kF32; }
+
+// The trace annotation most ops share: the main input's shape and the bytes
+// read and written, counted as `tensors` float32 tensors of that shape.
+void annotate(trace::Scope& ts, const Shape& s, double tensors) {
+  if (ts.active()) ts.shape("x", s).bytes(int64_t(tensors * double(nbytes(s))));
+}
+
 }  // namespace
 
 int64_t flop_count() { return g_flops.load(); }
@@ -36,8 +46,13 @@ Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
   MDPS_CHECK(xs.size() == 4 && ws.size() == 4, "conv2d: input ", x.value.describe(), ", weight ",
              w.value.describe());
   Tensor y = empty_on(x.value, {xs[0], ws[0], conv_out_size(xs[2], ws[2], g), conv_out_size(xs[3], ws[3], g)});
-  be.conv2d(x.value, w.value, b ? &b->value : nullptr, y, g);
   const int64_t conv_flops = 2 * y.numel() * ws[1] * ws[2] * ws[3];
+  const Shape yshape = y.shape(), wshape = ws;
+  trace::Scope ts("conv2d");
+  if (ts.active())
+    ts.shape("x", xs).shape("w", ws).shape("y", yshape).num("stride", g.stride).num("pad", g.pad)
+        .flops(conv_flops).bytes(nbytes(xs) + nbytes(ws) + nbytes(yshape));
+  be.conv2d(x.value, w.value, b ? &b->value : nullptr, y, g);
   count_flops(conv_flops);
   auto xc = x.cell, wc = w.cell;
   auto bc = b ? b->cell : nullptr;
@@ -45,6 +60,11 @@ Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
   Tensor keep_w = xc ? w.value : Tensor();
   Tensor keep_x = wc ? x.value : Tensor();
   return finish(std::move(y), {&x, &w, b}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("conv2d.backward");
+    if (bt.active())
+      bt.shape("x", xshape).shape("w", wshape).shape("y", yshape).num("data_grad", xc ? 1 : 0)
+          .num("weight_grad", wc ? 1 : 0).flops(conv_flops * ((xc ? 1 : 0) + (wc ? 1 : 0)))
+          .bytes((nbytes(xshape) + nbytes(wshape)) * ((xc ? 1 : 0) + (wc ? 1 : 0)) + nbytes(yshape));
     if (xc) {
       Tensor dx = new_grad(*xc, xshape, be);
       be.conv2d_backward_data(gy, keep_w, dx, g);
@@ -78,8 +98,12 @@ Var linear(const Var& x, const Var& w, const Var* b) {
   const Shape xshape = x.shape();
   const Shape bshape = b ? b->shape() : Shape{};
   Tensor y = empty_on(x.value, {x.value.dim(0), w.value.dim(0)});
-  be.linear(x.value, w.value, b ? &b->value : nullptr, y);
   const int64_t lin_flops = 2 * y.numel() * w.value.dim(1);
+  trace::Scope ts("linear");
+  if (ts.active())
+    ts.shape("x", xshape).shape("w", w.shape()).flops(lin_flops)
+        .bytes(nbytes(xshape) + nbytes(w.shape()) + nbytes(y.shape()));
+  be.linear(x.value, w.value, b ? &b->value : nullptr, y);
   count_flops(lin_flops);
   auto xc = x.cell, wc = w.cell;
   auto bc = b ? b->cell : nullptr;
@@ -87,6 +111,8 @@ Var linear(const Var& x, const Var& w, const Var* b) {
   Tensor keep_x = wc ? x.value : Tensor();
   Shape xs = x.shape(), ws = w.shape();
   return finish(std::move(y), {&x, &w, b}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("linear.backward");
+    if (bt.active()) bt.shape("x", xs).shape("w", ws).flops(lin_flops * ((xc ? 1 : 0) + (wc ? 1 : 0)));
     Tensor dx, dw, db;
     if (xc) dx = new_grad(*xc, xshape, be);
     if (wc) dw = new_grad(*wc, be);
@@ -106,6 +132,8 @@ Var group_norm(const Var& x, const Var& gamma, const Var& beta, int groups, floa
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   const Shape bshape = beta.shape();
+  trace::Scope ts(silu_after ? "group_norm_silu" : "group_norm");
+  annotate(ts, xshape, 2);
   Tensor y = like(x.value);
   Tensor mean = empty_on(x.value, {x.value.dim(0) * groups});
   Tensor rstd = empty_on(x.value, {x.value.dim(0) * groups});
@@ -113,6 +141,8 @@ Var group_norm(const Var& x, const Var& gamma, const Var& beta, int groups, floa
   auto xc = x.cell, gc = gamma.cell, bc = beta.cell;
   Tensor xv = x.value, gv = gamma.value, bv = beta.value;
   return finish(std::move(y), {&x, &gamma, &beta}, [=, &be](const Tensor& gy) {
+    trace::Scope bt(silu_after ? "group_norm_silu.backward" : "group_norm.backward");
+    annotate(bt, xshape, 3);
     Tensor dx, dg, db;
     if (xc) dx = new_grad(*xc, xshape, be);
     if (gc) dg = new_grad(*gc, gamma.shape(), be);
@@ -126,6 +156,8 @@ Var group_norm(const Var& x, const Var& gamma, const Var& beta, int groups, floa
 }
 
 Var silu(const Var& x) {
+  trace::Scope ts("silu");
+  annotate(ts, x.shape(), 2);
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   Tensor y = like(x.value);
@@ -133,6 +165,8 @@ Var silu(const Var& x) {
   auto xc = x.cell;
   Tensor xv = x.value;
   return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("silu.backward");
+    annotate(bt, gy.shape(), 3);
     Tensor dx = new_grad(*xc, xshape, be);
     be.silu_backward(xv, gy, dx);
     accumulate_grad(*xc, dx);
@@ -140,23 +174,31 @@ Var silu(const Var& x) {
 }
 
 Var add(const Var& a, const Var& b) {
+  trace::Scope ts("add");
+  annotate(ts, a.shape(), 3);
   Backend& be = a.value.backend();
   Tensor y = like(a.value);
   be.add(a.value, b.value, y);
   auto ac = a.cell, bc = b.cell;
   return finish(std::move(y), {&a, &b}, [=](const Tensor& gy) {
+    trace::Scope bt("add.backward");
+    annotate(bt, gy.shape(), 1);
     if (ac) accumulate_grad(*ac, gy);
     if (bc) accumulate_grad(*bc, gy);
   });
 }
 
 Var sub(const Var& a, const Var& b) {
+  trace::Scope ts("sub");
+  annotate(ts, a.shape(), 3);
   Backend& be = a.value.backend();
   const Shape bshape = b.shape();
   Tensor y = like(a.value);
   be.sub(a.value, b.value, y);
   auto ac = a.cell, bc = b.cell;
   return finish(std::move(y), {&a, &b}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("sub.backward");
+    annotate(bt, gy.shape(), 2);
     if (ac) accumulate_grad(*ac, gy);
     if (bc) {
       Tensor d = new_grad(*bc, bshape, be);
@@ -167,6 +209,8 @@ Var sub(const Var& a, const Var& b) {
 }
 
 Var mul(const Var& a, const Var& b) {
+  trace::Scope ts("mul");
+  annotate(ts, a.shape(), 3);
   Backend& be = a.value.backend();
   const Shape ashape = a.shape();
   const Shape bshape = b.shape();
@@ -175,6 +219,8 @@ Var mul(const Var& a, const Var& b) {
   auto ac = a.cell, bc = b.cell;
   Tensor av = bc ? a.value : Tensor(), bv = ac ? b.value : Tensor();
   return finish(std::move(y), {&a, &b}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("mul.backward");
+    annotate(bt, gy.shape(), 4);
     if (ac) {
       Tensor d = new_grad(*ac, ashape, be);
       be.mul(gy, bv, d);
@@ -189,12 +235,16 @@ Var mul(const Var& a, const Var& b) {
 }
 
 Var scale(const Var& x, float alpha) {
+  trace::Scope ts("scale");
+  annotate(ts, x.shape(), 2);
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   Tensor y = like(x.value);
   be.scale(x.value, alpha, y);
   auto xc = x.cell;
   return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("scale.backward");
+    annotate(bt, gy.shape(), 2);
     Tensor d = new_grad(*xc, xshape, be);
     be.scale(gy, alpha, d);
     accumulate_grad(*xc, d);
@@ -202,6 +252,8 @@ Var scale(const Var& x, float alpha) {
 }
 
 Var scale_per_sample(const Var& x, const std::vector<float>& s) {
+  trace::Scope ts("scale_per_sample");
+  annotate(ts, x.shape(), 2);
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   int64_t n = x.value.dim(0);
@@ -213,6 +265,8 @@ Var scale_per_sample(const Var& x, const std::vector<float>& s) {
   }
   auto xc = x.cell;
   return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("scale_per_sample.backward");
+    annotate(bt, gy.shape(), 2);
     Tensor d = new_grad(*xc, xshape, be);
     for (int64_t i = 0; i < n; ++i) {
       Tensor di = d.reshape(gy.shape())[i];
@@ -223,12 +277,16 @@ Var scale_per_sample(const Var& x, const std::vector<float>& s) {
 }
 
 Var add_channel_bias(const Var& x, const Var& v) {
+  trace::Scope ts("add_channel_bias");
+  annotate(ts, x.shape(), 2);
   Backend& be = x.value.backend();
   const Shape vshape = v.shape();
   Tensor y = like(x.value);
   be.add_channel_bias(x.value, v.value, y);
   auto xc = x.cell, vc = v.cell;
   return finish(std::move(y), {&x, &v}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("add_channel_bias.backward");
+    annotate(bt, gy.shape(), 2);
     if (xc) accumulate_grad(*xc, gy);
     if (vc) {
       Tensor d = new_grad(*vc, vshape, be);
@@ -239,6 +297,8 @@ Var add_channel_bias(const Var& x, const Var& v) {
 }
 
 Var concat_channels(const Var& a, const Var& b) {
+  trace::Scope ts("concat_channels");
+  annotate(ts, a.shape(), 2);
   Backend& be = a.value.backend();
   const Shape ashape = a.shape();
   const Shape bshape = b.shape();
@@ -247,6 +307,8 @@ Var concat_channels(const Var& a, const Var& b) {
   be.concat_channels(a.value, b.value, y);
   auto ac = a.cell, bc = b.cell;
   return finish(std::move(y), {&a, &b}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("concat_channels.backward");
+    annotate(bt, gy.shape(), 2);
     Tensor da, db;
     if (ac) da = new_grad(*ac, ashape, be);
     if (bc) db = new_grad(*bc, bshape, be);
@@ -257,6 +319,8 @@ Var concat_channels(const Var& a, const Var& b) {
 }
 
 Var avg_pool2(const Var& x) {
+  trace::Scope ts("avg_pool2");
+  annotate(ts, x.shape(), 1.25);
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   const Shape& s = x.shape();
@@ -264,6 +328,8 @@ Var avg_pool2(const Var& x) {
   be.avg_pool2(x.value, y);
   auto xc = x.cell;
   return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("avg_pool2.backward");
+    annotate(bt, gy.shape(), 5);
     Tensor d = new_grad(*xc, xshape, be);
     be.avg_pool2_backward(gy, d);
     accumulate_grad(*xc, d);
@@ -271,6 +337,8 @@ Var avg_pool2(const Var& x) {
 }
 
 Var upsample_nearest2(const Var& x) {
+  trace::Scope ts("upsample_nearest2");
+  annotate(ts, x.shape(), 5);
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   const Shape& s = x.shape();
@@ -278,6 +346,8 @@ Var upsample_nearest2(const Var& x) {
   be.upsample_nearest2(x.value, y);
   auto xc = x.cell;
   return finish(std::move(y), {&x}, [=, &be](const Tensor& gy) {
+    trace::Scope bt("upsample_nearest2.backward");
+    annotate(bt, gy.shape(), 1.25);
     Tensor d = new_grad(*xc, xshape, be);
     be.upsample_nearest2_backward(gy, d);
     accumulate_grad(*xc, d);
@@ -293,12 +363,20 @@ Var reshape(const Var& x, const Shape& shape) {
 Var qkv_attention(const Var& qkv, int heads) {
   Backend& be = qkv.value.backend();
   const AttentionDims d = attention_dims(qkv.shape(), heads, "qkv_attention");
-  Tensor a = empty_on(qkv.value, attention_out_shape(qkv.shape(), heads));
+  const Shape out_shape = attention_out_shape(qkv.shape(), heads);
+  trace::Scope ts("qkv_attention");
+  if (ts.active())
+    ts.shape("qkv", qkv.shape()).num("heads", heads).flops(int64_t(d.flops()))
+        .bytes(nbytes(qkv.shape()) + nbytes(out_shape));
+  Tensor a = empty_on(qkv.value, out_shape);
   be.attention(qkv.value, heads, a);
   count_flops(int64_t(d.flops()));
   auto qc = qkv.cell;
   Tensor qkv_v = qkv.value;
   return finish(std::move(a), {&qkv}, [=, &be](const Tensor& ga) {
+    trace::Scope bt("qkv_attention.backward");
+    // The weights' recomputation (half the forward's FLOPs) and four products of that size.
+    if (bt.active()) bt.shape("qkv", qkv_v.shape()).num("heads", heads).flops(int64_t(2.5 * d.flops()));
     // The backend recomputes the weights from q and k rather than storing
     // [B*heads, L, L], the largest buffer of the network.
     Tensor dqkv = new_grad(*qc, qkv_v.shape(), be);
@@ -309,12 +387,16 @@ Var qkv_attention(const Var& qkv, int heads) {
 }
 
 Var timestep_embedding(const Tensor& t, int dim) {
+  trace::Scope ts("timestep_embedding");
+  if (ts.active()) ts.shape("t", t.shape());
   Tensor y = Tensor::empty({t.dim(0), dim}, t.backend());
   t.backend().timestep_embedding(t, y);
   return Var(y);
 }
 
 Var sse_loss(const Var& pred, const Var& target) {
+  trace::Scope ts("sse_loss");
+  annotate(ts, pred.shape(), 3);
   Backend& be = pred.value.backend();
   Tensor diff = like(pred.value);
   be.sub(pred.value, target.value, diff);
@@ -324,6 +406,8 @@ Var sse_loss(const Var& pred, const Var& target) {
   be.scale(out, inv_b, out);
   auto pc = pred.cell, tc = target.cell;
   return finish(std::move(out), {&pred, &target}, [=, &be](const Tensor& g) {
+    trace::Scope bt("sse_loss.backward");
+    annotate(bt, diff.shape(), 2);
     float gs = host_scalar(g) * 2.f * inv_b;
     if (pc) {
       Tensor d = new_grad(*pc, diff.shape(), be);
@@ -339,6 +423,8 @@ Var sse_loss(const Var& pred, const Var& target) {
 }
 
 Var frobenius_norm(const Var& x) {
+  trace::Scope ts("frobenius_norm");
+  annotate(ts, x.shape(), 1);
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   Tensor out = empty_on(x.value, {1});
@@ -348,6 +434,8 @@ Var frobenius_norm(const Var& x) {
   auto xc = x.cell;
   Tensor xv = x.value;
   return finish(std::move(out), {&x}, [=, &be](const Tensor& g) {
+    trace::Scope bt("frobenius_norm.backward");
+    annotate(bt, xshape, 2);
     Tensor d = new_grad(*xc, xshape, be);
     // d||x||/dx = x / ||x|| (0 at x = 0, as torch's subgradient choice)
     be.scale(xv, norm > 0 ? host_scalar(g) / norm : 0.f, d);
@@ -356,6 +444,8 @@ Var frobenius_norm(const Var& x) {
 }
 
 Var squared_norm_per_sample(const Var& x) {
+  trace::Scope ts("squared_norm_per_sample");
+  annotate(ts, x.shape(), 1);
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   int64_t n = x.value.dim(0);
@@ -367,6 +457,8 @@ Var squared_norm_per_sample(const Var& x) {
   auto xc = x.cell;
   Tensor xv = x.value;
   return finish(std::move(out), {&x}, [=, &be](const Tensor& g) {
+    trace::Scope bt("squared_norm_per_sample.backward");
+    annotate(bt, xshape, 2);
     Tensor d = new_grad(*xc, xshape, be);
     std::vector<float> gh = g.to_vector();
     for (int64_t i = 0; i < n; ++i) {
@@ -378,12 +470,16 @@ Var squared_norm_per_sample(const Var& x) {
 }
 
 Var sum(const Var& x) {
+  trace::Scope ts("sum");
+  annotate(ts, x.shape(), 1);
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   Tensor out = empty_on(x.value, {1});
   be.sum(x.value, out);
   auto xc = x.cell;
   return finish(std::move(out), {&x}, [=, &be](const Tensor& g) {
+    trace::Scope bt("sum.backward");
+    annotate(bt, xshape, 1);
     Tensor d = new_grad(*xc, xshape, be);
     d.fill(host_scalar(g));
     accumulate_grad(*xc, d);

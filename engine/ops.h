@@ -33,6 +33,8 @@ Var reshape(const Var& x, const Shape& shape);
 // The authors' QKV attention (ADM's QKVAttentionLegacy): qkv [B, 3C, L] with
 // heads split as [B*heads, 3*C/heads, L], q,k,v consecutive chunks, q and k
 // each scaled by (C/heads)^-1/4, softmax over keys. Returns [B, C, L].
+// Runs through Backend::attention (the CPU fuses it blockwise, never holding
+// the [B*heads, L, L] weights); the backward recomputes the weights.
 Var qkv_attention(const Var& qkv, int heads);
 // Sinusoidal embedding of float timesteps t [N] -> [N, dim] (no gradient).
 Var timestep_embedding(const Tensor& t, int dim);

@@ -1,4 +1,5 @@
 #include "engine/optimizer.h"
+#include "engine/trace.h"
 #include "engine/safetensors.h"
 
 namespace mdps {
@@ -12,6 +13,8 @@ Adam::Adam(UNet& model, const AdamParams& params) : model_(model), params_(param
 }
 
 void Adam::step() {
+  trace::Scope ts("adam.step");
+  if (ts.active()) ts.num("parameters", double(model_.parameter_count()));
   ++step_;
   auto& ps = model_.params();
   for (size_t i = 0; i < ps.size(); ++i) {

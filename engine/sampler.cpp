@@ -1,4 +1,5 @@
 #include "engine/sampler.h"
+#include "engine/trace.h"
 #include "engine/ops.h"
 #include <algorithm>
 #include <cmath>
@@ -35,6 +36,8 @@ void Sampler::eps_and_guidance(const Tensor& x, const Tensor& y, int t, bool wan
                                Tensor& grad, int64_t repeat_size) const {
   Backend& be = x.backend();
   const int64_t N = x.dim(0);
+  trace::Scope span("sampler.guidance", "span");
+  if (span.active()) span.num("t", t).num("grad", want_grad ? 1 : 0);
   Tensor tt = Tensor::full({N}, float(t));
   if (!want_grad) {
     eps = model_.forward(Var(x), tt).value;
@@ -94,6 +97,9 @@ Tensor Sampler::sample(const Tensor& y, const Tensor& mask, const RoundSettings&
   if (mask.defined()) check_shape(mask, {y.dim(0), 1, y.dim(2), y.dim(3)}, "sampler mask");
   const std::vector<int> ts = sampler_timesteps(round.t_start, settings_.skip);
   const bool guided = round.rho != 0.f;
+  trace::Scope round_span("sampler.round", "span");
+  if (round_span.active())
+    round_span.shape("y", y.shape()).num("T", round.t_start).num("rho", round.rho).num("masked", mask.defined());
 
   // Start: x_T = sqrt(abar_T) y + sqrt(1 - abar_T) z.
   Tensor z = Tensor::empty(y.shape(), be);
@@ -110,6 +116,8 @@ Tensor Sampler::sample(const Tensor& y, const Tensor& mask, const RoundSettings&
   for (size_t i = 0; i < ts.size(); ++i) {
     const int t = ts[i];
     const int s = i + 1 < ts.size() ? ts[i + 1] : -1;
+    trace::Scope span("sampler.step", "span");
+    if (span.active()) span.num("step", double(i)).num("t", t);
     const double a = schedule_.alpha_bar(t), a_next = schedule_.alpha_bar(s);
     StepCoeffs c;
     c.sqrt_a = float(std::sqrt(a));

@@ -1,4 +1,5 @@
 #include "engine/trainer.h"
+#include "engine/trace.h"
 #include "engine/checkpoint.h"
 #include "engine/dataset.h"
 #include "engine/image.h"
@@ -347,6 +348,8 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
   double window_sum = 0;
 
   for (int64_t step = first; step < target; ++step) {
+    trace::Scope span("train.step", "span");
+    if (span.active()) span.num("step", double(step + 1));
     Batch b = loader.next();
     std::vector<float> sa, s1a;
     for (int t : b.t_int) {
@@ -369,6 +372,7 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
     tape.backward(loss);
     adam.step();
     net.zero_grad();
+    span.close();  // logging and checkpoints are not the step
 
     const int64_t done = step + 1;
     set_position(done);

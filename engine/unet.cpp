@@ -1,5 +1,6 @@
 // U-Net construction (the authors' module tree and names) and forward pass.
 #include "engine/unet.h"
+#include "engine/trace.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"
 #include <algorithm>
@@ -214,6 +215,8 @@ Var UNet::run_attn_block(const AttnBlock& a, const Var& x) const {
 }
 
 Var UNet::forward(const Var& x, const Tensor& t) const {
+  trace::Scope span("unet.forward", "span");
+  if (span.active()) span.shape("x", x.shape());
   const Shape& s = x.shape();
   MDPS_CHECK(s.size() == 4 && s[1] == config_.in_channels && s[2] == config_.image_size &&
                  s[3] == config_.image_size,

@@ -1,8 +1,12 @@
 // `mdps bench unet|gemm|sampler`: timings as medians after a warm-up. Speed is
 // measured here, never asserted in tests; results go to bench/RESULTS.md.
+// --vs-pytorch runs bench/pytorch_twin.py alongside (tools/bench_twin.h).
 #include "tools/command.h"
+#include "tools/bench_twin.h"
+#include "tools/trace_flag.h"
 #include "engine/ops.h"
 #include "engine/optimizer.h"
+#include "engine/safetensors.h"
 #include "engine/sampler.h"
 #include "engine/thread_pool.h"
 #include <cblas.h>
@@ -12,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <random>
 #include <thread>
 
@@ -72,6 +77,9 @@ double sgemm_ceiling_gflops(int n = 1536) {
 struct UNetBenchArgs {
   int image_size = 64, base_channels = 32, batch = 8, threads = 0, runs = 5, heads = 4, res_blocks = 2;
   bool json = false;
+  std::string trace, save_model;
+  bool vs_pytorch = false;
+  TwinOptions twin;
 };
 
 UNetConfig bench_config(const UNetBenchArgs& a) {
@@ -83,53 +91,171 @@ UNetConfig bench_config(const UNetBenchArgs& a) {
   return c;
 }
 
+// The network, inputs and optimiser `bench unet` times, built once.
+struct UNetBench {
+  Backend& be;
+  UNet net;
+  Tensor x, y, t;
+  double flops_per_image = 0;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<Adam> adam;
+
+  UNetBench(const UNetBenchArgs& a, Backend& backend) : be(backend), net(bench_config(a), backend) {
+    net.init_random(1);
+    const int64_t B = a.batch, S = a.image_size;
+    std::mt19937 rng(2);
+    std::normal_distribution<float> nd;
+    std::vector<float> xv(size_t(B * 3 * S * S)), yv(xv.size());
+    for (auto& v : xv) v = nd(rng);
+    for (auto& v : yv) v = nd(rng);
+    x = Tensor::from_vector({B, 3, S, S}, xv);
+    y = Tensor::from_vector({B, 3, S, S}, yv);
+    t = Tensor::full({B}, 500.f);
+    ops::reset_flop_count();
+    net.forward(Var(x), t);
+    flops_per_image = double(ops::flop_count()) / double(B);
+    SamplerSettings ss;
+    ss.group = int(B);
+    sampler = std::make_unique<Sampler>(net, ss);
+    AdamParams ap;
+    ap.weight_decay = 0.05f;
+    adam = std::make_unique<Adam>(net, ap);
+  }
+
+  struct Times {
+    double forward = 0, guidance = 0, train = 0;
+  };
+  Times measure(int runs) {
+    Times r;
+    net.set_requires_grad(false);  // forward and guidance: no weight gradients
+    r.forward = median_seconds(1, runs, [&] {
+      trace::Scope span("bench.forward", "span");
+      net.forward(Var(x), t);
+    });
+    r.guidance = median_seconds(1, runs, [&] {
+      trace::Scope span("bench.guidance", "span");
+      Tensor eps, grad;
+      sampler->eps_and_guidance(x, y, 500, true, eps, grad);
+    });
+    net.set_requires_grad(true);
+    r.train = median_seconds(1, runs, [&] {
+      trace::Scope span("train.step", "span");
+      net.zero_grad();
+      Tape tape;
+      Var loss;
+      {
+        TapeScope rec(tape);
+        loss = ops::sse_loss(net.forward(Var(x), t), Var(y));
+      }
+      tape.backward(loss);
+      adam->step();
+    });
+    net.set_requires_grad(false);
+    return r;
+  }
+
+  // The weights (a model file the twin and `mdps sample` read) and, with
+  // inputs, the bench's x, y and eps(x, 500) for the twin's output check.
+  void save(const std::string& path, bool with_inputs) {
+    SafeTensorsWriter w;
+    w.set_metadata("unet_config", net.config().to_json());
+    w.set_metadata("weights", "mdps bench unet: init_random(1), not trained");
+    for (auto& p : net.params()) w.add(p.name, p.var.value);
+    if (with_inputs) {
+      w.add("bench.x", x);
+      w.add("bench.y", y);
+      w.add("bench.eps", net.forward(Var(x), t).value);
+    }
+    w.write(path);
+  }
+};
+
+void print_unet_header(const UNetBenchArgs& a, const UNetBench& b) {
+  std::printf("mdps bench unet: image %d, base %d, batch %d, %d threads, %lld parameters\n", a.image_size,
+              a.base_channels, a.batch, b.be.threads(), static_cast<long long>(b.net.parameter_count()));
+  std::printf("  machine          %s\n", machine_line().c_str());
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// The twin's arguments for the bench's shape and threads (config from the model file).
+std::vector<std::string> twin_args(const UNetBenchArgs& a, int threads, const std::string& model) {
+  return {"--model", model, "--batch", std::to_string(a.batch), "--threads", std::to_string(threads), "--runs",
+          std::to_string(a.runs)};
+}
+
+// A B A B: the engine in this process, the twin as a subprocess, on the same
+// weights and inputs; medians over the rounds of each side's medians.
+void bench_unet_vs_pytorch(const UNetBenchArgs& a, UNetBench& b) {
+  TempFile model(temp_path("mdps-bench-unet", ".safetensors"));
+  b.save(model.path, true);
+  const int threads = b.be.threads();
+  std::vector<double> f, g, tr, pf, pg, pt, prss;
+  double eps_rel = -1;
+  std::string torch_version;
+  for (int r = 0; r < a.twin.rounds; ++r) {
+    UNetBench::Times m = b.measure(a.runs);
+    f.push_back(m.forward);
+    g.push_back(m.guidance);
+    tr.push_back(m.train);
+    json::Value p = run_twin(a.twin, twin_args(a, threads, model.path));
+    pf.push_back(twin_number(p, "forward_s"));
+    pg.push_back(twin_number(p, "guidance_s"));
+    pt.push_back(twin_number(p, "train_step_s"));
+    prss.push_back(twin_number(p, "peak_rss_mb"));
+    eps_rel = twin_number(p, "eps_rel_l2_vs_engine");
+    if (const json::Value* v = p.find("torch")) torch_version = v->str;
+    std::fprintf(stderr, "  round %d/%d: mdps %.4f %.4f %.4f s, pytorch %.4f %.4f %.4f s\n", r + 1, a.twin.rounds,
+                 m.forward, m.guidance, m.train, pf.back(), pg.back(), pt.back());
+  }
+  const double fwd = median_of(f), guid = median_of(g), train = median_of(tr);
+  const double pfwd = median_of(pf), pguid = median_of(pg), ptrain = median_of(pt), prss_mb = median_of(prss);
+  const double gflops = b.flops_per_image * double(a.batch) / fwd / 1e9;
+  const double sgemm = sgemm_ceiling_gflops();
+  const double rss = peak_rss_mb();
+  print_unet_header(a, b);
+  std::printf("  versus PyTorch %s (%s), %d rounds A B alternating, medians; ratio = pytorch / mdps\n",
+              torch_version.c_str(), a.twin.python.c_str(), a.twin.rounds);
+  std::printf("                   mdps         pytorch      ratio\n");
+  std::printf("  forward          %8.4f s   %8.4f s   %5.2fx\n", fwd, pfwd, pfwd / fwd);
+  std::printf("  guidance         %8.4f s   %8.4f s   %5.2fx\n", guid, pguid, pguid / guid);
+  std::printf("  train step       %8.4f s   %8.4f s   %5.2fx\n", train, ptrain, ptrain / train);
+  std::printf("  peak RSS         %8.0f MB  %8.0f MB  %5.2fx   (mdps: the whole bench; pytorch: a train-only "
+              "process)\n",
+              rss, prss_mb, prss_mb / rss);
+  std::printf("  eps, same weights and inputs: relative L2 difference %.2g\n", eps_rel);
+  if (a.json)
+    std::printf(
+        "{\"forward_s\": %.6f, \"guidance_s\": %.6f, \"train_step_s\": %.6f, \"forward_gflops\": %.3f, "
+        "\"peak_rss_mb\": %.1f, \"sgemm_gflops\": %.3f, \"gflop_per_image\": %.4f, \"threads\": %d, "
+        "\"pytorch_forward_s\": %.6f, \"pytorch_guidance_s\": %.6f, \"pytorch_train_step_s\": %.6f, "
+        "\"pytorch_peak_rss_mb\": %.1f, \"speedup_forward\": %.4f, \"speedup_guidance\": %.4f, "
+        "\"speedup_train_step\": %.4f, \"speedup_peak_rss\": %.4f, \"eps_rel_l2_vs_pytorch\": %.3g, "
+        "\"rounds\": %d}\n",
+        fwd, guid, train, gflops, rss, sgemm, b.flops_per_image / 1e9, threads, pfwd, pguid, ptrain, prss_mb,
+        pfwd / fwd, pguid / guid, ptrain / train, prss_mb / rss, eps_rel, a.twin.rounds);
+}
+
 void bench_unet(const UNetBenchArgs& a) {
   Backend& be = cpu_backend();
   if (a.threads > 0) be.set_threads(a.threads);
-  UNet net(bench_config(a), be);
-  net.init_random(1);
-  const int64_t B = a.batch, S = a.image_size;
-  std::mt19937 rng(2);
-  std::normal_distribution<float> nd;
-  std::vector<float> xv(size_t(B * 3 * S * S)), yv(xv.size());
-  for (auto& v : xv) v = nd(rng);
-  for (auto& v : yv) v = nd(rng);
-  Tensor x = Tensor::from_vector({B, 3, S, S}, xv), y = Tensor::from_vector({B, 3, S, S}, yv);
-  Tensor t = Tensor::full({B}, 500.f);
-
-  ops::reset_flop_count();
-  net.forward(Var(x), t);
-  const double flops_per_image = double(ops::flop_count()) / double(B);
-
-  double fwd = median_seconds(1, a.runs, [&] { net.forward(Var(x), t); });
-  SamplerSettings ss;
-  ss.group = int(B);
-  Sampler sampler(net, ss);
-  double guid = median_seconds(1, a.runs, [&] {
-    Tensor eps, grad;
-    sampler.eps_and_guidance(x, y, 500, true, eps, grad);
-  });
-  net.set_requires_grad(true);
-  AdamParams ap;
-  ap.weight_decay = 0.05f;
-  Adam adam(net, ap);
-  double train = median_seconds(1, a.runs, [&] {
-    net.zero_grad();
-    Tape tape;
-    Var loss;
-    {
-      TapeScope rec(tape);
-      loss = ops::sse_loss(net.forward(Var(x), t), Var(y));
-    }
-    tape.backward(loss);
-    adam.step();
-  });
-  const double gflops = flops_per_image * double(B) / fwd / 1e9;
+  if (a.vs_pytorch) check_twin_available(a.twin);  // before minutes of engine work
+  UNetBench b(a, be);
+  if (!a.save_model.empty()) {
+    b.save(a.save_model, false);
+    std::printf("mdps bench unet: model written to %s\n", a.save_model.c_str());
+  }
+  if (a.vs_pytorch) return bench_unet_vs_pytorch(a, b);
+  UNetBench::Times tm = b.measure(a.runs);
+  const double fwd = tm.forward, guid = tm.guidance, train = tm.train;
+  const double flops_per_image = b.flops_per_image;
+  const double gflops = flops_per_image * double(a.batch) / fwd / 1e9;
   const double sgemm = sgemm_ceiling_gflops();
   const double rss = peak_rss_mb();
-  std::printf("mdps bench unet: image %d, base %d, batch %d, %d threads, %lld parameters\n", a.image_size,
-              a.base_channels, a.batch, be.threads(), static_cast<long long>(net.parameter_count()));
-  std::printf("  machine          %s\n", machine_line().c_str());
+  print_unet_header(a, b);
   std::printf("  forward          %.4f s   (%.3f GFLOP/image, %.1f GFLOP/s, %.0f%% of sgemm)\n", fwd,
               flops_per_image / 1e9, gflops, 100.0 * gflops / sgemm);
   std::printf("  guidance         %.4f s   (%.2fx forward)\n", guid, guid / fwd);
@@ -152,9 +278,19 @@ void bench_gemm(int threads, bool json) {
   if (json) std::printf("{\"sgemm_gflops\": %.3f, \"threads\": %d}\n", g, cpu_backend().threads());
 }
 
+// The whole two-round sampler over one batch (authors' bottle settings), seconds.
+double time_sampler(const Sampler& sampler, const Tensor& y) {
+  MdpsRounds r;  // the authors' bottle settings: 200/50 then 200/100, skip 20
+  PhiloxNoise noise(1, 0);
+  auto t0 = Clock::now();
+  run_mdps(sampler, y, r, noise, pixel_anomaly_map);
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 void bench_sampler(const UNetBenchArgs& a) {
   Backend& be = cpu_backend();
   if (a.threads > 0) be.set_threads(a.threads);
+  if (a.vs_pytorch) check_twin_available(a.twin);
   UNet net(bench_config(a), be);
   net.init_random(1);
   const int64_t B = a.batch, S = a.image_size;
@@ -165,11 +301,40 @@ void bench_sampler(const UNetBenchArgs& a) {
   SamplerSettings ss;
   ss.group = int(B);
   Sampler sampler(net, ss);
-  MdpsRounds r;  // the authors' bottle settings: 200/50 then 200/100, skip 20
-  PhiloxNoise noise(1, 0);
-  auto t0 = Clock::now();
-  run_mdps(sampler, y, r, noise, pixel_anomaly_map);
-  double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (a.vs_pytorch) {
+    TempFile model(temp_path("mdps-bench-sampler", ".safetensors"));
+    {
+      SafeTensorsWriter w;
+      w.set_metadata("unet_config", net.config().to_json());
+      for (auto& p : net.params()) w.add(p.name, p.var.value);
+      w.write(model.path);
+    }
+    std::vector<double> mine, theirs;
+    std::string torch_version;
+    for (int r = 0; r < a.twin.rounds; ++r) {
+      mine.push_back(time_sampler(sampler, y) / double(B));
+      json::Value p = run_twin(a.twin, {"--sampler", "--model", model.path, "--batch", std::to_string(B),
+                                        "--threads", std::to_string(be.threads())});
+      theirs.push_back(twin_number(p, "sampler_s_per_image"));
+      if (const json::Value* v = p.find("torch")) torch_version = v->str;
+      std::fprintf(stderr, "  round %d/%d: mdps %.3f s, pytorch %.3f s per image\n", r + 1, a.twin.rounds,
+                   mine.back(), theirs.back());
+    }
+    const double m = median_of(mine), p = median_of(theirs);
+    std::printf("mdps bench sampler --vs-pytorch: image %d, base %d, batch %d, %d threads, PyTorch %s, %d rounds "
+                "A B alternating (%s)\n",
+                a.image_size, a.base_channels, a.batch, be.threads(), torch_version.c_str(), a.twin.rounds,
+                machine_line().c_str());
+    std::printf("  two rounds (T 200/200, skip 20, rho 50/100) per image: mdps %.3f s, pytorch %.3f s, ratio "
+                "%.2fx\n",
+                m, p, p / m);
+    if (a.json)
+      std::printf("{\"sampler_s_per_image\": %.6f, \"forward_s\": %.6f, \"forward_equivalents\": %.2f, "
+                  "\"pytorch_sampler_s_per_image\": %.6f, \"speedup_sampler\": %.4f, \"rounds\": %d}\n",
+                  m, fwd, m * double(B) / fwd, p, p / m, a.twin.rounds);
+    return;
+  }
+  double total = time_sampler(sampler, y);
   double per_image = total / double(B);
   std::printf("mdps bench sampler: image %d, base %d, batch %d, %d threads (%s)\n", a.image_size, a.base_channels,
               a.batch, be.threads(), machine_line().c_str());
@@ -194,17 +359,34 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
     s->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
     s->add_option("--runs", a->runs, "timed runs (median)")->capture_default_str();
     s->add_flag("--json", a->json, "also print one JSON object on the last line");
+    cli::add_trace_option(s, a->trace);
+    s->add_flag("--vs-pytorch", a->vs_pytorch,
+                "also time bench/pytorch_twin.py (same weights), alternating A B A B; print medians and ratios");
+    s->add_option("--python", a->twin.python, "interpreter with torch, for --vs-pytorch")->capture_default_str();
+    s->add_option("--twin", a->twin.script, "path of pytorch_twin.py (default: the source tree's bench/)");
+    s->add_option("--rounds", a->twin.rounds, "A B rounds with --vs-pytorch")->capture_default_str();
+  };
+  // Tracing covers the whole subcommand; the file is written when it ends.
+  auto traced = [a](void (*run)(const UNetBenchArgs&)) {
+    return [a, run] {
+      trace::Session trace_session(a->trace);
+      run(*a);
+      trace_session.finish();
+    };
   };
   auto* u = c->add_subcommand("unet", "U-Net forward, guidance (forward + input gradient) and train step");
   add_common(u);
-  u->callback([a] { bench_unet(*a); });
+  u->add_option("--save-model", a->save_model,
+                "write the benchmarked (randomly initialised) U-Net to this model file, e.g. for the twin");
+  u->callback(traced(bench_unet));
   auto* g = c->add_subcommand("gemm", "the machine's sgemm ceiling through the engine's BLAS");
   g->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   g->add_flag("--json", a->json, "also print one JSON object on the last line");
-  g->callback([a] { bench_gemm(a->threads, a->json); });
+  cli::add_trace_option(g, a->trace);
+  g->callback(traced([](const UNetBenchArgs& x) { bench_gemm(x.threads, x.json); }));
   auto* s = c->add_subcommand("sampler", "the whole two-round sampler per image (authors' bottle settings)");
   add_common(s);
-  s->callback([a] { bench_sampler(*a); });
+  s->callback(traced(bench_sampler));
 });
 
 }  // namespace

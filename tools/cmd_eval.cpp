@@ -2,6 +2,7 @@
 // folder of such categories), the metrics, and the report files.
 #include "tools/command.h"
 #include "tools/detector_files.h"
+#include "tools/trace_flag.h"
 #include "tools/eval_flags.h"
 #include "tools/eval_shard.h"
 #include "engine/json_mini.h"
@@ -17,7 +18,7 @@ namespace {
 struct EvalArgs {
   cli::SettingFlags flags;
   cli::ShardFlags shard;
-  std::string model, features, dataset, out, device = "cpu";
+  std::string model, features, dataset, out, device = "cpu", trace;
   int threads = 0;
   bool no_panels = false, quiet = false;
 };
@@ -118,7 +119,12 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   c->add_flag("--no-panels", a->no_panels, "do not write the panel PNGs");
   c->add_flag("--quiet", a->quiet, "no progress line");
-  c->callback([a] { run_eval(*a); });
+  cli::add_trace_option(c, a->trace);
+  c->callback([a] {
+    trace::Session trace_session(a->trace);
+    run_eval(*a);
+    trace_session.finish();
+  });
 });
 
 }  // namespace

@@ -1,6 +1,7 @@
 // `mdps sample`: reconstruct a normal version of one image with MDPS.
 #include "tools/command.h"
 #include "tools/detector_files.h"
+#include "tools/trace_flag.h"
 #include "engine/anomaly_map.h"
 #include "engine/image.h"
 #include "engine/sampler.h"
@@ -19,7 +20,7 @@ struct SampleArgs {
   std::string model, image, out, features, mask = "auto", variant = "authors", norm, save_steps, device = "cpu";
   int samples = 1, t_start = 200, skip = 20, round1_t = 200, threads = 0;
   float rho = 100.f, round1_rho = 50.f, lambda = 0.12f, ddim_eta = 1.f, eta = 7.f;
-  std::string features_prefix;
+  std::string features_prefix, trace;
   uint64_t seed = 0;
   // The options that are protocol settings, by setting key (EvalSettings::set):
   // with a bundle, those not given keep the bundle's values.
@@ -155,7 +156,12 @@ cli::Registrar reg("sample", 30, [](CLI::App& app) {
   c->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   c->add_option("--save-steps", a->save_steps, "write every x_t of the final round into this folder");
-  c->callback([a] { run_sample(*a); });
+  cli::add_trace_option(c, a->trace);
+  c->callback([a] {
+    trace::Session trace_session(a->trace);
+    run_sample(*a);
+    trace_session.finish();
+  });
 });
 
 }  // namespace

@@ -1,6 +1,7 @@
 // `mdps train`: the flags, the progress display and the summary; the training
 // itself is engine/trainer.h.
 #include "tools/command.h"
+#include "tools/trace_flag.h"
 #include "engine/trainer.h"
 #include <chrono>
 #include <cstdio>
@@ -80,6 +81,7 @@ struct Flags {
   std::string channel_mult, attention;
   float lr = 3e-4f, weight_decay = 0.05f;
   bool adamw = false, quiet = false;
+  std::string trace;
   uint64_t seed = 0;
   int64_t steps = 0, epochs = 0;
 };
@@ -112,6 +114,7 @@ cli::Registrar reg("train", 20, [](CLI::App& app) {
   cmd->add_flag("--skip-bad", o.skip_bad, "skip unreadable images with a warning instead of failing");
   cmd->add_option("--log-csv", o.log_csv, "CSV of step,loss,seconds (default: OUT with extension .csv)");
   cmd->add_flag("--quiet", f->quiet, "no progress output");
+  cli::add_trace_option(cmd, f->trace);
 
   cmd->callback([=] {
     TrainOptions& o = f->o;
@@ -130,7 +133,9 @@ cli::Registrar reg("train", 20, [](CLI::App& app) {
     if (epochs->count()) o.epochs = f->epochs;
     MDPS_CHECK(!o.data_dir.empty() || !o.resume.empty(), "--data: give the folder of training images");
     ProgressDisplay display(f->quiet);
+    trace::Session trace_session(f->trace);
     TrainResult r = train(o, [&](const TrainProgress& p) { display(p); });
+    trace_session.finish();
     if (!f->quiet) {
       std::printf("trained %lld steps (%lld to %lld) of batch %lld on %lld images in %s: %.1f images/s\n",
                   static_cast<long long>(r.final_step - r.first_step), static_cast<long long>(r.first_step),

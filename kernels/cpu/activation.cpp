@@ -1,6 +1,7 @@
 // SiLU and last-dimension softmax with their backward ops.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
+#include "engine/trace.h"
 
 namespace mdps {
 
@@ -37,6 +38,8 @@ void CpuBackend::softmax(const Tensor& x, Tensor& y) {
   const int64_t L = x.dim(-1);
   if (L == 0) return;
   const int64_t rows = x.numel() / L;
+  trace::Scope ts("softmax", "kernel");
+  if (ts.active()) ts.shape("x", x.shape()).bytes(2 * x.numel() * int64_t(sizeof(float)));
   const float* X = x.data();
   float* Y = y.data();
   cpu::parallel_rows(rows, L, [&](int64_t b, int64_t e) {
@@ -52,6 +55,8 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx)
   const int64_t L = y.dim(-1);
   if (L == 0) return;
   const int64_t rows = y.numel() / L;
+  trace::Scope ts("softmax_backward", "kernel");
+  if (ts.active()) ts.shape("y", y.shape()).bytes(3 * y.numel() * int64_t(sizeof(float)));
   const float* Yp = y.data();
   const float* DY = dy.data();
   float* DX = dx.data();

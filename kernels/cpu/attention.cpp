@@ -9,6 +9,7 @@
 // dk and dv over the query blocks of one head in order, so the result depends
 // only on the block size (fixed per L), not on the thread count.
 #include "engine/attention_dims.h"
+#include "engine/trace.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
 
@@ -33,6 +34,8 @@ void CpuBackend::attention(const Tensor& qkv, int heads, Tensor& a) {
   check_shape(a, attention_out_shape(qkv.shape(), heads), "attention output");
   if (d.BH == 0 || d.L == 0 || d.ch == 0) return;
   const int64_t L = d.L, ch = d.ch, Tb = query_block(L), blocks = (L + Tb - 1) / Tb;
+  trace::Scope ts("attention.fused", "kernel");
+  if (ts.active()) ts.num("query_block", double(Tb)).flops(int64_t(d.flops()));
   const float* QKV = qkv.data();
   float* A = a.data();
   cpu::BlasSingleThread single;
@@ -60,6 +63,8 @@ void CpuBackend::attention_backward(const Tensor& qkv, const Tensor& da, int hea
     return;
   }
   const int64_t L = d.L, ch = d.ch, Tb = query_block(L);
+  trace::Scope ts("attention_backward.fused", "kernel");
+  if (ts.active()) ts.num("query_block", double(Tb)).flops(int64_t(2.5 * d.flops()));
   const float* QKV = qkv.data();
   const float* DA = da.data();
   float* DQKV = dqkv.data();

@@ -6,6 +6,7 @@
 // threads each product.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
+#include "engine/trace.h"
 #include <cstring>
 
 namespace mdps {
@@ -46,6 +47,8 @@ inline void valid_range(int64_t out, int64_t in, int s, int p, int64_t k, int64_
 
 // col[(ci*KH+kh)*KW+kw, oh*Wo+ow] = x[ci, oh*s-p+kh, ow*s-p+kw] (0 outside).
 void im2col(const float* x, const ConvDims& d, float* col) {
+  trace::Scope ts("conv.im2col", "kernel");
+  if (ts.active()) ts.bytes((d.Ci * d.H * d.W + d.rows() * d.cols()) * int64_t(sizeof(float)));
   cpu::parallel_rows(d.rows(), d.cols(), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
       int64_t kw = r % d.KW, kh = (r / d.KW) % d.KH, ci = r / (d.KW * d.KH);
@@ -75,6 +78,8 @@ void im2col(const float* x, const ConvDims& d, float* col) {
 
 // dx[ci, ...] = sum of the col entries that im2col read from it (dx overwritten).
 void col2im(const float* col, const ConvDims& d, float* dx) {
+  trace::Scope ts("conv.col2im", "kernel");
+  if (ts.active()) ts.bytes((d.Ci * d.H * d.W + d.rows() * d.cols()) * int64_t(sizeof(float)));
   cpu::parallel_rows(d.Ci, d.KH * d.KW * d.cols(), [&](int64_t cb, int64_t ce) {
     for (int64_t ci = cb; ci < ce; ++ci) {
       float* xc = dx + ci * d.H * d.W;
@@ -139,6 +144,8 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tenso
     }
     if (B)
       for (int64_t co = 0; co < d.Co; ++co) std::fill(yn + co * P, yn + (co + 1) * P, B[co]);
+    trace::Scope ts("conv.sgemm", "kernel");
+    if (ts.active()) ts.num("M", double(d.Co)).num("N", double(P)).num("K", double(K)).flops(2 * d.Co * P * K);
     cpu::sgemm(false, false, d.Co, P, K, 1.f, Wt, K, col, P, B ? 1.f : 0.f, yn, P);
   });
 }
@@ -160,7 +167,11 @@ void CpuBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor&
       return;
     }
     float* col = cpu::scratch(size_t(K * P));
-    cpu::sgemm(true, false, K, P, d.Co, 1.f, Wt, K, dyn, P, 0.f, col, P);
+    {
+      trace::Scope ts("conv.sgemm_data", "kernel");
+      if (ts.active()) ts.num("M", double(K)).num("N", double(P)).num("K", double(d.Co)).flops(2 * d.Co * P * K);
+      cpu::sgemm(true, false, K, P, d.Co, 1.f, Wt, K, dyn, P, 0.f, col, P);
+    }
     col2im(col, d, dxn);
   });
 }
@@ -195,6 +206,8 @@ void CpuBackend::conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tenso
         im2col(xn, d, buf);
         col = buf;
       }
+      trace::Scope ts("conv.sgemm_weight", "kernel");
+      if (ts.active()) ts.num("M", double(d.Co)).num("N", double(K)).num("K", double(P)).flops(2 * d.Co * P * K);
       cpu::sgemm(false, true, d.Co, K, P, 1.f, DY + n * d.Co * P, P, col, P, n == nb ? 0.f : 1.f, acc, K);
     }
   };

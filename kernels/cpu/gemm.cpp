@@ -1,6 +1,7 @@
 // Strided-batched matrix product through OpenBLAS.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
+#include "engine/trace.h"
 
 namespace mdps {
 
@@ -17,6 +18,10 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
   MDPS_CHECK(ldc >= std::max<int64_t>(1, N), "gemm: ldc ", ldc, " < N ", N);
   if (batch == 0 || M == 0 || N == 0) return;
   MDPS_CHECK(C && (K == 0 || (A && B)), "gemm: null matrix pointer");
+  trace::Scope ts("gemm", "kernel");
+  if (ts.active())
+    ts.num("M", double(M)).num("N", double(N)).num("K", double(K)).num("batch", double(batch))
+        .flops(2 * M * N * K * batch).bytes((M * K + K * N + 2 * M * N) * batch * int64_t(sizeof(float)));
 
   // Small products leave OpenBLAS's own threads idle, so a batch of them is
   // split across the pool with BLAS single-threaded; big ones use BLAS threads.

@@ -1,0 +1,109 @@
+// A per-op timeline in the Chrome trace-event format (opens in Perfetto or
+// chrome://tracing): `--trace FILE.json` on train, sample, eval and bench.
+//
+// Ops (engine/ops.cpp), their backward passes and coarse spans
+// ("unet.forward", "sampler.step", "train.step", ...) open a trace::Scope;
+// each records its name, start, duration and thread, plus shapes, bytes and
+// FLOPs where known. When tracing is off a Scope costs one relaxed atomic
+// load and a branch: nothing is formatted, timed or allocated.
+//
+// Events are complete events ("ph": "X") with microsecond timestamps from a
+// steady clock, written with nanosecond digits so that nesting is exact.
+// Categories: "span" (coarse phases), "op" (one differentiable op or its
+// backward: the FLOPs of the "op" events add up to ops::flop_count()),
+// "kernel" (work inside a backend op, e.g. im2col).
+#pragma once
+#include "engine/tensor.h"
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mdps::trace {
+
+namespace detail {
+extern std::atomic<bool> g_enabled;
+}
+
+inline bool enabled() { return detail::g_enabled.load(std::memory_order_relaxed); }
+
+// Beyond this many events (a long eval would write gigabytes of JSON) new
+// ones are counted, not kept; the file says how many were dropped.
+constexpr size_t kDefaultMaxEvents = 2000000;
+
+// Starts collecting (clears earlier events); the time origin is now.
+void start(size_t max_events = kDefaultMaxEvents);
+// Stops collecting; events stay until the next start().
+void stop();
+
+struct Event {
+  std::string name;
+  const char* cat = "op";
+  int64_t start_ns = 0, dur_ns = 0;  // since start()
+  uint32_t tid = 0;                   // small per-thread number, 0 = the first thread seen
+  std::string args;                   // JSON members without braces, e.g. "\"flops\": 12"
+};
+
+// A copy of the events recorded so far (any thread), in completion order;
+// those beyond the cap are counted in dropped_events().
+std::vector<Event> events();
+int64_t dropped_events();
+// {"traceEvents": [...], "displayTimeUnit": "ms", "otherData":
+// {"dropped_events": N}} with thread-name metadata.
+std::string to_json(const std::vector<Event>& evs, int64_t dropped = 0);
+// Writes the collected events to `path` atomically (temp name + rename).
+void write(const std::string& path);
+
+// Times the enclosing block when tracing is on. Annotate with the setters;
+// they do nothing when the scope is inactive.
+class Scope {
+ public:
+  explicit Scope(const char* name, const char* cat = "op") {
+    if (enabled()) begin(name, cat);
+  }
+  ~Scope() {
+    if (active_) end();
+  }
+  Scope(const Scope&) = delete;
+  Scope& operator=(const Scope&) = delete;
+
+  bool active() const { return active_; }
+  // Ends the span here rather than at the closing brace.
+  void close() {
+    if (active_) end();
+    active_ = false;
+  }
+  // "in0": [2, 3, 64, 64] ... (the argument names are the keys)
+  Scope& shape(const char* key, const Shape& s);
+  Scope& num(const char* key, double v);
+  Scope& text(const char* key, const std::string& v);
+  Scope& flops(int64_t f) { return num("flops", double(f)); }
+  Scope& bytes(int64_t b) { return num("bytes", double(b)); }
+
+ private:
+  void begin(const char* name, const char* cat);
+  void end();
+  bool active_ = false;
+  const char* name_ = nullptr;
+  const char* cat_ = nullptr;
+  int64_t start_ns_ = 0;
+  std::string args_;
+};
+
+// Tracing for the lifetime of a command: start() when `path` is non-empty
+// (throws when its folder does not exist), write() at destruction (also when
+// the command fails, so a partial timeline shows where it stopped).
+class Session {
+ public:
+  explicit Session(std::string path);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  // Writes now (rather than at destruction), reporting errors as mdps::Error.
+  void finish();
+
+ private:
+  std::string path_;
+};
+
+}  // namespace mdps::trace
