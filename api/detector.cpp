@@ -155,6 +155,10 @@ ScoreResult Detector::score(const uint8_t* pixels, int width, int height, int ch
 ScoreResult Detector::score(const ImageView& image) { return std::move(score_batch({image}).front()); }
 
 std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& images) {
+  return score_batch(images, ProgressFn());
+}
+
+std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& images, const ProgressFn& progress) {
   MDPS_CHECK(!images.empty(), "score_batch: no images given");
   const Impl& d = *impl_;
   const int S = image_size();
@@ -168,7 +172,9 @@ std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& ima
   ProtocolOutput po = run_protocol(
       *d.net, d.features.get(), N,
       [&](size_t b, size_t e) { return images_to_tensor(std::vector<Image>(imgs.begin() + b, imgs.begin() + e)); },
-      d.settings);
+      d.settings, [&](size_t done, size_t total, double seconds, int) {
+        if (progress) progress(done, total, seconds);
+      });
   std::vector<float> scores =
       image_scores(Tensor::from_vector({int64_t(N), 1, S, S}, po.maps), d.settings.score_kind, d.settings.score_k);
 

@@ -1,13 +1,17 @@
 // `mdps score`: anomaly maps and image scores for individual images, no
-// ground truth needed. Anomalous images are a result, not an error. With
+// ground truth needed, through the public library (include/mdps/mdps.h):
+// the command reads files and writes files, the Detector does the rest. Anomalous images are a result, not an error. With
 // thresholds (from a detector bundle or the flags) each image also gets an
 // OK/NG decision and a binary defect mask.
 #include "tools/command.h"
 #include "tools/detector_files.h"
 #include "tools/eval_flags.h"
+#include "include/mdps/mdps.h"
 #include "engine/colormap.h"
 #include "engine/image.h"
 #include "engine/score_files.h"
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -25,51 +29,97 @@ struct ScoreArgs {
   bool quiet = false;
 };
 
+// The command line's options as the library's DetectorOptions: the same
+// settings keys, so `mdps score` is the public Detector plus files.
+DetectorOptions detector_options(const ScoreArgs& a) {
+  DetectorOptions o;
+  o.unet_path = a.model;
+  o.features_path = a.features;
+  o.preset = a.flags.preset;
+  for (const auto& [key, opt] : a.flags.options)
+    if (opt->count() > 0) o.overrides.emplace_back(key, a.flags.values.at(key));
+  o.device = a.device;
+  o.threads = a.threads;
+  if (a.thresholds.image_opt->count()) o.image_threshold = a.thresholds.image;
+  if (a.thresholds.pixel_opt->count()) o.pixel_threshold = a.thresholds.pixel;
+  MDPS_CHECK(!a.thresholds.image_opt->count() || std::isfinite(a.thresholds.image), "--image-threshold: ",
+             a.thresholds.image, " is not finite");
+  MDPS_CHECK(!a.thresholds.pixel_opt->count() || std::isfinite(a.thresholds.pixel), "--pixel-threshold: ",
+             a.thresholds.pixel, " is not finite");
+  return o;
+}
+
+// Decoded file pixels as 8-bit RGB (load_image's values are whole numbers).
+std::vector<uint8_t> to_bytes(const Image& img) {
+  std::vector<uint8_t> b(img.pixels.size());
+  for (size_t i = 0; i < b.size(); ++i) b[i] = uint8_t(img.pixels[i]);
+  return b;
+}
+
 void run_score(const ScoreArgs& a) {
-  Backend& be = backend_by_name(a.device);
-  if (a.threads > 0) be.set_threads(a.threads);
-  cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
-  EvalSettings s;
-  a.flags.build(s, "", d.base_settings());
-  const Thresholds thr = a.thresholds.resolve(d);
-  std::unique_ptr<ResNetFeatures> fe = d.load_features(s);
   std::vector<std::string> paths = expand_image_paths(a.images);
   MDPS_CHECK(!paths.empty(), "--images: no images given");
-  FileScores r = score_files(*d.net, fe.get(), paths, s, cli::progress_line("score", a.quiet));
-  const ProtocolOutput& po = r.protocol;
-  const int S = po.size;
-  const size_t plane = size_t(S) * S;
+  Detector det(detector_options(a));
+  const int S = det.image_size();
+  // Every file is decoded before any sampling starts (a bad one fails first).
+  std::vector<Image> files;
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<ImageView> views;
+  for (const auto& p : paths) {
+    files.push_back(load_image(p));
+    bytes.push_back(to_bytes(files.back()));
+  }
+  for (size_t i = 0; i < paths.size(); ++i) {
+    ImageView v;
+    v.pixels = bytes[i].data();
+    v.width = files[i].width;
+    v.height = files[i].height;
+    v.channels = 3;
+    views.push_back(v);
+  }
+  const EvalProgressFn line = cli::progress_line("score", a.quiet);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<ScoreResult> res = det.score_batch(views, [&](size_t done, size_t total, double secs) {
+    if (line) line(done, total, secs, 0);
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const bool decide = !std::isnan(det.image_threshold());
   fs::create_directories(a.out);
-  auto [lo, hi] = std::minmax_element(po.maps.begin(), po.maps.end());
-  std::string csv = thr.has_image() ? "file,score,decision\n" : "file,score\n";
+  float lo = INFINITY, hi = -INFINITY;  // one colour scale over all images of the call
+  for (const auto& r : res)
+    for (float v : r.heat_map) lo = std::min(lo, v), hi = std::max(hi, v);
+  std::string csv = decide ? "file,score,decision\n" : "file,score\n";
   std::map<std::string, int> seen;
   int ng = 0;
   for (size_t i = 0; i < paths.size(); ++i) {
+    const ScoreResult& r = res[i];
     std::string stem = fs::path(paths[i]).stem().string();
     if (seen[stem]++) stem += "_" + std::to_string(seen[stem] - 1);  // same name from two folders
-    const float* map = po.maps.data() + i * plane;
-    Image heat = colormap_jet(map, S, S, *lo, *hi);
+    Image heat = colormap_jet(r.heat_map.data(), S, S, lo, hi);
+    Image shown = files[i].width == S && files[i].height == S ? files[i] : resize_bilinear(files[i], S, S, true);
     save_png((fs::path(a.out) / (stem + "_heatmap.png")).string(), heat);
-    save_png((fs::path(a.out) / (stem + "_overlay.png")).string(), overlay(r.images[i], heat, 0.5f));
-    save_png((fs::path(a.out) / (stem + "_recon.png")).string(), recon_image(po, i));
-    if (thr.has_pixel()) {
-      std::vector<uint8_t> m = defect_mask(map, plane, thr.pixel);
+    save_png((fs::path(a.out) / (stem + "_overlay.png")).string(), overlay(shown, heat, 0.5f));
+    Image recon(S, S, 3);
+    recon.pixels = r.reconstruction;
+    save_png((fs::path(a.out) / (stem + "_recon.png")).string(), recon);
+    if (!r.defect_mask.empty()) {
       Image mask(S, S, 1);
-      for (size_t k = 0; k < plane; ++k) mask.pixels[k] = m[k] ? 255.f : 0.f;
+      for (size_t k = 0; k < r.defect_mask.size(); ++k) mask.pixels[k] = r.defect_mask[k] ? 255.f : 0.f;
       save_png((fs::path(a.out) / (stem + "_mask.png")).string(), mask);
     }
     char sc[32];
-    std::snprintf(sc, sizeof sc, "%.9g", double(r.scores[i]));
-    const char* decision = is_anomalous(r.scores[i], thr) ? "NG" : "OK";
-    ng += thr.has_image() && is_anomalous(r.scores[i], thr);
-    csv += cat(paths[i], ",", sc, thr.has_image() ? std::string(",") + decision : std::string(), "\n");
-    std::printf("%s\t%s%s%s\n", paths[i].c_str(), sc, thr.has_image() ? "\t" : "", thr.has_image() ? decision : "");
+    std::snprintf(sc, sizeof sc, "%.9g", double(r.image_score));
+    const char* decision = r.anomalous ? "NG" : "OK";
+    ng += decide && r.anomalous;
+    csv += cat(paths[i], ",", sc, decide ? std::string(",") + decision : std::string(), "\n");
+    std::printf("%s\t%s%s%s\n", paths[i].c_str(), sc, decide ? "\t" : "", decide ? decision : "");
   }
   write_text_atomic((fs::path(a.out) / "scores.csv").string(), csv);
-  if (thr.has_image())
-    std::printf("decisions: %d NG, %zu OK (image threshold %.9g)\n", ng, paths.size() - size_t(ng), double(thr.image));
+  if (decide)
+    std::printf("decisions: %d NG, %zu OK (image threshold %.9g)\n", ng, paths.size() - size_t(ng),
+                double(det.image_threshold()));
   std::printf("scores: %s (%.2f s/image)\n", (fs::path(a.out) / "scores.csv").string().c_str(),
-              po.seconds / double(paths.size()));
+              seconds / double(paths.size()));
 }
 
 cli::Registrar reg("score", 40, [](CLI::App& app) {

@@ -26,7 +26,9 @@
 // using all the worker threads. For throughput, pass several images to
 // score_batch, or run several processes.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -130,6 +132,10 @@ class Detector {
   ScoreResult score(const ImageView& image);
   // Several images, in groups of options.batch (the evaluation batch).
   std::vector<ScoreResult> score_batch(const std::vector<ImageView>& images);
+  // The same, reporting progress after every batch: images done, images in
+  // all, seconds since the call began (called on the calling thread).
+  using ProgressFn = std::function<void(size_t done, size_t total, double seconds)>;
+  std::vector<ScoreResult> score_batch(const std::vector<ImageView>& images, const ProgressFn& progress);
 
   // The model's input size (images are square).
   int image_size() const;
