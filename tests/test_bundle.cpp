@@ -13,6 +13,7 @@
 #include "include/mdps/mdps.h"
 #include "include/mdps/mdps_c.h"
 #include "tests/test_util.h"
+#include "tests/tiny_fixtures.h"
 #include <doctest/doctest.h>
 #include <algorithm>
 #include <cmath>
@@ -25,28 +26,6 @@ using namespace mdps;
 namespace fs = std::filesystem;
 
 namespace {
-
-UNetConfig tiny_config() {
-  UNetConfig c;
-  c.image_size = 32;
-  c.base_channels = 32;
-  c.channel_mults = {1, 2};
-  c.res_blocks = 1;
-  c.attention_resolutions = {16};
-  return c;
-}
-
-std::string tiny_model(const std::string& dir) {
-  UNet net(tiny_config(), cpu_backend());
-  net.init_random(11);
-  SafeTensorsWriter w;
-  for (const auto& p : net.params()) w.add(p.name, p.var.value);
-  w.set_metadata("unet_config", net.config().to_json());
-  w.set_metadata("mdps_kind", "model");
-  const std::string path = dir + "/model.safetensors";
-  w.write(path);
-  return path;
-}
 
 std::string features_file() {
   const std::string p = test::shared_dir() + "/weights/resnet18_imagenet_l1-l3.safetensors";
@@ -89,7 +68,7 @@ struct Parts {
 Parts make_parts(const std::string& tag, const Thresholds& t = {}) {
   Parts p;
   p.dir = test::temp_dir(tag);
-  p.model = tiny_model(p.dir);
+  p.model = test::write_tiny_model(p.dir, test::tiny_unet_config({16}), 11, "model");
   p.net = load_unet(p.model, cpu_backend());
   ResNetSource rs;
   if (!features_file().empty()) {
@@ -239,7 +218,7 @@ TEST_CASE("a bundle holds the parts and scores bit for bit as the separate files
 TEST_CASE("the stored stages follow --layers") {
   if (features_file().empty()) return;  // nothing to store without the shared weights
   const std::string dir = test::temp_dir("bundle_layers");
-  const std::string model = tiny_model(dir);
+  const std::string model = test::write_tiny_model(dir, test::tiny_unet_config({16}), 11, "model");
   auto net = load_unet(model, cpu_backend());
   SafeTensorsFile f = SafeTensorsFile::open(features_file());
   const ResNetSource rs{&f, find_resnet_prefix(f, features_file())};

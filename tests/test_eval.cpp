@@ -4,6 +4,7 @@
 // load, and bad inputs must fail with messages naming the culprit.
 #include <doctest/doctest.h>
 #include "tests/test_util.h"
+#include "tests/tiny_fixtures.h"
 #include "engine/demo_data.h"
 #include "engine/evaluate.h"
 #include "engine/image.h"
@@ -20,39 +21,6 @@ using namespace mdps;
 namespace fs = std::filesystem;
 
 namespace {
-
-UNetConfig tiny_config() {
-  UNetConfig c;
-  c.image_size = 32;
-  c.base_channels = 32;
-  c.channel_mults = {1, 2};
-  c.res_blocks = 1;
-  c.attention_resolutions = {};
-  return c;
-}
-
-std::string write_tiny_model(const std::string& dir) {
-  UNet net(tiny_config(), cpu_backend());
-  net.init_random(7);
-  SafeTensorsWriter w;
-  for (const auto& p : net.params()) w.add(p.name, p.var.value);
-  w.set_metadata("unet_config", net.config().to_json());
-  std::string path = dir + "/model.safetensors";
-  w.write(path);
-  return path;
-}
-
-std::string make_data(const std::string& dir) {
-  DemoDataOptions o;
-  o.size = 32;
-  o.train = 2;
-  o.test_good = 4;
-  o.test_defect = 3;
-  o.seed = 3;
-  std::string root = dir + "/cat";
-  write_demo_dataset(root, o);
-  return root;
-}
 
 EvalSettings fast_settings() {
   EvalSettings s;
@@ -119,8 +87,8 @@ void check_metrics(const json::Value& obj, const Recomputed& r) {
 
 TEST_CASE("the eval report's metrics equal those recomputed from its maps.safetensors") {
   const std::string dir = test::temp_dir("eval_report");
-  const std::string root = make_data(dir);
-  auto net = UNet::from_file(write_tiny_model(dir), cpu_backend());
+  const std::string root = test::make_tiny_category(dir);
+  auto net = UNet::from_file(test::write_tiny_model(dir), cpu_backend());
   EvalSettings s = fast_settings();
   Dataset ds = read_dataset(root);
   size_t progress_calls = 0, last_done = 0;
@@ -188,8 +156,8 @@ TEST_CASE("the eval report's metrics equal those recomputed from its maps.safete
 
 TEST_CASE("dataset mask scope equals image scope on one image (same noise streams)") {
   const std::string dir = test::temp_dir("eval_scope");
-  const std::string root = make_data(dir);
-  auto net = UNet::from_file(write_tiny_model(dir), cpu_backend());
+  const std::string root = test::make_tiny_category(dir);
+  auto net = UNet::from_file(test::write_tiny_model(dir), cpu_backend());
   Dataset ds = read_dataset(root);
   Tensor y = image_to_tensor(load_model_image(ds.test[0].image_path, 32));
   auto loader = [&](size_t, size_t) { return y; };
@@ -254,8 +222,8 @@ TEST_CASE("presets: every shipped file loads, and the table's values arrive") {
 
 TEST_CASE("bad input fails with a clear error") {
   const std::string dir = test::temp_dir("eval_bad");
-  const std::string root = make_data(dir);
-  const std::string model = write_tiny_model(dir);
+  const std::string root = test::make_tiny_category(dir);
+  const std::string model = test::write_tiny_model(dir);
   auto net = UNet::from_file(model, cpu_backend());
 
   SUBCASE("a model file that is not a U-Net") {
@@ -296,7 +264,7 @@ TEST_CASE("bad input fails with a clear error") {
 
 TEST_CASE("demo data: masks mark exactly the defective images") {
   const std::string dir = test::temp_dir("eval_demo_data");
-  const std::string root = make_data(dir);
+  const std::string root = test::make_tiny_category(dir);
   Dataset ds = read_dataset(root);
   CHECK(ds.train.size() == 2);
   REQUIRE(ds.test.size() == 10);

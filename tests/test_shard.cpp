@@ -4,6 +4,7 @@
 // mixed sets of parts must be refused with messages naming the culprit.
 #include <doctest/doctest.h>
 #include "tests/test_util.h"
+#include "tests/tiny_fixtures.h"
 #include "engine/demo_data.h"
 #include "engine/evaluate.h"
 #include "engine/json_mini.h"
@@ -17,39 +18,6 @@ using namespace mdps;
 namespace fs = std::filesystem;
 
 namespace {
-
-UNetConfig tiny_config() {
-  UNetConfig c;
-  c.image_size = 32;
-  c.base_channels = 32;
-  c.channel_mults = {1, 2};
-  c.res_blocks = 1;
-  c.attention_resolutions = {};
-  return c;
-}
-
-std::string write_tiny_model(const std::string& dir) {
-  UNet net(tiny_config(), cpu_backend());
-  net.init_random(7);
-  SafeTensorsWriter w;
-  for (const auto& p : net.params()) w.add(p.name, p.var.value);
-  w.set_metadata("unet_config", net.config().to_json());
-  std::string path = dir + "/model.safetensors";
-  w.write(path);
-  return path;
-}
-
-std::string make_data(const std::string& dir) {
-  DemoDataOptions o;
-  o.size = 32;
-  o.train = 2;
-  o.test_good = 4;
-  o.test_defect = 3;
-  o.seed = 3;
-  std::string root = dir + "/cat";
-  write_demo_dataset(root, o);
-  return root;
-}
 
 // 10 test images in 5 batches of 2: three shards get 1, 2 and 2 batches.
 EvalSettings fast_settings(bool dataset_scope) {
@@ -111,8 +79,8 @@ struct Fixture {
   std::unique_ptr<UNet> net;
   Dataset ds;
   explicit Fixture(const std::string& tag) : dir(test::temp_dir(tag)) {
-    root = make_data(dir);
-    model_path = write_tiny_model(dir);
+    root = test::make_tiny_category(dir);
+    model_path = test::write_tiny_model(dir);
     net = UNet::from_file(model_path, cpu_backend());
     ds = read_dataset(root);
   }
