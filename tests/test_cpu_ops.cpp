@@ -448,15 +448,19 @@ std::vector<double> naive_attention(const Tensor& qkv, int heads) {
 
 TEST_CASE("attention: the fused blockwise CPU version against a naive reference and the generic gemm+softmax path") {
   ThreadsGuard guard;
-  // L = 300 spans two query blocks (the second partial); L = 1 and 5 fit in one.
-  for (int64_t L : {int64_t(300), int64_t(5), int64_t(1)}) {
+  // L = 300 spans two query blocks (the second partial) and ends in keys past
+  // the last whole register tile; L = 1 and 5 fit in one block and no tile.
+  // ch = 6 fills whole channel tiles and leaves a remainder; ch = 3 only a remainder.
+  for (int64_t L : {int64_t(300), int64_t(5), int64_t(1)})
+  for (int64_t ch : {int64_t(3), int64_t(6)}) {
     for (int threads : {1, 2}) {
       be().set_threads(threads);
       CAPTURE(L);
+      CAPTURE(ch);
       CAPTURE(threads);
       const int heads = 2;
-      Tensor qkv = rnd({2, 3 * heads * 3, L}, 60 + uint64_t(L), -2.f, 2.f);
-      Tensor a = Tensor::empty({2, heads * 3, L}), a_generic = Tensor::empty({2, heads * 3, L});
+      Tensor qkv = rnd({2, 3 * heads * ch, L}, 60 + uint64_t(L + ch), -2.f, 2.f);
+      Tensor a = Tensor::empty({2, heads * ch, L}), a_generic = Tensor::empty({2, heads * ch, L});
       be().attention(qkv, heads, a);
       be().Backend::attention(qkv, heads, a_generic);
       CHECK(rel(a, naive_attention(qkv, heads)) < 1e-5);

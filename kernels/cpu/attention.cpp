@@ -1,6 +1,7 @@
 // The authors' QKV attention, fused blockwise: for a block of queries the
-// scores against all L keys (one sgemm), their softmax while the block is
-// still in cache, and the product with v (one more sgemm). The weights
+// scores against all L keys, their softmax while the block is still in
+// cache, and the product with v (register-tiled products, attention_tiles.h;
+// the backward's four products of other shapes go through sgemm). The weights
 // [B*heads, L, L] are never held whole: at 32x32 that buffer is 128 MB per
 // batch of 8, and writing it out and reading it back three times cost more
 // than the products themselves (a third of the guidance step before).
@@ -11,6 +12,7 @@
 #include "engine/attention_dims.h"
 #include "engine/trace.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/attention_tiles.h"
 #include "kernels/cpu/cpu_util.h"
 
 namespace mdps {
@@ -21,7 +23,7 @@ int64_t query_block(int64_t L) { return std::max<int64_t>(1, std::min<int64_t>(L
 
 // p[t - t0, s] = softmax_s(scale * q[:,t] . k[:,s]) for t in [t0, t0 + nb).
 void block_weights(const float* q, const float* k, const AttentionDims& d, int64_t t0, int64_t nb, float* p) {
-  cpu::sgemm(true, false, nb, d.L, d.ch, d.scale, q + t0, d.L, k, d.L, 0.f, p, d.L);
+  cpu::attention_scores(q, k, d.L, d.ch, t0, nb, d.scale, p);
   for (int64_t t = 0; t < nb; ++t) cpu::softmax_row(p + t * d.L, p + t * d.L, d.L);
 }
 
@@ -46,7 +48,7 @@ void CpuBackend::attention(const Tensor& qkv, int heads, Tensor& a) {
       const float* q = QKV + bh * d.qkv_stride();
       block_weights(q, q + ch * L, d, t0, nb, p);
       // a[c, t0 + t] = sum_s v[c,s] p[t,s]
-      cpu::sgemm(false, true, ch, nb, L, 1.f, q + 2 * ch * L, L, p, L, 0.f, A + bh * d.out_stride() + t0, L);
+      cpu::attention_values(q + 2 * ch * L, p, L, ch, nb, A + bh * d.out_stride() + t0, L);
     }
   });
 }
