@@ -480,11 +480,13 @@ TEST_CASE("the unpickler's value tree") {
   CHECK(b->items[0]->s == "x");
   CHECK(b->items[1]->i == -7);
   // LONG1 sign extension and a repeated key replacing the value, as in Python.
-  std::string p2("\x80\x02}(X\x01\x00\x00\x00k\x8a\x02\x00\x80X\x01\x00\x00\x00k\x8a\x01\xffu.", 31);
+  static const char p2_bytes[] = "\x80\x02}(X\x01\x00\x00\x00k\x8a\x02\x00\x80X\x01\x00\x00\x00k\x8a\x01\xffu.";
+  std::string p2(p2_bytes, sizeof p2_bytes - 1);  // the literal's length, not a count by hand
   const PyValue* d = unpickle(reinterpret_cast<const uint8_t*>(p2.data()), p2.size(), arena, none, "p2");
   REQUIRE(d->entries.size() == 1);
   CHECK(d->get("k")->i == -1);
-  std::string p3("\x80\x02\x8a\x02\x00\x80.", 7);
+  static const char p3_bytes[] = "\x80\x02\x8a\x02\x00\x80.";
+  std::string p3(p3_bytes, sizeof p3_bytes - 1);
   CHECK(unpickle(reinterpret_cast<const uint8_t*>(p3.data()), p3.size(), arena, none, "p3")->i == -32768);
 }
 
