@@ -34,6 +34,28 @@ MemCategory MemCategoryScope::current() { return g_current_category; }
 Backend* cuda_backend() { return nullptr; }
 #endif
 
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::FP32: return "fp32";
+    case Precision::TF32: return "tf32";
+    case Precision::BF16: return "bf16";
+  }
+  return "?";
+}
+
+Precision parse_precision(const std::string& s) {
+  if (s == "fp32") return Precision::FP32;
+  if (s == "tf32") return Precision::TF32;
+  if (s == "bf16") return Precision::BF16;
+  throw Error(cat("--precision: unknown precision '", s, "' (expected fp32, tf32 or bf16)"));
+}
+
+void Backend::set_precision(Precision p) {
+  MDPS_CHECK(p == Precision::FP32, "--precision ", precision_name(p), ": the ", name(),
+             " backend computes in fp32 only (tf32 and bf16 are for --device cuda)");
+  precision_ = p;
+}
+
 Backend& backend_by_name(const std::string& name) {
   if (name == "cpu") return cpu_backend();
   if (name == "cuda" || name == "auto") {

@@ -48,6 +48,16 @@ struct ConvGeom {
 };
 inline int64_t conv_out_size(int64_t in, int64_t k, ConvGeom g) { return (in + 2 * g.pad - k) / g.stride + 1; }
 
+// How a backend's products (convolutions, matrix products, attention) compute.
+// Tensors stay float32 in every mode: TF32 lets tensor cores round the
+// products' inputs to 10 mantissa bits; BF16 casts the products' inputs to
+// bfloat16 (float32 accumulation and outputs, float32 master weights and
+// optimiser state). The CPU backend computes in FP32 only.
+enum class Precision : uint8_t { FP32 = 0, TF32, BF16 };
+const char* precision_name(Precision p);
+// "fp32", "tf32" or "bf16"; throws naming the flag otherwise.
+Precision parse_precision(const std::string& s);
+
 struct AdamParams {
   float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.f;
   bool decoupled = false;  // false: weight decay added to the gradient (torch Adam); true: AdamW
@@ -69,6 +79,11 @@ class Backend {
   virtual void fill(Tensor& x, float value) = 0;
   virtual void synchronize() {}
   AllocStats& stats() { return stats_; }
+
+  // ---- precision of the products (see Precision) -----------------------------
+  // The default accepts FP32 only and throws for the others, naming the backend.
+  virtual void set_precision(Precision p);
+  Precision precision() const { return precision_; }
 
   // ---- threads (CPU: worker count; others ignore) ---------------------------
   virtual void set_threads(int n) { (void)n; }
@@ -155,6 +170,7 @@ class Backend {
 
  protected:
   AllocStats stats_;
+  Precision precision_ = Precision::FP32;
 };
 
 // The CPU backend (always built): the reference implementation.
