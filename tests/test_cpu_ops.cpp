@@ -448,28 +448,34 @@ std::vector<double> naive_attention(const Tensor& qkv, int heads) {
 
 TEST_CASE("attention: the fused blockwise CPU version against a naive reference and the generic gemm+softmax path") {
   ThreadsGuard guard;
-  // L = 300 spans two query blocks (the second partial) and ends in keys past
-  // the last whole register tile; L = 1 and 5 fit in one block and no tile.
-  // ch = 6 fills whole channel tiles and leaves a remainder; ch = 3 only a remainder.
-  for (int64_t L : {int64_t(300), int64_t(5), int64_t(1)})
-  for (int64_t ch : {int64_t(3), int64_t(6)}) {
+  // L = 300 spans two query blocks (the second partial) and ends in a partial
+  // key panel whose last vector is partial too; L = 64 is whole panels; L = 1
+  // and 5 fit in one block and no whole vector. ch = 3, 6, 16, 24, 33, 70 give
+  // the value product every count of channel vectors (1 to 4 and 4 + 1) with
+  // and without a padded last vector. Batch 1 with one head and two threads
+  // splits one head's query blocks between tasks.
+  for (int64_t L : {int64_t(300), int64_t(64), int64_t(5), int64_t(1)})
+  for (int64_t ch : {int64_t(3), int64_t(6), int64_t(16), int64_t(24), int64_t(33), int64_t(70)}) {
     for (int threads : {1, 2}) {
-      be().set_threads(threads);
-      CAPTURE(L);
-      CAPTURE(ch);
-      CAPTURE(threads);
-      const int heads = 2;
-      Tensor qkv = rnd({2, 3 * heads * ch, L}, 60 + uint64_t(L + ch), -2.f, 2.f);
-      Tensor a = Tensor::empty({2, heads * ch, L}), a_generic = Tensor::empty({2, heads * ch, L});
-      be().attention(qkv, heads, a);
-      be().Backend::attention(qkv, heads, a_generic);
-      CHECK(rel(a, naive_attention(qkv, heads)) < 1e-5);
-      CHECK(rel(a, a_generic) < 1e-5);
-      Tensor g = rnd(a.shape(), 70 + uint64_t(L));
-      Tensor d = Tensor::empty(qkv.shape()), d_generic = Tensor::empty(qkv.shape());
-      be().attention_backward(qkv, g, heads, d);
-      be().Backend::attention_backward(qkv, g, heads, d_generic);
-      CHECK(rel(d, d_generic) < 1e-5);
+      for (int64_t batch : {int64_t(2), int64_t(1)}) {
+        be().set_threads(threads);
+        CAPTURE(L);
+        CAPTURE(ch);
+        CAPTURE(threads);
+        CAPTURE(batch);
+        const int heads = batch == 2 ? 2 : 1;
+        Tensor qkv = rnd({batch, 3 * heads * ch, L}, 60 + uint64_t(L + ch), -2.f, 2.f);
+        Tensor a = Tensor::empty({batch, heads * ch, L}), a_generic = Tensor::empty({batch, heads * ch, L});
+        be().attention(qkv, heads, a);
+        be().Backend::attention(qkv, heads, a_generic);
+        CHECK(rel(a, naive_attention(qkv, heads)) < 1e-5);
+        CHECK(rel(a, a_generic) < 1e-5);
+        Tensor g = rnd(a.shape(), 70 + uint64_t(L));
+        Tensor d = Tensor::empty(qkv.shape()), d_generic = Tensor::empty(qkv.shape());
+        be().attention_backward(qkv, g, heads, d);
+        be().Backend::attention_backward(qkv, g, heads, d_generic);
+        CHECK(rel(d, d_generic) < 1e-5);
+      }
     }
   }
   // Finite differences of sum(a * r) on a small case with two blocks (L = 300

@@ -1,14 +1,15 @@
 // The authors' QKV attention, fused blockwise: for a block of queries the
 // scores against all L keys, their softmax while the block is still in
-// cache, and the product with v (register-tiled products, attention_tiles.h;
-// the backward's four products of other shapes go through sgemm). The weights
-// [B*heads, L, L] are never held whole: at 32x32 that buffer is 128 MB per
-// batch of 8, and writing it out and reading it back three times cost more
-// than the products themselves (a third of the guidance step before).
+// cache, and the product with v, through the register-tiled, packed pieces
+// of attention_tiles.h. The weights [B*heads, L, L] are never held whole: at
+// 32x32 that buffer is 128 MB per batch of 8, and writing it out and reading
+// it back three times cost more than the products themselves.
 //
 // The backward recomputes each block's weights the same way and accumulates
 // dk and dv over the query blocks of one head in order, so the result depends
-// only on the block size (fixed per L), not on the thread count.
+// only on the block size (fixed per L), not on the thread count. Its products
+// with a deep inner dimension (over queries or keys) go through sgemm; the
+// one over channels (dp = g^T v, as shallow as q^T k) uses the score tiles.
 #include "engine/attention_dims.h"
 #include "engine/trace.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -18,13 +19,46 @@
 namespace mdps {
 namespace {
 
-// Queries per block: the block's scores [Tb, L] stay within about 256 KB (L2).
-int64_t query_block(int64_t L) { return std::max<int64_t>(1, std::min<int64_t>(L, 65536 / std::max<int64_t>(1, L))); }
+// Queries per block, a whole number of score tiles: the block's scores
+// [Tb, L] stay within about 256 KB (L2).
+int64_t query_block(int64_t L) {
+  const int64_t TT = cpu::kAttnTT, whole = (L + TT - 1) / TT * TT;
+  return std::min(whole, std::max<int64_t>(TT, 65536 / std::max<int64_t>(1, L) / TT * TT));
+}
 
-// p[t - t0, s] = softmax_s(scale * q[:,t] . k[:,s]) for t in [t0, t0 + nb).
-void block_weights(const float* q, const float* k, const AttentionDims& d, int64_t t0, int64_t nb, float* p) {
-  cpu::attention_scores(q, k, d.L, d.ch, t0, nb, d.scale, p);
-  for (int64_t t = 0; t < nb; ++t) cpu::softmax_row(p + t * d.L, p + t * d.L, d.L);
+// One thread's buffers for one head, carved out of its scratch (sizes in floats,
+// each a whole number of 64-byte lines).
+struct HeadBuffers {
+  float *kp, *vt, *qp, *p, *rowmax, *inv;
+  float *vp = nullptr, *gp = nullptr, *dp = nullptr;  // backward only
+  int64_t ldp;
+
+  HeadBuffers(const AttentionDims& d, int64_t Tb, bool backward) {
+    using namespace cpu;
+    auto line = [](int64_t n) { return (n + 15) / 16 * 16; };
+    ldp = attn_score_stride(d.L);
+    const int64_t panels = attn_key_panels(d.L) * d.ch * kAttnSW, groups = attn_query_groups(Tb);
+    const int64_t sizes[] = {line(panels), line(d.L * attn_value_width(d.ch)), line(groups * d.ch * kAttnTT),
+                             line(groups * kAttnTT * ldp), line(Tb), line(Tb),
+                             backward ? line(panels) : 0, backward ? line(groups * d.ch * kAttnTT) : 0,
+                             backward ? line(groups * kAttnTT * ldp) : 0};
+    int64_t total = 0;
+    for (int64_t s : sizes) total += s;
+    float* base = scratch(size_t(total), 1);
+    float** parts[] = {&kp, &vt, &qp, &p, &rowmax, &inv, &vp, &gp, &dp};
+    for (int i = 0; i < 9; ++i) {
+      *parts[i] = sizes[i] ? base : nullptr;
+      base += sizes[i];
+    }
+  }
+};
+
+// p[t - t0, s] = softmax_s(scale * q[:,t] . k[:,s]) for t in [t0, t0 + nb)
+// (without normalize, exp(...) unnormalised and inv[t] = 1 / row sum).
+void block_weights(const float* q, const AttentionDims& d, int64_t t0, int64_t nb, HeadBuffers& h, bool normalize) {
+  cpu::attn_pack_query_groups(q, d.L, d.ch, t0, nb, h.qp);
+  cpu::attention_scores_packed(h.qp, h.kp, d.L, d.ch, nb, d.scale, h.p, h.ldp, h.rowmax);
+  cpu::attention_exp_rows(h.p, h.ldp, d.L, nb, h.rowmax, h.inv, normalize);
 }
 
 }  // namespace
@@ -36,19 +70,31 @@ void CpuBackend::attention(const Tensor& qkv, int heads, Tensor& a) {
   check_shape(a, attention_out_shape(qkv.shape(), heads), "attention output");
   if (d.BH == 0 || d.L == 0 || d.ch == 0) return;
   const int64_t L = d.L, ch = d.ch, Tb = query_block(L), blocks = (L + Tb - 1) / Tb;
+  // Tasks are heads, or parts of heads when there are too few heads to keep
+  // every thread busy; each task packs its head's k and v once.
+  const int64_t want = 2 * ThreadPool::global().threads();
+  const int64_t parts = d.BH >= want ? 1 : std::min(blocks, (want + d.BH - 1) / d.BH);
   trace::Scope ts("attention.fused", "kernel");
   if (ts.active()) ts.num("query_block", double(Tb)).flops(int64_t(d.flops()));
   const float* QKV = qkv.data();
   float* A = a.data();
-  cpu::BlasSingleThread single;
-  parallel_for(d.BH * blocks, [&](int64_t b, int64_t e) {
-    float* p = cpu::scratch(size_t(Tb * L));
+  parallel_for(d.BH * parts, [&](int64_t b, int64_t e) {
+    HeadBuffers h(d, Tb, false);
+    int64_t packed = -1;
     for (int64_t i = b; i < e; ++i) {
-      const int64_t bh = i / blocks, t0 = (i % blocks) * Tb, nb = std::min(Tb, L - t0);
+      const int64_t bh = i / parts, part = i % parts;
       const float* q = QKV + bh * d.qkv_stride();
-      block_weights(q, q + ch * L, d, t0, nb, p);
-      // a[c, t0 + t] = sum_s v[c,s] p[t,s]
-      cpu::attention_values(q + 2 * ch * L, p, L, ch, nb, A + bh * d.out_stride() + t0, L);
+      if (packed != bh) {
+        cpu::attn_pack_key_panels(q + ch * L, L, ch, h.kp);
+        cpu::attn_pack_values_transposed(q + 2 * ch * L, L, ch, h.vt);
+        packed = bh;
+      }
+      for (int64_t blk = blocks * part / parts; blk < blocks * (part + 1) / parts; ++blk) {
+        const int64_t t0 = blk * Tb, nb = std::min(Tb, L - t0);
+        block_weights(q, d, t0, nb, h, false);
+        // a[c, t0 + t] = inv[t] sum_s v[c,s] e[t,s]
+        cpu::attention_values_packed(h.vt, ch, h.p, h.ldp, L, nb, h.inv, A + bh * d.out_stride() + t0, L);
+      }
     }
   });
 }
@@ -72,8 +118,8 @@ void CpuBackend::attention_backward(const Tensor& qkv, const Tensor& da, int hea
   float* DQKV = dqkv.data();
   cpu::BlasSingleThread single;
   parallel_for(d.BH, [&](int64_t b, int64_t e) {
-    float* p = cpu::scratch(size_t(Tb * L), 0);
-    float* dp = cpu::scratch(size_t(Tb * L), 1);
+    HeadBuffers h(d, Tb, true);
+    const int64_t ldp = h.ldp;
     for (int64_t bh = b; bh < e; ++bh) {
       const float* q = QKV + bh * d.qkv_stride();
       const float* k = q + ch * L;
@@ -82,18 +128,22 @@ void CpuBackend::attention_backward(const Tensor& qkv, const Tensor& da, int hea
       float* dq = DQKV + bh * d.qkv_stride();
       float* dk = dq + ch * L;
       float* dv = dq + 2 * ch * L;
+      cpu::attn_pack_key_panels(k, L, ch, h.kp);
+      cpu::attn_pack_key_panels(v, L, ch, h.vp);
       for (int64_t t0 = 0; t0 < L; t0 += Tb) {
         const int64_t nb = std::min(Tb, L - t0);
         const float acc = t0 == 0 ? 0.f : 1.f;  // dk, dv: sums over the query blocks
-        block_weights(q, k, d, t0, nb, p);
+        block_weights(q, d, t0, nb, h, true);
         // dv[c,s] += sum_t g[c,t] p[t,s]
-        cpu::sgemm(false, false, ch, L, nb, 1.f, g + t0, L, p, L, acc, dv, L);
-        // dp[t,s] = sum_c g[c,t] v[c,s], then the softmax backward in place
-        cpu::sgemm(true, false, nb, L, ch, 1.f, g + t0, L, v, L, 0.f, dp, L);
-        for (int64_t t = 0; t < nb; ++t) cpu::softmax_backward_row(p + t * L, dp + t * L, dp + t * L, L);
+        cpu::sgemm(false, false, ch, L, nb, 1.f, g + t0, L, h.p, ldp, acc, dv, L);
+        // dp[t,s] = sum_c g[c,t] v[c,s] (the score tiles with g for q, v for k), then
+        // the softmax backward in place
+        cpu::attn_pack_query_groups(g, L, ch, t0, nb, h.gp);
+        cpu::attention_scores_packed(h.gp, h.vp, L, ch, nb, 1.f, h.dp, ldp, nullptr);
+        for (int64_t t = 0; t < nb; ++t) cpu::softmax_backward_row(h.p + t * ldp, h.dp + t * ldp, h.dp + t * ldp, L);
         // dq[c, t0 + t] = scale sum_s k[c,s] ds[t,s];  dk[c,s] += scale sum_t q[c,t] ds[t,s]
-        cpu::sgemm(false, true, ch, nb, L, d.scale, k, L, dp, L, 0.f, dq + t0, L);
-        cpu::sgemm(false, false, ch, L, nb, d.scale, q + t0, L, dp, L, acc, dk, L);
+        cpu::sgemm(false, true, ch, nb, L, d.scale, k, L, h.dp, ldp, 0.f, dq + t0, L);
+        cpu::sgemm(false, false, ch, L, nb, d.scale, q + t0, L, h.dp, ldp, acc, dk, L);
       }
     }
   });
