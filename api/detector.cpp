@@ -109,7 +109,7 @@ Detector::Detector(const DetectorOptions& o) : impl_(std::make_unique<Impl>()) {
   Impl& d = *impl_;
   std::optional<Bundle> bundle = Bundle::open_if_bundle(o.unet_path);
   d.settings = build_settings(o, bundle ? &*bundle : nullptr);
-  d.backend = &backend_by_name(o.device);
+  d.backend = &backend_by_name(o.device, parse_precision(o.precision));
   if (o.threads > 0) d.backend->set_threads(o.threads);
   d.net = bundle ? bundle->load_unet(*d.backend) : load_unet(o.unet_path, *d.backend);
   if (o.features_path.empty() && bundle) {

@@ -56,7 +56,17 @@ void Backend::set_precision(Precision p) {
   precision_ = p;
 }
 
-Backend& backend_by_name(const std::string& name) {
+static Backend& device_backend(const std::string& name);
+
+// The backend named by --device, set to --precision (backends are process-wide,
+// so the setting is too; set_precision throws for one the backend lacks).
+Backend& backend_by_name(const std::string& name, Precision precision) {
+  Backend& be = device_backend(name);
+  be.set_precision(precision);
+  return be;
+}
+
+static Backend& device_backend(const std::string& name) {
   if (name == "cpu") return cpu_backend();
   if (name == "cuda" || name == "auto") {
     Backend* c = cuda_backend();

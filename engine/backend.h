@@ -177,7 +177,8 @@ class Backend {
 Backend& cpu_backend();
 // The CUDA backend, or nullptr when not built or no device is present.
 Backend* cuda_backend();
-// "cpu", "cuda" or "auto" -> a backend; throws for cuda without a device.
-Backend& backend_by_name(const std::string& name);
+// "cpu", "cuda" or "auto" -> a backend, set to `precision`; throws for cuda
+// without a device and for a precision the backend lacks.
+Backend& backend_by_name(const std::string& name, Precision precision = Precision::FP32);
 
 }  // namespace mdps

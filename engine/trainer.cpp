@@ -284,7 +284,7 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
              first, "); --steps is the total step count of the run");
   MDPS_CHECK(o.checkpoint_every >= 0, "--checkpoint-every ", o.checkpoint_every, " must not be negative");
 
-  Backend& be = backend_by_name(o.device);
+  Backend& be = backend_by_name(o.device, parse_precision(o.precision));
   if (o.threads > 0) be.set_threads(o.threads);
   if (o.threads > 0 && be.device() != Device::CPU) cpu_backend().set_threads(o.threads);
 

@@ -727,3 +727,19 @@ TEST_CASE("adam_update: two steps against the torch.optim.Adam / AdamW formulas"
   CHECK_THROWS_AS(be().adam_update(p1, g, bad, v1, a, 1), Error);
   CHECK_THROWS_AS(be().adam_update(p1, g, m1, v1, a, 0), Error);
 }
+
+// ---- precision -------------------------------------------------------------------------
+
+TEST_CASE("precision: names parse, the CPU backend keeps fp32 and refuses tf32 and bf16 by name") {
+  CHECK(parse_precision("fp32") == Precision::FP32);
+  CHECK(parse_precision("tf32") == Precision::TF32);
+  CHECK(parse_precision("bf16") == Precision::BF16);
+  for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16})
+    CHECK(parse_precision(precision_name(p)) == p);
+  CHECK_THROWS_WITH_AS(parse_precision("fp16"), doctest::Contains("unknown precision 'fp16'"), Error);
+  CHECK(&backend_by_name("cpu", Precision::FP32) == &cpu_backend());
+  CHECK_THROWS_WITH_AS(backend_by_name("cpu", Precision::TF32), doctest::Contains("cpu backend computes in fp32 only"),
+                       Error);
+  CHECK_THROWS_WITH_AS(be().set_precision(Precision::BF16), doctest::Contains("--precision bf16"), Error);
+  CHECK(be().precision() == Precision::FP32);  // a refused setting leaves the old one
+}

@@ -13,7 +13,7 @@ namespace {
 
 struct CalibrateArgs {
   cli::SettingFlags flags;
-  std::string detector, model, features, normal, labelled, out, json, device = "cpu";
+  std::string detector, model, features, normal, labelled, out, json, device = "cpu", precision = "fp32";
   double quantile = 0.99, pixel_quantile = 0.999;
   int threads = 0;
   bool quiet = false;
@@ -28,7 +28,7 @@ void run_calibrate(const CalibrateArgs& a) {
              "images) or --labelled ROOT (F1-optimal on a labelled set), not both");
   MDPS_CHECK(!a.normal.empty() || (!a.quantile_opt->count() && !a.pixel_quantile_opt->count()),
              "--quantile and --pixel-quantile apply to --normal; --labelled finds the F1-optimal thresholds");
-  Backend& be = backend_by_name(a.device);
+  Backend& be = backend_by_name(a.device, parse_precision(a.precision));
   if (a.threads > 0) be.set_threads(a.threads);
   const std::string source = a.detector.empty() ? a.model : a.detector;
   cli::DetectorFiles d = cli::open_detector(source, a.features, be);
@@ -100,6 +100,7 @@ cli::Registrar reg("calibrate", 56, [](CLI::App& app) {
   a->flags.add_all(c, false);
   c->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
+  cli::add_precision_option(c, a->precision);
   c->add_flag("--quiet", a->quiet, "no progress line");
   c->callback([a] { run_calibrate(*a); });
 });

@@ -18,7 +18,7 @@ namespace {
 struct EvalArgs {
   cli::SettingFlags flags;
   cli::ShardFlags shard;
-  std::string model, features, dataset, out, device = "cpu", trace;
+  std::string model, features, dataset, out, device = "cpu", precision = "fp32", trace;
   int threads = 0;
   bool no_panels = false, quiet = false;
 };
@@ -70,7 +70,7 @@ void run_eval(const EvalArgs& a) {
   }
   MDPS_CHECK(!a.model.empty(), "--model is required (except with --merge)");
   MDPS_CHECK(!a.dataset.empty(), "--dataset is required (except with --merge)");
-  Backend& be = backend_by_name(a.device);
+  Backend& be = backend_by_name(a.device, parse_precision(a.precision));
   if (a.threads > 0) be.set_threads(a.threads);
   cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
   if (d.has_features()) {
@@ -117,6 +117,7 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
   a->shard.add(c);
   c->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
+  cli::add_precision_option(c, a->precision);
   c->add_flag("--no-panels", a->no_panels, "do not write the panel PNGs");
   c->add_flag("--quiet", a->quiet, "no progress line");
   cli::add_trace_option(c, a->trace);

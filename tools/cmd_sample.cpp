@@ -17,7 +17,7 @@ namespace mdps {
 namespace {
 
 struct SampleArgs {
-  std::string model, image, out, features, mask = "auto", variant = "authors", norm, save_steps, device = "cpu";
+  std::string model, image, out, features, mask = "auto", variant = "authors", norm, save_steps, device = "cpu", precision = "fp32";
   int samples = 1, t_start = 200, skip = 20, round1_t = 200, threads = 0;
   float rho = 100.f, round1_rho = 50.f, lambda = 0.12f, ddim_eta = 1.f, eta = 7.f;
   std::string features_prefix, trace;
@@ -33,7 +33,7 @@ std::string with_suffix(const std::string& path, const std::string& suffix) {
 }
 
 void run_sample(const SampleArgs& a) {
-  Backend& be = backend_by_name(a.device);
+  Backend& be = backend_by_name(a.device, parse_precision(a.precision));
   if (a.threads > 0) be.set_threads(a.threads);
   cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
   const UNet* net = d.net.get();
@@ -155,6 +155,7 @@ cli::Registrar reg("sample", 30, [](CLI::App& app) {
   a->setting_options["seed"] = c->add_option("--seed", a->seed, "Philox seed")->capture_default_str();
   c->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
+  cli::add_precision_option(c, a->precision);
   c->add_option("--save-steps", a->save_steps, "write every x_t of the final round into this folder");
   cli::add_trace_option(c, a->trace);
   c->callback([a] {

@@ -23,7 +23,7 @@ namespace {
 struct ScoreArgs {
   cli::SettingFlags flags;
   cli::ThresholdFlags thresholds;
-  std::string model, features, out, device = "cpu";
+  std::string model, features, out, device = "cpu", precision = "fp32";
   std::vector<std::string> images;
   int threads = 0;
   bool quiet = false;
@@ -39,6 +39,7 @@ DetectorOptions detector_options(const ScoreArgs& a) {
   for (const auto& [key, opt] : a.flags.options)
     if (opt->count() > 0) o.overrides.emplace_back(key, a.flags.values.at(key));
   o.device = a.device;
+  o.precision = a.precision;
   o.threads = a.threads;
   if (a.thresholds.image_opt->count()) o.image_threshold = a.thresholds.image;
   if (a.thresholds.pixel_opt->count()) o.pixel_threshold = a.thresholds.pixel;
@@ -140,6 +141,7 @@ cli::Registrar reg("score", 40, [](CLI::App& app) {
   a->thresholds.add(c, " (default: the bundle's, else none)");
   c->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
+  cli::add_precision_option(c, a->precision);
   c->add_flag("--quiet", a->quiet, "no progress line");
   c->callback([a] { run_score(*a); });
 });

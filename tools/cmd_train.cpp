@@ -109,6 +109,7 @@ cli::Registrar reg("train", 20, [](CLI::App& app) {
   auto* seed = cmd->add_option("--seed", f->seed, "seed of the weights, order, timesteps and noise (default 0)");
   cmd->add_option("--threads", o.threads, "CPU threads (default: all cores)");
   cmd->add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  cli::add_precision_option(cmd, o.precision);
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "also write --out every N steps");
   cmd->add_option("--resume", o.resume, "continue from this checkpoint up to --steps");
   cmd->add_flag("--skip-bad", o.skip_bad, "skip unreadable images with a warning instead of failing");

@@ -98,6 +98,15 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   conv_ = std::make_unique<cuda::CudnnConv>(s, *alloc_);
 }
 
+void CudaBackend::set_precision(Precision p) {
+  MDPS_CHECK(p != Precision::BF16, "--precision bf16: the cuda backend has no bf16 products yet (use fp32 or tf32)");
+  const bool tf32 = p == Precision::TF32;
+  check_cublas(cublasSetMathMode(handle(cublas_), tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+               "cublasSetMathMode");
+  conv_->set_tf32(tf32);
+  precision_ = p;
+}
+
 CudaBackend::~CudaBackend() {
   conv_.reset();
   if (alloc_) alloc_->release(stream_);

@@ -27,6 +27,9 @@ class CudaBackend final : public Backend {
   void copy_device_to_device(void* dst, const void* src, size_t bytes) override;
   void fill(Tensor& x, float value) override;
   void synchronize() override;
+  // fp32 (no tensor cores) or tf32 (cuBLAS and cuDNN may use TF32 tensor
+  // cores); bf16 products are not implemented yet and are refused.
+  void set_precision(Precision p) override;
 
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
             int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta, float* C, int64_t ldc,

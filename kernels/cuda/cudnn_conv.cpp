@@ -77,6 +77,13 @@ void* CudnnConv::handle() {
   return handle_;
 }
 
+void CudnnConv::set_tf32(bool on) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (on == tf32_) return;
+  tf32_ = on;
+  plans_.clear();
+}
+
 size_t CudnnConv::plans() const {
   std::lock_guard<std::mutex> lock(mu_);
   return plans_.size();
@@ -101,8 +108,9 @@ CudnnConv::Plan& CudnnConv::plan(const ConvShape& s) {
   check(cudnnSetConvolution2dDescriptor(p->conv, s.pad, s.pad, s.stride, s.stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                         CUDNN_DATA_FLOAT),
         "convolution descriptor");
-  // FP32 arithmetic: TF32 tensor cores would change results by ~1e-3 relative.
-  check(cudnnSetConvolutionMathType(p->conv, CUDNN_FMA_MATH), "math type");
+  // FP32 arithmetic unless --precision tf32: TF32 tensor cores change results
+  // by ~1e-3 relative.
+  check(cudnnSetConvolutionMathType(p->conv, tf32_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH), "math type");
   int outd[4] = {0, 0, 0, 0};
   check(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &outd[0], &outd[1], &outd[2], &outd[3]),
         "output size");

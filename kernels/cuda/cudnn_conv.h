@@ -32,6 +32,10 @@ class CudnnConv {
   // dw = the filter gradient, db (may be null) = dy summed over (n, h, w); overwritten.
   void backward_filter(const ConvShape& s, const float* x, const float* dy, float* dw, float* db);
 
+  // Let cuDNN use TF32 tensor cores (true) or plain FMA (false, the default);
+  // drops the plans built so far, which carry the math type.
+  void set_tf32(bool on);
+
   // Plans built so far (one per distinct shape), for tests and diagnostics.
   size_t plans() const;
 
@@ -43,6 +47,7 @@ class CudnnConv {
   CUstream_st* stream_;
   CachingAllocator& alloc_;
   void* handle_ = nullptr;  // cudnnHandle_t
+  bool tf32_ = false;
   mutable std::mutex mu_;
   std::map<std::array<int, 9>, std::unique_ptr<Plan>> plans_;
 };
