@@ -56,16 +56,6 @@ void Backend::set_precision(Precision p) {
   precision_ = p;
 }
 
-static Backend& device_backend(const std::string& name);
-
-// The backend named by --device, set to --precision (backends are process-wide,
-// so the setting is too; set_precision throws for one the backend lacks).
-Backend& backend_by_name(const std::string& name, Precision precision) {
-  Backend& be = device_backend(name);
-  be.set_precision(precision);
-  return be;
-}
-
 static Backend& device_backend(const std::string& name) {
   if (name == "cpu") return cpu_backend();
   if (name == "cuda" || name == "auto") {
@@ -81,6 +71,14 @@ static Backend& device_backend(const std::string& name) {
     return cpu_backend();
   }
   throw Error(cat("unknown device '", name, "' (expected cpu, cuda or auto)"));
+}
+
+// The backend named by --device, set to --precision (backends are process-wide,
+// so the setting is too; set_precision throws for one the backend lacks).
+Backend& backend_by_name(const std::string& name, Precision precision) {
+  Backend& be = device_backend(name);
+  be.set_precision(precision);
+  return be;
 }
 
 }  // namespace mdps

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include "kernels/cpu/cpu_util.h"
 
 namespace mdps::cpu {
 
@@ -73,14 +74,7 @@ inline attn_vec attn_exp(attn_vec x) {
   const attn_vec fx = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;
   attn_vec r = xc - fx * 0.693359375f;
   r = r - fx * -2.12194440e-4f;
-  const attn_vec z = r * r;
-  attn_vec y = attn_splat(1.9875691500e-4f);
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * z + r + 1.f;
+  attn_vec y = fast_exp_poly(r);
   const attn_ivec e = (__builtin_convertvector(fx, attn_ivec) + 127) << 23;
   attn_vec scale;
   std::memcpy(&scale, &e, sizeof scale);

@@ -74,6 +74,20 @@ inline void check_cpu(const Tensor& t, const char* what) {
   MDPS_CHECK(t.dtype() == DType::F32, what, ": expected f32, got ", t.describe());
 }
 
+// exp(r) for the reduced argument r = x - fx ln2 (|r| <= ln2 / 2) by Cephes'
+// polynomial, for a float or a GCC vector of floats (attention_tiles.h), so the
+// scalar and vector exps share their arithmetic bit for bit.
+template <class V>
+inline V fast_exp_poly(V r) {
+  const V z = r * r;
+  V y = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  return y * z + r + 1.f;
+}
+
 // expf in straight-line arithmetic so that loops calling it auto-vectorise
 // (std::exp does not without -ffast-math). Cephes' range reduction and
 // polynomial: within 1 ulp of expf for x in [-87.33, 88.37]; below that it
@@ -85,14 +99,7 @@ inline float fast_exp(float x) {
   float fx = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;
   float r = xc - fx * 0.693359375f;
   r = r - fx * -2.12194440e-4f;
-  float z = r * r;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * z + r + 1.f;
+  float y = fast_exp_poly(r);
   int32_t e = (int32_t(fx) + 127) << 23;
   float scale;
   std::memcpy(&scale, &e, sizeof scale);
