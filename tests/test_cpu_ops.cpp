@@ -236,15 +236,10 @@ TEST_CASE("linear: forward against a naive product; dx, dw, db against the naive
   CHECK_THROWS_AS(be().linear(x, w, nullptr, y), Error);
 }
 
-TEST_CASE("conv2d: forward, data and weight gradients against a direct convolution, 1 and 2 threads") {
+// Every op of the convolution on `cases` against conv_ref, with and without
+// bias, on 1 and 2 threads.
+void check_conv_cases(const std::vector<ConvCase>& cases, uint64_t seed) {
   ThreadsGuard guard;
-  // (N, Ci, H, W, Co, KH, KW, stride, pad)
-  const ConvCase cases[] = {
-      {2, 3, 5, 7, 4, 3, 3, 1, 1},  {2, 3, 5, 7, 4, 3, 3, 2, 1}, {1, 2, 9, 6, 3, 7, 7, 1, 3},
-      {3, 2, 11, 8, 2, 7, 7, 2, 3}, {3, 5, 4, 6, 2, 1, 1, 1, 0}, {2, 3, 6, 5, 4, 1, 1, 2, 0},
-      {4, 4, 8, 8, 3, 3, 3, 2, 0},  {1, 1, 1, 1, 1, 1, 1, 1, 0}, {2, 2, 3, 4, 3, 3, 3, 1, 0},
-      {5, 3, 7, 5, 2, 3, 3, 1, 1}};
-  uint64_t seed = 100;
   for (const ConvCase& c : cases) {
     int64_t Ho = (c.H + 2 * c.p - c.KH) / c.s + 1, Wo = (c.W + 2 * c.p - c.KW) / c.s + 1;
     Tensor x = rnd({c.N, c.Ci, c.H, c.W}, seed++), w = rnd({c.Co, c.Ci, c.KH, c.KW}, seed++);
@@ -269,6 +264,47 @@ TEST_CASE("conv2d: forward, data and weight gradients against a direct convoluti
       }
     }
   }
+}
+
+TEST_CASE("conv2d: forward, data and weight gradients against a direct convolution, 1 and 2 threads") {
+  // (N, Ci, H, W, Co, KH, KW, stride, pad)
+  check_conv_cases({{2, 3, 5, 7, 4, 3, 3, 1, 1},
+                    {2, 3, 5, 7, 4, 3, 3, 2, 1},
+                    {1, 2, 9, 6, 3, 7, 7, 1, 3},
+                    {3, 2, 11, 8, 2, 7, 7, 2, 3},
+                    {3, 5, 4, 6, 2, 1, 1, 1, 0},
+                    {2, 3, 6, 5, 4, 1, 1, 2, 0},
+                    {4, 4, 8, 8, 3, 3, 3, 2, 0},
+                    {1, 1, 1, 1, 1, 1, 1, 1, 0},
+                    {2, 2, 3, 4, 3, 3, 3, 1, 0},
+                    {5, 3, 7, 5, 2, 3, 3, 1, 1}},
+                   100);
+}
+
+TEST_CASE("conv2d: the direct kernel on wide stride-1 levels, grouped images on narrow ones, blocked im2col") {
+  // (N, Ci, H, W, Co, KH, KW, stride, pad)
+  check_conv_cases(
+      {// Output rows of 16 or more: the direct kernel (conv_direct.h) for the forward and, where
+       // the kernel is square and p <= KH - 1, the data gradient. Widths that end in a partial
+       // vector (19, 31, 42), output channels that end in a partial register tile (1, 5, 7, 13,
+       // 32), one image on two threads (its pixels split), three images on two (one at a time).
+       {1, 3, 16, 16, 5, 3, 3, 1, 1},
+       {2, 4, 17, 19, 7, 3, 3, 1, 1},
+       {3, 2, 9, 33, 13, 3, 3, 1, 0},
+       {2, 3, 8, 20, 1, 5, 5, 1, 2},
+       {2, 2, 6, 18, 3, 1, 3, 1, 1},
+       {1, 6, 5, 40, 4, 3, 3, 1, 2},
+       {2, 5, 16, 16, 32, 3, 3, 1, 1},
+       {4, 3, 3, 24, 2, 3, 3, 1, 1},
+       // Narrow levels: several images side by side in one product (2-8 per group).
+       {8, 6, 8, 8, 5, 3, 3, 1, 1},
+       {8, 4, 4, 4, 3, 3, 3, 1, 1},
+       {6, 3, 8, 8, 4, 3, 3, 1, 1},
+       {8, 5, 4, 4, 6, 1, 1, 1, 0},
+       // A col matrix over the L2 budget (288 x 784 floats): im2col in blocks of output rows.
+       {1, 32, 56, 56, 3, 3, 3, 2, 1},
+       {2, 32, 40, 40, 2, 3, 3, 1, 0}},
+      300);
 }
 
 TEST_CASE("conv2d: gradients against finite differences") {

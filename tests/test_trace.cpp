@@ -204,16 +204,20 @@ TEST_CASE("trace: a U-Net forward, one event per op, spans nest, FLOPs add up") 
   // FLOPs: each conv's from its shapes; the op events' sum is the bench's count;
   // the kernels' products sum to the convs' figure.
   check_conv_flops_from_shapes(evs, "conv2d", 1);
-  double op_flops = 0, conv_flops = 0, sgemm_flops = 0;
+  double op_flops = 0, conv_flops = 0, kernel_flops = 0;
   for (auto& e : evs) {
     if (e.cat == "op") op_flops += e.flops();
     if (e.name == "conv2d") conv_flops += e.flops();
-    if (e.name == "conv.sgemm") sgemm_flops += e.flops();
+    if (e.name == "conv.sgemm" || e.name == "conv.direct") kernel_flops += e.flops();
   }
   CHECK(tr.flops > 0);
   CHECK(op_flops == double(tr.flops));
-  CHECK(sgemm_flops == conv_flops);
-  CHECK(count(evs, "conv.sgemm") == 2 * want.conv);  // one product per image
+  CHECK(kernel_flops == conv_flops);
+  // One product per image: the direct kernel on the 16x16 level's 3x3
+  // convolutions, sgemm on the rest (batch 2 over 2 threads: no grouping).
+  CHECK(count(evs, "conv.direct") > 0);
+  CHECK(count(evs, "conv.sgemm") > 0);
+  CHECK(count(evs, "conv.sgemm") + count(evs, "conv.direct") == 2 * want.conv);
   check_kernel_flops(evs, "qkv_attention");            // the fused kernel (or its products)
   // Two threads took part (the batch of two is split over the pool).
   std::map<int64_t, int> per_tid;
