@@ -13,12 +13,12 @@ namespace {
 thread_local bool t_inside_parallel = false;
 
 // How long a thread polls for the next job (a worker) or for the workers to
-// finish (the caller) before it sleeps on a condition variable. A forward pass
-// is thousands of short parallel ops; waking a sleeping thread costs a futex
-// call and, on a virtual machine, an interrupt to a halted virtual CPU, which
-// measured as a large and erratic share of a 2-thread forward. Polling briefly
-// keeps the team awake between back-to-back ops; once the stream of jobs stops
-// the threads sleep as before.
+// finish (the caller) before it sleeps on a condition variable. A U-Net forward
+// is a few hundred short parallel ops; waking a sleeping thread costs a futex
+// call and, on a virtual machine, an interrupt to a halted virtual CPU: an
+// empty 2-thread parallel_for took 53-78 us that way and 0.35 us polling
+// (AMD EPYC VM). Polling briefly keeps the team awake between back-to-back
+// ops; once the stream of jobs stops the threads sleep as before.
 constexpr int kSpinIterations = 1 << 14;
 
 inline void cpu_relax() {

@@ -5,8 +5,13 @@
 #include <doctest/doctest.h>
 #include "engine/backend.h"
 #include "engine/tensor.h"
+#include "engine/thread_pool.h"
 #include "tests/test_util.h"
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <stdexcept>
+#include <thread>
 #include <functional>
 #include <limits>
 
@@ -66,6 +71,39 @@ struct ThreadsGuard {
   int saved = be().threads();
   ~ThreadsGuard() { be().set_threads(saved); }
 };
+
+TEST_CASE("thread pool: back-to-back and spaced-out jobs cover every index once; errors and nesting") {
+  ThreadsGuard guard;
+  for (int threads : {2, 3}) {
+    CAPTURE(threads);
+    be().set_threads(threads);
+    // Many short jobs in a row (workers still polling), then jobs spaced out
+    // past the polling window (workers asleep on the condition variable).
+    for (int pause_us : {0, 0, 2000}) {
+      for (int job = 0; job < (pause_us ? 20 : 3000); ++job) {
+        const int64_t n = 1 + job % 7;
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        for (auto& h : hits) h = 0;
+        parallel_for(n, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+        });
+        for (int64_t i = 0; i < n; ++i) REQUIRE(hits[size_t(i)] == 1);
+        if (pause_us) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+      }
+    }
+    // An exception in any chunk reaches the caller, and the pool still works.
+    CHECK_THROWS_AS(parallel_for(threads, [&](int64_t b, int64_t) {
+                      if (b == threads - 1) throw std::runtime_error("chunk failed");
+                    }),
+                    std::runtime_error);
+    std::atomic<int64_t> sum{0};
+    parallel_for(100, [&](int64_t b, int64_t e) {
+      // A nested call runs inline on the worker.
+      parallel_for(e - b, [&](int64_t nb, int64_t ne) { sum += ne - nb; });
+    });
+    CHECK(sum == 100);
+  }
+}
 
 // ---- naive references --------------------------------------------------------
 
