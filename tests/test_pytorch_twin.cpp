@@ -1,6 +1,7 @@
 // bench/pytorch_twin.py, the U-Net in PyTorch that `mdps bench --vs-pytorch`
 // times, against the golden file and against the engine on the engine's own
-// model file; and the clear error of --vs-pytorch without an interpreter.
+// model file; the clear error of --vs-pytorch without an interpreter, and of
+// bench --device cuda without a device.
 // The twin needs Debian's python3-torch for /usr/bin/python3: without it the
 // suite exits 77 (skipped) after the first case.
 #include <doctest/doctest.h>
@@ -68,6 +69,28 @@ TEST_CASE("bench --vs-pytorch: a missing interpreter is a clear error before any
   CHECK(r.status == 1);
   CHECK(r.out.find("mdps: error: --python '/nonexistent/python3'") != std::string::npos);
   CHECK(r.out.find("forward") == std::string::npos);  // nothing was timed
+}
+
+TEST_CASE("bench --device: cuda runs on the device where one exists, else a clear error before any timing") {
+  for (const char* sub : {"unet --runs 1", "sampler"}) {
+    CAPTURE(sub);
+    Run r = run(test::binary_dir() + "/mdps bench " + sub + " --device cuda --image-size 16 --batch 1");
+    CAPTURE(r.out);
+    if (r.status == 0) {
+      // A GPU machine: the figures are the device's.
+      CHECK(r.out.find(std::string(sub).rfind("unet", 0) == 0 ? "device           cuda" : "device cuda") !=
+            std::string::npos);
+    } else {
+      CHECK(r.status == 1);
+      const bool no_device = r.out.find("mdps: error: --device cuda: no CUDA device is present") != std::string::npos;
+      const bool no_build = r.out.find("mdps: error: --device cuda: this build has no CUDA backend") != std::string::npos;
+      CHECK((no_device || no_build));
+      CHECK(r.out.find("forward") == std::string::npos);
+    }
+  }
+  Run r = run(test::binary_dir() + "/mdps bench unet --device cpu --precision bf16 --image-size 16 --batch 1");
+  CHECK(r.status == 1);
+  CHECK(r.out.find("--precision bf16: the cpu backend computes in fp32 only") != std::string::npos);
 }
 
 TEST_CASE("twin: eps and the guidance gradient of the golden U-Net") {

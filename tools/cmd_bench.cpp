@@ -104,7 +104,21 @@ struct UNetBenchArgs {
   std::string trace, save_model;
   bool vs_pytorch = false;
   TwinOptions twin;
+  std::string device = "cpu", precision = "fp32";
 };
+
+// The backend the bench runs on (--device, --precision, --threads). The twin
+// and the sgemm ceiling are CPU figures: --vs-pytorch needs --device cpu.
+Backend& bench_backend(const UNetBenchArgs& a) {
+  Backend& be = backend_by_name(a.device, parse_precision(a.precision));
+  MDPS_CHECK(!a.vs_pytorch || be.device() == Device::CPU, "--vs-pytorch times the PyTorch twin on the CPU: use it "
+             "with --device cpu (this run resolved --device ", a.device, " to ", be.name(), ")");
+  if (a.threads > 0) be.set_threads(a.threads);
+  return be;
+}
+
+// Host copies moved to the bench's backend (no copy on the CPU).
+Tensor on_backend(const Tensor& t, Backend& be) { return be.device() == Device::CPU ? t : t.to(be); }
 
 UNetConfig bench_config(const UNetBenchArgs& a) {
   UNetConfig c;
@@ -132,9 +146,9 @@ struct UNetBench {
     std::vector<float> xv(size_t(B * 3 * S * S)), yv(xv.size());
     for (auto& v : xv) v = nd(rng);
     for (auto& v : yv) v = nd(rng);
-    x = Tensor::from_vector({B, 3, S, S}, xv);
-    y = Tensor::from_vector({B, 3, S, S}, yv);
-    t = Tensor::full({B}, 500.f);
+    x = on_backend(Tensor::from_vector({B, 3, S, S}, xv), be);
+    y = on_backend(Tensor::from_vector({B, 3, S, S}, yv), be);
+    t = on_backend(Tensor::full({B}, 500.f), be);
     ops::reset_flop_count();
     net.forward(Var(x), t);
     flops_per_image = double(ops::flop_count()) / double(B);
@@ -160,28 +174,38 @@ struct UNetBench {
       // moment: on a shared 2-core VM the ceiling alone drifts by 10-15%
       // between runs. Reported: the medians, and the median of the per-run
       // ratios.
-      SgemmCeiling ceiling;
+      // On a device the clock stops after synchronize(); the ceiling is a CPU
+      // figure and is left out there.
+      const bool on_cpu = be.device() == Device::CPU;
+      std::unique_ptr<SgemmCeiling> ceiling;
+      if (on_cpu) ceiling = std::make_unique<SgemmCeiling>();
       std::vector<double> f, c, frac;
       net.forward(Var(x), t);  // warm-up
-      ceiling.once();
+      be.synchronize();
+      if (ceiling) ceiling->once();
       for (int i = 0; i < runs; ++i) {
         auto t0 = Clock::now();
         {
           trace::Scope span("bench.forward", "span");
           net.forward(Var(x), t);
+          be.synchronize();
         }
         f.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-        c.push_back(ceiling.gflops(3));
+        if (!ceiling) continue;
+        c.push_back(ceiling->gflops(3));
         frac.push_back(flops_per_image * double(x.dim(0)) / f.back() / 1e9 / c.back());
       }
       r.forward = median_of(f);
-      r.sgemm = median_of(c);
-      r.forward_of_sgemm = median_of(frac);
+      if (ceiling) {
+        r.sgemm = median_of(c);
+        r.forward_of_sgemm = median_of(frac);
+      }
     }
     r.guidance = median_seconds(1, runs, [&] {
       trace::Scope span("bench.guidance", "span");
       Tensor eps, grad;
       sampler->eps_and_guidance(x, y, 500, true, eps, grad);
+      be.synchronize();
     });
     net.set_requires_grad(true);
     r.train = median_seconds(1, runs, [&] {
@@ -195,6 +219,7 @@ struct UNetBench {
       }
       tape.backward(loss);
       adam->step();
+      be.synchronize();
     });
     net.set_requires_grad(false);
     return r;
@@ -220,6 +245,7 @@ void print_unet_header(const UNetBenchArgs& a, const UNetBench& b) {
   std::printf("mdps bench unet: image %d, base %d, batch %d, %d threads, %lld parameters\n", a.image_size,
               a.base_channels, a.batch, b.be.threads(), static_cast<long long>(b.net.parameter_count()));
   std::printf("  machine          %s\n", machine_line().c_str());
+  std::printf("  device           %s, %s\n", b.be.name(), precision_name(b.be.precision()));
 }
 
 // The twin's arguments for the bench's shape and threads (config from the model file).
@@ -286,8 +312,7 @@ void bench_unet_vs_pytorch(const UNetBenchArgs& a, UNetBench& b) {
 }
 
 void bench_unet(const UNetBenchArgs& a) {
-  Backend& be = cpu_backend();
-  if (a.threads > 0) be.set_threads(a.threads);
+  Backend& be = bench_backend(a);
   if (a.vs_pytorch) check_twin_available(a.twin);  // before minutes of engine work
   UNetBench b(a, be);
   if (!a.save_model.empty()) {
@@ -302,21 +327,28 @@ void bench_unet(const UNetBenchArgs& a) {
   const double sgemm = tm.sgemm, of_sgemm = tm.forward_of_sgemm;
   const double rss = peak_rss_mb();
   print_unet_header(a, b);
-  std::printf("  forward          %.4f s   (%.3f GFLOP/image, %.1f GFLOP/s, %.0f%% of sgemm)\n", fwd,
-              flops_per_image / 1e9, gflops, 100.0 * of_sgemm);
+  const bool on_cpu = be.device() == Device::CPU;
+  std::printf("  forward          %.4f s   (%.3f GFLOP/image, %.1f GFLOP/s", fwd, flops_per_image / 1e9, gflops);
+  if (on_cpu) std::printf(", %.0f%% of sgemm", 100.0 * of_sgemm);
+  std::printf(")\n");
   std::printf("  guidance         %.4f s   (%.2fx forward)\n", guid, guid / fwd);
   std::printf("  train step       %.4f s   (%.2fx forward)\n", train, train / fwd);
-  std::printf("  sgemm ceiling    %.1f GFLOP/s (1536^3, best of 3 after each forward run; %% of sgemm is the median "
-              "of the per-run ratios)\n",
-              sgemm);
-  std::printf("  peak RSS         %.0f MB (allocator peak %.0f MB)\n", rss,
-              double(be.stats().peak_bytes.load()) / 1048576.0);
-  if (a.json)
+  if (on_cpu)
+    std::printf("  sgemm ceiling    %.1f GFLOP/s (1536^3, best of 3 after each forward run; %% of sgemm is the "
+                "median of the per-run ratios)\n",
+                sgemm);
+  std::printf("  peak RSS         %.0f MB (allocator peak %.0f MB%s)\n", rss,
+              double(be.stats().peak_bytes.load()) / 1048576.0, on_cpu ? "" : " on the device");
+  if (a.json) {
+    // On a device the CPU ceiling does not apply: its two keys are null.
+    const std::string ceiling = on_cpu ? cat(sgemm) : "null", fraction = on_cpu ? cat(of_sgemm) : "null";
     std::printf(
         "{\"forward_s\": %.6f, \"guidance_s\": %.6f, \"train_step_s\": %.6f, \"forward_gflops\": %.3f, "
-        "\"peak_rss_mb\": %.1f, \"sgemm_gflops\": %.3f, \"gflop_per_image\": %.4f, \"threads\": %d, "
-        "\"forward_of_sgemm\": %.4f}\n",
-        fwd, guid, train, gflops, rss, sgemm, flops_per_image / 1e9, be.threads(), of_sgemm);
+        "\"peak_rss_mb\": %.1f, \"sgemm_gflops\": %s, \"gflop_per_image\": %.4f, \"threads\": %d, "
+        "\"forward_of_sgemm\": %s, \"device\": \"%s\", \"precision\": \"%s\"}\n",
+        fwd, guid, train, gflops, rss, ceiling.c_str(), flops_per_image / 1e9, be.threads(), fraction.c_str(),
+        be.name(), precision_name(be.precision()));
+  }
 }
 
 void bench_gemm(int threads, bool json) {
@@ -328,25 +360,29 @@ void bench_gemm(int threads, bool json) {
 }
 
 // The whole two-round sampler over one batch (authors' bottle settings), seconds.
-double time_sampler(const Sampler& sampler, const Tensor& y) {
+double time_sampler(const Sampler& sampler, const Tensor& y, Backend& be) {
   MdpsRounds r;  // the authors' bottle settings: 200/50 then 200/100, skip 20
   PhiloxNoise noise(1, 0);
   auto t0 = Clock::now();
   run_mdps(sampler, y, r, noise, pixel_anomaly_map);
+  be.synchronize();
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 void bench_sampler(const UNetBenchArgs& a) {
-  Backend& be = cpu_backend();
-  if (a.threads > 0) be.set_threads(a.threads);
+  Backend& be = bench_backend(a);
   if (a.vs_pytorch) check_twin_available(a.twin);
   UNet net(bench_config(a), be);
   net.init_random(1);
   const int64_t B = a.batch, S = a.image_size;
   Tensor y = Tensor::empty({B, 3, S, S});
   PhiloxNoise(5, 9).normal(y);
-  Tensor t = Tensor::full({B}, 500.f);
-  double fwd = median_seconds(1, 3, [&] { net.forward(Var(y), t); });
+  y = on_backend(y, be);
+  Tensor t = on_backend(Tensor::full({B}, 500.f), be);
+  double fwd = median_seconds(1, 3, [&] {
+    net.forward(Var(y), t);
+    be.synchronize();
+  });
   SamplerSettings ss;
   ss.group = int(B);
   Sampler sampler(net, ss);
@@ -361,7 +397,7 @@ void bench_sampler(const UNetBenchArgs& a) {
     std::vector<double> mine, theirs;
     std::string torch_version;
     for (int r = 0; r < a.twin.rounds; ++r) {
-      mine.push_back(time_sampler(sampler, y) / double(B));
+      mine.push_back(time_sampler(sampler, y, be) / double(B));
       json::Value p = run_twin(a.twin, {"--sampler", "--model", model.path, "--batch", std::to_string(B),
                                         "--threads", std::to_string(be.threads())});
       theirs.push_back(twin_number(p, "sampler_s_per_image"));
@@ -383,10 +419,11 @@ void bench_sampler(const UNetBenchArgs& a) {
                   m, fwd, m * double(B) / fwd, p, p / m, a.twin.rounds);
     return;
   }
-  double total = time_sampler(sampler, y);
+  double total = time_sampler(sampler, y, be);
   double per_image = total / double(B);
-  std::printf("mdps bench sampler: image %d, base %d, batch %d, %d threads (%s)\n", a.image_size, a.base_channels,
-              a.batch, be.threads(), machine_line().c_str());
+  std::printf("mdps bench sampler: image %d, base %d, batch %d, %d threads, device %s %s (%s)\n", a.image_size,
+              a.base_channels, a.batch, be.threads(), be.name(), precision_name(be.precision()),
+              machine_line().c_str());
   std::printf("  two rounds (T 200/200, skip 20, rho 50/100): %.3f s per image, %.1f forward-equivalents "
               "(ideal 40, the authors' code 60)\n",
               per_image, total / fwd);
@@ -414,6 +451,10 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
     s->add_option("--python", a->twin.python, "interpreter with torch, for --vs-pytorch")->capture_default_str();
     s->add_option("--twin", a->twin.script, "path of pytorch_twin.py (default: the source tree's bench/)");
     s->add_option("--rounds", a->twin.rounds, "A B rounds with --vs-pytorch")->capture_default_str();
+    s->add_option("--device", a->device, "cpu, cuda or auto (cuda when a device exists); on a device the clock "
+                  "stops after the stream is synchronised")->capture_default_str();
+    cli::add_precision_option(s, a->precision);
+    s->get_option("--runs")->check(CLI::Range(1, 100000));
   };
   // Tracing covers the whole subcommand; the file is written when it ends.
   auto traced = [a](void (*run)(const UNetBenchArgs&)) {
