@@ -7,7 +7,8 @@
 //   sgemm, so the product is wide enough for sgemm's speed;
 // - otherwise im2col + sgemm per image (1x1 stride-1 unpadded convolutions
 //   use the input directly), im2col in blocks of output rows that fit in L2.
-// The weight gradient is im2col + sgemm per image.
+// The weight gradient: the direct kernel where the forward uses it, else
+// im2col + sgemm per image.
 //
 // Threading: with enough images, the pool runs one image (or group) per
 // worker with OpenBLAS single-threaded; otherwise images go one by one and
@@ -344,11 +345,35 @@ void CpuBackend::conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tenso
   const int nt = ThreadPool::global().threads();
   const int64_t tasks = (nt > 1 && d.N >= nt) ? nt : 1;
   std::vector<float> partial(size_t(tasks > 1 ? (tasks - 1) * wsize : 0));
+  // Stride-1 levels 16 or more wide: the direct kernel (conv_direct.h).
+  const bool direct_kernel = direct_pays(d);
+  const cpu::DirectConvGeom dg{d.Ci, d.H, d.W, d.Co, d.KH, d.KW, d.p, d.Ho, d.Wo};
+  std::vector<int64_t> off;
+  if (direct_kernel) {
+    off.resize(size_t(cpu::direct_wgrad_layout(dg).tap_blocks * cpu::kWgRT));
+    cpu::direct_wgrad_tap_offsets(dg, off.data());
+  }
   auto run_task = [&](int64_t t) {
     float* acc = t == 0 ? dw.data() : partial.data() + (t - 1) * wsize;
     int64_t nb = d.N * t / tasks, ne = d.N * (t + 1) / tasks;
     if (nb == ne) std::fill(acc, acc + wsize, 0.f);
-    for (int64_t n = nb; n < ne; ++n) {
+    for (int64_t n = nb; n < ne && direct_kernel; ++n) {
+      float* xp = cpu::scratch(size_t(dg.padded_len()), 0);
+      float* dyp = cpu::scratch(size_t(cpu::direct_wgrad_dy_len(dg)), 1);
+      {
+        trace::Scope ts("conv.pad", "kernel");
+        if (ts.active()) ts.bytes((d.Ci * d.H * d.W + dg.padded_len()) * int64_t(sizeof(float)));
+        cpu::pad_direct_input(dg, X + n * d.Ci * d.H * d.W, xp);
+        cpu::pad_direct_dy(dg, DY + n * d.Co * P, dyp);
+      }
+      trace::Scope ts("conv.direct_weight", "kernel");
+      if (ts.active()) ts.flops(2 * d.Co * P * K);
+      // Inside a pool task this runs inline; with one task the pool splits the channel blocks.
+      parallel_for(cpu::direct_wgrad_layout(dg).co_blocks, [&](int64_t cb0, int64_t cb1) {
+        cpu::direct_wgrad_image(dg, xp, dyp, off.data(), cb0, cb1, n != nb, acc);
+      });
+    }
+    for (int64_t n = nb; n < ne && !direct_kernel; ++n) {
       const float* xn = X + n * d.Ci * d.H * d.W;
       const float* col = xn;
       if (!d.direct()) {

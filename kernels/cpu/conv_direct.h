@@ -137,3 +137,82 @@ inline void direct_conv_pixels(const DirectConvGeom& g, const float* xp, const f
 }
 
 }  // namespace mdps::cpu
+
+namespace mdps::cpu {
+
+// Weight gradient of the same stride-1 convolution, also without im2col:
+// dW[co, tap] = sum over output pixels of dy[co, pixel] * padded x[tap + pixel],
+// with the pixels in the vector lanes. Register tiles of kWgCoT output channels
+// by kWgRT taps; each pixel vector costs kWgCoT loads of dy and kWgRT shifted
+// loads of the padded image for kWgCoT * kWgRT fused multiply-adds, and the
+// lanes are summed once per tile at the end.
+#if defined(__AVX512F__)
+constexpr int kWgCoT = 4, kWgRT = 6;  // 24 accumulators + 4 + 1 of 32 registers
+#else
+constexpr int kWgCoT = 2, kWgRT = 5;  // 10 accumulators + 2 + 1 of 16 registers
+#endif
+
+struct DirectWgradLayout {
+  int64_t co_blocks, tap_blocks;
+  int64_t dy_channels() const { return co_blocks * kWgCoT; }
+};
+inline DirectWgradLayout direct_wgrad_layout(const DirectConvGeom& g) {
+  return {(g.Co + kWgCoT - 1) / kWgCoT, (g.taps() + kWgRT - 1) / kWgRT};
+}
+// dy rows padded to whole vectors, output channels to whole tiles (zeros).
+inline int64_t direct_wgrad_dy_len(const DirectConvGeom& g) {
+  return direct_wgrad_layout(g).dy_channels() * g.Ho * g.row_vectors() * kConvW;
+}
+
+// dy [Co, Ho, Wo] -> [channels padded to kWgCoT][Ho][row_vectors * kConvW], zeros outside.
+inline void pad_direct_dy(const DirectConvGeom& g, const float* dy, float* dyp) {
+  const int64_t rw = g.row_vectors() * kConvW;
+  std::memset(dyp, 0, sizeof(float) * size_t(direct_wgrad_dy_len(g)));
+  for (int64_t co = 0; co < g.Co; ++co)
+    for (int64_t oh = 0; oh < g.Ho; ++oh)
+      std::memcpy(dyp + (co * g.Ho + oh) * rw, dy + (co * g.Ho + oh) * g.Wo, sizeof(float) * size_t(g.Wo));
+}
+
+// Tap offsets padded to whole tiles (the extra taps read offset 0, their sums are dropped).
+inline void direct_wgrad_tap_offsets(const DirectConvGeom& g, int64_t* off) {
+  const int64_t K = g.taps(), padded = direct_wgrad_layout(g).tap_blocks * kWgRT;
+  direct_tap_offsets(g, off);
+  for (int64_t r = K; r < padded; ++r) off[r] = 0;
+}
+
+// dw [Co, taps] = (accumulate ? dw : 0) + this image's sums, for the co blocks [cb0, cb1).
+inline void direct_wgrad_image(const DirectConvGeom& g, const float* xp, const float* dyp, const int64_t* off,
+                               int64_t cb0, int64_t cb1, bool accumulate, float* dw) {
+  const DirectWgradLayout lay = direct_wgrad_layout(g);
+  const int64_t K = g.taps(), rv = g.row_vectors(), rw = rv * kConvW, nvec = g.Ho * rv, plane = g.Ho * rw;
+  for (int64_t cb = cb0; cb < cb1; ++cb)
+    for (int64_t tb = 0; tb < lay.tap_blocks; ++tb) {
+      conv_vec acc[kWgCoT][kWgRT];
+      for (int t = 0; t < kWgCoT; ++t)
+        for (int q = 0; q < kWgRT; ++q) acc[t][q] = conv_vec{};
+      const int64_t* o = off + tb * kWgRT;
+      const float* dyc = dyp + cb * kWgCoT * plane;
+      for (int64_t v = 0; v < nvec; ++v) {
+        const int64_t oh = v / rv, ow = (v % rv) * kConvW;
+        conv_vec dv[kWgCoT];
+        for (int t = 0; t < kWgCoT; ++t) dv[t] = attn_load(dyc + t * plane + oh * rw + ow);
+        const float* xb = xp + oh * g.Ws() + ow;
+        for (int q = 0; q < kWgRT; ++q) {
+          const conv_vec xv = attn_load(xb + o[q]);
+          for (int t = 0; t < kWgCoT; ++t) acc[t][q] += dv[t] * xv;
+        }
+      }
+      for (int t = 0; t < kWgCoT; ++t) {
+        const int64_t co = cb * kWgCoT + t;
+        if (co >= g.Co) break;
+        for (int q = 0; q < kWgRT; ++q) {
+          const int64_t r = tb * kWgRT + q;
+          if (r >= K) break;
+          const float s = attn_hsum(acc[t][q]);
+          dw[co * K + r] = accumulate ? dw[co * K + r] + s : s;
+        }
+      }
+    }
+}
+
+}  // namespace mdps::cpu
