@@ -132,10 +132,14 @@ void col2im(const float* col, const ConvDims& d, float* dx) {
 
 // Runs body(n) for every image: in parallel over images (BLAS single-threaded)
 // when the batch splits evenly enough over the pool, else serially.
+bool images_over_pool(int64_t N) {
+  const int nt = ThreadPool::global().threads();
+  return nt > 1 && N >= nt && (N % nt == 0 || N >= 4 * nt);
+}
+
 template <typename F>
 void for_each_image(int64_t N, F&& body) {
-  const int nt = ThreadPool::global().threads();
-  if (nt > 1 && N >= nt && (N % nt == 0 || N >= 4 * nt)) {
+  if (images_over_pool(N)) {
     cpu::BlasSingleThread single;
     parallel_for(N, [&](int64_t b, int64_t e) {
       for (int64_t n = b; n < e; ++n) body(n);
@@ -170,10 +174,11 @@ ConvDims transposed_dims(const ConvDims& d) {
 
 void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const float* B, float* Y) {
   const cpu::DirectConvGeom g{d.Ci, d.H, d.W, d.Co, d.KH, d.KW, d.p, d.Ho, d.Wo};
-  std::vector<float> wpack(size_t(g.packed_weight_len()));
-  std::vector<int64_t> off(size_t(g.taps()));
-  cpu::pack_direct_weights(g, Wt, wpack.data());
-  cpu::direct_tap_offsets(g, off.data());
+  // The caller's scratch slots 2 and 3: the image loops below use 0 and 1.
+  float* wpack = cpu::scratch(size_t(g.packed_weight_len()), 2);
+  int64_t* off = cpu::scratch_offsets(size_t(g.taps()));
+  cpu::pack_direct_weights(g, Wt, wpack);
+  cpu::direct_tap_offsets(g, off);
   const int64_t P = d.cols();
   auto image = [&](int64_t n, bool split_pixels) {
     float* xp = cpu::scratch(size_t(g.padded_len()), 0);
@@ -186,18 +191,17 @@ void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const flo
     if (ts.active()) ts.flops(2 * d.Co * P * g.taps());
     float* yn = Y + n * d.Co * P;
     if (!split_pixels) {
-      cpu::direct_conv_pixels(g, xp, wpack.data(), off.data(), B, 0, g.pixel_vectors(), yn);
+      cpu::direct_conv_pixels(g, xp, wpack, off, B, 0, g.pixel_vectors(), yn);
       return;
     }
     // One image at a time (a batch smaller than the pool): split its pixels.
     const int64_t tiles = (g.pixel_vectors() + cpu::kConvNV - 1) / cpu::kConvNV;
     parallel_for(tiles, [&](int64_t tb, int64_t te) {
-      cpu::direct_conv_pixels(g, xp, wpack.data(), off.data(), B, tb * cpu::kConvNV,
+      cpu::direct_conv_pixels(g, xp, wpack, off, B, tb * cpu::kConvNV,
                               std::min(g.pixel_vectors(), te * cpu::kConvNV), yn);
     });
   };
-  const int nt = ThreadPool::global().threads();
-  if (nt > 1 && d.N >= nt && (d.N % nt == 0 || d.N >= 4 * nt)) {
+  if (images_over_pool(d.N)) {
     parallel_for(d.N, [&](int64_t b, int64_t e) {
       for (int64_t n = b; n < e; ++n) image(n, false);
     });
@@ -300,14 +304,14 @@ void CpuBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor&
   if (const ConvDims t = transposed_dims(d); d.s == 1 && d.KH == d.KW && d.p <= d.KH - 1 && direct_pays(t)) {
     // dx is the stride-1 convolution of dy, padded by KH - 1 - p, with the
     // kernel flipped in both directions and its channel axes swapped.
-    std::vector<float> wt(size_t(d.Co * K));
+    float* wt = cpu::scratch(size_t(d.Co * K), 3);
     for (int64_t co = 0; co < d.Co; ++co)
       for (int64_t ci = 0; ci < d.Ci; ++ci)
         for (int64_t kh = 0; kh < d.KH; ++kh)
           for (int64_t kw = 0; kw < d.KW; ++kw)
             wt[size_t(((ci * d.Co + co) * d.KH + (d.KH - 1 - kh)) * d.KW + (d.KW - 1 - kw))] =
                 Wt[((co * d.Ci + ci) * d.KH + kh) * d.KW + kw];
-    conv2d_direct(t, DY, wt.data(), nullptr, DX);
+    conv2d_direct(t, DY, wt, nullptr, DX);
     return;
   }
   for_each_image(d.N, [&](int64_t n) {
@@ -348,16 +352,33 @@ void CpuBackend::conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tenso
   // Stride-1 levels 16 or more wide: the direct kernel (conv_direct.h).
   const bool direct_kernel = direct_pays(d);
   const cpu::DirectConvGeom dg{d.Ci, d.H, d.W, d.Co, d.KH, d.KW, d.p, d.Ho, d.Wo};
-  std::vector<int64_t> off;
+  int64_t* off = nullptr;
   if (direct_kernel) {
-    off.resize(size_t(cpu::direct_wgrad_layout(dg).tap_blocks * cpu::kWgRT));
-    cpu::direct_wgrad_tap_offsets(dg, off.data());
+    off = cpu::scratch_offsets(size_t(cpu::direct_wgrad_layout(dg).tap_blocks * cpu::kWgRT));
+    cpu::direct_wgrad_tap_offsets(dg, off);
   }
+  // acc (+)= dY_n col_n^T through im2col + sgemm.
+  auto weight_grad_sgemm = [&](int64_t n, bool first, float* acc) {
+    const float* xn = X + n * d.Ci * d.H * d.W;
+    const float* col = xn;
+    if (!d.direct()) {
+      float* buf = cpu::scratch(size_t(K * P));
+      im2col(xn, d, buf);
+      col = buf;
+    }
+    trace::Scope ts("conv.sgemm_weight", "kernel");
+    if (ts.active()) ts.num("M", double(d.Co)).num("N", double(K)).num("K", double(P)).flops(2 * d.Co * P * K);
+    cpu::sgemm(false, true, d.Co, K, P, 1.f, DY + n * d.Co * P, P, col, P, first ? 0.f : 1.f, acc, K);
+  };
   auto run_task = [&](int64_t t) {
     float* acc = t == 0 ? dw.data() : partial.data() + (t - 1) * wsize;
     int64_t nb = d.N * t / tasks, ne = d.N * (t + 1) / tasks;
     if (nb == ne) std::fill(acc, acc + wsize, 0.f);
-    for (int64_t n = nb; n < ne && direct_kernel; ++n) {
+    for (int64_t n = nb; n < ne; ++n) {
+      if (!direct_kernel) {
+        weight_grad_sgemm(n, n == nb, acc);
+        continue;
+      }
       float* xp = cpu::scratch(size_t(dg.padded_len()), 0);
       float* dyp = cpu::scratch(size_t(cpu::direct_wgrad_dy_len(dg)), 1);
       {
@@ -370,20 +391,8 @@ void CpuBackend::conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tenso
       if (ts.active()) ts.flops(2 * d.Co * P * K);
       // Inside a pool task this runs inline; with one task the pool splits the channel blocks.
       parallel_for(cpu::direct_wgrad_layout(dg).co_blocks, [&](int64_t cb0, int64_t cb1) {
-        cpu::direct_wgrad_image(dg, xp, dyp, off.data(), cb0, cb1, n != nb, acc);
+        cpu::direct_wgrad_image(dg, xp, dyp, off, cb0, cb1, n != nb, acc);
       });
-    }
-    for (int64_t n = nb; n < ne && !direct_kernel; ++n) {
-      const float* xn = X + n * d.Ci * d.H * d.W;
-      const float* col = xn;
-      if (!d.direct()) {
-        float* buf = cpu::scratch(size_t(K * P));
-        im2col(xn, d, buf);
-        col = buf;
-      }
-      trace::Scope ts("conv.sgemm_weight", "kernel");
-      if (ts.active()) ts.num("M", double(d.Co)).num("N", double(K)).num("K", double(P)).flops(2 * d.Co * P * K);
-      cpu::sgemm(false, true, d.Co, K, P, 1.f, DY + n * d.Co * P, P, col, P, n == nb ? 0.f : 1.f, acc, K);
     }
   };
   if (tasks > 1) {

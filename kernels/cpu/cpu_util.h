@@ -60,11 +60,20 @@ inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
 
 // A growable buffer owned by the calling thread; reused across calls so the
 // large im2col matrices are not faulted in again on every convolution.
+// Slots 0 and 1 are per-image buffers (im2col, padded copies), 2 and 3 the
+// direct convolution's packed and flipped weights.
 inline float* scratch(size_t n, int slot = 0) {
-  thread_local std::vector<float> bufs[2];
+  thread_local std::vector<float> bufs[4];
   auto& b = bufs[slot];
   if (b.size() < n) b.resize(n);
   return b.data();
+}
+
+// The same for the direct convolution's tap offsets.
+inline int64_t* scratch_offsets(size_t n) {
+  thread_local std::vector<int64_t> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
 }
 
 // Requires a CPU float tensor; `what` names it in the error.
