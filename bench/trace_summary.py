@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Summarises an `mdps ... --trace FILE.json` timeline: time, calls, GFLOP/s
-and GB/s per op name, largest total first. Standard library only.
+and GB/s per op name, largest total first. Standard library only. Events
+that carry a device time (args "device_us": CUDA events around the op, on a
+device run) are summed by it; --host uses the host durations (launch times).
 
-  python3 bench/trace_summary.py run.json [--cat op|kernel|span] [--top 20] [--within SPAN]
+  python3 bench/trace_summary.py run.json [--cat op|kernel|span] [--top 20] [--within SPAN] [--host]
 """
 import argparse
 import collections
@@ -15,6 +17,7 @@ def main():
     p.add_argument("--cat", default="op", help="event category: op (default), kernel or span")
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--within", help="only events inside spans of this name (e.g. train.step)")
+    p.add_argument("--host", action="store_true", help="host durations even where a device time exists")
     a = p.parse_args()
     with open(a.trace) as f:
         evs = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
@@ -25,7 +28,7 @@ def main():
         if e.get("cat") != a.cat or not inside(e):
             continue
         r = rows[e["name"]]
-        r[0] += e["dur"]
+        r[0] += e["dur"] if a.host or "device_us" not in e["args"] else e["args"]["device_us"]
         r[1] += 1
         r[2] += e["args"].get("flops", 0)
         r[3] += e["args"].get("bytes", 0)

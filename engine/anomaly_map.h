@@ -32,10 +32,6 @@ struct AnomalyMaps {
 AnomalyMaps anomaly_map(const ResNetFeatures* features, const Tensor& image, const Tensor& recon,
                         const AnomalyMapSettings& settings);
 
-enum class ImageScoreKind {
-  Authors,  // sum of the k largest values of a softmax over all pixels of the map
-  TopKMean  // mean of the k largest map values (the paper's wording)
-};
 // One score per map of [N,1,H,W]; k is clamped to H*W.
 std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k = 500);
 

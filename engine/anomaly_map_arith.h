@@ -1,6 +1,7 @@
 // The per-pixel arithmetic of the anomaly map (spec section 5), shared by the
 // CPU image ops (engine/cpu_image_ops.cpp) and the CUDA kernels
-// (kernels/cuda/pooled_cosine, gaussian_blur, resize_bilinear, topk_score)
+// (kernels/cuda/imagenet_normalise, pixel_distance, max_pool3x3, pooled_cosine,
+// resize_bilinear, anomaly_mix, gaussian_blur, topk_score)
 // through MDPS_HD, so that both compute every value with the same operations
 // in the same order: under the kernel emulation the results are bit-equal,
 // on a GPU they differ only by nvcc's fma contraction and the device's exp.
@@ -10,6 +11,42 @@
 #include <stdint.h>
 
 namespace mdps {
+
+// torchvision's Normalize with the ImageNet statistics, applied as the authors
+// do to an image in [-1, 1]: ((v + 1) / 2 - mean_c) / std_c, in that order.
+MDPS_HD float imagenet_normalised(float v, int64_t c) {
+  const float mean = c == 0 ? 0.485f : c == 1 ? 0.456f : 0.406f;
+  const float std = c == 0 ? 0.229f : c == 1 ? 0.224f : 0.225f;
+  return ((v + 1.f) / 2.f - mean) / std;
+}
+
+// The pixel term at one pixel of two RGB images in [-1, 1]: the mean over the
+// three channels of |normalised a - normalised b|; a and b point at the pixel
+// in channel 0, channels `hw` apart.
+MDPS_HD float pixel_distance_at(const float* a, const float* b, int64_t hw) {
+  float acc = 0.f;
+  for (int64_t c = 0; c < 3; ++c) acc += fabsf(imagenet_normalised(a[c * hw], c) - imagenet_normalised(b[c * hw], c));
+  return acc / 3.f;
+}
+
+// The larger of m and v as std::max(m, v) picks it (m unless m < v).
+MDPS_HD float max_of(float m, float v) { return m < v ? v : m; }
+
+// nn.MaxPool2d(3, stride 2, padding 1) at output (oh, ow) of the plane xc
+// [H, W]: the padding never wins, so the window is clipped to the image.
+MDPS_HD float max_pool3x3_s2_at(const float* xc, int64_t H, int64_t W, int64_t oh, int64_t ow) {
+  const int64_t h0 = 2 * oh > 0 ? 2 * oh - 1 : 0, h1 = 2 * oh + 1 < H ? 2 * oh + 1 : H - 1;
+  const int64_t w0 = 2 * ow > 0 ? 2 * ow - 1 : 0, w1 = 2 * ow + 1 < W ? 2 * ow + 1 : W - 1;
+  float m = -INFINITY;
+  for (int64_t ih = h0; ih <= h1; ++ih)
+    for (int64_t iw = w0; iw <= w1; ++iw) m = max_of(m, xc[ih * W + iw]);
+  return m;
+}
+
+// The weight of the pixel term in the mix F + w P (spec section 5): eta times
+// max(F) / max(P) over the batch, and 0 when max(P) = 0 (the reconstruction
+// equals the image), where the authors would divide 0 by 0.
+MDPS_HD float anomaly_mix_weight(float max_f, float max_p, float eta) { return max_p > 0.f ? eta * (max_f / max_p) : 0.f; }
 
 // nn.AvgPool2d(3, stride 1, padding 1) with count_include_pad at (h, w) of
 // the plane xc [H, W]: the in-image part of the 3x3 window, summed row by

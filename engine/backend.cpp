@@ -1,4 +1,5 @@
 #include "engine/backend.h"
+#include "engine/trace.h"
 
 namespace mdps {
 
@@ -78,6 +79,7 @@ static Backend& device_backend(const std::string& name) {
 Backend& backend_by_name(const std::string& name, Precision precision) {
   Backend& be = device_backend(name);
   be.set_precision(precision);
+  trace::set_device_clock(be.device_clock());
   return be;
 }
 

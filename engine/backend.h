@@ -12,6 +12,11 @@
 #include "engine/mdps_step.h"
 #include <array>
 #include <atomic>
+#include <vector>
+
+namespace mdps::trace {
+class DeviceClock;
+}
 
 namespace mdps {
 
@@ -58,6 +63,12 @@ const char* precision_name(Precision p);
 // "fp32", "tf32" or "bf16"; throws naming the flag otherwise.
 Precision parse_precision(const std::string& s);
 
+// How a map becomes an image score (engine/anomaly_map.h).
+enum class ImageScoreKind {
+  Authors,  // sum of the k largest values of a softmax over all pixels of the map
+  TopKMean  // mean of the k largest map values (the paper's wording)
+};
+
 struct AdamParams {
   float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.f;
   bool decoupled = false;  // false: weight decay added to the gradient (torch Adam); true: AdamW
@@ -79,6 +90,9 @@ class Backend {
   virtual void fill(Tensor& x, float value) = 0;
   virtual void synchronize() {}
   AllocStats& stats() { return stats_; }
+  // The clock that times this backend's asynchronous work for the trace
+  // (engine/trace.h); null where ops finish before they return (the CPU).
+  virtual trace::DeviceClock* device_clock() { return nullptr; }
 
   // ---- precision of the products (see Precision) -----------------------------
   // The default accepts FP32 only and throws for the others, naming the backend.
@@ -168,6 +182,34 @@ class Backend {
   virtual void replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
                               float sqrt_1ma) = 0;
 
+  // ---- the feature extractor's and the anomaly map's image ops -------------------
+  // (spec section 5; engine/cpu_image_ops.h holds the reference forms and
+  // engine/anomaly_map_arith.h the per-pixel arithmetic every backend shares.)
+  // y = max(x, 0); y may alias x.
+  virtual void relu(const Tensor& x, Tensor& y) = 0;
+  // nn.MaxPool2d(3, stride 2, padding 1): y [N,C,(H-1)/2+1,(W-1)/2+1].
+  virtual void max_pool3x3_s2(const Tensor& x, Tensor& y) = 0;
+  // Images [N,3,H,W] in [-1,1] to ImageNet-normalised ones (x's shape).
+  virtual void imagenet_normalise(const Tensor& x, Tensor& y) = 0;
+  // The pixel term: y [N,1,H,W] = mean over channels of |normalised a - normalised b|.
+  virtual void pixel_distance(const Tensor& a, const Tensor& b, Tensor& y) = 0;
+  // y [N,1,H,W] = 1 - cos over channels of the 3x3 mean pools (zero padding,
+  // count_include_pad) of a and b [N,C,H,W]; each norm clamped to eps.
+  virtual void pooled_cosine_distance(const Tensor& a, const Tensor& b, Tensor& y, float eps) = 0;
+  // F.interpolate(x, y's H x W, mode="bilinear", align_corners=True).
+  virtual void resize_bilinear_align_corners(const Tensor& x, Tensor& y) = 0;
+  // torchvision gaussian_blur(x, kernel, sigma) per plane, reflect border; kernel odd.
+  virtual void gaussian_blur(const Tensor& x, int kernel, float sigma, Tensor& y) = 0;
+  // out (1 element) = the largest value of x (not empty).
+  virtual void max(const Tensor& x, Tensor& out) = 0;
+  // y = f + anomaly_mix_weight(max_f, max_p, eta) p, the maxima being
+  // 1-element tensors (so nothing waits); y may alias f.
+  virtual void anomaly_mix(const Tensor& f, const Tensor& p, const Tensor& max_f, const Tensor& max_p, float eta,
+                           Tensor& y) = 0;
+  // One score per map of maps [N,1,H,W] from its min(k, H*W) largest values
+  // (kind: see ImageScoreKind), in double. Waits for the result.
+  virtual std::vector<double> image_scores(const Tensor& maps, ImageScoreKind kind, int k) = 0;
+
  protected:
   AllocStats stats_;
   Precision precision_ = Precision::FP32;
@@ -178,7 +220,8 @@ Backend& cpu_backend();
 // The CUDA backend, or nullptr when not built or no device is present.
 Backend* cuda_backend();
 // "cpu", "cuda" or "auto" -> a backend, set to `precision`; throws for cuda
-// without a device and for a precision the backend lacks.
+// without a device and for a precision the backend lacks. The trace's device
+// clock becomes the chosen backend's (none for the CPU).
 Backend& backend_by_name(const std::string& name, Precision precision = Precision::FP32);
 
 }  // namespace mdps

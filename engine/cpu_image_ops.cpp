@@ -35,18 +35,35 @@ Tensor max_pool3x3_s2(const Tensor& x) {
   Tensor y = Tensor::empty({x.dim(0), x.dim(1), Ho, Wo});
   const float* px = x.data();
   float* py = y.data();
-  for (int64_t c = 0; c < NC; ++c) {
-    const float* xc = px + c * H * W;
-    float* yc = py + c * Ho * Wo;
+  for (int64_t c = 0; c < NC; ++c)
     for (int64_t oh = 0; oh < Ho; ++oh)
-      for (int64_t ow = 0; ow < Wo; ++ow) {
-        float m = -std::numeric_limits<float>::infinity();
-        for (int64_t ih = std::max<int64_t>(0, 2 * oh - 1); ih <= std::min(H - 1, 2 * oh + 1); ++ih)
-          for (int64_t iw = std::max<int64_t>(0, 2 * ow - 1); iw <= std::min(W - 1, 2 * ow + 1); ++iw)
-            m = std::max(m, xc[ih * W + iw]);
-        yc[oh * Wo + ow] = m;
-      }
-  }
+      for (int64_t ow = 0; ow < Wo; ++ow) py[(c * Ho + oh) * Wo + ow] = max_pool3x3_s2_at(px + c * H * W, H, W, oh, ow);
+  return y;
+}
+
+Tensor imagenet_normalise(const Tensor& x) {
+  check_nchw(x, "imagenet_normalise");
+  MDPS_CHECK(x.dim(1) == 3, "imagenet_normalise: images ", x.describe(), " are not [N,3,H,W]");
+  const int64_t N = x.dim(0), HW = x.dim(2) * x.dim(3);
+  Tensor y = Tensor::empty(x.shape());
+  const float* px = x.data();
+  float* py = y.data();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t i = 0; i < HW; ++i) py[(n * 3 + c) * HW + i] = imagenet_normalised(px[(n * 3 + c) * HW + i], c);
+  return y;
+}
+
+Tensor pixel_distance(const Tensor& a, const Tensor& b) {
+  check_nchw(a, "pixel_distance");
+  check_nchw(b, "pixel_distance");
+  MDPS_CHECK(a.shape() == b.shape() && a.dim(1) == 3, "pixel_distance: images ", a.describe(), " and ",
+             b.describe(), " must both be [N,3,H,W] of one shape");
+  const int64_t N = a.dim(0), HW = a.dim(2) * a.dim(3);
+  Tensor y = Tensor::empty({N, 1, a.dim(2), a.dim(3)});
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < HW; ++i)
+      y.data()[n * HW + i] = pixel_distance_at(a.data() + n * 3 * HW + i, b.data() + n * 3 * HW + i, HW);
   return y;
 }
 

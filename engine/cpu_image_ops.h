@@ -17,6 +17,14 @@ void relu_inplace(Tensor& x);
 // nn.MaxPool2d(3, stride 2, padding 1): padding never wins the max.
 Tensor max_pool3x3_s2(const Tensor& x);
 
+// torchvision Normalize with the ImageNet statistics of images in [-1, 1]
+// mapped to [0, 1] first, per channel ([N,3,H,W]).
+Tensor imagenet_normalise(const Tensor& x);
+
+// The anomaly map's pixel term: per pixel the mean over the 3 channels of
+// |imagenet_normalise(a) - imagenet_normalise(b)|, [N,3,H,W] x2 -> [N,1,H,W].
+Tensor pixel_distance(const Tensor& a, const Tensor& b);
+
 // nn.AvgPool2d(3, stride 1, padding 1) with count_include_pad: every output is
 // the 3x3 window sum over 9, zeros outside the image.
 Tensor mean_pool3x3(const Tensor& x);

@@ -1,5 +1,4 @@
 #include "engine/resnet.h"
-#include "engine/cpu_image_ops.h"
 #include <algorithm>
 #include <cmath>
 
@@ -8,18 +7,9 @@ namespace mdps {
 Tensor imagenet_normalise(const Tensor& x) {
   MDPS_CHECK(x.defined() && x.ndim() == 4 && x.dim(1) == 3, "imagenet_normalise: images ",
              x.defined() ? x.describe() : std::string("undefined"), " are not [N,3,H,W]");
-  static const float kMean[3] = {0.485f, 0.456f, 0.406f};
-  static const float kStd[3] = {0.229f, 0.224f, 0.225f};
-  Tensor y = hostops::to_host(x).clone();
-  const int64_t N = x.dim(0), HW = x.dim(2) * x.dim(3);
-  float* p = y.data();
-  for (int64_t n = 0; n < N; ++n)
-    for (int c = 0; c < 3; ++c) {
-      float* q = p + (n * 3 + c) * HW;
-      // Same operation order as torchvision Normalize after (x+1)/2.
-      for (int64_t i = 0; i < HW; ++i) q[i] = ((q[i] + 1.f) / 2.f - kMean[c]) / kStd[c];
-    }
-  return x.device() == Device::CPU ? y : y.to(x.backend());
+  Tensor y = Tensor::empty(x.shape(), x.backend());
+  x.backend().imagenet_normalise(x, y);
+  return y;
 }
 
 namespace {
@@ -146,15 +136,7 @@ Tensor ResNetFeatures::conv(const Conv& c, const Tensor& x, bool relu) const {
                             conv_out_size(x.dim(3), c.w.dim(3), c.g)},
                            *backend_);
   backend_->conv2d(x, c.w, &c.b, y, c.g);
-  if (relu) {
-    if (y.device() == Device::CPU) {
-      hostops::relu_inplace(y);
-    } else {
-      Tensor h = y.to(cpu_backend());
-      hostops::relu_inplace(h);
-      y.copy_from(h);
-    }
-  }
+  if (relu) backend_->relu(y, y);
   return y;
 }
 
@@ -164,13 +146,7 @@ Tensor ResNetFeatures::run_block(const Block& b, const Tensor& x) const {
   if (bottleneck_) out = conv(b.c3, out, false);
   Tensor id = b.has_down ? conv(b.down, x, false) : x;
   backend_->add(out, id, out);
-  if (out.device() == Device::CPU) {
-    hostops::relu_inplace(out);
-  } else {
-    Tensor h = out.to(cpu_backend());
-    hostops::relu_inplace(h);
-    out.copy_from(h);
-  }
+  backend_->relu(out, out);
   return out;
 }
 
@@ -187,8 +163,9 @@ std::vector<Tensor> ResNetFeatures::forward(const Tensor& images, const std::vec
   }
   Tensor x = images.device() == backend_->device() ? images : images.to(*backend_);
   x = conv(stem_, x, true);
-  Tensor pooled = hostops::max_pool3x3_s2(hostops::to_host(x));
-  x = backend_->device() == Device::CPU ? pooled : pooled.to(*backend_);
+  Tensor pooled = Tensor::empty({x.dim(0), x.dim(1), (x.dim(2) - 1) / 2 + 1, (x.dim(3) - 1) / 2 + 1}, *backend_);
+  backend_->max_pool3x3_s2(x, pooled);
+  x = pooled;
   std::vector<Tensor> stage(static_cast<size_t>(deepest));
   for (int L = 1; L <= deepest; ++L) {
     for (const Block& b : layers_[size_t(L - 1)]) x = run_block(b, x);

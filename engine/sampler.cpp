@@ -128,11 +128,21 @@ Tensor Sampler::sample(const Tensor& y, const Tensor& mask, const RoundSettings&
     c.dir = float(std::sqrt(std::max(0.0, 1.0 - a_next - sigma * sigma)));
     c.guidance = float(round.rho * std::sqrt(1.0 - a));
 
-    if (authors_masked) be.replace_normal(x, y, z, mask, c.sqrt_a, c.sqrt_1ma);
+    if (authors_masked) {
+      trace::Scope op("replace_normal");
+      be.replace_normal(x, y, z, mask, c.sqrt_a, c.sqrt_1ma);
+    }
     Tensor eps, grad;
     eps_and_guidance(x, y, t, guided, eps, grad, repeat_size);
-    noise.normal(fresh);
-    be.mdps_step(x, y, eps, grad.defined() ? &grad : nullptr, step_mask, &fresh, c, x_next, &x0);
+    {
+      trace::Scope op("noise.normal");
+      noise.normal(fresh);
+    }
+    {
+      trace::Scope op("mdps_step");
+      if (op.active()) op.shape("x", x.shape()).bytes(int64_t(x.numel()) * 4 * (grad.defined() ? 7 : 6));
+      be.mdps_step(x, y, eps, grad.defined() ? &grad : nullptr, step_mask, &fresh, c, x_next, &x0);
+    }
     std::swap(x, x_next);
     if (on_step) on_step(int(i), t, x, x0);
   }
@@ -220,26 +230,13 @@ Tensor threshold_mask(const Tensor& maps, float lambda) {
 }
 
 Tensor pixel_anomaly_map(const Tensor& a, const Tensor& b) {
-  MDPS_CHECK(a.shape() == b.shape() && a.ndim() == 4 && a.dim(1) == 3, "pixel map: images ", a.describe(), " and ",
-             b.describe());
-  static const float kStd[3] = {0.229f, 0.224f, 0.225f};
-  const int64_t N = a.dim(0), HW = a.dim(2) * a.dim(3);
-  std::vector<float> va = a.to_vector(), vb = b.to_vector();
-  Tensor out = Tensor::empty({N, 1, a.dim(2), a.dim(3)});
-  float* po = out.data();
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t i = 0; i < HW; ++i) {
-      float acc = 0;
-      for (int c = 0; c < 3; ++c) {
-        size_t k = size_t((n * 3 + c) * HW + i);
-        // ((a+1)/2 - mean)/std - ((b+1)/2 - mean)/std, in the authors' order
-        float na = ((va[k] + 1.f) / 2.f - (c == 0 ? 0.485f : c == 1 ? 0.456f : 0.406f)) / kStd[c];
-        float nb = ((vb[k] + 1.f) / 2.f - (c == 0 ? 0.485f : c == 1 ? 0.456f : 0.406f)) / kStd[c];
-        acc += std::fabs(na - nb);
-      }
-      po[n * HW + i] = acc / 3.f;
-    }
-  return out.to(a.backend());
+  MDPS_CHECK(a.defined() && b.defined() && a.shape() == b.shape() && a.ndim() == 4 && a.dim(1) == 3,
+             "pixel map: images ", a.describe(), " and ", b.describe(), " must both be [N,3,H,W] of one shape");
+  trace::Scope op("pixel_anomaly_map");
+  Backend& be = a.backend();
+  Tensor out = Tensor::empty({a.dim(0), 1, a.dim(2), a.dim(3)}, be);
+  be.pixel_distance(a, b.device() == a.device() ? b : b.to(be), out);
+  return out;
 }
 
 }  // namespace mdps

@@ -2,7 +2,11 @@
 #include "engine/evaluate.h"
 #include "engine/json_mini.h"
 #include <unistd.h>
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <map>
 #include <filesystem>
 #include <cstdio>
 #include <iostream>
@@ -30,6 +34,8 @@ Collector& collector() {
   static Collector* c = new Collector;  // never destroyed: pool threads may still trace at exit
   return *c;
 }
+
+std::atomic<DeviceClock*> g_device_clock{nullptr};
 
 std::atomic<uint32_t> g_next_tid{0};
 
@@ -61,10 +67,14 @@ void append_key(std::string& args, const char* key) {
 
 }  // namespace
 
+void set_device_clock(DeviceClock* clock) { g_device_clock.store(clock); }
+DeviceClock* device_clock() { return g_device_clock.load(); }
+
 void start(size_t max_events) {
   Collector& c = collector();
   {
     std::lock_guard<std::mutex> lock(c.mu);
+    if (DeviceClock* d = device_clock()) d->clear();
     c.events.clear();
     c.max_events = max_events;
     c.dropped = 0;
@@ -78,7 +88,55 @@ void stop() { detail::g_enabled.store(false); }
 std::vector<Event> events() {
   Collector& c = collector();
   std::lock_guard<std::mutex> lock(c.mu);
+  if (DeviceClock* d = device_clock()) {
+    for (Event& e : c.events) {
+      if (e.device_from < 0 || e.device_to < 0 || e.device_ns >= 0) continue;
+      e.device_ns = d->elapsed_ns(e.device_from, e.device_to);
+      append_key(e.args, "device_us");
+      e.args += micros(int64_t(e.device_ns + 0.5));
+    }
+  }
   return c.events;
+}
+
+namespace {
+// The number after "key": in an event's args, or 0.
+double arg_number(const std::string& args, const char* key) {
+  const std::string k = cat("\"", key, "\": ");
+  const size_t at = args.find(k);
+  return at == std::string::npos ? 0.0 : std::strtod(args.c_str() + at + k.size(), nullptr);
+}
+}  // namespace
+
+std::vector<OpTotal> op_totals(const std::vector<Event>& evs, const std::string& within, const char* cat) {
+  struct Span {
+    int64_t from, to;
+    uint32_t tid;
+  };
+  std::vector<Span> spans;
+  for (const Event& e : evs)
+    if (!within.empty() && e.name == within) spans.push_back({e.start_ns, e.start_ns + e.dur_ns, e.tid});
+  auto inside = [&](const Event& e) {
+    if (within.empty()) return true;
+    for (const Span& s : spans)
+      if (e.tid == s.tid && s.from <= e.start_ns && e.start_ns + e.dur_ns <= s.to) return true;
+    return false;
+  };
+  std::vector<OpTotal> out;
+  std::map<std::string, size_t> at;
+  for (const Event& e : evs) {
+    if (std::strcmp(e.cat, cat) != 0 || !inside(e)) continue;
+    auto [it, fresh] = at.try_emplace(e.name, out.size());
+    if (fresh) out.push_back(OpTotal{e.name});
+    OpTotal& t = out[it->second];
+    ++t.calls;
+    t.host_ns += double(e.dur_ns);
+    t.device_ns = (t.device_ns >= 0 && e.device_ns >= 0) ? t.device_ns + e.device_ns : -1;
+    t.flops += arg_number(e.args, "flops");
+    t.bytes += arg_number(e.args, "bytes");
+  }
+  std::stable_sort(out.begin(), out.end(), [](const OpTotal& a, const OpTotal& b) { return a.ns() > b.ns(); });
+  return out;
 }
 
 int64_t dropped_events() {
@@ -120,6 +178,10 @@ void Scope::begin(const char* name, const char* cat) {
   active_ = true;
   name_ = name;
   cat_ = cat;
+  // The device's mark first and the host clock after it, so that the host
+  // duration leaves out the cost of the marks.
+  DeviceClock* d = device_clock();
+  device_from_ = d ? d->mark() : -1;
   start_ns_ = now_ns();
 }
 
@@ -127,6 +189,12 @@ void Scope::end() {
   active_ = false;
   const int64_t end_ns = now_ns();
   Event e;
+  if (device_from_ >= 0) {
+    if (DeviceClock* d = device_clock()) {
+      e.device_from = device_from_;
+      e.device_to = d->mark();
+    }
+  }
   e.name = name_;
   e.cat = cat_;
   e.dur_ns = end_ns - start_ns_;

@@ -36,16 +36,41 @@ void start(size_t max_events = kDefaultMaxEvents);
 // Stops collecting; events stay until the next start().
 void stop();
 
+// A backend whose ops run asynchronously on a device (CUDA) times them
+// itself: every scope asks the clock for a mark when it opens and when it
+// closes (a CUDA event recorded on the backend's stream), and the time between
+// the two is read when the events are collected. The host's `dur` of such an
+// op is its launch time; the device's time goes into args as "device_us".
+class DeviceClock {
+ public:
+  virtual ~DeviceClock() = default;
+  // Enqueues a timestamp; its id, or -1 when no more can be kept.
+  virtual int64_t mark() = 0;
+  // Nanoseconds from mark `from` to mark `to`; waits until both have passed.
+  virtual double elapsed_ns(int64_t from, int64_t to) = 0;
+  // Forgets every mark (start() calls it); ids count from 0 again.
+  virtual void clear() = 0;
+};
+// The clock of the backend a command runs on (backend_by_name sets it); null:
+// none, the host clock is the only one.
+void set_device_clock(DeviceClock* clock);
+DeviceClock* device_clock();
+
 struct Event {
   std::string name;
   const char* cat = "op";
   int64_t start_ns = 0, dur_ns = 0;  // since start()
   uint32_t tid = 0;                   // small per-thread number, 0 = the first thread seen
   std::string args;                   // JSON members without braces, e.g. "\"flops\": 12"
+  // The device clock's marks at the scope's start and end (-1: none); events()
+  // turns them into args "device_us" and device_ns.
+  int64_t device_from = -1, device_to = -1;
+  double device_ns = -1;  // >= 0 once resolved
 };
 
 // A copy of the events recorded so far (any thread), in completion order;
-// those beyond the cap are counted in dropped_events().
+// those beyond the cap are counted in dropped_events(). With a device clock
+// the device times are resolved first (waiting for the device).
 std::vector<Event> events();
 int64_t dropped_events();
 // {"traceEvents": [...], "displayTimeUnit": "ms", "otherData":
@@ -53,6 +78,19 @@ int64_t dropped_events();
 std::string to_json(const std::vector<Event>& evs, int64_t dropped = 0);
 // Writes the collected events to `path` atomically (temp name + rename).
 void write(const std::string& path);
+
+// Per op name, the totals of the events of category `cat` that lie within a
+// span named `within` (on the span's thread; every span of that name counts;
+// empty: all events): calls, host time, device time (when every one of them
+// has one, else -1), FLOPs and bytes; largest time first (device time where
+// known). What `mdps bench --ops` prints.
+struct OpTotal {
+  std::string name;
+  int64_t calls = 0;
+  double host_ns = 0, device_ns = 0, flops = 0, bytes = 0;
+  double ns() const { return device_ns >= 0 ? device_ns : host_ns; }
+};
+std::vector<OpTotal> op_totals(const std::vector<Event>& evs, const std::string& within, const char* cat = "op");
 
 // Times the enclosing block when tracing is on. Annotate with the setters;
 // they do nothing when the scope is inactive.
@@ -87,6 +125,7 @@ class Scope {
   const char* name_ = nullptr;
   const char* cat_ = nullptr;
   int64_t start_ns_ = 0;
+  int64_t device_from_ = -1;
   std::string args_;
 };
 

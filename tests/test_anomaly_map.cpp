@@ -133,6 +133,40 @@ TEST_CASE("pixel-only anomaly map is blur(pixel) / 2") {
   CHECK_THROWS_AS(anomaly_map(nullptr, img, Tensor::zeros({1, 3, 8, 4}), AnomalyMapSettings{}), Error);
 }
 
+TEST_CASE("the backend's image ops: max, the mix and their complaints") {
+  Backend& cpu = cpu_backend();
+  Tensor x = Tensor::from_vector({1, 1, 2, 3}, {-4, 2.5f, -1, 0, 2.25f, -7});
+  Tensor m = Tensor::full({1}, NAN);
+  cpu.max(x, m);
+  CHECK(m.at(0) == 2.5f);
+  Tensor neg = Tensor::from_vector({3}, {-3, -2, -9});
+  cpu.max(neg, m);
+  CHECK(m.at(0) == -2.f);
+  CHECK_THROWS_AS(cpu.max(Tensor::empty({0}), m), Error);
+  CHECK_THROWS_AS(cpu.max(x, x), Error);  // the output holds one element
+
+  // F + eta max(F) / max(P) P, and F alone when the images agree (max(P) = 0).
+  Tensor f = Tensor::from_vector({1, 1, 1, 2}, {1, 2}), p = Tensor::from_vector({1, 1, 1, 2}, {0.5f, 0.25f});
+  Tensor mf = Tensor::full({1}, 2.f), mp = Tensor::full({1}, 0.5f), y = Tensor::empty({1, 1, 1, 2});
+  cpu.anomaly_mix(f, p, mf, mp, 7.f, y);
+  CHECK(y.to_vector() == std::vector<float>{1 + 28 * 0.5f, 2 + 28 * 0.25f});
+  mp.fill(0.f);
+  cpu.anomaly_mix(f, p, mf, mp, 7.f, y);
+  CHECK(y.to_vector() == f.to_vector());
+  CHECK_THROWS_AS(cpu.anomaly_mix(f, Tensor::zeros({1, 1, 2, 1}), mf, mp, 7.f, y), Error);
+
+  // ReLU in place; outputs of the wrong shape name the op.
+  cpu.relu(x, x);
+  CHECK(x.to_vector() == std::vector<float>{0, 2.5f, 0, 0, 2.25f, 0});
+  Tensor img = Tensor::zeros({1, 3, 4, 4});
+  Tensor wrong = Tensor::empty({1, 3, 4, 4});
+  CHECK_THROWS_WITH_AS(cpu.pixel_distance(img, img, wrong), doctest::Contains("pixel_distance"), Error);
+  CHECK_THROWS_WITH_AS(cpu.max_pool3x3_s2(img, wrong), doctest::Contains("max_pool3x3_s2"), Error);
+  CHECK_THROWS_AS(cpu.imagenet_normalise(Tensor::zeros({1, 2, 4, 4}), wrong), Error);
+  Tensor other = Tensor::empty({1, 3, 4, 5});
+  CHECK_THROWS_AS(cpu.relu(img, other), Error);
+}
+
 TEST_CASE("a file that is not a ResNet is refused, naming the file") {
   const std::string dir = test::temp_dir("resnet_bad");
   {

@@ -6,6 +6,9 @@
 #include "engine/backend.h"
 #include "engine/noise.h"
 #include "engine/cpu_image_ops.h"
+#include "engine/anomaly_map.h"
+#include "engine/resnet.h"
+#include "engine/safetensors.h"
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -174,7 +177,7 @@ TEST_CASE("cuda: the anomaly map's pooled cosine, blur and bilinear resize match
     Tensor a = rnd(s, 71), b = rnd(s, 72);
     Tensor ref = hostops::cosine_distance(hostops::mean_pool3x3(a), hostops::mean_pool3x3(b));
     Tensor y = gpu_empty({s[0], 1, s[2], s[3]});
-    g.pooled_cosine_distance(on_gpu(a), on_gpu(b), y);
+    g.pooled_cosine_distance(on_gpu(a), on_gpu(b), y, 1e-8f);
     CHECK(test::max_abs_diff(y.to_vector().data(), ref.data(), size_t(ref.numel())) <= 1e-6);
   }
   // The authors' blur on a map of the image size and on one smaller than the kernel.
@@ -233,6 +236,71 @@ TEST_CASE("cuda: the top-k image scores match the CPU") {
   CHECK_THROWS_AS(g.image_scores(on_gpu(rnd({1, 1, 64, 64}, 79)), ImageScoreKind::TopKMean, 4096), Error);
 }
 #endif
+
+TEST_CASE("cuda: relu, max pool, ImageNet normalisation, pixel term, max and mix match the CPU") {
+  Backend& g = gpu();
+  Backend& cpu = cpu_backend();
+  Tensor x = rnd({2, 5, 9, 8}, 81, -2.f, 2.f);
+  Tensor r = gpu_empty(x.shape()), rc = Tensor::empty(x.shape());
+  g.relu(on_gpu(x), r);
+  cpu.relu(x, rc);
+  CHECK(r.to_vector() == rc.to_vector());
+  Tensor p = gpu_empty({2, 5, 5, 4}), pc = Tensor::empty({2, 5, 5, 4});
+  g.max_pool3x3_s2(on_gpu(x), p);
+  cpu.max_pool3x3_s2(x, pc);
+  CHECK(p.to_vector() == pc.to_vector());  // comparisons only: exact
+  Tensor img = rnd({2, 3, 17, 13}, 82), rec = rnd({2, 3, 17, 13}, 83);
+  Tensor nrm = gpu_empty(img.shape()), nrmc = Tensor::empty(img.shape());
+  g.imagenet_normalise(on_gpu(img), nrm);
+  cpu.imagenet_normalise(img, nrmc);
+  CHECK(test::max_abs_diff(nrm.to_vector().data(), nrmc.data(), size_t(nrmc.numel())) <= 1e-6);
+  Tensor pix = gpu_empty({2, 1, 17, 13}), pixc = Tensor::empty({2, 1, 17, 13});
+  g.pixel_distance(on_gpu(img), on_gpu(rec), pix);
+  cpu.pixel_distance(img, rec, pixc);
+  CHECK(test::max_abs_diff(pix.to_vector().data(), pixc.data(), size_t(pixc.numel())) <= 1e-6);
+  for (int64_t n : {int64_t(1), int64_t(1000), int64_t(300001)}) {
+    CAPTURE(n);
+    Tensor v = rnd({n}, 84, -3.f, -1.f);
+    Tensor m = gpu_empty({1}), mc = Tensor::empty({1});
+    g.max(on_gpu(v), m);
+    cpu.max(v, mc);
+    CHECK(m.to_vector() == mc.to_vector());
+  }
+  Tensor f = rnd({2, 1, 17, 13}, 85, 0.f, 2.f);
+  for (float max_p : {0.3f, 0.f}) {
+    Tensor mf = Tensor::full({1}, 1.7f), mp = Tensor::full({1}, max_p);
+    Tensor y = gpu_empty(f.shape()), yc = Tensor::empty(f.shape());
+    g.anomaly_mix(on_gpu(f), on_gpu(pixc), on_gpu(mf), on_gpu(mp), 7.f, y);
+    cpu.anomaly_mix(f, pixc, mf, mp, 7.f, yc);
+    CHECK(test::max_abs_diff(y.to_vector().data(), yc.data(), size_t(yc.numel())) <= 1e-6);
+  }
+  Tensor host_out = Tensor::empty({2, 1, 17, 13});
+  CHECK_THROWS_AS(g.pixel_distance(on_gpu(img), on_gpu(rec), host_out), Error);  // a CPU output is refused
+}
+
+TEST_CASE("cuda: the whole anomaly map and its scores on the device match the CPU and the golden") {
+  Backend& g = gpu();
+  SafeTensorsFile f = SafeTensorsFile::open(test::golden_dir() + "/score64.safetensors");
+  ResNetFeatures fe_cpu = ResNetFeatures::load(f, "resnet.", 3, cpu_backend());
+  ResNetFeatures fe_gpu = ResNetFeatures::load(f, "resnet.", 3, g);
+  const Tensor image = f.read_f32("image"), recon = f.read_f32("recon");
+  const AnomalyMapSettings s;
+  AnomalyMaps want = anomaly_map(&fe_cpu, image, recon, s);
+  AnomalyMaps got = anomaly_map(&fe_gpu, on_gpu(image), on_gpu(recon), s);
+  CHECK(got.combined.device() == Device::CUDA);  // the maps stay where the images are
+  CHECK(rel(got.pixel, want.pixel) <= 1e-6);
+  CHECK(rel(got.feature, want.feature) <= 1e-4);  // cuDNN's sums in the ResNet
+  CHECK(rel(got.combined, want.combined) <= 1e-4);
+  CHECK(rel(got.combined, f.read_f32("anomaly_map")) <= 1e-4);
+  const std::vector<float> sg = image_scores(got.combined, ImageScoreKind::Authors, 500);
+  const std::vector<float> sc = image_scores(want.combined, ImageScoreKind::Authors, 500);
+  REQUIRE(sg.size() == sc.size());
+  for (size_t i = 0; i < sc.size(); ++i) CHECK(std::fabs(double(sg[i]) - sc[i]) <= 1e-4 * std::fabs(double(sc[i])));
+  // Without a feature extractor: blur(P) / 2 on the device too.
+  AnomalyMaps pix = anomaly_map(nullptr, on_gpu(image), on_gpu(recon), s);
+  AnomalyMaps pixc = anomaly_map(nullptr, image, recon, s);
+  CHECK(rel(pix.combined, pixc.combined) <= 1e-6);
+}
 
 #ifdef MDPS_WITH_CUDA
 TEST_CASE("cuda: Philox normals match the host stream") {

@@ -28,6 +28,10 @@
 #include "kernels/cuda/gaussian_blur_kernel.cuh"
 #include "kernels/cuda/resize_bilinear_kernel.cuh"
 #include "kernels/cuda/topk_score_kernel.cuh"
+#include "kernels/cuda/imagenet_normalise_kernel.cuh"
+#include "kernels/cuda/pixel_distance_kernel.cuh"
+#include "kernels/cuda/max_pool3x3_kernel.cuh"
+#include "kernels/cuda/anomaly_mix_kernel.cuh"
 #include "engine/cpu_image_ops.h"
 #include <algorithm>
 #include <cstring>
@@ -277,7 +281,7 @@ TEST_CASE("elementwise kernel matches the CPU backend for every op") {
       {cuda::EwOp::Sub, &b, 1, n, 0.f, 0.f, true},         {cuda::EwOp::Mul, &b, 1, n, 0.f, 0.f, true},
       {cuda::EwOp::Scale, nullptr, 1, n, -1.5f, 0.f, true}, {cuda::EwOp::Axpby, &b, 1, n, 0.7f, -0.2f, true},
       {cuda::EwOp::Add, &v, 35, 6, 0.f, 0.f, true},        {cuda::EwOp::Silu, nullptr, 1, n, 0.f, 0.f, false},
-      {cuda::EwOp::SiluBackward, &b, 1, n, 0.f, 0.f, false}};
+      {cuda::EwOp::SiluBackward, &b, 1, n, 0.f, 0.f, false}, {cuda::EwOp::Relu, nullptr, 1, n, 0.f, 0.f, true}};
   for (const Case& k : cases) {
     CAPTURE(int(k.op));
     Tensor ref = Tensor::zeros(s);
@@ -296,6 +300,7 @@ TEST_CASE("elementwise kernel matches the CPU backend for every op") {
         break;
       case cuda::EwOp::Silu: cpu.silu(a, ref); break;
       case cuda::EwOp::SiluBackward: cpu.silu_backward(a, b, ref); break;
+      case cuda::EwOp::Relu: cpu.relu(a, ref); break;
     }
     for (unsigned grid : grids_for(n)) {
       Tensor y = Tensor::full(s, NAN);
@@ -660,5 +665,122 @@ TEST_CASE("topk_score kernel equals the CPU's top-k mean bit for bit and its sof
         CHECK(std::fabs(soft[size_t(m)] - ref) <= double(c.n + 1) * 0x1p-53 * ref);
       }
     }
+  }
+}
+
+TEST_CASE("imagenet_normalise kernel equals the CPU normalisation bit for bit, in place too") {
+  for (Shape s : {Shape{1, 3, 1, 1}, Shape{2, 3, 7, 9}, Shape{1, 3, 19, 17}}) {
+    CAPTURE(shape_str(s));
+    Tensor x = rnd(s, 151);
+    Tensor ref = hostops::imagenet_normalise(x);
+    const int64_t n = x.numel();
+    for (unsigned grid : grids_for(n)) {
+      CAPTURE(grid);
+      Tensor y = Tensor::full(s, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::imagenet_normalise_kernel, x.data(), y.data(),
+                  s[2] * s[3], n);
+      CHECK(bit_equal(y, ref));
+      Tensor inplace = x.clone();
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::imagenet_normalise_kernel,
+                  static_cast<const float*>(inplace.data()), inplace.data(), s[2] * s[3], n);
+      CHECK(bit_equal(inplace, ref));
+    }
+  }
+  // The three channels get their own statistics: -1 maps to -mean_c / std_c.
+  Tensor black = Tensor::full({1, 3, 1, 1}, -1.f), y = Tensor::full({1, 3, 1, 1}, NAN);
+  emu::launch(dim3(1), dim3(cuda::kElementwiseBlock), cuda::imagenet_normalise_kernel, black.data(), y.data(),
+              int64_t(1), int64_t(3));
+  CHECK(y.at(0) == doctest::Approx(-0.485 / 0.229));
+  CHECK(y.at(1) == doctest::Approx(-0.456 / 0.224));
+  CHECK(y.at(2) == doctest::Approx(-0.406 / 0.225));
+}
+
+TEST_CASE("pixel_distance kernel equals the CPU pixel term bit for bit") {
+  for (Shape s : {Shape{1, 3, 1, 1}, Shape{2, 3, 7, 9}, Shape{3, 3, 16, 17}}) {
+    CAPTURE(shape_str(s));
+    Tensor a = rnd(s, 161), b = rnd(s, 162);
+    Tensor ref = hostops::pixel_distance(a, b);
+    const int64_t hw = s[2] * s[3], n = s[0] * hw;
+    for (unsigned grid : grids_for(n)) {
+      CAPTURE(grid);
+      Tensor y = Tensor::full({s[0], 1, s[2], s[3]}, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::pixel_distance_kernel, a.data(), b.data(),
+                  y.data(), hw, n);
+      CHECK(bit_equal(y, ref));
+    }
+  }
+  // An image against itself is at distance 0 everywhere.
+  Tensor a = rnd({1, 3, 4, 5}, 163), y = Tensor::full({1, 1, 4, 5}, NAN);
+  emu::launch(dim3(1), dim3(cuda::kElementwiseBlock), cuda::pixel_distance_kernel, a.data(), a.data(), y.data(),
+              int64_t(20), int64_t(20));
+  for (int64_t i = 0; i < 20; ++i) CHECK(y.at(i) == 0.f);
+}
+
+TEST_CASE("max_pool3x3_s2 kernel equals the CPU max pool bit for bit, NaN and -inf included") {
+  // Odd and even sides (the last window is clipped on odd sides' far edge or
+  // not), one pixel, one row, and planes larger than a block.
+  for (Shape s : {Shape{1, 1, 1, 1}, Shape{1, 2, 1, 6}, Shape{2, 3, 7, 9}, Shape{1, 2, 8, 8}, Shape{1, 1, 33, 35}}) {
+    CAPTURE(shape_str(s));
+    Tensor x = rnd(s, 171, -3.f, 3.f);
+    x.data()[0] = NAN;  // std::max keeps the running max past a NaN unless the NaN comes first
+    if (x.numel() > 3) x.data()[3] = -INFINITY;
+    Tensor ref = hostops::max_pool3x3_s2(x);
+    const int64_t planes = s[0] * s[1], Ho = ref.dim(2), Wo = ref.dim(3), n = planes * Ho * Wo;
+    for (unsigned grid : grids_for(n)) {
+      CAPTURE(grid);
+      Tensor y = Tensor::full(ref.shape(), 7.f);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::max_pool3x3_s2_kernel, x.data(), y.data(), s[2],
+                  s[3], Ho, Wo, n);
+      CHECK(bit_equal(y, ref));
+    }
+  }
+}
+
+TEST_CASE("whole-tensor max kernels match the CPU backend's max exactly") {
+  // One element, fewer than a block, not a multiple of a block, several
+  // grid-stride rounds; all negative (the -inf identity must not win), and
+  // the maximum at the first and at the last element.
+  for (int64_t n : {int64_t(1), int64_t(255), int64_t(1000), int64_t(70001)}) {
+    for (int where : {0, 1, 2}) {
+      CAPTURE(n);
+      CAPTURE(where);
+      Tensor x = rnd({n}, 181, -5.f, -1.f);
+      if (where == 1) x.data()[0] = -0.5f;
+      if (where == 2) x.data()[n - 1] = -0.25f;
+      Tensor ref = Tensor::full({1}, NAN);
+      cpu_backend().max(x, ref);
+      for (unsigned parts : {cuda::sum_partial_blocks(n), 2u}) {
+        std::vector<float> partial(parts, NAN);
+        Tensor out = Tensor::full({1}, NAN);
+        emu::launch(dim3(parts), dim3(cuda::kReduceBlock), cuda::max_partials_kernel, x.data(), n, partial.data());
+        emu::launch(dim3(1), dim3(cuda::kReduceBlock), cuda::max_finish_kernel,
+                    static_cast<const float*>(partial.data()), int64_t(parts), out.data());
+        CHECK(bit_equal(out, ref));
+      }
+    }
+  }
+}
+
+TEST_CASE("anomaly_mix kernel equals the CPU backend's mix bit for bit, max(P) = 0 included") {
+  const Shape s{2, 1, 9, 31};
+  const int64_t n = shape_numel(s);
+  Tensor f = rnd(s, 191, 0.f, 2.f), p = rnd(s, 192, 0.f, 0.5f);
+  for (float max_p_value : {0.37f, 0.f}) {
+    CAPTURE(max_p_value);
+    Tensor max_f = Tensor::full({1}, 1.9f), max_p = Tensor::full({1}, max_p_value), ref = Tensor::empty(s);
+    cpu_backend().anomaly_mix(f, p, max_f, max_p, 7.f, ref);
+    for (unsigned grid : grids_for(n)) {
+      CAPTURE(grid);
+      Tensor y = Tensor::full(s, NAN);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::anomaly_mix_kernel, f.data(), p.data(),
+                  max_f.data(), max_p.data(), 7.f, y.data(), n);
+      CHECK(bit_equal(y, ref));
+      Tensor inplace = f.clone();  // y aliasing f, as the engine may call it
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::anomaly_mix_kernel,
+                  static_cast<const float*>(inplace.data()), p.data(), max_f.data(), max_p.data(), 7.f,
+                  inplace.data(), n);
+      CHECK(bit_equal(inplace, ref));
+    }
+    if (max_p_value == 0.f) CHECK(bit_equal(ref, f));  // nothing added when the images agree
   }
 }

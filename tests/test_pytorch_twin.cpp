@@ -5,6 +5,7 @@
 // The twin needs Debian's python3-torch for /usr/bin/python3: without it the
 // suite exits 77 (skipped) after the first case.
 #include <doctest/doctest.h>
+#include <map>
 #include "tests/test_util.h"
 #include "engine/json_mini.h"
 #include "engine/safetensors.h"
@@ -80,6 +81,10 @@ TEST_CASE("bench --device: cuda runs on the device where one exists, else a clea
       // A GPU machine: the figures are the device's.
       CHECK(r.out.find(std::string(sub).rfind("unet", 0) == 0 ? "device           cuda" : "device cuda") !=
             std::string::npos);
+      // The per-op times come from the device's clock (CUDA events).
+      Run ops = run(test::binary_dir() + "/mdps bench " + sub + " --device cuda --ops --image-size 16 --batch 1");
+      CHECK(ops.status == 0);
+      CHECK(ops.out.find("device clock: CUDA events around each op") != std::string::npos);
     } else {
       CHECK(r.status == 1);
       const bool no_device = r.out.find("mdps: error: --device cuda: no CUDA device is present") != std::string::npos;
@@ -91,6 +96,45 @@ TEST_CASE("bench --device: cuda runs on the device where one exists, else a clea
   Run r = run(test::binary_dir() + "/mdps bench unet --device cpu --precision bf16 --image-size 16 --batch 1");
   CHECK(r.status == 1);
   CHECK(r.out.find("--precision bf16: the cpu backend computes in fp32 only") != std::string::npos);
+}
+
+TEST_CASE("bench --ops: the time per op of each phase, in text and JSON, the FLOPs adding up") {
+  Run r = run(test::binary_dir() +
+              "/mdps bench unet --ops --json --runs 1 --image-size 16 --base-channels 32 --batch 2 --threads 1");
+  CAPTURE(r.out);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("forward, per op (one traced run, batch 2; host clock)") != std::string::npos);
+  CHECK(r.out.find("train_step, per op") != std::string::npos);
+  json::Value j = last_json_line(r.out);
+  const json::Value* ops = j.find("ops");
+  REQUIRE(ops);
+  REQUIRE(ops->kind == json::Kind::Array);
+  std::map<std::string, double> share, flops_s;
+  std::map<std::string, int> conv_calls;
+  for (const json::Value& o : ops->items) {
+    const std::string phase = o.find("phase")->str, op = o.find("op")->str;
+    CHECK(o.find("clock")->str == "host");  // the CPU: no device clock
+    CHECK(number(o, "ms") >= 0);
+    share[phase] += number(o, "share");
+    flops_s[phase] += number(o, "gflops") * number(o, "ms") / 1e3;  // GFLOP of the op
+    if (op == "conv2d") conv_calls[phase] = int(number(o, "calls"));
+  }
+  for (const char* phase : {"forward", "guidance", "train_step"}) {
+    CAPTURE(phase);
+    CHECK(share[phase] == doctest::Approx(1.0).epsilon(1e-6));
+    CHECK(conv_calls[phase] > 0);
+    CHECK(conv_calls[phase] == conv_calls["forward"]);  // one forward in each
+  }
+  // The forward's ops carry the FLOPs the bench counts per image.
+  CHECK(flops_s["forward"] == doctest::Approx(number(j, "gflop_per_image") * 2).epsilon(1e-3));
+  Run both = run(test::binary_dir() + "/mdps bench unet --ops --vs-pytorch --image-size 16");
+  CHECK(both.status != 0);
+  CHECK(both.out.find("--ops and --vs-pytorch") != std::string::npos);
+  Run sampler = run(test::binary_dir() + "/mdps bench sampler --ops --image-size 16 --batch 1 --threads 1");
+  CAPTURE(sampler.out);
+  CHECK(sampler.status == 0);
+  CHECK(sampler.out.find("sampler, per op (one traced run, per image; host clock)") != std::string::npos);
+  CHECK(sampler.out.find("mdps_step") != std::string::npos);
 }
 
 TEST_CASE("twin: eps and the guidance gradient of the golden U-Net") {

@@ -312,3 +312,108 @@ TEST_CASE("trace: off costs nothing recorded; Session writes a file that parses"
   std::filesystem::remove_all(dir + "/gone");
   CHECK_THROWS_AS(late.finish(), Error);
 }
+
+namespace {
+// A device clock whose marks are ticks 1 us apart, so each scope's device
+// time is (marks taken inside it + 1) us: checks which marks a scope pairs.
+struct TickClock final : trace::DeviceClock {
+  int64_t next = 0, clears = 0, cap = 1 << 20;
+  int64_t mark() override { return next < cap ? next++ : -1; }
+  double elapsed_ns(int64_t from, int64_t to) override {
+    REQUIRE(from >= 0);
+    REQUIRE(to < next);
+    return double(to - from) * 1000.0;
+  }
+  void clear() override {
+    next = 0;
+    ++clears;
+  }
+};
+}  // namespace
+
+TEST_CASE("trace: a device clock's marks give each event its device time in args") {
+  TickClock clock;
+  trace::set_device_clock(&clock);
+  trace::start();
+  CHECK(clock.clears == 1);  // start() forgets earlier marks
+  {
+    trace::Scope outer("outer", "span");
+    { trace::Scope a("inner_a"); }
+    { trace::Scope b("inner_b"); }
+  }
+  trace::stop();
+  std::vector<trace::Event> evs = trace::events();
+  REQUIRE(evs.size() == 3);
+  std::map<std::string, double> dev;
+  for (auto& e : evs) dev[e.name] = e.device_ns;
+  CHECK(dev["inner_a"] == 1000.0);  // marks 1 and 2
+  CHECK(dev["inner_b"] == 1000.0);  // marks 3 and 4
+  CHECK(dev["outer"] == 5000.0);    // marks 0 and 5
+  json::Value j = json::parse(trace::to_json(evs), "device trace");
+  auto parsed = parse_trace(j);
+  for (auto& e : parsed) {
+    const json::Value* d = e.args->find("device_us");
+    REQUIRE(d);
+    CHECK(d->number == doctest::Approx(e.name == "outer" ? 5.0 : 1.0));
+  }
+  // Resolved once: reading again neither repeats the key nor asks the clock again.
+  CHECK(trace::events()[0].args == evs[0].args);
+
+  // When the clock keeps no more marks, scopes get no device time.
+  clock.cap = 0;
+  trace::start();
+  { trace::Scope c("no_marks"); }
+  trace::stop();
+  REQUIRE(trace::events().size() == 1);
+  CHECK(trace::events()[0].device_ns < 0);
+  CHECK(trace::events()[0].args.find("device_us") == std::string::npos);
+  trace::set_device_clock(nullptr);
+  // Without a clock, nothing is marked.
+  trace::start();
+  { trace::Scope d("host_only"); }
+  trace::stop();
+  CHECK(trace::events()[0].device_from == -1);
+}
+
+TEST_CASE("trace: op totals within a span, per name, device time where every call has one") {
+  auto ev = [](const char* name, const char* cat, int64_t start, int64_t dur, uint32_t tid, const char* args,
+               double device_ns) {
+    trace::Event e;
+    e.name = name;
+    e.cat = cat;
+    e.start_ns = start;
+    e.dur_ns = dur;
+    e.tid = tid;
+    e.args = args;
+    e.device_ns = device_ns;
+    return e;
+  };
+  const std::vector<trace::Event> evs = {
+      ev("conv2d", "op", 10, 5, 0, "\"flops\": 100, \"bytes\": 8", 50),
+      ev("conv2d", "op", 20, 5, 0, "\"flops\": 1e2", 70),
+      ev("add", "op", 30, 2, 0, "\"bytes\": 12", -1),  // no device time
+      ev("add", "op", 33, 2, 0, "", 4),
+      ev("conv.direct", "kernel", 11, 3, 1, "", -1),   // another category
+      ev("conv2d", "op", 11, 3, 1, "", 9),             // another thread than the span's
+      ev("conv2d", "op", 200, 5, 0, "", 1000),         // after the span
+      ev("phase", "span", 5, 40, 0, "", -1),
+  };
+  std::vector<trace::OpTotal> t = trace::op_totals(evs, "phase");
+  REQUIRE(t.size() == 2);
+  CHECK(t[0].name == "conv2d");  // 120 ns of device time first
+  CHECK(t[0].calls == 2);
+  CHECK(t[0].host_ns == 10);
+  CHECK(t[0].device_ns == 120);
+  CHECK(t[0].flops == 200);
+  CHECK(t[0].bytes == 8);
+  CHECK(t[1].name == "add");
+  CHECK(t[1].calls == 2);
+  CHECK(t[1].device_ns == -1);  // one call lacked it: the host time counts
+  CHECK(t[1].ns() == 4);
+  CHECK(t[1].bytes == 12);
+  // No span given: every op event; a span name that never occurs: nothing.
+  CHECK(trace::op_totals(evs, "").size() == 2);
+  CHECK(trace::op_totals(evs, "")[0].calls == 4);
+  CHECK(trace::op_totals(evs, "no such span").empty());
+  CHECK(trace::op_totals(evs, "", "kernel").size() == 1);
+}

@@ -103,6 +103,7 @@ struct UNetBenchArgs {
   bool json = false;
   std::string trace, save_model;
   bool vs_pytorch = false;
+  bool ops = false;  // --ops: the per-op breakdown of one more traced round
   TwinOptions twin;
   std::string device = "cpu", precision = "fp32";
 };
@@ -113,6 +114,8 @@ Backend& bench_backend(const UNetBenchArgs& a) {
   Backend& be = backend_by_name(a.device, parse_precision(a.precision));
   MDPS_CHECK(!a.vs_pytorch || be.device() == Device::CPU, "--vs-pytorch times the PyTorch twin on the CPU: use it "
              "with --device cpu (this run resolved --device ", a.device, " to ", be.name(), ")");
+  MDPS_CHECK(!(a.vs_pytorch && a.ops), "--ops and --vs-pytorch: use one at a time (the breakdown is of the engine "
+             "alone)");
   if (a.threads > 0) be.set_threads(a.threads);
   return be;
 }
@@ -165,6 +168,29 @@ struct UNetBench {
     double sgemm = 0;             // ceiling GFLOP/s, timed beside the forward runs
     double forward_of_sgemm = 0;  // median of the per-run forward / ceiling ratios
   };
+  // One run of each timed phase; each ends when the backend has finished.
+  void run_forward() {
+    net.forward(Var(x), t);
+    be.synchronize();
+  }
+  void run_guidance() {
+    Tensor eps, grad;
+    sampler->eps_and_guidance(x, y, 500, true, eps, grad);
+    be.synchronize();
+  }
+  void run_train_step() {
+    net.zero_grad();
+    Tape tape;
+    Var loss;
+    {
+      TapeScope rec(tape);
+      loss = ops::sse_loss(net.forward(Var(x), t), Var(y));
+    }
+    tape.backward(loss);
+    adam->step();
+    be.synchronize();
+  }
+
   Times measure(int runs) {
     Times r;
     net.set_requires_grad(false);  // forward and guidance: no weight gradients
@@ -187,8 +213,7 @@ struct UNetBench {
         auto t0 = Clock::now();
         {
           trace::Scope span("bench.forward", "span");
-          net.forward(Var(x), t);
-          be.synchronize();
+          run_forward();
         }
         f.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
         if (!ceiling) continue;
@@ -203,26 +228,35 @@ struct UNetBench {
     }
     r.guidance = median_seconds(1, runs, [&] {
       trace::Scope span("bench.guidance", "span");
-      Tensor eps, grad;
-      sampler->eps_and_guidance(x, y, 500, true, eps, grad);
-      be.synchronize();
+      run_guidance();
     });
     net.set_requires_grad(true);
     r.train = median_seconds(1, runs, [&] {
       trace::Scope span("train.step", "span");
-      net.zero_grad();
-      Tape tape;
-      Var loss;
-      {
-        TapeScope rec(tape);
-        loss = ops::sse_loss(net.forward(Var(x), t), Var(y));
-      }
-      tape.backward(loss);
-      adam->step();
-      be.synchronize();
+      run_train_step();
     });
     net.set_requires_grad(false);
     return r;
+  }
+
+  // --ops: one more run of each phase with the trace on, each in a span of
+  // its own ("ops.forward", "ops.guidance", "ops.train_step").
+  void run_traced_phases() {
+    net.set_requires_grad(false);
+    {
+      trace::Scope span("ops.forward", "span");
+      run_forward();
+    }
+    {
+      trace::Scope span("ops.guidance", "span");
+      run_guidance();
+    }
+    net.set_requires_grad(true);
+    {
+      trace::Scope span("ops.train_step", "span");
+      run_train_step();
+    }
+    net.set_requires_grad(false);
   }
 
   // The weights (a model file the twin and `mdps sample` read) and, with
@@ -240,6 +274,48 @@ struct UNetBench {
     w.write(path);
   }
 };
+
+// --ops: runs `body` with the trace on (or inside the --trace session already
+// running) and returns the op totals within each of the named spans.
+std::vector<std::vector<trace::OpTotal>> traced_op_totals(const std::vector<std::string>& spans,
+                                                          const std::function<void()>& body) {
+  const bool own = !trace::enabled();
+  if (own) trace::start();
+  body();
+  if (own) trace::stop();
+  const std::vector<trace::Event> evs = trace::events();
+  std::vector<std::vector<trace::OpTotal>> out;
+  for (const std::string& s : spans) out.push_back(trace::op_totals(evs, s));
+  return out;
+}
+
+// The per-op table of one phase (times divided by `per`, e.g. images) and its
+// JSON rows ({"phase", "op", "calls", "ms", "share", "gflops", "gbs", "clock"}).
+void print_op_totals(const std::string& phase, const std::vector<trace::OpTotal>& ops, double per,
+                     const char* unit, std::string& json_rows) {
+  double total = 0;
+  bool device = !ops.empty();
+  for (const trace::OpTotal& o : ops) {
+    total += o.ns();
+    device = device && o.device_ns >= 0;
+  }
+  const char* clock = device ? "device" : "host";
+  std::printf("  %s, per op (%s; %s clock%s):\n", phase.c_str(), unit,
+              clock, device ? ": CUDA events around each op" : "");
+  std::printf("    %-26s %7s %10s %7s %9s %8s\n", "op", "calls", "ms", "share", "GFLOP/s", "GB/s");
+  for (const trace::OpTotal& o : ops) {
+    const double sec = o.ns() / 1e9;
+    const double gf = sec > 0 ? o.flops / sec / 1e9 : 0, gb = sec > 0 ? o.bytes / sec / 1e9 : 0;
+    const double share = total > 0 ? o.ns() / total : 0;
+    std::printf("    %-26s %7.0f %10.3f %6.1f%% %9.1f %8.2f\n", o.name.c_str(), double(o.calls) / per,
+                o.ns() / 1e6 / per, 100.0 * share, gf, gb);
+    json_rows += cat(json_rows.empty() ? "" : ", ", "{\"phase\": ", json::quote(phase), ", \"op\": ",
+                     json::quote(o.name), ", \"calls\": ", double(o.calls) / per, ", \"ms\": ", o.ns() / 1e6 / per,
+                     ", \"share\": ", share, ", \"gflops\": ", gf, ", \"gbs\": ", gb, ", \"clock\": \"", clock,
+                     "\"}");
+  }
+  std::printf("    %-26s %7s %10.3f\n", "total", "", total / 1e6 / per);
+}
 
 void print_unet_header(const UNetBenchArgs& a, const UNetBench& b) {
   std::printf("mdps bench unet: image %d, base %d, batch %d, %d threads, %lld parameters\n", a.image_size,
@@ -339,15 +415,24 @@ void bench_unet(const UNetBenchArgs& a) {
                 sgemm);
   std::printf("  peak RSS         %.0f MB (allocator peak %.0f MB%s)\n", rss,
               double(be.stats().peak_bytes.load()) / 1048576.0, on_cpu ? "" : " on the device");
+  std::string op_rows;
+  if (a.ops) {
+    const std::vector<std::string> spans{"ops.forward", "ops.guidance", "ops.train_step"};
+    const auto totals = traced_op_totals(spans, [&] { b.run_traced_phases(); });
+    const char* phase[] = {"forward", "guidance", "train_step"};
+    for (size_t i = 0; i < spans.size(); ++i)
+      print_op_totals(phase[i], totals[i], 1.0, cat("one traced run, batch ", a.batch).c_str(), op_rows);
+  }
   if (a.json) {
     // On a device the CPU ceiling does not apply: its two keys are null.
     const std::string ceiling = on_cpu ? cat(sgemm) : "null", fraction = on_cpu ? cat(of_sgemm) : "null";
+    const std::string ops_key = a.ops ? cat(", \"ops\": [", op_rows, "]") : "";
     std::printf(
         "{\"forward_s\": %.6f, \"guidance_s\": %.6f, \"train_step_s\": %.6f, \"forward_gflops\": %.3f, "
         "\"peak_rss_mb\": %.1f, \"sgemm_gflops\": %s, \"gflop_per_image\": %.4f, \"threads\": %d, "
-        "\"forward_of_sgemm\": %s, \"device\": \"%s\", \"precision\": \"%s\"}\n",
+        "\"forward_of_sgemm\": %s, \"device\": \"%s\", \"precision\": \"%s\"%s}\n",
         fwd, guid, train, gflops, rss, ceiling.c_str(), flops_per_image / 1e9, be.threads(), fraction.c_str(),
-        be.name(), precision_name(be.precision()));
+        be.name(), precision_name(be.precision()), ops_key.c_str());
   }
 }
 
@@ -427,9 +512,19 @@ void bench_sampler(const UNetBenchArgs& a) {
   std::printf("  two rounds (T 200/200, skip 20, rho 50/100): %.3f s per image, %.1f forward-equivalents "
               "(ideal 40, the authors' code 60)\n",
               per_image, total / fwd);
+  std::string op_rows;
+  if (a.ops) {
+    const auto totals = traced_op_totals({"ops.sampler"}, [&] {
+      trace::Scope span("ops.sampler", "span");
+      time_sampler(sampler, y, be);
+    });
+    print_op_totals("sampler", totals[0], double(B), "one traced run, per image", op_rows);
+  }
   if (a.json)
-    std::printf("{\"sampler_s_per_image\": %.6f, \"forward_s\": %.6f, \"forward_equivalents\": %.2f}\n", per_image,
-                fwd, total / fwd);
+    std::printf("{\"sampler_s_per_image\": %.6f, \"forward_s\": %.6f, \"forward_equivalents\": %.2f, "
+                "\"device\": \"%s\", \"precision\": \"%s\"%s}\n",
+                per_image, fwd, total / fwd, be.name(), precision_name(be.precision()),
+                a.ops ? cat(", \"ops\": [", op_rows, "]").c_str() : "");
 }
 
 cli::Registrar reg("bench", 80, [](CLI::App& app) {
@@ -454,6 +549,9 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
     s->add_option("--device", a->device, "cpu, cuda or auto (cuda when a device exists); on a device the clock "
                   "stops after the stream is synchronised")->capture_default_str();
     cli::add_precision_option(s, a->precision);
+    s->add_flag("--ops", a->ops,
+                "after the timing, run each phase once more with the trace on and print the time per op (on a "
+                "device: from CUDA events around each op; JSON: \"ops\")");
     s->get_option("--runs")->check(CLI::Range(1, 100000));
   };
   // Tracing covers the whole subcommand; the file is written when it ends.

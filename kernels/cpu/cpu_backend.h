@@ -77,6 +77,19 @@ class CpuBackend final : public Backend {
   void replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
                       float sqrt_1ma) override;
 
+  // The image ops (kernels/cpu/image_ops.cpp): engine/cpu_image_ops.h's forms.
+  void relu(const Tensor& x, Tensor& y) override;
+  void max_pool3x3_s2(const Tensor& x, Tensor& y) override;
+  void imagenet_normalise(const Tensor& x, Tensor& y) override;
+  void pixel_distance(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void pooled_cosine_distance(const Tensor& a, const Tensor& b, Tensor& y, float eps) override;
+  void resize_bilinear_align_corners(const Tensor& x, Tensor& y) override;
+  void gaussian_blur(const Tensor& x, int kernel, float sigma, Tensor& y) override;
+  void max(const Tensor& x, Tensor& out) override;
+  void anomaly_mix(const Tensor& f, const Tensor& p, const Tensor& max_f, const Tensor& max_p, float eta,
+                   Tensor& y) override;
+  std::vector<double> image_scores(const Tensor& maps, ImageScoreKind kind, int k) override;
+
  private:
   std::mutex cache_mu_;
   std::map<size_t, std::vector<void*>> cache_;

@@ -96,7 +96,10 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   cublas_ = h;
   alloc_ = std::make_unique<cuda::CachingAllocator>();
   conv_ = std::make_unique<cuda::CudnnConv>(s, *alloc_);
+  clock_ = std::make_unique<cuda::CudaEventClock>(s);
 }
+
+trace::DeviceClock* CudaBackend::device_clock() { return clock_.get(); }
 
 void CudaBackend::set_precision(Precision p) {
   MDPS_CHECK(p != Precision::BF16, "--precision bf16: the cuda backend has no bf16 products yet (use fp32 or tf32)");
@@ -108,6 +111,8 @@ void CudaBackend::set_precision(Precision p) {
 }
 
 CudaBackend::~CudaBackend() {
+  if (trace::device_clock() == clock_.get()) trace::set_device_clock(nullptr);
+  clock_.reset();
   conv_.reset();
   if (alloc_) alloc_->release(stream_);
   if (cublas_) cublasDestroy(handle(cublas_));
@@ -147,6 +152,8 @@ void CudaBackend::synchronize() { check_cuda(cudaStreamSynchronize(stream_), "sy
 void CudaBackend::elementwise(cuda::EwOp op, const Tensor* a, const Tensor* b, Tensor& y, float alpha, float beta,
                               int64_t b_div, int64_t b_mod, const char* what) {
   check_cuda_tensor(y, what);
+  if (a) check_cuda_tensor(*a, cat(what, " input").c_str());
+  if (b) check_cuda_tensor(*b, cat(what, " second input").c_str());
   if (a) check_shape(y, a->shape(), cat(what, " output"));
   cuda::launch_elementwise(op, a ? a->data() : nullptr, b ? b->data() : nullptr, y.data(), alpha, beta, y.numel(),
                            b_div, b_mod, stream_);
@@ -521,6 +528,63 @@ void CudaBackend::philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, ui
   OpRange range("philox_normal");
   check_cuda_tensor(x, "philox_normal output");
   cuda::launch_philox_normal(x.data(), x.numel(), seed, stream_id, offset, stream_);
+}
+
+void CudaBackend::relu(const Tensor& x, Tensor& y) {
+  OpRange range("relu");
+  elementwise(cuda::EwOp::Relu, &x, nullptr, y, 0.f, 0.f, 1, 1, "relu");
+}
+
+void CudaBackend::max_pool3x3_s2(const Tensor& x, Tensor& y) {
+  OpRange range("max_pool3x3_s2");
+  check_nchw(x, "max_pool3x3_s2 input");
+  check_cuda_tensor(y, "max_pool3x3_s2 output");
+  const int64_t H = x.dim(2), W = x.dim(3);
+  check_shape(y, {x.dim(0), x.dim(1), (H - 1) / 2 + 1, (W - 1) / 2 + 1}, "max_pool3x3_s2 output");
+  MDPS_CHECK(H > 0 && W > 0, "max_pool3x3_s2: input ", x.describe(), " is empty");
+  cuda::launch_max_pool3x3_s2(x.data(), y.data(), x.dim(0) * x.dim(1), H, W, stream_);
+}
+
+void CudaBackend::imagenet_normalise(const Tensor& x, Tensor& y) {
+  OpRange range("imagenet_normalise");
+  check_nchw(x, "imagenet_normalise input");
+  MDPS_CHECK(x.dim(1) == 3, "imagenet_normalise: images ", x.describe(), " are not [N,3,H,W]");
+  check_cuda_tensor(y, "imagenet_normalise output");
+  check_shape(y, x.shape(), "imagenet_normalise output");
+  cuda::launch_imagenet_normalise(x.data(), y.data(), x.dim(0), x.dim(2) * x.dim(3), stream_);
+}
+
+void CudaBackend::pixel_distance(const Tensor& a, const Tensor& b, Tensor& y) {
+  OpRange range("pixel_distance");
+  check_nchw(a, "pixel_distance a");
+  MDPS_CHECK(a.dim(1) == 3, "pixel_distance: images ", a.describe(), " are not [N,3,H,W]");
+  check_cuda_tensor(b, "pixel_distance b");
+  check_shape(b, a.shape(), "pixel_distance b");
+  check_cuda_tensor(y, "pixel_distance output");
+  check_shape(y, {a.dim(0), 1, a.dim(2), a.dim(3)}, "pixel_distance output");
+  cuda::launch_pixel_distance(a.data(), b.data(), y.data(), a.dim(0), a.dim(2) * a.dim(3), stream_);
+}
+
+void CudaBackend::max(const Tensor& x, Tensor& out) {
+  OpRange range("max");
+  check_cuda_tensor(x, "max input");
+  check_cuda_tensor(out, "max output");
+  MDPS_CHECK(out.numel() == 1, "max: output must hold one element, got ", shape_str(out.shape()));
+  MDPS_CHECK(x.numel() > 0, "max: input ", x.describe(), " is empty");
+  Scratch<float> partial(*alloc_, cuda::sum_partial_blocks(x.numel()));
+  cuda::launch_max(x.data(), x.numel(), partial.get(), out.data(), stream_);
+}
+
+void CudaBackend::anomaly_mix(const Tensor& f, const Tensor& p, const Tensor& max_f, const Tensor& max_p, float eta,
+                              Tensor& y) {
+  OpRange range("anomaly_mix");
+  for (const Tensor* t : {&f, &p, &max_f, &max_p, static_cast<const Tensor*>(&y)})
+    check_cuda_tensor(*t, "anomaly_mix operand");
+  check_shape(p, f.shape(), "anomaly_mix pixel term");
+  check_shape(y, f.shape(), "anomaly_mix output");
+  MDPS_CHECK(max_f.numel() == 1 && max_p.numel() == 1, "anomaly_mix: the maxima must hold one element each, got ",
+             shape_str(max_f.shape()), " and ", shape_str(max_p.shape()));
+  cuda::launch_anomaly_mix(f.data(), p.data(), max_f.data(), max_p.data(), eta, y.data(), y.numel(), stream_);
 }
 
 void CudaBackend::pooled_cosine_distance(const Tensor& a, const Tensor& b, Tensor& y, float eps) {

@@ -2,11 +2,11 @@
 // cuBLAS for products, cuDNN for convolutions and the hand-written kernels of
 // kernels/cuda/*.cu. docs/gpu.md says what has (never) run on a GPU.
 #pragma once
-#include "engine/anomaly_map.h"
 #include "engine/backend.h"
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/device_allocator.h"
 #include "kernels/cuda/cudnn_conv.h"
+#include "kernels/cuda/cuda_event_clock.h"
 #include <memory>
 #include <vector>
 
@@ -27,6 +27,8 @@ class CudaBackend final : public Backend {
   void copy_device_to_device(void* dst, const void* src, size_t bytes) override;
   void fill(Tensor& x, float value) override;
   void synchronize() override;
+  // CUDA events on the stream: the trace's per-op device times.
+  trace::DeviceClock* device_clock() override;
   // fp32 (no tensor cores) or tf32 (cuBLAS and cuDNN may use TF32 tensor
   // cores); bf16 products are not implemented yet and are refused.
   void set_precision(Precision p) override;
@@ -80,17 +82,22 @@ class CudaBackend final : public Backend {
   // Standard normals philox::normal_at(seed, stream_id, offset + i) into x.
   void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset);
 
-  // The anomaly map's pieces, the CUDA forms of engine/cpu_image_ops.h (the
-  // engine's anomaly_map() still runs the CPU forms; docs/gpu.md).
-  // y [N,1,H,W] = cosine_distance(mean_pool3x3(a), mean_pool3x3(b)), fused.
-  void pooled_cosine_distance(const Tensor& a, const Tensor& b, Tensor& y, float eps = 1e-8f);
-  // gaussian_blur(x, kernel, sigma) into y (x's shape); kernel odd, <= 127.
-  void gaussian_blur(const Tensor& x, int kernel, float sigma, Tensor& y);
-  // resize_bilinear_align_corners(x, y.dim(2), y.dim(3)) into y.
-  void resize_bilinear_align_corners(const Tensor& x, Tensor& y);
-  // Per map of [N,1,H,W]: softmax_topk_sum (Authors) or topk_mean (TopKMean)
-  // of its min(k, H*W) <= 2048 largest values, in double. Waits for the result.
-  std::vector<double> image_scores(const Tensor& maps, ImageScoreKind kind, int k);
+  // The image ops: the CUDA forms of engine/cpu_image_ops.h, over the
+  // arithmetic of engine/anomaly_map_arith.h.
+  void relu(const Tensor& x, Tensor& y) override;
+  void max_pool3x3_s2(const Tensor& x, Tensor& y) override;
+  void imagenet_normalise(const Tensor& x, Tensor& y) override;
+  void pixel_distance(const Tensor& a, const Tensor& b, Tensor& y) override;
+  // Fused: the pooled maps are never stored.
+  void pooled_cosine_distance(const Tensor& a, const Tensor& b, Tensor& y, float eps) override;
+  void resize_bilinear_align_corners(const Tensor& x, Tensor& y) override;
+  // kernel odd, at most 127 taps.
+  void gaussian_blur(const Tensor& x, int kernel, float sigma, Tensor& y) override;
+  void max(const Tensor& x, Tensor& out) override;
+  void anomaly_mix(const Tensor& f, const Tensor& p, const Tensor& max_f, const Tensor& max_p, float eta,
+                   Tensor& y) override;
+  // min(k, H*W) at most 2048. Waits for the result.
+  std::vector<double> image_scores(const Tensor& maps, ImageScoreKind kind, int k) override;
 
   // Device memory held in the allocator's free lists, and its return to the driver.
   size_t cached_bytes() const { return alloc_->cached_bytes(); }
@@ -110,6 +117,7 @@ class CudaBackend final : public Backend {
   void* cublas_ = nullptr;  // cublasHandle_t
   std::unique_ptr<cuda::CachingAllocator> alloc_;
   std::unique_ptr<cuda::CudnnConv> conv_;
+  std::unique_ptr<cuda::CudaEventClock> clock_;
 };
 
 }  // namespace mdps

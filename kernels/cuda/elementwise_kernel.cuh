@@ -24,6 +24,7 @@ MDPS_KERNEL void elementwise_kernel(EwOp op, const float* a, const float* b, flo
       case EwOp::Scale: r = alpha * a[i]; break;
       case EwOp::Axpby: r = alpha * a[i] + beta * b[j]; break;
       case EwOp::Silu: r = a[i] / (1.f + expf(-a[i])); break;
+      case EwOp::Relu: r = a[i] > 0.f ? a[i] : 0.f; break;  // NaN -> 0, as the CPU's
       default: {
         const float s = 1.f / (1.f + expf(-a[i]));
         r = b[j] * s * (1.f + a[i] * (1.f - s));

@@ -45,7 +45,18 @@ void launch_upsample_nearest2(const float* x, float* y, int64_t planes, int64_t 
 void launch_upsample_nearest2_backward(const float* dy, float* dx, int64_t planes, int64_t H, int64_t W,
                                        Stream stream);
 void launch_timestep_embedding(const float* t, float* y, int64_t N, int64_t dim, Stream stream);
-// The anomaly map's pieces (engine/anomaly_map_arith.h holds the shared arithmetic).
+// out[0] = the largest value of x (n >= 1); partial: sum_partial_blocks(n) floats of scratch.
+void launch_max(const float* x, int64_t n, float* partial, float* out, Stream stream);
+// The feature extractor's and the anomaly map's pieces (engine/anomaly_map_arith.h holds the shared arithmetic).
+// y [N,3,hw] = the ImageNet normalisation of x [N,3,hw] in [-1,1] (y may alias x).
+void launch_imagenet_normalise(const float* x, float* y, int64_t N, int64_t hw, Stream stream);
+// y [N,1,hw] = the pixel term of images a, b [N,3,hw].
+void launch_pixel_distance(const float* a, const float* b, float* y, int64_t N, int64_t hw, Stream stream);
+// nn.MaxPool2d(3, 2, 1) of [planes, H, W] into [planes, (H-1)/2+1, (W-1)/2+1].
+void launch_max_pool3x3_s2(const float* x, float* y, int64_t planes, int64_t H, int64_t W, Stream stream);
+// y = f + anomaly_mix_weight(max_f[0], max_p[0], eta) p over n floats (y may alias f).
+void launch_anomaly_mix(const float* f, const float* p, const float* max_f, const float* max_p, float eta, float* y,
+                        int64_t n, Stream stream);
 // y [N,1,H,W] = 1 - cos over channels of the 3x3 mean pools of a, b [N,C,H,W].
 void launch_pooled_cosine_distance(const float* a, const float* b, float* y, int64_t N, int64_t C, int64_t H,
                                    int64_t W, float eps, Stream stream);

@@ -25,4 +25,12 @@ void launch_sum(const float* x, int64_t n, bool squares, double* partial, float*
   check_launch("sum");
 }
 
+void launch_max(const float* x, int64_t n, float* partial, float* out, Stream stream) {
+  const unsigned parts = sum_partial_blocks(n);
+  max_partials_kernel<<<parts, kReduceBlock, 0, stream>>>(x, n, partial);
+  check_launch("max partials");
+  max_finish_kernel<<<1, kReduceBlock, 0, stream>>>(partial, int64_t(parts), out);
+  check_launch("max");
+}
+
 }  // namespace mdps::cuda
