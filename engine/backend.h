@@ -151,6 +151,9 @@ class Backend {
   virtual void scale(const Tensor& x, float alpha, Tensor& y) = 0;
   // y = alpha * x + beta * y
   virtual void axpby(float alpha, const Tensor& x, float beta, Tensor& y) = 0;
+  // y = x / sqrt(sum_sq[0]) (0 where sum_sq[0] = 0), sum_sq a 1-element tensor
+  // on this backend (e.g. from sum_squares), read where it lives; y may alias x.
+  virtual void scale_by_inverse_sqrt(const Tensor& x, const Tensor& sum_sq, Tensor& y) = 0;
   // y[n,c,h,w] = x[n,c,h,w] + v[n,c]; and its reduction dv[n,c] = sum_hw dy
   virtual void add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) = 0;
   virtual void sum_hw(const Tensor& dy, Tensor& dv) = 0;
@@ -178,6 +181,10 @@ class Backend {
   // (treated as 0, 1 and 0). x0_hat may be null.
   virtual void mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps, const Tensor* grad, const Tensor* mask,
                          const Tensor* z, const StepCoeffs& c, Tensor& x_next, Tensor* x0_hat) = 0;
+  // x[i] = philox::normal_at(seed, stream_id, offset + i): the engine's one
+  // stream of standard normals (engine/philox.h), the same values on every
+  // backend, drawn where the tensor lives.
+  virtual void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) = 0;
   // x = mask ? x : sqrt_a y + sqrt_1ma z_fixed (in place), mask [N,1,H,W].
   virtual void replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
                               float sqrt_1ma) = 0;

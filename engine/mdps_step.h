@@ -3,6 +3,7 @@
 // x0_hat, and the DDIM update, in one pass over memory.
 #pragma once
 #include "engine/common.h"
+#include <math.h>
 
 namespace mdps {
 
@@ -14,6 +15,13 @@ struct StepCoeffs {
   float sigma = 0.f;         // DDIM noise scale (eta * the DDPM posterior std)
   float guidance = 0.f;      // rho * sqrt(1 - abar_t): multiplies the guidance gradient
 };
+
+// The guidance's per-group normalisation d / ||d||: the factor 1 / sqrt of the
+// group's sum of squares, 0 for a zero difference (no NaN from 0 / 0).
+MDPS_HD float inverse_norm(float sum_sq) {
+  const float norm = sqrtf(sum_sq);
+  return norm > 0.f ? 1.f / norm : 0.f;
+}
 
 // x: x_t, y: the observed image, eps: eps_theta(x_t, t), grad: the guidance
 // gradient, m: mask (1 = anomalous, resampled; 0 = normal, kept at y), z: fresh

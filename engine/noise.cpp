@@ -32,15 +32,9 @@ uint64_t philox_uniform_int(uint64_t seed, uint64_t stream, uint64_t index, uint
 void PhiloxNoise::normal(Tensor& out) {
   MDPS_CHECK(out.defined(), "PhiloxNoise::normal: output tensor is undefined");
   MDPS_CHECK(out.dtype() == DType::F32, "PhiloxNoise::normal: output ", out.describe(), " is not f32");
-  const int64_t n = out.numel();
-  if (out.device() == Device::CPU) {
-    philox_fill_normal(out.data(), n, seed_, stream_, position_);
-  } else {
-    Tensor host = Tensor::empty(out.shape());
-    philox_fill_normal(host.data(), n, seed_, stream_, position_);
-    out.copy_from(host);
-  }
-  position_ += uint64_t(n);
+  // Drawn by the tensor's backend (on a device: a kernel, no host copy).
+  out.backend().philox_normal(out, seed_, stream_, position_);
+  position_ += uint64_t(out.numel());
 }
 
 void RecordedNoise::normal(Tensor& out) {

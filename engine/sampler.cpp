@@ -38,7 +38,9 @@ void Sampler::eps_and_guidance(const Tensor& x, const Tensor& y, int t, bool wan
   const int64_t N = x.dim(0);
   trace::Scope span("sampler.guidance", "span");
   if (span.active()) span.num("t", t).num("grad", want_grad ? 1 : 0);
-  Tensor tt = Tensor::full({N}, float(t));
+  // The timesteps filled where the model runs (no host copy inside a step).
+  Tensor tt = Tensor::empty({N}, be);
+  be.fill(tt, float(t));
   if (!want_grad) {
     eps = model_.forward(Var(x), tt).value;
     grad = Tensor();
@@ -73,8 +75,7 @@ void Sampler::eps_and_guidance(const Tensor& x, const Tensor& y, int t, bool wan
       int64_t e = std::min({N, b + g, (b / rep + 1) * rep});
       Tensor dg = d.slice_batch(b, e), Gg = G.slice_batch(b, e);
       be.sum_squares(dg, ss);
-      float norm = std::sqrt(ss.at(0));
-      be.scale(dg, norm > 0 ? 1.f / norm : 0.f, Gg);
+      be.scale_by_inverse_sqrt(dg, ss, Gg);  // the norm stays on the device: nothing waits
       b = e;
     }
   }

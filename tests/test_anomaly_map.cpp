@@ -155,6 +155,15 @@ TEST_CASE("the backend's image ops: max, the mix and their complaints") {
   CHECK(y.to_vector() == f.to_vector());
   CHECK_THROWS_AS(cpu.anomaly_mix(f, Tensor::zeros({1, 1, 2, 1}), mf, mp, 7.f, y), Error);
 
+  // The guidance's d / ||d|| with the norm read from a tensor: 0 for a zero difference.
+  Tensor d = Tensor::from_vector({1, 1, 1, 3}, {1, -2, 3}), g = Tensor::empty({1, 1, 1, 3});
+  Tensor four = Tensor::full({1}, 4.f), none = Tensor::zeros({1});
+  cpu.scale_by_inverse_sqrt(d, four, g);
+  CHECK(g.to_vector() == std::vector<float>{0.5f, -1.f, 1.5f});
+  cpu.scale_by_inverse_sqrt(d, none, g);
+  CHECK(g.to_vector() == std::vector<float>{0, 0, 0});
+  CHECK_THROWS_AS(cpu.scale_by_inverse_sqrt(d, d, g), Error);
+
   // ReLU in place; outputs of the wrong shape name the op.
   cpu.relu(x, x);
   CHECK(x.to_vector() == std::vector<float>{0, 2.5f, 0, 0, 2.25f, 0});

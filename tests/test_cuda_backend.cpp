@@ -274,6 +274,12 @@ TEST_CASE("cuda: relu, max pool, ImageNet normalisation, pixel term, max and mix
     cpu.anomaly_mix(f, pixc, mf, mp, 7.f, yc);
     CHECK(test::max_abs_diff(y.to_vector().data(), yc.data(), size_t(yc.numel())) <= 1e-6);
   }
+  for (float ss : {7.3f, 0.f}) {  // the guidance's normalisation, its norm read on the device
+    Tensor y = gpu_empty(f.shape()), yc = Tensor::empty(f.shape()), s1 = Tensor::full({1}, ss);
+    g.scale_by_inverse_sqrt(on_gpu(f), on_gpu(s1), y);
+    cpu.scale_by_inverse_sqrt(f, s1, yc);
+    CHECK(test::max_abs_diff(y.to_vector().data(), yc.data(), size_t(yc.numel())) <= 1e-6);
+  }
   Tensor host_out = Tensor::empty({2, 1, 17, 13});
   CHECK_THROWS_AS(g.pixel_distance(on_gpu(img), on_gpu(rec), host_out), Error);  // a CPU output is refused
 }

@@ -269,6 +269,7 @@ TEST_CASE("elementwise kernel matches the CPU backend for every op") {
   const Shape s{2, 3, 5, 7};
   const int64_t n = shape_numel(s);
   Tensor a = rnd(s, 51, -6.f, 6.f), b = rnd(s, 52), v = rnd({2, 3}, 53);
+  Tensor ss = Tensor::full({1}, 7.3f), zero = Tensor::zeros({1});  // a sum of squares; 0 gives 0, not NaN
   struct Case {
     cuda::EwOp op;
     const Tensor* b;
@@ -281,7 +282,9 @@ TEST_CASE("elementwise kernel matches the CPU backend for every op") {
       {cuda::EwOp::Sub, &b, 1, n, 0.f, 0.f, true},         {cuda::EwOp::Mul, &b, 1, n, 0.f, 0.f, true},
       {cuda::EwOp::Scale, nullptr, 1, n, -1.5f, 0.f, true}, {cuda::EwOp::Axpby, &b, 1, n, 0.7f, -0.2f, true},
       {cuda::EwOp::Add, &v, 35, 6, 0.f, 0.f, true},        {cuda::EwOp::Silu, nullptr, 1, n, 0.f, 0.f, false},
-      {cuda::EwOp::SiluBackward, &b, 1, n, 0.f, 0.f, false}, {cuda::EwOp::Relu, nullptr, 1, n, 0.f, 0.f, true}};
+      {cuda::EwOp::SiluBackward, &b, 1, n, 0.f, 0.f, false}, {cuda::EwOp::Relu, nullptr, 1, n, 0.f, 0.f, true},
+      {cuda::EwOp::ScaleByInverseSqrt, &ss, n, 1, 0.f, 0.f, true},
+      {cuda::EwOp::ScaleByInverseSqrt, &zero, n, 1, 0.f, 0.f, true}};
   for (const Case& k : cases) {
     CAPTURE(int(k.op));
     Tensor ref = Tensor::zeros(s);
@@ -301,6 +304,7 @@ TEST_CASE("elementwise kernel matches the CPU backend for every op") {
       case cuda::EwOp::Silu: cpu.silu(a, ref); break;
       case cuda::EwOp::SiluBackward: cpu.silu_backward(a, b, ref); break;
       case cuda::EwOp::Relu: cpu.relu(a, ref); break;
+      case cuda::EwOp::ScaleByInverseSqrt: cpu.scale_by_inverse_sqrt(a, *k.b, ref); break;
     }
     for (unsigned grid : grids_for(n)) {
       Tensor y = Tensor::full(s, NAN);

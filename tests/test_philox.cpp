@@ -1,6 +1,7 @@
 // Philox4x32-10 against Random123's published known answers, the uniform and
 // normal conversions, and the NoiseSource classes built on them.
 #include <doctest/doctest.h>
+#include "engine/backend.h"
 #include "engine/noise.h"
 #include "engine/philox.h"
 #include <algorithm>
@@ -132,6 +133,27 @@ TEST_CASE("PhiloxNoise: two partial fills equal one fill; positions resume") {
   Tensor o = Tensor::empty({37});
   other.normal(o);
   CHECK(o.to_vector() != all.to_vector());
+}
+
+TEST_CASE("the backend's philox_normal: element i is normal_at(offset + i) on any thread count") {
+  // Large enough to be split over the pool (chunks that start inside a block
+  // of four), with an offset off a block boundary.
+  Backend& cpu = cpu_backend();
+  const int saved = cpu.threads();
+  const int64_t n = 100003;
+  const uint64_t offset = 5;
+  std::vector<float> want(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) want[size_t(i)] = philox::normal_at(77, 4, offset + uint64_t(i));
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    cpu.set_threads(threads);
+    Tensor x = Tensor::empty({n});
+    cpu.philox_normal(x, 77, 4, offset);
+    CHECK(x.to_vector() == want);
+  }
+  cpu.set_threads(saved);
+  Tensor empty = Tensor::empty({0});
+  cpu.philox_normal(empty, 1, 2, 3);  // nothing to draw, no error
 }
 
 TEST_CASE("RecordedNoise replays in order and rejects misuse") {

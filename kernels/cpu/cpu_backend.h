@@ -56,6 +56,7 @@ class CpuBackend final : public Backend {
   void mul(const Tensor& a, const Tensor& b, Tensor& y) override;
   void scale(const Tensor& x, float alpha, Tensor& y) override;
   void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
+  void scale_by_inverse_sqrt(const Tensor& x, const Tensor& sum_sq, Tensor& y) override;
   void add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) override;
   void sum_hw(const Tensor& dy, Tensor& dv) override;
 
@@ -76,6 +77,7 @@ class CpuBackend final : public Backend {
                  const Tensor* z, const StepCoeffs& c, Tensor& x_next, Tensor* x0_hat) override;
   void replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
                       float sqrt_1ma) override;
+  void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) override;
 
   // The image ops (kernels/cpu/image_ops.cpp): engine/cpu_image_ops.h's forms.
   void relu(const Tensor& x, Tensor& y) override;

@@ -2,6 +2,7 @@
 // inputs) and the per-(sample, channel) bias with its reduction.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
+#include "engine/mdps_step.h"
 
 namespace mdps {
 
@@ -38,6 +39,13 @@ void CpuBackend::scale(const Tensor& x, float alpha, Tensor& y) {
   cpu::parallel_elems(x.numel(), [&](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; ++i) Y[i] = alpha * X[i];
   });
+}
+
+void CpuBackend::scale_by_inverse_sqrt(const Tensor& x, const Tensor& sum_sq, Tensor& y) {
+  cpu::check_cpu(sum_sq, "scale_by_inverse_sqrt sum of squares");
+  MDPS_CHECK(sum_sq.numel() == 1, "scale_by_inverse_sqrt: the sum of squares must hold one element, got ",
+             shape_str(sum_sq.shape()));
+  scale(x, inverse_norm(sum_sq.data()[0]), y);
 }
 
 void CpuBackend::axpby(float alpha, const Tensor& x, float beta, Tensor& y) {

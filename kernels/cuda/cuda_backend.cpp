@@ -321,6 +321,15 @@ void CudaBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const T
                                    dbeta ? dbeta->data() : nullptr, stream_);
 }
 
+void CudaBackend::scale_by_inverse_sqrt(const Tensor& x, const Tensor& sum_sq, Tensor& y) {
+  OpRange range("scale_by_inverse_sqrt");
+  MDPS_CHECK(sum_sq.numel() == 1, "scale_by_inverse_sqrt: the sum of squares must hold one element, got ",
+             shape_str(sum_sq.shape()));
+  // Every element reads b[(i / n) % 1] = sum_sq[0].
+  elementwise(cuda::EwOp::ScaleByInverseSqrt, &x, &sum_sq, y, 0.f, 0.f, std::max<int64_t>(1, x.numel()), 1,
+              "scale_by_inverse_sqrt");
+}
+
 void CudaBackend::silu(const Tensor& x, Tensor& y) {
   elementwise(cuda::EwOp::Silu, &x, nullptr, y, 0.f, 0.f, 1, 1, "silu");
 }

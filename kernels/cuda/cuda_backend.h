@@ -58,6 +58,7 @@ class CudaBackend final : public Backend {
   void mul(const Tensor& a, const Tensor& b, Tensor& y) override;
   void scale(const Tensor& x, float alpha, Tensor& y) override;
   void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
+  void scale_by_inverse_sqrt(const Tensor& x, const Tensor& sum_sq, Tensor& y) override;
   void add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) override;
   void sum_hw(const Tensor& dy, Tensor& dv) override;
 
@@ -80,7 +81,7 @@ class CudaBackend final : public Backend {
                       float sqrt_1ma) override;
 
   // Standard normals philox::normal_at(seed, stream_id, offset + i) into x.
-  void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset);
+  void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) override;
 
   // The image ops: the CUDA forms of engine/cpu_image_ops.h, over the
   // arithmetic of engine/anomaly_map_arith.h.

@@ -5,6 +5,7 @@
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
 #include "kernels/cuda/ew_op.h"
+#include "engine/mdps_step.h"
 #include <math.h>
 
 namespace mdps::cuda {
@@ -25,6 +26,7 @@ MDPS_KERNEL void elementwise_kernel(EwOp op, const float* a, const float* b, flo
       case EwOp::Axpby: r = alpha * a[i] + beta * b[j]; break;
       case EwOp::Silu: r = a[i] / (1.f + expf(-a[i])); break;
       case EwOp::Relu: r = a[i] > 0.f ? a[i] : 0.f; break;  // NaN -> 0, as the CPU's
+      case EwOp::ScaleByInverseSqrt: r = inverse_norm(b[j]) * a[i]; break;
       default: {
         const float s = 1.f / (1.f + expf(-a[i]));
         r = b[j] * s * (1.f + a[i] * (1.f - s));
