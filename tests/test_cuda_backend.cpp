@@ -7,6 +7,7 @@
 #include "engine/noise.h"
 #include "engine/cpu_image_ops.h"
 #include "engine/anomaly_map.h"
+#include "engine/bf16.h"
 #include "engine/resnet.h"
 #include "engine/safetensors.h"
 #include <cmath>
@@ -391,6 +392,62 @@ TEST_CASE("cuda: conv2d forward, data and weight gradients match the CPU (cuDNN)
 #ifdef MDPS_WITH_CUDA
   CHECK(static_cast<CudaBackend&>(g).conv_plans() >= 4);
 #endif
+}
+
+TEST_CASE("cuda: --precision bf16: products on bfloat16 inputs with float accumulation") {
+  Backend& g = gpu();
+  // Inputs already bfloat16 values: the cast changes nothing, so a float
+  // accumulation agrees with the CPU's float32 product up to summation order
+  // (gemm: float output) or up to the output's bf16 rounding (cuDNN returns
+  // bf16: 2^-9 relative per element).
+  auto bf16_values = [](Tensor t) {
+    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = float_from_bf16(bf16_from_float(t.data()[i]));
+    return t;
+  };
+  struct PrecisionGuard {
+    Backend& b;
+    ~PrecisionGuard() { b.set_precision(Precision::FP32); }
+  } guard{g};
+  g.set_precision(Precision::BF16);
+  CHECK(g.precision() == Precision::BF16);
+  const int64_t M = 37, N = 29, K = 300, batch = 2;
+  Tensor A = bf16_values(rnd({batch, M, K}, 61)), B = bf16_values(rnd({N, K}, 62));  // B shared: stride 0
+  Tensor rc = Tensor::zeros({batch, M, N}), gc = gpu_empty({batch, M, N});
+  cpu_backend().gemm(false, true, M, N, K, 1.f, A.data(), K, M * K, B.data(), K, 0, 0.f, rc.data(), N, M * N, batch);
+  Tensor gA = on_gpu(A), gB = on_gpu(B);
+  g.gemm(false, true, M, N, K, 1.f, gA.data(), K, M * K, gB.data(), K, 0, 0.f, gc.data(), N, M * N, batch);
+  CHECK(rel(gc, rc) <= 1e-5);
+  // Float inputs are rounded: about 2^-9 relative per input, ~3e-3 on the product.
+  Tensor Af = rnd({batch, M, K}, 63), Bf = rnd({N, K}, 64);
+  cpu_backend().gemm(false, true, M, N, K, 1.f, Af.data(), K, M * K, Bf.data(), K, 0, 0.f, rc.data(), N, M * N,
+                     batch);
+  Tensor gAf = on_gpu(Af), gBf = on_gpu(Bf);
+  g.gemm(false, true, M, N, K, 1.f, gAf.data(), K, M * K, gBf.data(), K, 0, 0.f, gc.data(), N, M * N, batch);
+  const double e = rel(gc, rc);
+  CHECK(e <= 2e-2);
+  CHECK(e > 0.0);  // it did round: a bf16 run that silently computed in fp32 would give ~1e-7
+
+  const Shape xs{2, 16, 17, 13}, ws{8, 16, 3, 3}, ys{2, 8, 17, 13};
+  const ConvGeom geom{1, 1};
+  Tensor x = bf16_values(rnd(xs, 65)), w = bf16_values(rnd(ws, 66)), b = rnd({8}, 67),
+         dy = bf16_values(rnd(ys, 68));
+  Tensor ry = Tensor::zeros(ys), rdx = Tensor::zeros(xs), rdw = Tensor::zeros(ws), rdb = Tensor::zeros({8});
+  cpu_backend().conv2d(x, w, &b, ry, geom);
+  cpu_backend().conv2d_backward_data(dy, w, rdx, geom);
+  cpu_backend().conv2d_backward_weight(dy, x, rdw, &rdb, geom);
+  Tensor gy = gpu_empty(ys), gdx = gpu_empty(xs), gdw = gpu_empty(ws), gdb = gpu_empty({8});
+  Tensor gx = on_gpu(x), gw = on_gpu(w), gb = on_gpu(b), gdy = on_gpu(dy);
+  g.conv2d(gx, gw, &gb, gy, geom);
+  g.conv2d_backward_data(gdy, gw, gdx, geom);
+  g.conv2d_backward_weight(gdy, gx, gdw, &gdb, geom);
+  CHECK(rel(gy, ry) <= 4e-3);
+  CHECK(rel(gdx, rdx) <= 4e-3);
+  CHECK(rel(gdw, rdw) <= 4e-3);
+  CHECK(rel(gdb, rdb) <= 1e-5);  // the bias gradient stays float32
+  // Back to fp32: the plans are rebuilt in float32 and agree to 1e-5 again.
+  g.set_precision(Precision::FP32);
+  g.conv2d(gx, gw, &gb, gy, geom);
+  CHECK(rel(gy, ry) <= 1e-5);
 }
 
 TEST_CASE("cuda: layout ops, sums and the timestep embedding match the CPU") {

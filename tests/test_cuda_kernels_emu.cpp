@@ -32,7 +32,9 @@
 #include "kernels/cuda/pixel_distance_kernel.cuh"
 #include "kernels/cuda/max_pool3x3_kernel.cuh"
 #include "kernels/cuda/anomaly_mix_kernel.cuh"
+#include "kernels/cuda/cast_bf16_kernel.cuh"
 #include "engine/cpu_image_ops.h"
+#include "engine/bf16.h"
 #include <algorithm>
 #include <cstring>
 
@@ -786,5 +788,51 @@ TEST_CASE("anomaly_mix kernel equals the CPU backend's mix bit for bit, max(P) =
       CHECK(bit_equal(inplace, ref));
     }
     if (max_p_value == 0.f) CHECK(bit_equal(ref, f));  // nothing added when the images agree
+  }
+}
+
+TEST_CASE("bf16 casts: round to nearest even, NaN and infinities kept; the kernels equal the host cast") {
+  auto from_bits = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  };
+  struct Known {
+    uint32_t f;
+    uint16_t b;
+  };
+  for (const Known& k : {Known{0x3f800000u, 0x3f80}, Known{0x3f808000u, 0x3f80} /* tie: to even */,
+                         Known{0x3f818000u, 0x3f82} /* tie: to even, up */, Known{0x3f808001u, 0x3f81},
+                         Known{0x3f807fffu, 0x3f80}, Known{0x7f7fffffu, 0x7f80} /* FLT_MAX rounds to inf */,
+                         Known{0x7f800000u, 0x7f80}, Known{0xff800000u, 0xff80}, Known{0x80000000u, 0x8000},
+                         Known{0x00000001u, 0x0000}, Known{0x7fc00001u, 0x7fc0}, Known{0x7f800001u, 0x7fc0},
+                         Known{0xff800001u, 0xffc0}, Known{0xc0490fdbu, 0xc049} /* -pi */}) {
+    CAPTURE(k.f);
+    CHECK(bf16_from_float(from_bits(k.f)) == k.b);
+  }
+  CHECK(float_from_bf16(0x3f80) == 1.f);
+  CHECK(std::isnan(float_from_bf16(bf16_from_float(NAN))));
+  // Random floats: the kernels equal the host functions, the result is the
+  // nearer of the two bf16 neighbours, and the round trip is exact for bf16 values.
+  for (int64_t n : {int64_t(1), int64_t(1000), int64_t(4099)}) {
+    CAPTURE(n);
+    Tensor x = rnd({n}, 201, -1e4f, 1e4f);
+    std::vector<uint16_t> b(size_t(n), 0xdead);
+    std::vector<float> back(size_t(n), NAN);
+    for (unsigned grid : grids_for(n)) {
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::float_to_bf16_kernel, x.data(), b.data(), n);
+      emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::bf16_to_float_kernel,
+                  static_cast<const uint16_t*>(b.data()), back.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = x.at(i);
+        REQUIRE(b[size_t(i)] == bf16_from_float(v));
+        const float lo = float_from_bf16(uint16_t(bf16_float_bits(v) >> 16));  // truncated: one neighbour
+        const float hi = float_from_bf16(uint16_t((bf16_float_bits(v) >> 16) + 1));
+        const float r = back[size_t(i)];
+        CHECK((r == lo || r == hi));
+        CHECK(std::fabs(r - v) <= std::fabs((r == lo ? hi : lo) - v));
+        CHECK(bf16_from_float(r) == b[size_t(i)]);
+      }
+    }
   }
 }

@@ -101,12 +101,17 @@ CudaBackend::CudaBackend(int device) : device_(device) {
 
 trace::DeviceClock* CudaBackend::device_clock() { return clock_.get(); }
 
+// fp32: cuBLAS's default math and cuDNN's FMA math; tf32: TF32 tensor cores
+// on float32 data; bf16: the products' inputs cast to bfloat16 (gemm below,
+// the convolutions in cudnn_conv.cpp), float accumulation and outputs. Tensors,
+// weights and optimiser state stay float32 in every mode.
 void CudaBackend::set_precision(Precision p) {
-  MDPS_CHECK(p != Precision::BF16, "--precision bf16: the cuda backend has no bf16 products yet (use fp32 or tf32)");
   const bool tf32 = p == Precision::TF32;
   check_cublas(cublasSetMathMode(handle(cublas_), tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
                "cublasSetMathMode");
-  conv_->set_tf32(tf32);
+  conv_->set_math(p == Precision::BF16 ? cuda::CudnnConv::Math::BF16
+                  : tf32               ? cuda::CudnnConv::Math::TF32
+                                       : cuda::CudnnConv::Math::FP32);
   precision_ = p;
 }
 
@@ -170,6 +175,26 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                        float* C, int64_t ldc, int64_t stride_c, int64_t batch) {
   OpRange range("gemm");
   if (M == 0 || N == 0 || batch == 0) return;
+  if (precision_ == Precision::BF16 && K > 0) {
+    // Both operands cast to bfloat16 over the extent the batch reads (the
+    // strides may be 0: one operand shared by every product), then one
+    // bf16 x bf16 -> float32 product with float accumulation.
+    auto extent = [batch](int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
+      return (batch - 1) * stride + (rows - 1) * ld + cols;
+    };
+    const int64_t ea = trans_a ? extent(K, M, lda, stride_a) : extent(M, K, lda, stride_a);
+    const int64_t eb = trans_b ? extent(N, K, ldb, stride_b) : extent(K, N, ldb, stride_b);
+    Scratch<uint16_t> a16(*alloc_, size_t(ea)), b16(*alloc_, size_t(eb));
+    cuda::launch_float_to_bf16(A, a16.get(), ea, stream_);
+    cuda::launch_float_to_bf16(B, b16.get(), eb, stream_);
+    check_cublas(cublasGemmStridedBatchedEx(handle(cublas_), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                            trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), int(K), &alpha,
+                                            b16.get(), CUDA_R_16BF, int(ldb), stride_b, a16.get(), CUDA_R_16BF,
+                                            int(lda), stride_a, &beta, C, CUDA_R_32F, int(ldc), stride_c, int(batch),
+                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "bf16 gemm");
+    return;
+  }
   check_cublas(cublasSgemmStridedBatched(handle(cublas_), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                          trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), int(K), &alpha, B,
                                          int(ldb), stride_b, A, int(lda), stride_a, &beta, C, int(ldc), stride_c,

@@ -29,8 +29,8 @@ class CudaBackend final : public Backend {
   void synchronize() override;
   // CUDA events on the stream: the trace's per-op device times.
   trace::DeviceClock* device_clock() override;
-  // fp32 (no tensor cores) or tf32 (cuBLAS and cuDNN may use TF32 tensor
-  // cores); bf16 products are not implemented yet and are refused.
+  // fp32 (no tensor cores), tf32 (cuBLAS and cuDNN may use TF32 tensor
+  // cores) or bf16 (the products' inputs cast to bfloat16, float32 outputs).
   void set_precision(Precision p) override;
 
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

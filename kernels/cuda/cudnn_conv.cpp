@@ -1,4 +1,5 @@
 #include "kernels/cuda/cudnn_conv.h"
+#include "kernels/cuda/launchers.h"
 #include "engine/common.h"
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -39,10 +40,32 @@ class Workspace {
   void* p_;
 };
 
+// bfloat16 copies for one call (--precision bf16), back on scope exit.
+class Bf16Buffer {
+ public:
+  Bf16Buffer(CachingAllocator& a, int64_t n) : w_(a, size_t(n) * sizeof(uint16_t)), n_(n) {}
+  uint16_t* get() const { return static_cast<uint16_t*>(w_.get()); }
+  // This buffer = bf16(src) / dst = float(this buffer), enqueued on `stream`.
+  uint16_t* from(const float* src, CUstream_st* stream) {
+    launch_float_to_bf16(src, get(), n_, stream);
+    return get();
+  }
+  void to(float* dst, CUstream_st* stream) const { launch_bf16_to_float(get(), dst, n_, stream); }
+
+ private:
+  Workspace w_;
+  int64_t n_;
+};
+
+int64_t numel(int a, int b, int c, int d) { return int64_t(a) * b * c * d; }
+
 }  // namespace
 
 struct CudnnConv::Plan {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
+  // x, y, w: the descriptors the convolution runs on (float32, or bfloat16
+  // under Math::BF16); y32 and bias: float32, for the bias and its gradient.
+  bool bf16 = false;
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr, y32 = nullptr, bias = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   bool have_fwd = false, have_bwd_data = false, have_bwd_filter = false;
@@ -54,6 +77,7 @@ struct CudnnConv::Plan {
   ~Plan() {
     if (x) cudnnDestroyTensorDescriptor(x);
     if (y) cudnnDestroyTensorDescriptor(y);
+    if (y32) cudnnDestroyTensorDescriptor(y32);
     if (bias) cudnnDestroyTensorDescriptor(bias);
     if (w) cudnnDestroyFilterDescriptor(w);
     if (conv) cudnnDestroyConvolutionDescriptor(conv);
@@ -77,10 +101,10 @@ void* CudnnConv::handle() {
   return handle_;
 }
 
-void CudnnConv::set_tf32(bool on) {
+void CudnnConv::set_math(Math m) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (on == tf32_) return;
-  tf32_ = on;
+  if (m == math_) return;
+  math_ = m;
   plans_.clear();
 }
 
@@ -94,23 +118,30 @@ CudnnConv::Plan& CudnnConv::plan(const ConvShape& s) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
   auto p = std::make_unique<Plan>();
+  p->bf16 = math_ == Math::BF16;
+  // bfloat16 data with float accumulation is cuDNN's PSEUDO_BFLOAT16 configuration.
+  const cudnnDataType_t data = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
   check(cudnnCreateTensorDescriptor(&p->x), "create x descriptor");
   check(cudnnCreateTensorDescriptor(&p->y), "create y descriptor");
+  check(cudnnCreateTensorDescriptor(&p->y32), "create float y descriptor");
   check(cudnnCreateTensorDescriptor(&p->bias), "create bias descriptor");
   check(cudnnCreateFilterDescriptor(&p->w), "create filter descriptor");
   check(cudnnCreateConvolutionDescriptor(&p->conv), "create convolution descriptor");
-  check(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s.N, s.Ci, s.H, s.W), "x descriptor");
-  check(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s.N, s.Co, s.Ho, s.Wo),
-        "y descriptor");
+  check(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, data, s.N, s.Ci, s.H, s.W), "x descriptor");
+  check(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, data, s.N, s.Co, s.Ho, s.Wo), "y descriptor");
+  check(cudnnSetTensor4dDescriptor(p->y32, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s.N, s.Co, s.Ho, s.Wo),
+        "float y descriptor");
   check(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, s.Co, 1, 1), "bias descriptor");
-  check(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s.Co, s.Ci, s.KH, s.KW),
-        "filter descriptor");
+  check(cudnnSetFilter4dDescriptor(p->w, data, CUDNN_TENSOR_NCHW, s.Co, s.Ci, s.KH, s.KW), "filter descriptor");
   check(cudnnSetConvolution2dDescriptor(p->conv, s.pad, s.pad, s.stride, s.stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                         CUDNN_DATA_FLOAT),
         "convolution descriptor");
-  // FP32 arithmetic unless --precision tf32: TF32 tensor cores change results
-  // by ~1e-3 relative.
-  check(cudnnSetConvolutionMathType(p->conv, tf32_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH), "math type");
+  // FP32 arithmetic unless --precision tf32 / bf16: tensor cores change
+  // results by ~1e-3 (TF32) or ~1e-2 (bf16 inputs) relative.
+  check(cudnnSetConvolutionMathType(p->conv, math_ == Math::FP32   ? CUDNN_FMA_MATH
+                                             : math_ == Math::TF32 ? CUDNN_DEFAULT_MATH
+                                                                   : CUDNN_TENSOR_OP_MATH),
+        "math type");
   int outd[4] = {0, 0, 0, 0};
   check(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &outd[0], &outd[1], &outd[2], &outd[3]),
         "output size");
@@ -138,9 +169,18 @@ void CudnnConv::forward(const ConvShape& s, const float* x, const float* w, cons
   }
   const float one = 1.f, zero = 0.f;
   Workspace ws(alloc_, p.fwd_ws);
-  check(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv, p.fwd, ws.get(), p.fwd_ws, &zero, p.y, y),
-        "convolution forward");
-  if (b) check(cudnnAddTensor(h, &one, p.bias, b, &one, p.y, y), "convolution bias");
+  if (p.bf16) {
+    Bf16Buffer x16(alloc_, numel(s.N, s.Ci, s.H, s.W)), w16(alloc_, numel(s.Co, s.Ci, s.KH, s.KW)),
+        y16(alloc_, numel(s.N, s.Co, s.Ho, s.Wo));
+    check(cudnnConvolutionForward(h, &one, p.x, x16.from(x, stream_), p.w, w16.from(w, stream_), p.conv, p.fwd,
+                                  ws.get(), p.fwd_ws, &zero, p.y, y16.get()),
+          "convolution forward (bf16)");
+    y16.to(y, stream_);
+  } else {
+    check(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv, p.fwd, ws.get(), p.fwd_ws, &zero, p.y, y),
+          "convolution forward");
+  }
+  if (b) check(cudnnAddTensor(h, &one, p.bias, b, &one, p.y32, y), "convolution bias");
 }
 
 void CudnnConv::backward_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
@@ -160,6 +200,15 @@ void CudnnConv::backward_data(const ConvShape& s, const float* dy, const float* 
   }
   const float one = 1.f, zero = 0.f;
   Workspace ws(alloc_, p.bwd_data_ws);
+  if (p.bf16) {
+    Bf16Buffer w16(alloc_, numel(s.Co, s.Ci, s.KH, s.KW)), dy16(alloc_, numel(s.N, s.Co, s.Ho, s.Wo)),
+        dx16(alloc_, numel(s.N, s.Ci, s.H, s.W));
+    check(cudnnConvolutionBackwardData(h, &one, p.w, w16.from(w, stream_), p.y, dy16.from(dy, stream_), p.conv,
+                                       p.bwd_data, ws.get(), p.bwd_data_ws, &zero, p.x, dx16.get()),
+          "convolution backward data (bf16)");
+    dx16.to(dx, stream_);
+    return;
+  }
   check(cudnnConvolutionBackwardData(h, &one, p.w, w, p.y, dy, p.conv, p.bwd_data, ws.get(), p.bwd_data_ws, &zero,
                                      p.x, dx),
         "convolution backward data");
@@ -182,10 +231,21 @@ void CudnnConv::backward_filter(const ConvShape& s, const float* x, const float*
   }
   const float one = 1.f, zero = 0.f;
   Workspace ws(alloc_, p.bwd_filter_ws);
-  check(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, dy, p.conv, p.bwd_filter, ws.get(), p.bwd_filter_ws,
-                                       &zero, p.w, dw),
-        "convolution backward filter");
-  if (db) check(cudnnConvolutionBackwardBias(h, &one, p.y, dy, &zero, p.bias, db), "convolution bias gradient");
+  if (p.bf16) {
+    // The filter gradient comes back in bf16 and is widened into the float32
+    // gradient the optimiser's float32 master weights consume.
+    Bf16Buffer x16(alloc_, numel(s.N, s.Ci, s.H, s.W)), dy16(alloc_, numel(s.N, s.Co, s.Ho, s.Wo)),
+        dw16(alloc_, numel(s.Co, s.Ci, s.KH, s.KW));
+    check(cudnnConvolutionBackwardFilter(h, &one, p.x, x16.from(x, stream_), p.y, dy16.from(dy, stream_), p.conv,
+                                         p.bwd_filter, ws.get(), p.bwd_filter_ws, &zero, p.w, dw16.get()),
+          "convolution backward filter (bf16)");
+    dw16.to(dw, stream_);
+  } else {
+    check(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, dy, p.conv, p.bwd_filter, ws.get(), p.bwd_filter_ws,
+                                         &zero, p.w, dw),
+          "convolution backward filter");
+  }
+  if (db) check(cudnnConvolutionBackwardBias(h, &one, p.y32, dy, &zero, p.bias, db), "convolution bias gradient");
 }
 
 }  // namespace mdps::cuda

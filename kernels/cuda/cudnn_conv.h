@@ -1,6 +1,8 @@
 // 2-D convolutions (forward, data and filter gradients, bias) through cuDNN's
-// convolution API, NCHW float32 with FP32 math (no TF32), on the backend's
-// stream. Per shape, a plan holds the descriptors and the algorithms, chosen
+// convolution API, NCHW, on the backend's stream: float32 with FP32 math (the
+// default), float32 with TF32 tensor cores, or bfloat16 (inputs cast to bf16,
+// float accumulation, the bf16 result cast back to float32; bias and its
+// gradient in float32). Per shape, a plan holds the descriptors and the algorithms, chosen
 // once by cuDNN's heuristics (cudnnGet*Algorithm_v7, deterministic algorithms
 // preferred) and cached; workspaces come from the caching allocator. The cuDNN
 // handle is created on first use, so a machine whose cuDNN cannot load still
@@ -32,9 +34,11 @@ class CudnnConv {
   // dw = the filter gradient, db (may be null) = dy summed over (n, h, w); overwritten.
   void backward_filter(const ConvShape& s, const float* x, const float* dy, float* dw, float* db);
 
-  // Let cuDNN use TF32 tensor cores (true) or plain FMA (false, the default);
-  // drops the plans built so far, which carry the math type.
-  void set_tf32(bool on);
+  // FP32: plain FMA (the default); TF32: TF32 tensor cores on float32 data;
+  // BF16: bfloat16 data through tensor cores, float accumulation. Drops the
+  // plans built so far, which carry the data and math types.
+  enum class Math { FP32, TF32, BF16 };
+  void set_math(Math m);
 
   // Plans built so far (one per distinct shape), for tests and diagnostics.
   size_t plans() const;
@@ -47,7 +51,7 @@ class CudnnConv {
   CUstream_st* stream_;
   CachingAllocator& alloc_;
   void* handle_ = nullptr;  // cudnnHandle_t
-  bool tf32_ = false;
+  Math math_ = Math::FP32;
   mutable std::mutex mu_;
   std::map<std::array<int, 9>, std::unique_ptr<Plan>> plans_;
 };

@@ -71,6 +71,9 @@ void launch_resize_bilinear(const float* x, float* y, int64_t planes, int64_t Hi
 // softmax ? their softmax sum (the authors') : their mean. min(k, n) <= 2048.
 void launch_topk_score(const float* maps, int64_t n_maps, int64_t n, int k, bool softmax, double* out,
                        Stream stream);
+// --precision bf16: y[i] = bf16(x[i]) (round to nearest even) and back.
+void launch_float_to_bf16(const float* x, uint16_t* y, int64_t n, Stream stream);
+void launch_bf16_to_float(const uint16_t* x, float* y, int64_t n, Stream stream);
 void launch_elementwise(EwOp op, const float* a, const float* b, float* y, float alpha, float beta, int64_t n,
                         int64_t b_div, int64_t b_mod, Stream stream);
 
