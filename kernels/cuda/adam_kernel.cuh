@@ -32,23 +32,27 @@ inline AdamScalars adam_scalars(const AdamParams& p, int64_t step) {
   return s;
 }
 
+// One element's step, in place (also the playground's vectorised candidate's).
+MDPS_DEVICE void adam_element(float& param, float grad, float& m, float& v, const AdamScalars& s) {
+  float pi = param;
+  if (s.apply_decay) pi = pi * s.decay;
+  float g = grad;
+  if (s.coupled_wd) g = g + s.wd * pi;
+  float mi = m;
+  mi = s.w1 < 0.5f ? mi + s.w1 * (g - mi) : g - (g - mi) * (1.f - s.w1);
+  float vi = v * s.b2;
+  vi = vi + s.w2 * g * g;
+  const float denom = sqrtf(vi) / s.bc2_sqrt + s.eps;
+  param = pi + s.neg_step_size * mi / denom;
+  m = mi;
+  v = vi;
+}
+
 MDPS_KERNEL void adam_kernel(float* __restrict__ param, const float* __restrict__ grad, float* __restrict__ m,
                              float* __restrict__ v, AdamScalars s, int64_t n) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    float pi = param[i];
-    if (s.apply_decay) pi = pi * s.decay;
-    float g = grad[i];
-    if (s.coupled_wd) g = g + s.wd * pi;
-    float mi = m[i];
-    mi = s.w1 < 0.5f ? mi + s.w1 * (g - mi) : g - (g - mi) * (1.f - s.w1);
-    float vi = v[i] * s.b2;
-    vi = vi + s.w2 * g * g;
-    const float denom = sqrtf(vi) / s.bc2_sqrt + s.eps;
-    param[i] = pi + s.neg_step_size * mi / denom;
-    m[i] = mi;
-    v[i] = vi;
-  }
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    adam_element(param[i], grad[i], m[i], v[i], s);
 }
 
 }  // namespace mdps::cuda
