@@ -94,7 +94,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   check_cublas(cublasCreate(&h), "cublasCreate");
   check_cublas(cublasSetStream(h, s), "cublasSetStream");
   cublas_ = h;
-  alloc_ = std::make_unique<cuda::CachingAllocator>();
+  memory_ = std::make_unique<cuda::CudaDeviceMemory>(device_);
+  alloc_ = std::make_unique<cuda::CachingAllocator>(*memory_);
   conv_ = std::make_unique<cuda::CudnnConv>(s, *alloc_);
   clock_ = std::make_unique<cuda::CudaEventClock>(s);
 }
@@ -119,7 +120,7 @@ CudaBackend::~CudaBackend() {
   if (trace::device_clock() == clock_.get()) trace::set_device_clock(nullptr);
   clock_.reset();
   conv_.reset();
-  if (alloc_) alloc_->release(stream_);
+  if (alloc_) alloc_->release();
   if (cublas_) cublasDestroy(handle(cublas_));
   if (stream_) cudaStreamDestroy(stream_);
 }

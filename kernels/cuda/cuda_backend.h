@@ -102,7 +102,7 @@ class CudaBackend final : public Backend {
 
   // Device memory held in the allocator's free lists, and its return to the driver.
   size_t cached_bytes() const { return alloc_->cached_bytes(); }
-  void release_cached_memory() { alloc_->release(stream_); }
+  void release_cached_memory() { alloc_->release(); }
   // Convolution plans (shape -> descriptors and algorithms) built so far.
   size_t conv_plans() const { return conv_->plans(); }
 
@@ -116,6 +116,7 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   cuda::Stream stream_ = nullptr;
   void* cublas_ = nullptr;  // cublasHandle_t
+  std::unique_ptr<cuda::CudaDeviceMemory> memory_;
   std::unique_ptr<cuda::CachingAllocator> alloc_;
   std::unique_ptr<cuda::CudnnConv> conv_;
   std::unique_ptr<cuda::CudaEventClock> clock_;

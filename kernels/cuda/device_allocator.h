@@ -1,45 +1,26 @@
-// A caching device allocator for the CUDA backend's single stream: freed
-// blocks go to a free list per (rounded) size and are handed out again
-// without cudaMalloc/cudaFree. Reuse is stream-ordered: every kernel, copy and
-// library call of the backend runs on one stream, so work enqueued after a
-// block is re-allocated runs after all work that used it before it was freed;
-// nothing waits in free(). Cached blocks go back to the driver when a
-// cudaMalloc fails (then retried once) and on release().
+// The CUDA backend's device memory: the caching allocator
+// (kernels/cuda/caching_allocator.h, tested without a GPU) over cudaMalloc /
+// cudaFree on one device.
 #pragma once
-#include <cstddef>
-#include <cstdint>
-#include <map>
-#include <mutex>
-#include <unordered_map>
-#include <vector>
+#include "kernels/cuda/caching_allocator.h"
 
 struct CUstream_st;
 
 namespace mdps::cuda {
 
-class CachingAllocator {
+// cudaMalloc / cudaFree; synchronize() waits for the whole device (the
+// allocator's callers queue work on the backend's stream and libraries may
+// use their own).
+class CudaDeviceMemory final : public DeviceMemory {
  public:
-  CachingAllocator() = default;
-  ~CachingAllocator();
-  CachingAllocator(const CachingAllocator&) = delete;
-  CachingAllocator& operator=(const CachingAllocator&) = delete;
-
-  // Throws mdps::Error when the device is out of memory even after release().
-  void* allocate(size_t bytes);
-  void free(void* p);
-  // Returns every cached block to the driver (waits for `stream` first, since
-  // queued work may still use them).
-  void release(CUstream_st* stream);
-  size_t cached_bytes() const;
-
-  // Sizes are rounded up so that blocks of nearby sizes share a free list.
-  static size_t round_size(size_t bytes);
+  explicit CudaDeviceMemory(int device) : device_(device) {}
+  void* malloc(size_t bytes) override;
+  void free(void* p) override;
+  void synchronize() override;
+  std::string name() const override;
 
  private:
-  mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;   // rounded size -> cached blocks
-  std::unordered_map<void*, size_t> live_;      // block -> rounded size
-  size_t cached_ = 0;
+  int device_;
 };
 
 }  // namespace mdps::cuda
