@@ -836,3 +836,30 @@ TEST_CASE("bf16 casts: round to nearest even, NaN and infinities kept; the kerne
     }
   }
 }
+
+TEST_CASE("bf16 gemm: the operand extent covers exactly the elements the CPU product reads") {
+  // Mark every element the CPU's strided-batched gemm reads of A (poisoning
+  // the rest with NaN would show in C); the extent must reach the last one.
+  struct Case {
+    bool trans;
+    int64_t rows, cols, ld, stride, batch;
+  };
+  for (const Case& c : {Case{false, 4, 3, 3, 12, 2}, Case{true, 5, 2, 7, 0, 3}, Case{false, 1, 9, 9, 9, 1},
+                        Case{false, 3, 2, 8, 40, 4}}) {
+    CAPTURE(c.rows);
+    CAPTURE(c.ld);
+    const int64_t extent = cuda::gemm_operand_extent(c.rows, c.cols, c.ld, c.stride, c.batch);
+    int64_t last = -1;
+    for (int64_t b = 0; b < c.batch; ++b)
+      for (int64_t r = 0; r < c.rows; ++r)
+        for (int64_t k = 0; k < c.cols; ++k) last = std::max(last, b * c.stride + r * c.ld + k);
+    CHECK(extent == last + 1);
+    // And the CPU product over a buffer of exactly that size reads nothing beyond it
+    // (ASan would report it): A is stored rows x cols per batch, op(A) = A or A^T.
+    const int64_t M = c.trans ? c.cols : c.rows, K = c.trans ? c.rows : c.cols;
+    std::vector<float> A(size_t(extent), 1.f), B(size_t(K * 2), 1.f), C(size_t(c.batch * M * 2), 0.f);
+    cpu_backend().gemm(c.trans, false, M, 2, K, 1.f, A.data(), c.ld, c.stride, B.data(), 2, 0, 0.f, C.data(), 2,
+                       M * 2, c.batch);
+    for (float v : C) CHECK(v == float(K));
+  }
+}

@@ -180,11 +180,11 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
     // Both operands cast to bfloat16 over the extent the batch reads (the
     // strides may be 0: one operand shared by every product), then one
     // bf16 x bf16 -> float32 product with float accumulation.
-    auto extent = [batch](int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
-      return (batch - 1) * stride + (rows - 1) * ld + cols;
-    };
-    const int64_t ea = trans_a ? extent(K, M, lda, stride_a) : extent(M, K, lda, stride_a);
-    const int64_t eb = trans_b ? extent(N, K, ldb, stride_b) : extent(K, N, ldb, stride_b);
+    using cuda::gemm_operand_extent;
+    const int64_t ea = trans_a ? gemm_operand_extent(K, M, lda, stride_a, batch)
+                               : gemm_operand_extent(M, K, lda, stride_a, batch);
+    const int64_t eb = trans_b ? gemm_operand_extent(N, K, ldb, stride_b, batch)
+                               : gemm_operand_extent(K, N, ldb, stride_b, batch);
     Scratch<uint16_t> a16(*alloc_, size_t(ea)), b16(*alloc_, size_t(eb));
     cuda::launch_float_to_bf16(A, a16.get(), ea, stream_);
     cuda::launch_float_to_bf16(B, b16.get(), eb, stream_);

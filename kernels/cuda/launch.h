@@ -28,4 +28,11 @@ inline unsigned elementwise_blocks(int64_t n, unsigned block = kElementwiseBlock
 constexpr int64_t kMaxSumPartials = 1024;
 inline unsigned sum_partial_blocks(int64_t n) { return elementwise_blocks(n, kReduceBlock, kMaxSumPartials); }
 
+// Elements of memory one operand of a strided-batched row-major product
+// reads: `batch` matrices `stride` apart (0: one shared matrix), each of
+// `rows` rows of `cols` used elements `ld` apart. What --precision bf16 casts.
+inline int64_t gemm_operand_extent(int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch) {
+  return (batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
 }  // namespace mdps::cuda
