@@ -80,6 +80,7 @@ Backend& backend_by_name(const std::string& name, Precision precision) {
   Backend& be = device_backend(name);
   be.set_precision(precision);
   trace::set_device_clock(be.device_clock());
+  trace::set_range_marker(be.range_marker());
   return be;
 }
 

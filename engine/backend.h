@@ -16,6 +16,7 @@
 
 namespace mdps::trace {
 class DeviceClock;
+class RangeMarker;
 }
 
 namespace mdps {
@@ -93,6 +94,8 @@ class Backend {
   // The clock that times this backend's asynchronous work for the trace
   // (engine/trace.h); null where ops finish before they return (the CPU).
   virtual trace::DeviceClock* device_clock() { return nullptr; }
+  // Where the trace's spans become profiler ranges (NVTX on CUDA); null: nowhere.
+  virtual trace::RangeMarker* range_marker() { return nullptr; }
 
   // ---- precision of the products (see Precision) -----------------------------
   // The default accepts FP32 only and throws for the others, naming the backend.
@@ -228,7 +231,7 @@ Backend& cpu_backend();
 Backend* cuda_backend();
 // "cpu", "cuda" or "auto" -> a backend, set to `precision`; throws for cuda
 // without a device and for a precision the backend lacks. The trace's device
-// clock becomes the chosen backend's (none for the CPU).
+// clock and range marker become the chosen backend's (none for the CPU).
 Backend& backend_by_name(const std::string& name, Precision precision = Precision::FP32);
 
 }  // namespace mdps

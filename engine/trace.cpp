@@ -16,7 +16,11 @@ namespace mdps::trace {
 
 namespace detail {
 std::atomic<bool> g_enabled{false};
+std::atomic<RangeMarker*> g_range_marker{nullptr};
+bool is_span(const char* cat) { return std::strcmp(cat, "span") == 0; }
 }
+
+void set_range_marker(RangeMarker* marker) { detail::g_range_marker.store(marker); }
 
 namespace {
 

@@ -21,9 +21,28 @@
 
 namespace mdps::trace {
 
+// Named ranges for an outside profiler (NVTX on CUDA, so that Nsight Systems
+// shows the sampler's rounds and steps, the U-Net's forward and backward and
+// the train steps on its timeline). Scopes of category "span" push a range
+// when they open and pop it when they close, whether or not the trace is
+// collecting; "op" scopes do not (the CUDA backend marks each op itself).
+class RangeMarker {
+ public:
+  virtual ~RangeMarker() = default;
+  virtual void push(const char* name) = 0;
+  virtual void pop() = 0;
+};
+
+class Scope;
 namespace detail {
 extern std::atomic<bool> g_enabled;
+extern std::atomic<RangeMarker*> g_range_marker;
+bool is_span(const char* cat);
 }
+
+// The marker of the backend a command runs on (backend_by_name sets it); null: none.
+void set_range_marker(RangeMarker* marker);
+inline RangeMarker* range_marker() { return detail::g_range_marker.load(std::memory_order_relaxed); }
 
 inline bool enabled() { return detail::g_enabled.load(std::memory_order_relaxed); }
 
@@ -97,10 +116,15 @@ std::vector<OpTotal> op_totals(const std::vector<Event>& evs, const std::string&
 class Scope {
  public:
   explicit Scope(const char* name, const char* cat = "op") {
+    if (RangeMarker* r = range_marker(); r && detail::is_span(cat)) {
+      r->push(name);
+      marker_ = r;
+    }
     if (enabled()) begin(name, cat);
   }
   ~Scope() {
     if (active_) end();
+    if (marker_) marker_->pop();
   }
   Scope(const Scope&) = delete;
   Scope& operator=(const Scope&) = delete;
@@ -110,6 +134,8 @@ class Scope {
   void close() {
     if (active_) end();
     active_ = false;
+    if (marker_) marker_->pop();
+    marker_ = nullptr;
   }
   // "in0": [2, 3, 64, 64] ... (the argument names are the keys)
   Scope& shape(const char* key, const Shape& s);
@@ -126,6 +152,7 @@ class Scope {
   const char* cat_ = nullptr;
   int64_t start_ns_ = 0;
   int64_t device_from_ = -1;
+  RangeMarker* marker_ = nullptr;  // the marker a range was pushed on, to pop it
   std::string args_;
 };
 

@@ -417,3 +417,32 @@ TEST_CASE("trace: op totals within a span, per name, device time where every cal
   CHECK(trace::op_totals(evs, "no such span").empty());
   CHECK(trace::op_totals(evs, "", "kernel").size() == 1);
 }
+
+TEST_CASE("trace: spans become profiler ranges, pushed and popped in order, whether or not the trace collects") {
+  struct Recorder final : trace::RangeMarker {
+    std::vector<std::string> log;
+    void push(const char* name) override { log.push_back(std::string("+") + name); }
+    void pop() override { log.push_back("-"); }
+  } rec;
+  trace::set_range_marker(&rec);
+  for (bool collecting : {false, true}) {
+    CAPTURE(collecting);
+    rec.log.clear();
+    if (collecting) trace::start();
+    {
+      trace::Scope round("sampler.round", "span");
+      { trace::Scope op("conv2d"); }  // ops are the backend's to mark
+      {
+        trace::Scope step("sampler.step", "span");
+        step.close();  // closing early pops once, the destructor not again
+      }
+      { trace::Scope k("conv.direct", "kernel"); }
+    }
+    if (collecting) trace::stop();
+    CHECK(rec.log == std::vector<std::string>{"+sampler.round", "+sampler.step", "-", "-"});
+  }
+  trace::set_range_marker(nullptr);
+  rec.log.clear();
+  { trace::Scope s("sampler.round", "span"); }
+  CHECK(rec.log.empty());
+}

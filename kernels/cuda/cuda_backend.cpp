@@ -102,6 +102,35 @@ CudaBackend::CudaBackend(int device) : device_(device) {
 
 trace::DeviceClock* CudaBackend::device_clock() { return clock_.get(); }
 
+namespace {
+// The trace's spans as NVTX ranges (sampler rounds and steps, U-Net forward
+// and backward, train steps), around the per-op ranges of OpRange.
+class NvtxMarker final : public trace::RangeMarker {
+ public:
+  void push(const char* name) override {
+#ifdef MDPS_HAVE_NVTX
+    nvtxRangePushA(name);
+#else
+    (void)name;
+#endif
+  }
+  void pop() override {
+#ifdef MDPS_HAVE_NVTX
+    nvtxRangePop();
+#endif
+  }
+};
+}  // namespace
+
+trace::RangeMarker* CudaBackend::range_marker() {
+#ifdef MDPS_HAVE_NVTX
+  static NvtxMarker* marker = new NvtxMarker;  // never destroyed: spans may close during exit
+  return marker;
+#else
+  return nullptr;
+#endif
+}
+
 // fp32: cuBLAS's default math and cuDNN's FMA math; tf32: TF32 tensor cores
 // on float32 data; bf16: the products' inputs cast to bfloat16 (gemm below,
 // the convolutions in cudnn_conv.cpp), float accumulation and outputs. Tensors,

@@ -29,6 +29,8 @@ class CudaBackend final : public Backend {
   void synchronize() override;
   // CUDA events on the stream: the trace's per-op device times.
   trace::DeviceClock* device_clock() override;
+  // NVTX ranges for the trace's spans (null without the NVTX header).
+  trace::RangeMarker* range_marker() override;
   // fp32 (no tensor cores), tf32 (cuBLAS and cuDNN may use TF32 tensor
   // cores) or bf16 (the products' inputs cast to bfloat16, float32 outputs).
   void set_precision(Precision p) override;
