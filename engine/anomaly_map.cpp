@@ -1,7 +1,6 @@
 #include "engine/anomaly_map.h"
 #include "engine/sampler.h"
 #include "engine/trace.h"
-#include <algorithm>
 
 namespace mdps {
 

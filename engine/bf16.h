@@ -3,40 +3,18 @@
 // torch's .bfloat16() round). Shared by the host and the CUDA cast kernels
 // (MDPS_HD) so that both round every value the same way.
 #pragma once
-#include "engine/common.h"
-#include <stdint.h>
-#include <string.h>
+#include "engine/float_bits.h"
 
 namespace mdps {
-
-MDPS_HD uint32_t bf16_float_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-#endif
-}
-
-MDPS_HD float bf16_bits_float(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-#endif
-}
 
 // The bfloat16 nearest to f (ties to even); a NaN stays a (quiet) NaN of the
 // same sign rather than rounding into infinity.
 MDPS_HD uint16_t bf16_from_float(float f) {
-  const uint32_t u = bf16_float_bits(f);
+  const uint32_t u = float_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);
   return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-MDPS_HD float float_from_bf16(uint16_t h) { return bf16_bits_float(uint32_t(h) << 16); }
+MDPS_HD float float_from_bf16(uint16_t h) { return float_from_bits(uint32_t(h) << 16); }
 
 }  // namespace mdps

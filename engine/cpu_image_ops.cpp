@@ -21,13 +21,6 @@ void check_nchw(const Tensor& x, const char* op) {
 
 Tensor to_host(const Tensor& t) { return t.device() == Device::CPU ? t : t.to(cpu_backend()); }
 
-void relu_inplace(Tensor& x) {
-  MDPS_CHECK(x.device() == Device::CPU, "relu: ", x.describe(), " is not a CPU tensor");
-  float* p = x.data();
-  const int64_t n = x.numel();
-  for (int64_t i = 0; i < n; ++i) p[i] = p[i] > 0.f ? p[i] : 0.f;
-}
-
 Tensor max_pool3x3_s2(const Tensor& x) {
   check_nchw(x, "max_pool3x3_s2");
   const int64_t NC = x.dim(0) * x.dim(1), H = x.dim(2), W = x.dim(3);

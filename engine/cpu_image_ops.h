@@ -11,9 +11,6 @@ namespace mdps::hostops {
 // `t` itself when it lives on the CPU, else a CPU copy.
 Tensor to_host(const Tensor& t);
 
-// max(x, 0), in place.
-void relu_inplace(Tensor& x);
-
 // nn.MaxPool2d(3, stride 2, padding 1): padding never wins the max.
 Tensor max_pool3x3_s2(const Tensor& x);
 

@@ -1,4 +1,5 @@
 #include "engine/safetensors.h"
+#include "engine/bf16.h"
 #include "engine/json_mini.h"
 #include <algorithm>
 #include <cerrno>
@@ -68,12 +69,7 @@ float half_to_float(uint16_t h) {
   return f;
 }
 
-float bf16_to_float(uint16_t b) {
-  uint32_t bits = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
+float bf16_to_float(uint16_t b) { return float_from_bf16(b); }
 
 // ---- the file image ------------------------------------------------------------
 

@@ -826,8 +826,8 @@ TEST_CASE("bf16 casts: round to nearest even, NaN and infinities kept; the kerne
       for (int64_t i = 0; i < n; ++i) {
         const float v = x.at(i);
         REQUIRE(b[size_t(i)] == bf16_from_float(v));
-        const float lo = float_from_bf16(uint16_t(bf16_float_bits(v) >> 16));  // truncated: one neighbour
-        const float hi = float_from_bf16(uint16_t((bf16_float_bits(v) >> 16) + 1));
+        const float lo = float_from_bf16(uint16_t(float_bits(v) >> 16));  // truncated: one neighbour
+        const float hi = float_from_bf16(uint16_t((float_bits(v) >> 16) + 1));
         const float r = back[size_t(i)];
         CHECK((r == lo || r == hi));
         CHECK(std::fabs(r - v) <= std::fabs((r == lo ? hi : lo) - v));

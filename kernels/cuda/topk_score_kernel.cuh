@@ -18,34 +18,15 @@
 #include "kernels/cuda/emu/cuda_emu.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "engine/anomaly_map_arith.h"
+#include "engine/float_bits.h"
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 namespace mdps::cuda {
 
 // The most values one block sorts in shared memory (a power of two): 8 KiB
 // of keys and 16 KiB of terms.
 constexpr int kTopKCapacity = 2048;
-
-MDPS_DEVICE uint32_t float_bits(float f) {
-#if defined(__CUDACC__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-#endif
-}
-MDPS_DEVICE float float_from_bits(uint32_t u) {
-#if defined(__CUDACC__)
-  return __uint_as_float(u);
-#else
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-#endif
-}
 
 // A bijection float -> uint32 under which unsigned order is float order
 // (negative floats reversed below the positive ones; -0 just under +0).
