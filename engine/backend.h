@@ -102,6 +102,11 @@ class Backend {
   virtual void set_precision(Precision p);
   Precision precision() const { return precision_; }
 
+  // Which implementation the backend's ops took where it has a choice (the
+  // CUDA backend's attention under bf16: cuDNN's fused SDPA or the generic
+  // path), one line for `mdps bench`; "" where there is no choice.
+  virtual std::string paths() const { return ""; }
+
   // ---- threads (CPU: worker count; others ignore) ---------------------------
   virtual void set_threads(int n) { (void)n; }
   virtual int threads() const { return 1; }

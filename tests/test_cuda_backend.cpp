@@ -55,6 +55,18 @@ double rel(const Tensor& got_gpu, const Tensor& ref) {
   return test::rel_l2(g, r);
 }
 
+// t with every value rounded to bfloat16: a bf16 cast of it is exact.
+Tensor bf16_values(Tensor t) {
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = float_from_bf16(bf16_from_float(t.data()[i]));
+  return t;
+}
+
+// Back to fp32 however the test case leaves.
+struct PrecisionGuard {
+  Backend& b;
+  ~PrecisionGuard() { b.set_precision(Precision::FP32); }
+};
+
 }  // namespace
 
 TEST_CASE("cuda: memory round trip and fill") {
@@ -400,14 +412,7 @@ TEST_CASE("cuda: --precision bf16: products on bfloat16 inputs with float accumu
   // accumulation agrees with the CPU's float32 product up to summation order
   // (gemm: float output) or up to the output's bf16 rounding (cuDNN returns
   // bf16: 2^-9 relative per element).
-  auto bf16_values = [](Tensor t) {
-    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = float_from_bf16(bf16_from_float(t.data()[i]));
-    return t;
-  };
-  struct PrecisionGuard {
-    Backend& b;
-    ~PrecisionGuard() { b.set_precision(Precision::FP32); }
-  } guard{g};
+  PrecisionGuard guard{g};
   g.set_precision(Precision::BF16);
   CHECK(g.precision() == Precision::BF16);
   const int64_t M = 37, N = 29, K = 300, batch = 2;
@@ -448,6 +453,61 @@ TEST_CASE("cuda: --precision bf16: products on bfloat16 inputs with float accumu
   g.set_precision(Precision::FP32);
   g.conv2d(gx, gw, &gb, gy, geom);
   CHECK(rel(gy, ry) <= 1e-5);
+}
+
+TEST_CASE("cuda: attention and its backward match the CPU (fp32: cuBLAS + softmax; bf16: cuDNN's fused SDPA)") {
+  Backend& g = gpu();
+  auto& cg = static_cast<CudaBackend&>(g);
+  PrecisionGuard guard{g};
+  struct Case {
+    int64_t B, heads, ch, L;
+    bool fusable;  // a head size the fused kernels take
+  };
+  // 2 heads of 64 channels over a 16 x 16 map; 12 channels over 37 tokens
+  // (no multiple of 8: bf16 takes the generic path there).
+  for (const Case& c : {Case{2, 2, 64, 256, true}, Case{1, 3, 12, 37, false}}) {
+    CAPTURE(c.ch);
+    CAPTURE(c.L);
+    const Shape qs{c.B, 3 * c.heads * c.ch, c.L}, as{c.B, c.heads * c.ch, c.L};
+    const int heads = int(c.heads);
+    // bf16 values: the casts change nothing, what differs is the kernels' own rounding.
+    Tensor qkv = bf16_values(rnd(qs, 71, -2.f, 2.f)), da = bf16_values(rnd(as, 72));
+    Tensor ra = Tensor::zeros(as), rdqkv = Tensor::zeros(qs);
+    cpu_backend().attention(qkv, heads, ra);
+    cpu_backend().attention_backward(qkv, da, heads, rdqkv);
+    Tensor gqkv = on_gpu(qkv), gda = on_gpu(da);
+    for (Precision p : {Precision::FP32, Precision::BF16}) {
+      CAPTURE(precision_name(p));
+      g.set_precision(p);
+      const size_t plans_before = cg.attention_plans();
+      Tensor ga = gpu_empty(as), gdqkv = gpu_empty(qs);
+      g.attention(gqkv, heads, ga);
+      g.attention_backward(gqkv, gda, heads, gdqkv);
+      if (p == Precision::FP32) {
+        CHECK(rel(ga, ra) <= 1e-5);
+        CHECK(rel(gdqkv, rdqkv) <= 1e-5);
+        CHECK(cg.attention_plans() == plans_before);  // fp32 never asks cuDNN
+      } else {
+        // The weights (and the fused kernels' outputs and gradients) are
+        // rounded to bf16: ~2^-9 relative per value.
+        CHECK(rel(ga, ra) <= 1e-2);
+        CHECK(rel(gdqkv, rdqkv) <= 3e-2);
+        CHECK(rel(ga, ra) > 0.0);
+        MESSAGE("bf16 attention paths: ", g.paths());
+        // Fusable shapes must get both plans on the GPUs bf16 is for (sm80
+        // and later, cuDNN >= 9.17); a refusal names its reason on stderr.
+        if (c.fusable) CHECK(cg.attention_plans() == plans_before + 2);
+        if (!c.fusable) CHECK(cg.attention_plans() == plans_before);
+      }
+    }
+  }
+  // Asked again, a built plan is reused and a refused shape is not retried.
+  const size_t plans = cg.attention_plans(), refused = cg.attention_refused();
+  g.set_precision(Precision::BF16);
+  Tensor qkv = on_gpu(rnd({1, 36, 37}, 73)), a = gpu_empty({1, 12, 37});
+  g.attention(qkv, 3, a);
+  CHECK(cg.attention_plans() == plans);
+  CHECK(cg.attention_refused() == refused);
 }
 
 TEST_CASE("cuda: layout ops, sums and the timestep embedding match the CPU") {

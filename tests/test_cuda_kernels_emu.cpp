@@ -33,6 +33,9 @@
 #include "kernels/cuda/max_pool3x3_kernel.cuh"
 #include "kernels/cuda/anomaly_mix_kernel.cuh"
 #include "kernels/cuda/cast_bf16_kernel.cuh"
+#include "kernels/cuda/transpose_bf16_kernel.cuh"
+#include "kernels/cuda/sdpa_layout.h"
+#include "engine/attention_dims.h"
 #include "engine/cpu_image_ops.h"
 #include "engine/bf16.h"
 #include <algorithm>
@@ -862,4 +865,176 @@ TEST_CASE("bf16 gemm: the operand extent covers exactly the elements the CPU pro
                        M * 2, c.batch);
     for (float v : C) CHECK(v == float(K));
   }
+}
+
+TEST_CASE("transpose_to_bf16 / transpose_from_bf16 kernels: y[b, c, r] = x[b, r, c], cast as engine/bf16.h casts") {
+  // The attention's shapes (channels x tokens of 8 x 64), sizes that are no
+  // multiple of the tile, one element, and a batch larger than the grid's z
+  // (the kernel's loop over matrices).
+  struct Case {
+    int64_t n, R, C;
+    unsigned z;  // gridDim.z; 0: the launcher's
+  };
+  for (const Case& t : {Case{6, 8, 64, 0}, Case{1, 1, 1, 0}, Case{3, 33, 47, 0}, Case{5, 70, 9, 2}, Case{2, 32, 32, 1},
+                        Case{1, 100, 1, 0}}) {
+    CAPTURE(t.n);
+    CAPTURE(t.R);
+    CAPTURE(t.C);
+    CAPTURE(t.z);
+    const int64_t total = t.n * t.R * t.C;
+    Tensor x = rnd({total}, 211, -50.f, 50.f);
+    const dim3 grid(cuda::transpose_tiles_along(t.C, cuda::kTransposeTile),
+                    cuda::transpose_tiles_along(t.R, cuda::kTransposeTile),
+                    t.z ? t.z : cuda::transpose_batch_blocks(t.n));
+    const dim3 block(cuda::kTransposeTile, cuda::kTransposeRows);
+    std::vector<uint16_t> y(size_t(total), 0xdead);
+    emu::launch(grid, block, cuda::transpose_to_bf16_kernel, x.data(), y.data(), t.n, t.R, t.C);
+    bool ok = true;
+    for (int64_t b = 0; b < t.n; ++b)
+      for (int64_t r = 0; r < t.R; ++r)
+        for (int64_t c = 0; c < t.C; ++c)
+          ok = ok && y[size_t((b * t.C + c) * t.R + r)] == bf16_from_float(x.at((b * t.R + r) * t.C + c));
+    CHECK(ok);
+    // Back: [n, C, R] bf16 -> [n, R, C] float gives the bf16 values of x in place.
+    const dim3 back_grid(cuda::transpose_tiles_along(t.R, cuda::kTransposeTile),
+                         cuda::transpose_tiles_along(t.C, cuda::kTransposeTile), grid.z);
+    std::vector<float> back(size_t(total), NAN);
+    emu::launch(back_grid, block, cuda::transpose_from_bf16_kernel, static_cast<const uint16_t*>(y.data()),
+                back.data(), t.n, t.C, t.R);
+    for (int64_t i = 0; i < total; ++i) ok = ok && back[size_t(i)] == float_from_bf16(bf16_from_float(x.at(i)));
+    CHECK(ok);
+  }
+}
+
+namespace {
+
+// What the CUDA backend's bf16 attention does around cuDNN, on the CPU: the
+// transposes (emulated kernels, the backend's geometry) into the buffers of
+// sdpa_layout.h, a reference SDPA in double that reads and writes them only
+// through the layout's dimensions, strides and offsets (as cuDNN does), and
+// the transposes back. Equal to the authors' attention up to bf16 rounding:
+// a wrong stride or offset gives O(1) errors.
+std::vector<uint16_t> transpose_to_bf16_emu(const float* x, int64_t n, int64_t R, int64_t C) {
+  std::vector<uint16_t> y(size_t(n * R * C), 0xdead);
+  emu::launch(dim3(cuda::transpose_tiles_along(C, cuda::kTransposeTile),
+                   cuda::transpose_tiles_along(R, cuda::kTransposeTile), cuda::transpose_batch_blocks(n)),
+              dim3(cuda::kTransposeTile, cuda::kTransposeRows), cuda::transpose_to_bf16_kernel, x, y.data(), n, R, C);
+  return y;
+}
+void transpose_from_bf16_emu(const std::vector<uint16_t>& x, float* y, int64_t n, int64_t R, int64_t C) {
+  emu::launch(dim3(cuda::transpose_tiles_along(C, cuda::kTransposeTile),
+                   cuda::transpose_tiles_along(R, cuda::kTransposeTile), cuda::transpose_batch_blocks(n)),
+              dim3(cuda::kTransposeTile, cuda::kTransposeRows), cuda::transpose_from_bf16_kernel, x.data(), y, n, R,
+              C);
+}
+
+struct SdpaRef {
+  const cuda::SdpaShape s;
+  const cuda::SdpaLayout l = cuda::sdpa_layout(s);
+  double scale;
+  double get(const std::vector<uint16_t>& buf, const cuda::SdpaTensor& t, int64_t b, int64_t i, int64_t d) const {
+    return float_from_bf16(buf[size_t(t.at(b, 0, i, d))]);
+  }
+  // p[i][j] = softmax_j(scale q_i . k_j) from the statistics, as the backward recomputes it.
+  std::vector<double> weights(const std::vector<uint16_t>& qkv, const std::vector<float>& stats, int64_t b) const {
+    std::vector<double> p(size_t(s.L * s.L));
+    for (int64_t i = 0; i < s.L; ++i)
+      for (int64_t j = 0; j < s.L; ++j) {
+        double dot = 0;
+        for (int64_t d = 0; d < s.ch; ++d) dot += get(qkv, l.q, b, i, d) * get(qkv, l.k, b, j, d);
+        p[size_t(i * s.L + j)] = std::exp(scale * dot - stats[size_t(l.stats.at(b, 0, i, 0))]);
+      }
+    return p;
+  }
+  void forward(const std::vector<uint16_t>& qkv, std::vector<uint16_t>& o, std::vector<float>& stats) const {
+    for (int64_t b = 0; b < s.BH; ++b)
+      for (int64_t i = 0; i < s.L; ++i) {
+        std::vector<double> z(size_t(s.L));
+        double m = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < s.L; ++j) {
+          double dot = 0;
+          for (int64_t d = 0; d < s.ch; ++d) dot += get(qkv, l.q, b, i, d) * get(qkv, l.k, b, j, d);
+          z[size_t(j)] = scale * dot;
+          m = std::max(m, z[size_t(j)]);
+        }
+        for (double zj : z) sum += std::exp(zj - m);
+        const double lse = m + std::log(sum);
+        stats[size_t(l.stats.at(b, 0, i, 0))] = float(lse);
+        for (int64_t d = 0; d < s.ch; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < s.L; ++j) acc += std::exp(z[size_t(j)] - lse) * get(qkv, l.v, b, j, d);
+          o[size_t(l.o.at(b, 0, i, d))] = bf16_from_float(float(acc));
+        }
+      }
+  }
+  void backward(const std::vector<uint16_t>& qkv, const std::vector<uint16_t>& o, const std::vector<uint16_t>& dout,
+                const std::vector<float>& stats, std::vector<uint16_t>& dqkv) const {
+    const int64_t L = s.L;
+    for (int64_t b = 0; b < s.BH; ++b) {
+      const std::vector<double> p = weights(qkv, stats, b);
+      std::vector<double> ds(size_t(L * L));
+      for (int64_t i = 0; i < L; ++i) {
+        double delta = 0;  // sum_d do . o
+        for (int64_t d = 0; d < s.ch; ++d) delta += get(dout, l.o, b, i, d) * get(o, l.o, b, i, d);
+        for (int64_t j = 0; j < L; ++j) {
+          double dp = 0;
+          for (int64_t d = 0; d < s.ch; ++d) dp += get(dout, l.o, b, i, d) * get(qkv, l.v, b, j, d);
+          ds[size_t(i * L + j)] = p[size_t(i * L + j)] * (dp - delta);
+        }
+      }
+      for (int64_t d = 0; d < s.ch; ++d) {
+        for (int64_t i = 0; i < L; ++i) {
+          double dq = 0;
+          for (int64_t j = 0; j < L; ++j) dq += ds[size_t(i * L + j)] * get(qkv, l.k, b, j, d);
+          dqkv[size_t(l.q.at(b, 0, i, d))] = bf16_from_float(float(scale * dq));
+        }
+        for (int64_t j = 0; j < L; ++j) {
+          double dk = 0, dv = 0;
+          for (int64_t i = 0; i < L; ++i) {
+            dk += ds[size_t(i * L + j)] * get(qkv, l.q, b, i, d);
+            dv += p[size_t(i * L + j)] * get(dout, l.o, b, i, d);
+          }
+          dqkv[size_t(l.k.at(b, 0, j, d))] = bf16_from_float(float(scale * dk));
+          dqkv[size_t(l.v.at(b, 0, j, d))] = bf16_from_float(float(dv));
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fused attention layout: the transposes and sdpa_layout.h describe the authors' q, k, v, output and gradients") {
+  // 2 samples x 2 heads of 16 channels over 40 tokens (no multiple of the tile).
+  const int64_t B = 2, heads = 2, ch = 16, L = 40;
+  const Shape qs{B, 3 * heads * ch, L}, as{B, heads * ch, L};
+  Tensor qkv = rnd(qs, 221, -2.f, 2.f), da = rnd(as, 222);
+  Tensor ra = Tensor::zeros(as), rdqkv = Tensor::zeros(qs);
+  cpu_backend().attention(qkv, int(heads), ra);
+  cpu_backend().attention_backward(qkv, da, int(heads), rdqkv);
+
+  const AttentionDims d = attention_dims(qs, int(heads), "test");
+  const cuda::SdpaShape s{d.BH, d.L, d.ch};
+  const SdpaRef ref{s, cuda::sdpa_layout(s), d.scale};
+  const int64_t head = d.L * d.ch;
+  // The CUDA backend's calls (CudaBackend::attention, attention_backward).
+  const std::vector<uint16_t> qkv16 = transpose_to_bf16_emu(qkv.data(), 3 * d.BH, d.ch, d.L);
+  const std::vector<uint16_t> do16 = transpose_to_bf16_emu(da.data(), d.BH, d.ch, d.L);
+  std::vector<uint16_t> o16(size_t(d.BH * head), 0xdead), dqkv16(size_t(3 * d.BH * head), 0xdead);
+  std::vector<float> stats(size_t(d.BH * d.L), NAN);
+  ref.forward(qkv16, o16, stats);
+  ref.backward(qkv16, o16, do16, stats, dqkv16);
+  Tensor a = Tensor::full(as, NAN), dqkv = Tensor::full(qs, NAN);
+  transpose_from_bf16_emu(o16, a.data(), d.BH, d.L, d.ch);
+  transpose_from_bf16_emu(dqkv16, dqkv.data(), 3 * d.BH, d.L, d.ch);
+  // bf16 inputs, outputs and gradients: ~2^-9 relative per value.
+  const double ea = test::rel_l2(a.to_vector(), ra.to_vector());
+  const double eg = test::rel_l2(dqkv.to_vector(), rdqkv.to_vector());
+  CAPTURE(ea);
+  CAPTURE(eg);
+  CHECK(ea <= 1e-2);
+  CHECK(eg <= 2e-2);
+  // Every element of the buffers is some tensor's: nothing left unwritten.
+  CHECK(std::none_of(o16.begin(), o16.end(), [](uint16_t v) { return v == 0xdead; }));
+  CHECK(std::none_of(dqkv16.begin(), dqkv16.end(), [](uint16_t v) { return v == 0xdead; }));
 }

@@ -317,6 +317,17 @@ void print_op_totals(const std::string& phase, const std::vector<trace::OpTotal>
   std::printf("    %-26s %7s %10.3f\n", "total", "", total / 1e6 / per);
 }
 
+// Which implementation the backend's ops took (Backend::paths), after the runs
+// that built them; nothing where the backend has no choice.
+void print_paths(const Backend& be) {
+  const std::string p = be.paths();
+  if (!p.empty()) std::printf("  paths            %s\n", p.c_str());
+}
+std::string paths_key(const Backend& be) {
+  const std::string p = be.paths();
+  return p.empty() ? "" : cat(", \"paths\": ", json::quote(p));
+}
+
 void print_unet_header(const UNetBenchArgs& a, const UNetBench& b) {
   std::printf("mdps bench unet: image %d, base %d, batch %d, %d threads, %lld parameters\n", a.image_size,
               a.base_channels, a.batch, b.be.threads(), static_cast<long long>(b.net.parameter_count()));
@@ -415,6 +426,7 @@ void bench_unet(const UNetBenchArgs& a) {
                 sgemm);
   std::printf("  peak RSS         %.0f MB (allocator peak %.0f MB%s)\n", rss,
               double(be.stats().peak_bytes.load()) / 1048576.0, on_cpu ? "" : " on the device");
+  print_paths(be);
   std::string op_rows;
   if (a.ops) {
     const std::vector<std::string> spans{"ops.forward", "ops.guidance", "ops.train_step"};
@@ -430,9 +442,9 @@ void bench_unet(const UNetBenchArgs& a) {
     std::printf(
         "{\"forward_s\": %.6f, \"guidance_s\": %.6f, \"train_step_s\": %.6f, \"forward_gflops\": %.3f, "
         "\"peak_rss_mb\": %.1f, \"sgemm_gflops\": %s, \"gflop_per_image\": %.4f, \"threads\": %d, "
-        "\"forward_of_sgemm\": %s, \"device\": \"%s\", \"precision\": \"%s\"%s}\n",
+        "\"forward_of_sgemm\": %s, \"device\": \"%s\", \"precision\": \"%s\"%s%s}\n",
         fwd, guid, train, gflops, rss, ceiling.c_str(), flops_per_image / 1e9, be.threads(), fraction.c_str(),
-        be.name(), precision_name(be.precision()), ops_key.c_str());
+        be.name(), precision_name(be.precision()), paths_key(be).c_str(), ops_key.c_str());
   }
 }
 
@@ -512,6 +524,7 @@ void bench_sampler(const UNetBenchArgs& a) {
   std::printf("  two rounds (T 200/200, skip 20, rho 50/100): %.3f s per image, %.1f forward-equivalents "
               "(ideal 40, the authors' code 60)\n",
               per_image, total / fwd);
+  print_paths(be);
   std::string op_rows;
   if (a.ops) {
     const auto totals = traced_op_totals({"ops.sampler"}, [&] {
@@ -522,8 +535,8 @@ void bench_sampler(const UNetBenchArgs& a) {
   }
   if (a.json)
     std::printf("{\"sampler_s_per_image\": %.6f, \"forward_s\": %.6f, \"forward_equivalents\": %.2f, "
-                "\"device\": \"%s\", \"precision\": \"%s\"%s}\n",
-                per_image, fwd, total / fwd, be.name(), precision_name(be.precision()),
+                "\"device\": \"%s\", \"precision\": \"%s\"%s%s}\n",
+                per_image, fwd, total / fwd, be.name(), precision_name(be.precision()), paths_key(be).c_str(),
                 a.ops ? cat(", \"ops\": [", op_rows, "]").c_str() : "");
 }
 

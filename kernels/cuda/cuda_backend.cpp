@@ -4,6 +4,7 @@
 // so Nsight Systems shows the op names on the timeline.
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/launch.h"
+#include "engine/attention_dims.h"
 #include "engine/cpu_image_ops.h"
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -97,6 +98,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   memory_ = std::make_unique<cuda::CudaDeviceMemory>(device_);
   alloc_ = std::make_unique<cuda::CachingAllocator>(*memory_);
   conv_ = std::make_unique<cuda::CudnnConv>(s, *alloc_);
+  attn_ = std::make_unique<cuda::CudnnAttention>(s, *alloc_);
   clock_ = std::make_unique<cuda::CudaEventClock>(s);
 }
 
@@ -148,6 +150,7 @@ void CudaBackend::set_precision(Precision p) {
 CudaBackend::~CudaBackend() {
   if (trace::device_clock() == clock_.get()) trace::set_device_clock(nullptr);
   clock_.reset();
+  attn_.reset();
   conv_.reset();
   if (alloc_) alloc_->release();
   if (cublas_) cublasDestroy(handle(cublas_));
@@ -410,6 +413,66 @@ void CudaBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx
   const int64_t L = y.dim(-1);
   if (L == 0) return;
   cuda::launch_softmax_backward(y.data(), dy.data(), dx.data(), y.numel() / L, L, stream_);
+}
+
+// --precision bf16: qkv (the authors' [channels, tokens] per head, float32) is
+// transposed and cast into cuDNN's [tokens, channels] bfloat16 layout, the
+// fused SDPA runs, its bf16 output is widened back. The output and, in the
+// backward, the gradients are rounded to bf16 once more than on the generic
+// path (whose products return float32). A shape cuDNN refuses runs the
+// generic path; the refusal is remembered, so it costs one failed plan.
+void CudaBackend::attention(const Tensor& qkv, int heads, Tensor& a) {
+  const AttentionDims d = attention_dims(qkv.shape(), heads, "attention");
+  check_cuda_tensor(qkv, "attention qkv");
+  check_shape(a, attention_out_shape(qkv.shape(), heads), "attention output");
+  const cuda::SdpaShape s{d.BH, d.L, d.ch};
+  if (precision_ == Precision::BF16 && attn_->ready(s, false)) {
+    OpRange range("attention.cudnn_sdpa");
+    const int64_t head = d.L * d.ch;
+    Scratch<uint16_t> qkv16(*alloc_, size_t(3 * d.BH * head)), o16(*alloc_, size_t(d.BH * head));
+    Scratch<float> stats(*alloc_, size_t(d.BH * d.L));
+    cuda::launch_transpose_to_bf16(qkv.data(), qkv16.get(), 3 * d.BH, d.ch, d.L, stream_);
+    if (attn_->forward(s, d.scale, qkv16.get(), o16.get(), stats.get())) {
+      cuda::launch_transpose_from_bf16(o16.get(), a.data(), d.BH, d.L, d.ch, stream_);
+      return;
+    }
+  }
+  OpRange range("attention");
+  Backend::attention(qkv, heads, a);
+}
+
+void CudaBackend::attention_backward(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) {
+  const AttentionDims d = attention_dims(qkv.shape(), heads, "attention_backward");
+  check_cuda_tensor(qkv, "attention_backward qkv");
+  check_shape(da, attention_out_shape(qkv.shape(), heads), "attention_backward da");
+  check_shape(dqkv, qkv.shape(), "attention_backward dqkv");
+  const cuda::SdpaShape s{d.BH, d.L, d.ch};
+  if (precision_ == Precision::BF16 && attn_->ready(s, false) && attn_->ready(s, true)) {
+    OpRange range("attention_backward.cudnn_sdpa");
+    const int64_t head = d.L * d.ch;
+    Scratch<uint16_t> qkv16(*alloc_, size_t(3 * d.BH * head)), o16(*alloc_, size_t(d.BH * head)),
+        do16(*alloc_, size_t(d.BH * head)), dqkv16(*alloc_, size_t(3 * d.BH * head));
+    Scratch<float> stats(*alloc_, size_t(d.BH * d.L));
+    cuda::launch_transpose_to_bf16(qkv.data(), qkv16.get(), 3 * d.BH, d.ch, d.L, stream_);
+    cuda::launch_transpose_to_bf16(da.data(), do16.get(), d.BH, d.ch, d.L, stream_);
+    // Nothing is kept from the forward (the Backend contract): recompute
+    // the output and the log-sum-exp statistics the backward reads.
+    if (attn_->forward(s, d.scale, qkv16.get(), o16.get(), stats.get()) &&
+        attn_->backward(s, d.scale, qkv16.get(), o16.get(), do16.get(), stats.get(), dqkv16.get())) {
+      cuda::launch_transpose_from_bf16(dqkv16.get(), dqkv.data(), 3 * d.BH, d.L, d.ch, stream_);
+      return;
+    }
+  }
+  OpRange range("attention_backward");
+  Backend::attention_backward(qkv, da, heads, dqkv);
+}
+
+std::string CudaBackend::paths() const {
+  if (precision_ != Precision::BF16) return "attention: cuBLAS products + softmax kernel";
+  const size_t plans = attn_->plans(), refused = attn_->refused();
+  std::string line = cat("attention: cuDNN fused SDPA, ", plans, " plan", plans == 1 ? "" : "s");
+  if (refused) line += cat("; ", refused, " refused (cuBLAS + softmax there), latest: ", attn_->last_refusal());
+  return line;
 }
 
 void CudaBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {

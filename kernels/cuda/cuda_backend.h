@@ -6,6 +6,7 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/device_allocator.h"
 #include "kernels/cuda/cudnn_conv.h"
+#include "kernels/cuda/cudnn_attention.h"
 #include "kernels/cuda/cuda_event_clock.h"
 #include <memory>
 #include <vector>
@@ -54,6 +55,12 @@ class CudaBackend final : public Backend {
   void silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) override;
   void softmax(const Tensor& x, Tensor& y) override;
   void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  // fp32/tf32: the generic path (cuBLAS products and the softmax kernel);
+  // bf16: cuDNN's fused SDPA over bf16 copies in its layout, the generic path
+  // for shapes cuDNN refuses (cudnn_attention.h).
+  void attention(const Tensor& qkv, int heads, Tensor& a) override;
+  void attention_backward(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) override;
+  std::string paths() const override;
 
   void add(const Tensor& a, const Tensor& b, Tensor& y) override;
   void sub(const Tensor& a, const Tensor& b, Tensor& y) override;
@@ -107,6 +114,9 @@ class CudaBackend final : public Backend {
   void release_cached_memory() { alloc_->release(); }
   // Convolution plans (shape -> descriptors and algorithms) built so far.
   size_t conv_plans() const { return conv_->plans(); }
+  // Fused attention plans built and shapes refused so far.
+  size_t attention_plans() const { return attn_->plans(); }
+  size_t attention_refused() const { return attn_->refused(); }
 
  private:
   void elementwise(cuda::EwOp op, const Tensor* a, const Tensor* b, Tensor& y, float alpha, float beta,
@@ -121,6 +131,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::CudaDeviceMemory> memory_;
   std::unique_ptr<cuda::CachingAllocator> alloc_;
   std::unique_ptr<cuda::CudnnConv> conv_;
+  std::unique_ptr<cuda::CudnnAttention> attn_;
   std::unique_ptr<cuda::CudaEventClock> clock_;
 };
 

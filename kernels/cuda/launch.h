@@ -35,4 +35,12 @@ inline int64_t gemm_operand_extent(int64_t rows, int64_t cols, int64_t ld, int64
   return (batch - 1) * stride + (rows - 1) * ld + cols;
 }
 
+// The tiled transposes (transpose_bf16_kernel.cuh): tiles of `tile` along one
+// extent, and blocks along the batch (gridDim.z is at most 65535; the kernel
+// loops over the rest).
+inline unsigned transpose_tiles_along(int64_t extent, unsigned tile) {
+  return unsigned(std::max<int64_t>(1, (extent + tile - 1) / tile));
+}
+inline unsigned transpose_batch_blocks(int64_t n) { return unsigned(std::max<int64_t>(1, std::min<int64_t>(n, 65535))); }
+
 }  // namespace mdps::cuda

@@ -74,6 +74,10 @@ void launch_topk_score(const float* maps, int64_t n_maps, int64_t n, int k, bool
 // --precision bf16: y[i] = bf16(x[i]) (round to nearest even) and back.
 void launch_float_to_bf16(const float* x, uint16_t* y, int64_t n, Stream stream);
 void launch_bf16_to_float(const uint16_t* x, float* y, int64_t n, Stream stream);
+// The fused attention's layouts: y [n, C, R] = x [n, R, C] transposed, cast to
+// bfloat16 (round to nearest even) or widened back to float32.
+void launch_transpose_to_bf16(const float* x, uint16_t* y, int64_t n, int64_t R, int64_t C, Stream stream);
+void launch_transpose_from_bf16(const uint16_t* x, float* y, int64_t n, int64_t R, int64_t C, Stream stream);
 void launch_elementwise(EwOp op, const float* a, const float* b, float* y, float alpha, float beta, int64_t n,
                         int64_t b_div, int64_t b_mod, Stream stream);
 
