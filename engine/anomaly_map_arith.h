@@ -88,7 +88,14 @@ struct BilinearTap {
 };
 MDPS_HD BilinearTap bilinear_tap_align_corners(int64_t in, int64_t out, int64_t o) {
   const float scale = out > 1 ? float(in - 1) / float(out - 1) : 0.f;
+  // The product rounded on its own on the GPU too: nvcc would otherwise fuse
+  // it into the weight's `src - k` as one fma, and the weight would differ
+  // from the CPU's by up to (in - 1) 2^-24 while the index does not.
+#ifdef __CUDA_ARCH__
+  const float src = __fmul_rn(scale, float(o));
+#else
   const float src = scale * float(o);
+#endif
   const int64_t k = int64_t(src) < in - 1 ? int64_t(src) : in - 1;
   return BilinearTap{k, k < in - 1 ? k + 1 : k, src - float(k)};
 }

@@ -79,13 +79,15 @@ Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
         be.conv2d_backward_weight(gy, keep_x, dw, bc ? &db : nullptr, g);
         count_flops(conv_flops);
       } else {
-        // Bias only: its gradient is the output gradient summed over N, H, W.
+        // Bias only: its gradient is the output gradient summed over H, W
+        // (per [N, C]), then over N: the bias gradient of a linear layer on
+        // [N, C], which every backend sums in float32 or better (a gemm with
+        // ones would round to bf16 under --precision bf16). Its x and w are
+        // zero-width: only their shapes are read.
         Tensor per = Tensor::empty({gy.dim(0), gy.dim(1)}, be);
         be.sum_hw(gy, per);
-        Tensor ones = Tensor::empty({1, gy.dim(0)}, be);
-        ones.fill(1.f);
-        be.gemm(false, false, 1, gy.dim(1), gy.dim(0), 1.f, ones.data(), gy.dim(0), 0, per.data(), gy.dim(1), 0,
-                0.f, db.data(), gy.dim(1), 0, 1);
+        Tensor no_x = Tensor::empty({gy.dim(0), 0}, be), no_w = Tensor::empty({gy.dim(1), 0}, be);
+        be.linear_backward(per, no_x, no_w, nullptr, nullptr, &db);
       }
       if (wc) accumulate_grad(*wc, dw);
       if (bc) accumulate_grad(*bc, db);

@@ -66,6 +66,14 @@ Tensor rnd(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
 TEST_CASE("finite differences through the tape, op by op") {
   check_gradients("conv2d 3x3 pad 1 with bias", [](auto& v) { return ops::conv2d(v[0], v[1], &v[2], {1, 1}); },
                   {rnd({2, 3, 5, 4}, 1), rnd({4, 3, 3, 3}, 2), rnd({4}, 3)});
+  {
+    // A constant weight: only the input and the bias need gradients (the
+    // bias-only branch of the conv's backward).
+    const Tensor w = rnd({4, 3, 3, 3}, 32);
+    check_gradients("conv2d with a constant weight, input and bias gradients",
+                    [w](auto& v) { return ops::conv2d(v[0], Var(w), &v[1], {1, 1}); },
+                    {rnd({2, 3, 5, 4}, 33), rnd({4}, 34)});
+  }
   check_gradients("conv2d 1x1 stride 2", [](auto& v) { return ops::conv2d(v[0], v[1], nullptr, {2, 0}); },
                   {rnd({1, 2, 5, 5}, 4), rnd({3, 2, 1, 1}, 5)});
   check_gradients("linear", [](auto& v) { return ops::linear(v[0], v[1], &v[2]); },

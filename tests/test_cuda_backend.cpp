@@ -158,6 +158,16 @@ TEST_CASE("cuda: adam and elementwise ops match the CPU") {
   cpu_backend().silu_backward(a, b, r);
   g.silu_backward(ga, gb, y);
   CHECK(rel(y, r) <= 1e-6);
+  // axpby in place; with beta = 0, y is not read (as in BLAS): NaN garbage
+  // there must not leak into the result.
+  Tensor ry = b.clone(), gy = on_gpu(b);
+  cpu_backend().axpby(0.5f, a, -2.f, ry);
+  g.axpby(0.5f, ga, -2.f, gy);
+  CHECK(rel(gy, ry) <= 1e-6);
+  Tensor y0 = gpu_empty(s);  // NaN
+  cpu_backend().axpby(0.5f, a, 0.f, ry);
+  g.axpby(0.5f, ga, 0.f, y0);
+  CHECK(rel(y0, ry) == 0.0);
 }
 
 TEST_CASE("cuda: gemm and linear match the CPU") {

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 #include <algorithm>
 #include <climits>
+#include <initializer_list>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -69,6 +70,16 @@ class Scratch {
 void check_cuda_tensor(const Tensor& t, const char* what) {
   MDPS_CHECK(t.device() == Device::CUDA, what, ": tensor ", t.describe(), " is not on the CUDA device");
 }
+// Every operand (null: absent) on this device: a host pointer handed to a
+// kernel or library would be an illegal address, sticky for the whole
+// context, instead of this clear error.
+void check_operands(const char* op, std::initializer_list<const Tensor*> operands) {
+  int i = 0;
+  for (const Tensor* t : operands) {
+    ++i;
+    if (t) MDPS_CHECK(t->device() == Device::CUDA, op, ": operand ", i, " ", t->describe(), " is not on the CUDA device");
+  }
+}
 void check_nchw(const Tensor& t, const char* what) {
   check_cuda_tensor(t, what);
   MDPS_CHECK(t.ndim() == 4, what, ": expected [N, C, H, W], got ", shape_str(t.shape()));
@@ -87,19 +98,26 @@ cublasHandle_t handle(void* h) { return static_cast<cublasHandle_t>(h); }
 }  // namespace
 
 CudaBackend::CudaBackend(int device) : device_(device) {
-  check_cuda(cudaSetDevice(device_), "cudaSetDevice");
-  cudaStream_t s = nullptr;
-  check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
-  stream_ = s;
-  cublasHandle_t h = nullptr;
-  check_cublas(cublasCreate(&h), "cublasCreate");
-  check_cublas(cublasSetStream(h, s), "cublasSetStream");
-  cublas_ = h;
-  memory_ = std::make_unique<cuda::CudaDeviceMemory>(device_);
-  alloc_ = std::make_unique<cuda::CachingAllocator>(*memory_);
-  conv_ = std::make_unique<cuda::CudnnConv>(s, *alloc_);
-  attn_ = std::make_unique<cuda::CudnnAttention>(s, *alloc_);
-  clock_ = std::make_unique<cuda::CudaEventClock>(s);
+  // A failure part way releases what was created (the destructor does not
+  // run for a constructor that throws).
+  try {
+    check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+    cudaStream_t s = nullptr;
+    check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    stream_ = s;
+    cublasHandle_t h = nullptr;
+    check_cublas(cublasCreate(&h), "cublasCreate");
+    cublas_ = h;
+    check_cublas(cublasSetStream(h, s), "cublasSetStream");
+    memory_ = std::make_unique<cuda::CudaDeviceMemory>(device_);
+    alloc_ = std::make_unique<cuda::CachingAllocator>(*memory_);
+    conv_ = std::make_unique<cuda::CudnnConv>(s, *alloc_);
+    attn_ = std::make_unique<cuda::CudnnAttention>(s, *alloc_);
+    clock_ = std::make_unique<cuda::CudaEventClock>(s);
+  } catch (...) {
+    destroy();
+    throw;
+  }
 }
 
 trace::DeviceClock* CudaBackend::device_clock() { return clock_.get(); }
@@ -147,14 +165,33 @@ void CudaBackend::set_precision(Precision p) {
   precision_ = p;
 }
 
+// Never throws (a throwing destructor terminates the process): it may run
+// after a device fault (a sticky error every call returns) or at exit, when
+// the runtime may be unloading, so errors are ignored. The queued work is
+// waited for first, so no cuDNN plan or cached block is freed under it.
 CudaBackend::~CudaBackend() {
-  if (trace::device_clock() == clock_.get()) trace::set_device_clock(nullptr);
+  destroy();
+}
+
+void CudaBackend::destroy() noexcept {
+  if (stream_) cudaStreamSynchronize(stream_);
+  if (clock_ && trace::device_clock() == clock_.get()) trace::set_device_clock(nullptr);
   clock_.reset();
   attn_.reset();
   conv_.reset();
-  if (alloc_) alloc_->release();
+  if (alloc_) {
+    try {
+      alloc_->release();
+    } catch (...) {
+      // the device is gone or faulted: its memory goes with the context
+    }
+  }
+  alloc_.reset();
+  memory_.reset();
   if (cublas_) cublasDestroy(handle(cublas_));
+  cublas_ = nullptr;
   if (stream_) cudaStreamDestroy(stream_);
+  stream_ = nullptr;
 }
 
 void* CudaBackend::raw_alloc(size_t bytes) {
@@ -208,6 +245,12 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                        float* C, int64_t ldc, int64_t stride_c, int64_t batch) {
   OpRange range("gemm");
   if (M == 0 || N == 0 || batch == 0) return;
+  // cuBLAS takes int sizes, and leading dimensions of at least 1 even where
+  // K = 0 leaves the operands unread (then C = beta C, as on the CPU).
+  const int m = to_int(M, "gemm M"), n = to_int(N, "gemm N"), k = to_int(K, "gemm K"),
+            nb = to_int(batch, "gemm batch");
+  const int ld_a = to_int(std::max<int64_t>(1, lda), "gemm lda"), ld_b = to_int(std::max<int64_t>(1, ldb), "gemm ldb"),
+            ld_c = to_int(ldc, "gemm ldc");
   if (precision_ == Precision::BF16 && K > 0) {
     // Both operands cast to bfloat16 over the extent the batch reads (the
     // strides may be 0: one operand shared by every product), then one
@@ -221,22 +264,22 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
     cuda::launch_float_to_bf16(A, a16.get(), ea, stream_);
     cuda::launch_float_to_bf16(B, b16.get(), eb, stream_);
     check_cublas(cublasGemmStridedBatchedEx(handle(cublas_), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                            trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), int(K), &alpha,
-                                            b16.get(), CUDA_R_16BF, int(ldb), stride_b, a16.get(), CUDA_R_16BF,
-                                            int(lda), stride_a, &beta, C, CUDA_R_32F, int(ldc), stride_c, int(batch),
-                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                            trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b16.get(),
+                                            CUDA_R_16BF, ld_b, stride_b, a16.get(), CUDA_R_16BF, ld_a, stride_a,
+                                            &beta, C, CUDA_R_32F, ld_c, stride_c, nb, CUBLAS_COMPUTE_32F,
+                                            CUBLAS_GEMM_DEFAULT),
                  "bf16 gemm");
     return;
   }
   check_cublas(cublasSgemmStridedBatched(handle(cublas_), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                         trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), int(K), &alpha, B,
-                                         int(ldb), stride_b, A, int(lda), stride_a, &beta, C, int(ldc), stride_c,
-                                         int(batch)),
+                                         trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, B, ld_b, stride_b, A,
+                                         ld_a, stride_a, &beta, C, ld_c, stride_c, nb),
                "sgemm");
 }
 
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
   OpRange range("linear");
+  check_operands("linear", {&x, &w, b, &y});
   MDPS_CHECK(x.ndim() == 2 && w.ndim() == 2, "linear: x ", x.describe(), " and w ", w.describe(), " must be 2-D");
   const int64_t N = x.dim(0), in = x.dim(1), out = w.dim(0);
   check_shape(w, {out, in}, "linear weight");
@@ -250,7 +293,7 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* b, Tens
 void CudaBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
                                   Tensor* db) {
   OpRange range("linear_backward");
-  check_cuda_tensor(x, "linear_backward x");
+  check_operands("linear_backward", {&dy, &x, &w, dx, dw, db});
   MDPS_CHECK(w.ndim() == 2, "linear_backward: weight must be [out, in], got ", shape_str(w.shape()));
   MDPS_CHECK(x.ndim() >= 1 && x.dim(-1) == w.dim(1), "linear_backward: input ", shape_str(x.shape()),
              " does not end in in_features ", w.dim(1), " of weight ", shape_str(w.shape()));
@@ -289,6 +332,7 @@ void CudaBackend::conv_shape(const Tensor& x, const Tensor& w, const Shape& y, C
   // cuDNN rejects empty descriptors; a convolution without input channels
   // has no use in the U-Net.
   MDPS_CHECK(x.dim(1) > 0, op, ": zero input channels are not supported on CUDA");
+  MDPS_CHECK(w.dim(2) > 0 && w.dim(3) > 0, op, ": empty kernel ", shape_str(w.shape()), " is not supported on CUDA");
   s = {to_int(x.dim(0), op), to_int(x.dim(1), op), to_int(x.dim(2), op), to_int(x.dim(3), op),
        to_int(w.dim(0), op), to_int(w.dim(2), op), to_int(w.dim(3), op), to_int(Ho, op), to_int(Wo, op), g.stride,
        g.pad};
@@ -298,7 +342,7 @@ void CudaBackend::conv_shape(const Tensor& x, const Tensor& w, const Shape& y, C
 
 void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) {
   OpRange range("conv2d");
-  check_cuda_tensor(x, "conv2d input");
+  check_operands("conv2d", {&x, &w, b, &y});
   cuda::ConvShape s{};
   conv_shape(x, w, y.shape(), g, "conv2d", s);
   if (b) check_shape(*b, {w.dim(0)}, "conv2d bias");
@@ -307,7 +351,7 @@ void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tens
 }
 void CudaBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) {
   OpRange range("conv2d_backward_data");
-  check_cuda_tensor(dx, "conv2d_backward_data dx");
+  check_operands("conv2d_backward_data", {&dy, &w, &dx});
   cuda::ConvShape s{};
   conv_shape(dx, w, dy.shape(), g, "conv2d_backward_data", s);
   if (dx.numel() == 0) return;
@@ -319,7 +363,7 @@ void CudaBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor
 }
 void CudaBackend::conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) {
   OpRange range("conv2d_backward_weight");
-  check_cuda_tensor(x, "conv2d_backward_weight x");
+  check_operands("conv2d_backward_weight", {&dy, &x, &dw, db});
   cuda::ConvShape s{};
   conv_shape(x, dw, dy.shape(), g, "conv2d_backward_weight", s);
   if (db) check_shape(*db, {dw.dim(0)}, "conv2d_backward_weight db");
@@ -335,7 +379,7 @@ void CudaBackend::conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tens
 void CudaBackend::group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
                              bool silu, Tensor& y, Tensor& mean, Tensor& rstd) {
   OpRange range("group_norm");
-  check_cuda_tensor(x, "group_norm input");
+  check_operands("group_norm", {&x, &gamma, &beta, &y, &mean, &rstd});
   MDPS_CHECK(x.ndim() >= 2, "group_norm: input must be [N, C, ...], got ", shape_str(x.shape()));
   const int64_t N = x.dim(0), C = x.dim(1);
   MDPS_CHECK(groups >= 1 && C % groups == 0, "group_norm: ", C, " channels do not split into ", groups, " groups");
@@ -353,7 +397,7 @@ void CudaBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const T
                                       const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
                                       Tensor* dgamma, Tensor* dbeta) {
   OpRange range("group_norm_backward");
-  check_cuda_tensor(x, "group_norm_backward input");
+  check_operands("group_norm_backward", {&dy, &x, &gamma, &beta, &mean, &rstd, dx, dgamma, dbeta});
   MDPS_CHECK(x.ndim() >= 2, "group_norm_backward: input must be [N, C, ...], got ", shape_str(x.shape()));
   const int64_t N = x.dim(0), C = x.dim(1);
   MDPS_CHECK(groups >= 1 && C % groups == 0, "group_norm_backward: ", C, " channels do not split into ", groups,
@@ -397,7 +441,7 @@ void CudaBackend::silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
 }
 void CudaBackend::softmax(const Tensor& x, Tensor& y) {
   OpRange range("softmax");
-  check_cuda_tensor(x, "softmax input");
+  check_operands("softmax", {&x, &y});
   MDPS_CHECK(x.ndim() >= 1, "softmax: input must have at least one dimension");
   check_shape(y, x.shape(), "softmax output");
   const int64_t L = x.dim(-1);
@@ -406,7 +450,7 @@ void CudaBackend::softmax(const Tensor& x, Tensor& y) {
 }
 void CudaBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   OpRange range("softmax_backward");
-  check_cuda_tensor(y, "softmax_backward y");
+  check_operands("softmax_backward", {&y, &dy, &dx});
   MDPS_CHECK(y.ndim() >= 1, "softmax_backward: y must have at least one dimension");
   check_shape(dy, y.shape(), "softmax_backward dy");
   check_shape(dx, y.shape(), "softmax_backward dx");
@@ -423,7 +467,7 @@ void CudaBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx
 // generic path; the refusal is remembered, so it costs one failed plan.
 void CudaBackend::attention(const Tensor& qkv, int heads, Tensor& a) {
   const AttentionDims d = attention_dims(qkv.shape(), heads, "attention");
-  check_cuda_tensor(qkv, "attention qkv");
+  check_operands("attention", {&qkv, &a});
   check_shape(a, attention_out_shape(qkv.shape(), heads), "attention output");
   const cuda::SdpaShape s{d.BH, d.L, d.ch};
   if (precision_ == Precision::BF16 && attn_->ready(s, false)) {
@@ -443,7 +487,7 @@ void CudaBackend::attention(const Tensor& qkv, int heads, Tensor& a) {
 
 void CudaBackend::attention_backward(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) {
   const AttentionDims d = attention_dims(qkv.shape(), heads, "attention_backward");
-  check_cuda_tensor(qkv, "attention_backward qkv");
+  check_operands("attention_backward", {&qkv, &da, &dqkv});
   check_shape(da, attention_out_shape(qkv.shape(), heads), "attention_backward da");
   check_shape(dqkv, qkv.shape(), "attention_backward dqkv");
   const cuda::SdpaShape s{d.BH, d.L, d.ch};
@@ -492,6 +536,12 @@ void CudaBackend::scale(const Tensor& x, float alpha, Tensor& y) {
 }
 void CudaBackend::axpby(float alpha, const Tensor& x, float beta, Tensor& y) {
   check_shape(y, x.shape(), "axpby y");
+  // As in BLAS (and the CPU), beta == 0 does not read y: it may be a fresh
+  // buffer from the cache holding NaN bits, and 0 * NaN is NaN.
+  if (beta == 0.f) {
+    elementwise(cuda::EwOp::Scale, &x, nullptr, y, alpha, 0.f, 1, 1, "axpby");
+    return;
+  }
   elementwise(cuda::EwOp::Axpby, &x, &y, y, alpha, beta, 1, std::max<int64_t>(1, x.numel()), "axpby");
 }
 void CudaBackend::add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) {
@@ -502,7 +552,7 @@ void CudaBackend::add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) 
 }
 void CudaBackend::sum_hw(const Tensor& dy, Tensor& dv) {
   OpRange range("sum_hw");
-  check_cuda_tensor(dy, "sum_hw input");
+  check_operands("sum_hw", {&dy, &dv});
   MDPS_CHECK(dy.ndim() >= 2, "sum_hw: input must be [N, C, ...], got ", shape_str(dy.shape()));
   const int64_t N = dy.dim(0), C = dy.dim(1);
   check_shape(dv, {N, C}, "sum_hw output");
@@ -553,6 +603,7 @@ void CudaBackend::split_channels(const Tensor& y, Tensor* a, Tensor* b) {
 void CudaBackend::avg_pool2(const Tensor& x, Tensor& y) {
   OpRange range("avg_pool2");
   check_nchw(x, "avg_pool2 input");
+  check_operands("avg_pool2", {&y});
   const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
   check_shape(y, {N, C, H / 2, W / 2}, "avg_pool2 output");
   cuda::launch_avg_pool2(x.data(), y.data(), N * C, H, W, stream_);
@@ -560,6 +611,7 @@ void CudaBackend::avg_pool2(const Tensor& x, Tensor& y) {
 void CudaBackend::avg_pool2_backward(const Tensor& dy, Tensor& dx) {
   OpRange range("avg_pool2_backward");
   check_nchw(dx, "avg_pool2_backward dx");
+  check_operands("avg_pool2_backward", {&dy});
   const int64_t N = dx.dim(0), C = dx.dim(1), H = dx.dim(2), W = dx.dim(3);
   check_shape(dy, {N, C, H / 2, W / 2}, "avg_pool2_backward dy");
   cuda::launch_avg_pool2_backward(dy.data(), dx.data(), N * C, H, W, stream_);
@@ -567,6 +619,7 @@ void CudaBackend::avg_pool2_backward(const Tensor& dy, Tensor& dx) {
 void CudaBackend::upsample_nearest2(const Tensor& x, Tensor& y) {
   OpRange range("upsample_nearest2");
   check_nchw(x, "upsample_nearest2 input");
+  check_operands("upsample_nearest2", {&y});
   const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
   check_shape(y, {N, C, 2 * H, 2 * W}, "upsample_nearest2 output");
   cuda::launch_upsample_nearest2(x.data(), y.data(), N * C, H, W, stream_);
@@ -574,6 +627,7 @@ void CudaBackend::upsample_nearest2(const Tensor& x, Tensor& y) {
 void CudaBackend::upsample_nearest2_backward(const Tensor& dy, Tensor& dx) {
   OpRange range("upsample_nearest2_backward");
   check_nchw(dx, "upsample_nearest2_backward dx");
+  check_operands("upsample_nearest2_backward", {&dy});
   const int64_t N = dx.dim(0), C = dx.dim(1), H = dx.dim(2), W = dx.dim(3);
   check_shape(dy, {N, C, 2 * H, 2 * W}, "upsample_nearest2_backward dy");
   cuda::launch_upsample_nearest2_backward(dy.data(), dx.data(), N * C, H, W, stream_);
@@ -609,7 +663,7 @@ void CudaBackend::timestep_embedding(const Tensor& t, Tensor& y) {
 void CudaBackend::adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                               int64_t step) {
   OpRange range("adam_update");
-  check_cuda_tensor(param, "adam_update param");
+  check_operands("adam_update", {&param, &grad, &m, &v});
   check_shape(grad, param.shape(), "adam_update grad");
   check_shape(m, param.shape(), "adam_update first moment");
   check_shape(v, param.shape(), "adam_update second moment");
@@ -623,7 +677,7 @@ void CudaBackend::mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps,
                             const Tensor* mask, const Tensor* z, const StepCoeffs& c, Tensor& x_next,
                             Tensor* x0_hat) {
   OpRange range("mdps_step");
-  check_cuda_tensor(x, "mdps_step x");
+  check_operands("mdps_step", {&x, &y, &eps, grad, mask, z, &x_next, x0_hat});
   MDPS_CHECK(x.ndim() == 4, "mdps_step: x ", x.describe(), " is not NCHW");
   check_shape(y, x.shape(), "mdps_step y");
   check_shape(eps, x.shape(), "mdps_step eps");
@@ -641,7 +695,7 @@ void CudaBackend::mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps,
 void CudaBackend::replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask,
                                  float sqrt_a, float sqrt_1ma) {
   OpRange range("replace_normal");
-  check_cuda_tensor(x, "replace_normal x");
+  check_operands("replace_normal", {&x, &y, &z_fixed, &mask});
   MDPS_CHECK(x.ndim() == 4, "replace_normal: x ", x.describe(), " is not NCHW");
   check_shape(y, x.shape(), "replace_normal y");
   check_shape(z_fixed, x.shape(), "replace_normal z");

@@ -122,6 +122,9 @@ class CudaBackend final : public Backend {
   void elementwise(cuda::EwOp op, const Tensor* a, const Tensor* b, Tensor& y, float alpha, float beta,
                    int64_t b_div, int64_t b_mod, const char* what);
 
+  // Releases everything; never throws (the destructor, a failed constructor).
+  void destroy() noexcept;
+
   void conv_shape(const Tensor& x, const Tensor& w, const Shape& y, ConvGeom g, const char* op,
                   cuda::ConvShape& s) const;
 

@@ -358,6 +358,7 @@ bool CudnnAttention::forward(const SdpaShape& s, float scale, const uint16_t* qk
   const int64_t uids[] = {kQ, kK, kV, kO, kStats, kScale};
   void* const ptrs[] = {q + lay.q.offset, q + lay.k.offset, q + lay.v.offset, o16, stats, &scale};
   if (execute(*p, uids, ptrs, 6)) return true;
+  cudaStreamSynchronize(stream_);  // earlier executions of the plan may still be queued
   std::lock_guard<std::mutex> lock(mu_);
   refuse({s.BH, s.L, s.ch, 0}, why_);  // refused at run time: not again
   return false;
@@ -382,6 +383,7 @@ bool CudnnAttention::backward(const SdpaShape& s, float scale, const uint16_t* q
                         dqkv16 + lay.k.offset,
                         dqkv16 + lay.v.offset};
   if (execute(*p, uids, ptrs, 10)) return true;
+  cudaStreamSynchronize(stream_);
   std::lock_guard<std::mutex> lock(mu_);
   refuse({s.BH, s.L, s.ch, 1}, why_);
   return false;

@@ -13,18 +13,40 @@ void check(cudnnStatus_t s, const char* what) {
   MDPS_CHECK(s == CUDNN_STATUS_SUCCESS, "cuDNN ", what, ": ", cudnnGetErrorString(s));
 }
 
-// The fastest successful algorithm of cuDNN's ranked list, preferring a
-// deterministic one (bit-reproducible gradients) when any succeeded.
+// Workspaces above this are taken only when no algorithm needs less (FFT
+// algorithms can ask for gigabytes; the cache would have to give them back).
+constexpr size_t kMaxPreferredWorkspace = size_t(1) << 30;
+
+// Whether an entry's math suits the precision: fp32 runs FMA math only (the
+// fp32 descriptors' DEFAULT math may mean TF32 on Ampere and later, so it runs
+// as FMA, see math_for); no mode accepts the down-conversion of float data to
+// fp16.
+bool math_allowed(cudnnMathType_t m, bool fp32) {
+  if (m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
+  return !fp32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+}
+
+// The math type an entry runs with, set on the descriptor before its workspace
+// query and every call (the descriptor is shared by the three directions).
+cudnnMathType_t math_for(cudnnMathType_t m, bool fp32) { return fp32 ? CUDNN_FMA_MATH : m; }
+
+// The first usable entry of cuDNN's ranked list (fastest first) in the first
+// non-empty tier: deterministic with a modest workspace, modest workspace,
+// deterministic, any. Deterministic algorithms give bit-reproducible gradients.
 template <typename Perf>
-Perf pick(const std::vector<Perf>& perf, int n, const char* what) {
-  const Perf* first = nullptr;
+Perf pick(const std::vector<Perf>& perf, int n, bool fp32, const char* what) {
+  const Perf* tier[4] = {nullptr, nullptr, nullptr, nullptr};
   for (int i = 0; i < n; ++i) {
-    if (perf[size_t(i)].status != CUDNN_STATUS_SUCCESS) continue;
-    if (perf[size_t(i)].determinism == CUDNN_DETERMINISTIC) return perf[size_t(i)];
-    if (!first) first = &perf[size_t(i)];
+    const Perf& p = perf[size_t(i)];
+    if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(p.mathType, fp32)) continue;
+    const bool det = p.determinism == CUDNN_DETERMINISTIC, small = p.memory <= kMaxPreferredWorkspace;
+    const int t = det && small ? 0 : small ? 1 : det ? 2 : 3;
+    if (!tier[t]) tier[t] = &p;
   }
-  MDPS_CHECK(first, "cuDNN: no algorithm for ", what, " supports this shape");
-  return *first;
+  for (const Perf* p : tier)
+    if (p) return *p;
+  MDPS_CHECK(false, "cuDNN: no algorithm for ", what, " supports this shape");
+  return perf[0];
 }
 
 // Workspace for one call, from the caching allocator, back on scope exit
@@ -73,6 +95,8 @@ struct CudnnConv::Plan {
   cudnnConvolutionBwdDataAlgo_t bwd_data{};
   cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
   size_t fwd_ws = 0, bwd_data_ws = 0, bwd_filter_ws = 0;
+  // Each direction's chosen entry's math (pick, math_for).
+  cudnnMathType_t fwd_math = CUDNN_FMA_MATH, bwd_data_math = CUDNN_FMA_MATH, bwd_filter_math = CUDNN_FMA_MATH;
 
   ~Plan() {
     if (x) cudnnDestroyTensorDescriptor(x);
@@ -163,10 +187,14 @@ void CudnnConv::forward(const ConvShape& s, const float* x, const float* w, cons
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max, 1)));
     check(cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, max, &n, perf.data()),
           "forward algorithm");
-    p.fwd = pick(perf, n, "the forward convolution").algo;
+    const auto chosen = pick(perf, n, math_ == Math::FP32, "the forward convolution");
+    p.fwd = chosen.algo;
+    p.fwd_math = math_for(chosen.mathType, math_ == Math::FP32);
+    check(cudnnSetConvolutionMathType(p.conv, p.fwd_math), "forward math type");
     check(cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws), "forward workspace");
     p.have_fwd = true;
   }
+  check(cudnnSetConvolutionMathType(p.conv, p.fwd_math), "forward math type");
   const float one = 1.f, zero = 0.f;
   Workspace ws(alloc_, p.fwd_ws);
   if (p.bf16) {
@@ -193,11 +221,15 @@ void CudnnConv::backward_data(const ConvShape& s, const float* dy, const float* 
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max, 1)));
     check(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x, max, &n, perf.data()),
           "backward data algorithm");
-    p.bwd_data = pick(perf, n, "the convolution data gradient").algo;
+    const auto chosen = pick(perf, n, math_ == Math::FP32, "the convolution data gradient");
+    p.bwd_data = chosen.algo;
+    p.bwd_data_math = math_for(chosen.mathType, math_ == Math::FP32);
+    check(cudnnSetConvolutionMathType(p.conv, p.bwd_data_math), "backward data math type");
     check(cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, p.conv, p.x, p.bwd_data, &p.bwd_data_ws),
           "backward data workspace");
     p.have_bwd_data = true;
   }
+  check(cudnnSetConvolutionMathType(p.conv, p.bwd_data_math), "backward data math type");
   const float one = 1.f, zero = 0.f;
   Workspace ws(alloc_, p.bwd_data_ws);
   if (p.bf16) {
@@ -224,11 +256,15 @@ void CudnnConv::backward_filter(const ConvShape& s, const float* x, const float*
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max, 1)));
     check(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, p.conv, p.w, max, &n, perf.data()),
           "backward filter algorithm");
-    p.bwd_filter = pick(perf, n, "the convolution filter gradient").algo;
+    const auto chosen = pick(perf, n, math_ == Math::FP32, "the convolution filter gradient");
+    p.bwd_filter = chosen.algo;
+    p.bwd_filter_math = math_for(chosen.mathType, math_ == Math::FP32);
+    check(cudnnSetConvolutionMathType(p.conv, p.bwd_filter_math), "backward filter math type");
     check(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p.x, p.y, p.conv, p.w, p.bwd_filter, &p.bwd_filter_ws),
           "backward filter workspace");
     p.have_bwd_filter = true;
   }
+  check(cudnnSetConvolutionMathType(p.conv, p.bwd_filter_math), "backward filter math type");
   const float one = 1.f, zero = 0.f;
   Workspace ws(alloc_, p.bwd_filter_ws);
   if (p.bf16) {

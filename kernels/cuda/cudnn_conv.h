@@ -3,8 +3,10 @@
 // default), float32 with TF32 tensor cores, or bfloat16 (inputs cast to bf16,
 // float accumulation, the bf16 result cast back to float32; bias and its
 // gradient in float32). Per shape, a plan holds the descriptors and the algorithms, chosen
-// once by cuDNN's heuristics (cudnnGet*Algorithm_v7, deterministic algorithms
-// preferred) and cached; workspaces come from the caching allocator. The cuDNN
+// once by cuDNN's heuristics (cudnnGet*Algorithm_v7; deterministic algorithms
+// and workspaces under 1 GiB preferred; each direction runs with the math type
+// of its chosen entry, FMA only under fp32) and cached; workspaces come from
+// the caching allocator. The cuDNN
 // handle is created on first use, so a machine whose cuDNN cannot load still
 // runs every other op.
 #pragma once

@@ -37,7 +37,7 @@ inline SdpaLayout sdpa_layout(const SdpaShape& s) {
   const int64_t L = s.L, ch = s.ch, head = L * ch;
   SdpaLayout l;
   l.q.dims = {s.BH, 1, L, ch};
-  l.q.strides = {3 * head, 3 * head, ch, 1};
+  l.q.strides = {3 * head, head, ch, 1};  // h (size 1) as if it stepped q -> k -> v
   l.k = l.q;
   l.k.offset = head;
   l.v = l.q;

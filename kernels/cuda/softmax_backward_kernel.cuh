@@ -6,9 +6,9 @@
 
 namespace mdps::cuda {
 
-// y, dy, dx: [rows, L]; gridDim.x = rows; blockDim.x a multiple of 32.
-MDPS_KERNEL void softmax_backward_kernel(const float* __restrict__ y, const float* __restrict__ dy,
-                                         float* __restrict__ dx, int64_t L) {
+// y, dy, dx: [rows, L]; gridDim.x = rows; blockDim.x a multiple of 32. dx may
+// be dy (the generic attention's backward), hence no __restrict__ on them.
+MDPS_KERNEL void softmax_backward_kernel(const float* __restrict__ y, const float* dy, float* dx, int64_t L) {
   MDPS_SHARED(double, scratch, 32);
   const int64_t off = int64_t(blockIdx.x) * L;
   double s = 0;

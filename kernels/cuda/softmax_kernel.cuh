@@ -8,8 +8,9 @@
 
 namespace mdps::cuda {
 
-// x, y: [rows, L]; gridDim.x = rows; blockDim.x a multiple of 32.
-MDPS_KERNEL void softmax_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t L) {
+// x, y: [rows, L]; gridDim.x = rows; blockDim.x a multiple of 32. y may be x
+// (the generic attention's softmax(w, w)), hence no __restrict__.
+MDPS_KERNEL void softmax_kernel(const float* x, float* y, int64_t L) {
   MDPS_SHARED(float, scratch, 32);
   const float* xr = x + int64_t(blockIdx.x) * L;
   float* yr = y + int64_t(blockIdx.x) * L;
