@@ -1,11 +1,14 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/transpose_bf16_kernel.cuh"
+#include "engine/common.h"
 
 namespace mdps::cuda {
 
 namespace {
 dim3 transpose_grid(int64_t n, int64_t R, int64_t C) {
+  MDPS_CHECK(transpose_tiles_along(R, kTransposeTile) <= 65535, "transpose: ", R,
+             " rows exceed the grid's y extent (65535 tiles of ", kTransposeTile, ")");
   return dim3(transpose_tiles_along(C, kTransposeTile), transpose_tiles_along(R, kTransposeTile),
               transpose_batch_blocks(n));
 }
