@@ -465,6 +465,7 @@ TEST_CASE("cuda: --precision bf16: products on bfloat16 inputs with float accumu
   CHECK(rel(gy, ry) <= 1e-5);
 }
 
+#ifdef MDPS_WITH_CUDA
 TEST_CASE("cuda: attention and its backward match the CPU (fp32: cuBLAS + softmax; bf16: cuDNN's fused SDPA)") {
   Backend& g = gpu();
   auto& cg = static_cast<CudaBackend&>(g);
@@ -519,6 +520,7 @@ TEST_CASE("cuda: attention and its backward match the CPU (fp32: cuBLAS + softma
   CHECK(cg.attention_plans() == plans);
   CHECK(cg.attention_refused() == refused);
 }
+#endif
 
 TEST_CASE("cuda: layout ops, sums and the timestep embedding match the CPU") {
   Backend& g = gpu();
