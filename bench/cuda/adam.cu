@@ -81,17 +81,12 @@ int main(int argc, char** argv) {
       BENCH_CHECK(cudaMemcpy(dp, w0.data(), size_t(n) * 4, cudaMemcpyHostToDevice));
       BENCH_CHECK(cudaMemcpy(dm, m0.data(), size_t(n) * 4, cudaMemcpyHostToDevice));
       BENCH_CHECK(cudaMemcpy(dv, v0.data(), size_t(n) * 4, cudaMemcpyHostToDevice));
-      launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
-      const bool ok = bench::validate("param", bench::to_host(dp, size_t(n)), w.to_vector(), 1e-6) &&
-                      bench::validate("m", bench::to_host(dm, size_t(n)), m.to_vector(), 1e-6) &&
-                      bench::validate("v", bench::to_host(dv, size_t(n)), v.to_vector(), 1e-6);
-      if (!ok) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] {
+        return bench::validate("param", bench::to_host(dp, size_t(n)), w.to_vector(), 1e-6) &&
+               bench::validate("m", bench::to_host(dm, size_t(n)), m.to_vector(), 1e-6) &&
+               bench::validate("v", bench::to_host(dv, size_t(n)), v.to_vector(), 1e-6);
+      };
+      bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   for (float* d : {dp, dg, dm, dv}) BENCH_CHECK(cudaFree(d));

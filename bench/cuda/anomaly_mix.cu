@@ -79,14 +79,8 @@ int main(int argc, char** argv) {
         }
       };
       BENCH_CHECK(cudaMemset(dy, 0xff, static_cast<size_t>(n) * 4));
-      launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
-      if (!bench::validate("y", bench::to_host(dy, static_cast<size_t>(n)), ref_v, 1e-6)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] { return bench::validate("y", bench::to_host(dy, static_cast<size_t>(n)), ref_v, 1e-6); };
+      bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   for (float* d : {df, dp, dmf, dmp, dy}) BENCH_CHECK(cudaFree(d));

@@ -72,13 +72,6 @@ __global__ void bf16_to_float_x8(const uint4* __restrict__ x, float4* __restrict
   }
 }
 
-template <typename Kernel>
-int max_threads(Kernel kernel) {
-  cudaFuncAttributes a{};
-  BENCH_CHECK(cudaFuncGetAttributes(&a, kernel));
-  return a.maxThreadsPerBlock;
-}
-
 // Bit-for-bit equality of two arrays of 16- or 32-bit words; prints the
 // first difference and FAIL otherwise.
 template <typename T>
@@ -131,18 +124,15 @@ int main(int argc, char** argv) {
   for (int dir = 0; dir < 2; ++dir) {
     const bool to_bf16 = dir == 0;
     std::printf("%s\n", to_bf16 ? "float32 -> bfloat16" : "bfloat16 -> float32");
-    const int limit[4] = {
-        0, to_bf16 ? max_threads(mdps::cuda::float_to_bf16_kernel) : max_threads(mdps::cuda::bf16_to_float_kernel),
-        to_bf16 ? max_threads(float_to_bf16_x4) : max_threads(bf16_to_float_x4),
-        to_bf16 ? max_threads(float_to_bf16_x8) : max_threads(bf16_to_float_x8)};
+    const int limit[4] = {0,
+                          to_bf16 ? bench::max_threads(mdps::cuda::float_to_bf16_kernel)
+                                  : bench::max_threads(mdps::cuda::bf16_to_float_kernel),
+                          to_bf16 ? bench::max_threads(float_to_bf16_x4) : bench::max_threads(bf16_to_float_x4),
+                          to_bf16 ? bench::max_threads(float_to_bf16_x8) : bench::max_threads(bf16_to_float_x8)};
     for (int version = 1; version <= 3; ++version) {
       if (o.version != 0 && o.version != version) continue;
       for (int block : bench::block_sizes()) {
-        if (block > limit[version]) {
-          std::printf("version %d block %d: skipped (the kernel allows at most %d threads)\n", version, block,
-                      limit[version]);
-          continue;
-        }
+        if (bench::over_thread_limit(version, block, limit[version])) continue;
         auto launch = [&] {
           const int64_t k = per_thread[version], groups = n / k, done = groups * k;
           const unsigned grid = mdps::cuda::elementwise_blocks(std::max<int64_t>(1, groups), unsigned(block));
@@ -172,23 +162,14 @@ int main(int argc, char** argv) {
         };
         BENCH_CHECK(cudaMemset(dy16, 0xff, size_t(n) * sizeof(uint16_t)));
         BENCH_CHECK(cudaMemset(dy32, 0xff, size_t(n) * sizeof(float)));
-        launch();
-        BENCH_CHECK(cudaGetLastError());
-        BENCH_CHECK(cudaDeviceSynchronize());
-        bool ok;
-        if (to_bf16) {
-          ok = validate_bits("bf16", bench::to_host(dy16, size_t(n)), ref16);
-        } else {
+        auto valid = [&] {
+          if (to_bf16) return validate_bits("bf16", bench::to_host(dy16, size_t(n)), ref16);
           const std::vector<float> got = bench::to_host(dy32, size_t(n));
           std::vector<uint32_t> bits(got.size());
           for (size_t i = 0; i < got.size(); ++i) bits[i] = mdps::float_bits(got[i]);
-          ok = validate_bits("float", bits, ref32);
-        }
-        if (!ok) {
-          std::printf("version %d block %d: FAIL, not timed\n", version, block);
-          continue;
-        }
-        bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+          return validate_bits("float", bits, ref32);
+        };
+        bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
       }
     }
   }

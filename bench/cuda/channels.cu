@@ -53,13 +53,6 @@ __global__ void copy_channels_pair(float4* __restrict__ a, int64_t Ca, float4* _
   }
 }
 
-template <typename Kernel>
-int max_threads(Kernel kernel) {
-  cudaFuncAttributes attr{};
-  BENCH_CHECK(cudaFuncGetAttributes(&attr, kernel));
-  return attr.maxThreadsPerBlock;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -88,8 +81,8 @@ int main(int argc, char** argv) {
   float* ga = bench::device_buffer<float>(size_t(na));  // the split's outputs
   float* gb = bench::device_buffer<float>(size_t(nb));
   const double bytes = 8.0 * double(ny);  // every element read once and written once
-  const int limit[4] = {0, max_threads(mdps::cuda::copy_channels_kernel), max_threads(copy_channels_float4),
-                        max_threads(copy_channels_pair)};
+  const int limit[4] = {0, bench::max_threads(mdps::cuda::copy_channels_kernel),
+                        bench::max_threads(copy_channels_float4), bench::max_threads(copy_channels_pair)};
 
   for (int dir = 0; dir < 2; ++dir) {
     const bool concat = dir == 0;
@@ -104,11 +97,7 @@ int main(int argc, char** argv) {
         continue;
       }
       for (int block : bench::block_sizes()) {
-        if (block > limit[version]) {
-          std::printf("version %d block %d: skipped (the kernel allows at most %d threads)\n", version, block,
-                      limit[version]);
-          continue;
-        }
+        if (bench::over_thread_limit(version, block, limit[version])) continue;
         auto launch = [&] {
           if (version == 1) {
             mdps::cuda::copy_channels_kernel<<<mdps::cuda::elementwise_blocks(na, unsigned(block)), block>>>(
@@ -138,17 +127,12 @@ int main(int argc, char** argv) {
           BENCH_CHECK(cudaMemset(ga, 0xff, size_t(na) * sizeof(float)));
           BENCH_CHECK(cudaMemset(gb, 0xff, size_t(nb) * sizeof(float)));
         }
-        launch();
-        BENCH_CHECK(cudaGetLastError());
-        BENCH_CHECK(cudaDeviceSynchronize());
-        const bool ok = concat ? bench::validate("y", bench::to_host(dy, size_t(ny)), ref_v, 0.0)
-                               : bench::validate("a", bench::to_host(ga, size_t(na)), av, 0.0) &&
-                                     bench::validate("b", bench::to_host(gb, size_t(nb)), bv, 0.0);
-        if (!ok) {
-          std::printf("version %d block %d: FAIL, not timed\n", version, block);
-          continue;
-        }
-        bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+        auto valid = [&] {
+          return concat ? bench::validate("y", bench::to_host(dy, size_t(ny)), ref_v, 0.0)
+                        : bench::validate("a", bench::to_host(ga, size_t(na)), av, 0.0) &&
+                              bench::validate("b", bench::to_host(gb, size_t(nb)), bv, 0.0);
+        };
+        bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
       }
     }
   }

@@ -5,6 +5,22 @@
 // VERSION 0 (default) runs every version; --peak-gbs is the device's memory
 // bandwidth (H100 SXM about 3350, H200 about 4800, A100 80GB about 2039),
 // which turns achieved GB/s into a fraction of peak.
+// The helpers, in order:
+//   BENCH_CHECK(call)          a CUDA error ends the program
+//   block_sizes()              the swept block sizes, 64..1024
+//   Options, parse()           VERSION, --peak-gbs and the --<size> N options
+//   random_floats()            deterministic inputs
+//   to_device(), device_buffer(), to_host()
+//   max_threads(kernel)        the most threads per block a kernel allows
+//   over_thread_limit()        prints the "skipped" line of a block size beyond it
+//   median_ms(launch)          the median of timed launches (CUDA events)
+//   validate()                 |got - ref| <= tol * max(1, |ref|) everywhere
+//   validate_abs()             |got - ref| <= tol everywhere
+//   report()                   the line of one (version, block size)
+//   launched()                 after a launch: a refused configuration is skipped
+//   time_if_valid()            launch once, check, validate; FAIL or time and report
+//   time_if_launched_and_valid()  the same, a refused configuration skipped
+//   print_device()
 #pragma once
 #include <cuda_runtime.h>
 #include <algorithm>
@@ -94,6 +110,23 @@ std::vector<T> to_host(const T* d, size_t n) {
   return h;
 }
 
+// The most threads per block `kernel` can be launched with (its registers may
+// forbid 1024): larger sizes of the sweep are skipped, not failed.
+template <typename Kernel>
+int max_threads(Kernel kernel) {
+  cudaFuncAttributes a{};
+  BENCH_CHECK(cudaFuncGetAttributes(&a, kernel));
+  return a.maxThreadsPerBlock;
+}
+
+// True, after printing the skip line, when `block` is more than the `limit`
+// threads (max_threads) the version's kernel allows.
+inline bool over_thread_limit(int version, int block, int limit) {
+  if (block <= limit) return false;
+  std::printf("version %d block %d: skipped (the kernel allows at most %d threads)\n", version, block, limit);
+  return true;
+}
+
 // Median time in ms of `reps` launches after `warmup`, by CUDA events.
 template <typename Launch>
 float median_ms(Launch launch, int warmup = 5, int reps = 20) {
@@ -116,9 +149,12 @@ float median_ms(Launch launch, int warmup = 5, int reps = 20) {
   return t[t.size() / 2];
 }
 
-// Every element within tol * max(1, |ref|) of the reference; prints the
-// worst element and FAIL otherwise. NaN (an unwritten output) fails.
-inline bool validate(const char* what, const std::vector<float>& got, const std::vector<float>& ref, double tol) {
+namespace detail {
+// Every error(got, ref) within tol; prints the worst element and FAIL
+// otherwise ("what_error" names the measure in that line). NaN fails.
+template <typename Error>
+bool validate_by(const char* what, const std::vector<float>& got, const std::vector<float>& ref, double tol,
+                 const char* what_error, Error error) {
   if (got.size() != ref.size()) {
     std::printf("%s: FAIL (%zu values, expected %zu)\n", what, got.size(), ref.size());
     return false;
@@ -126,18 +162,33 @@ inline bool validate(const char* what, const std::vector<float>& got, const std:
   double worst = 0;
   size_t at = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
-    const double err = std::fabs(double(got[i]) - double(ref[i])) / std::max(1.0, std::fabs(double(ref[i])));
+    const double err = error(double(got[i]), double(ref[i]));
     if (!(err <= worst)) {
       worst = std::isnan(err) ? INFINITY : err;
       at = i;
     }
   }
   if (worst > tol) {
-    std::printf("%s: FAIL at %zu: %.9g vs %.9g (error %.3g > %.3g)\n", what, at, double(got[at]), double(ref[at]),
-                worst, tol);
+    std::printf("%s: FAIL at %zu: %.9g vs %.9g (%s %.3g > %.3g)\n", what, at, double(got[at]), double(ref[at]),
+                what_error, worst, tol);
     return false;
   }
   return true;
+}
+}  // namespace detail
+
+// Every element within tol * max(1, |ref|) of the reference; prints the
+// worst element and FAIL otherwise. NaN (an unwritten output) fails.
+inline bool validate(const char* what, const std::vector<float>& got, const std::vector<float>& ref, double tol) {
+  return detail::validate_by(what, got, ref, tol, "error", [](double g, double r) {
+    return std::fabs(g - r) / std::max(1.0, std::fabs(r));
+  });
+}
+
+// The tests' max_abs_diff criterion: every |got - ref| <= tol (absolute);
+// prints the worst element and FAIL otherwise. NaN fails.
+inline bool validate_abs(const char* what, const std::vector<float>& got, const std::vector<float>& ref, double tol) {
+  return detail::validate_by(what, got, ref, tol, "|error|", [](double g, double r) { return std::fabs(g - r); });
 }
 
 // One line per (version, block size): time, GB/s (bytes / time) and, when
@@ -148,6 +199,52 @@ inline void report(int version, int block, float ms, double bytes, double flops,
   if (o.peak_gbs > 0) std::printf("  %5.1f%% of peak", 100.0 * gbs / o.peak_gbs);
   if (flops > 0) std::printf("  %8.1f GFLOP/s", flops / (double(ms) * 1e-3) / 1e9);
   std::printf("\n");
+}
+
+// After a launch: a configuration the device refuses (too many registers for
+// the block, say) prints a skip line and returns false; otherwise waits for
+// the launch, and a fault inside the kernel is fatal.
+inline bool launched(int version, int block) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) {
+    std::printf("version %d block %d: launch failed (%s), skipped\n", version, block, cudaGetErrorString(e));
+    return false;
+  }
+  BENCH_CHECK(cudaDeviceSynchronize());
+  return true;
+}
+
+namespace detail {
+template <typename Launch>
+void report_if(bool valid, int version, int block, Launch launch, double bytes, double flops, const Options& o) {
+  if (!valid) {
+    std::printf("version %d block %d: FAIL, not timed\n", version, block);
+    return;
+  }
+  report(version, block, median_ms(launch), bytes, flops, o);
+}
+}  // namespace detail
+
+// One (version, block size) of a sweep, its outputs reset by the caller:
+// launch() once, any CUDA error fatal; then valid() (the outputs against the
+// reference) false prints FAIL and the version is not timed, true times
+// launch() (median_ms) and prints the report line.
+template <typename Launch, typename Valid>
+void time_if_valid(int version, int block, Launch launch, Valid valid, double bytes, double flops, const Options& o) {
+  launch();
+  BENCH_CHECK(cudaGetLastError());
+  BENCH_CHECK(cudaDeviceSynchronize());
+  detail::report_if(valid(), version, block, launch, bytes, flops, o);
+}
+
+// time_if_valid, except that a launch configuration the device refuses
+// (launched()) is skipped, not fatal.
+template <typename Launch, typename Valid>
+void time_if_launched_and_valid(int version, int block, Launch launch, Valid valid, double bytes, double flops,
+                                const Options& o) {
+  launch();
+  if (!launched(version, block)) return;
+  detail::report_if(valid(), version, block, launch, bytes, flops, o);
 }
 
 inline void print_device() {

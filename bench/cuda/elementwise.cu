@@ -109,23 +109,16 @@ struct OpCase {
   double tol;
 };
 
-template <typename Kernel>
-int max_threads(Kernel kernel) {
-  cudaFuncAttributes attr{};
-  BENCH_CHECK(cudaFuncGetAttributes(&attr, kernel));
-  return attr.maxThreadsPerBlock;
-}
-
 // The most threads per block version `version` of op `k` can launch with.
 int version_limit(int version, const OpCase& k) {
-  if (version == 1) return max_threads(mdps::cuda::elementwise_kernel);
-  if (version == 3) return max_threads(bias_planes);
-  if (k.broadcast) return max_threads(bias_float4);
+  if (version == 1) return bench::max_threads(mdps::cuda::elementwise_kernel);
+  if (version == 3) return bench::max_threads(bias_planes);
+  if (k.broadcast) return bench::max_threads(bias_float4);
   switch (k.op) {
-    case EwOp::Add: return max_threads(ew_float4<EwOp::Add>);
-    case EwOp::Axpby: return max_threads(ew_float4<EwOp::Axpby>);
-    case EwOp::Silu: return max_threads(ew_float4<EwOp::Silu>);
-    default: return max_threads(ew_float4<EwOp::SiluBackward>);
+    case EwOp::Add: return bench::max_threads(ew_float4<EwOp::Add>);
+    case EwOp::Axpby: return bench::max_threads(ew_float4<EwOp::Axpby>);
+    case EwOp::Silu: return bench::max_threads(ew_float4<EwOp::Silu>);
+    default: return bench::max_threads(ew_float4<EwOp::SiluBackward>);
   }
 }
 
@@ -202,10 +195,7 @@ int main(int argc, char** argv) {
       }
       const int limit = version_limit(version, op);
       for (int block : bench::block_sizes()) {
-        if (block > limit) {
-          std::printf("version %d block %d: skipped (the kernel allows at most %d threads)\n", version, block, limit);
-          continue;
-        }
+        if (bench::over_thread_limit(version, block, limit)) continue;
         auto launch = [&] {
           if (version == 1) {
             mdps::cuda::elementwise_kernel<<<mdps::cuda::elementwise_blocks(n, unsigned(block)), block>>>(
@@ -234,14 +224,8 @@ int main(int argc, char** argv) {
           }
         };
         BENCH_CHECK(cudaMemset(dy, 0xff, size_t(n) * sizeof(float)));
-        launch();
-        BENCH_CHECK(cudaGetLastError());
-        BENCH_CHECK(cudaDeviceSynchronize());
-        if (!bench::validate(op.name, bench::to_host(dy, size_t(n)), ref_v, op.tol)) {
-          std::printf("version %d block %d: FAIL, not timed\n", version, block);
-          continue;
-        }
-        bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+        auto valid = [&] { return bench::validate(op.name, bench::to_host(dy, size_t(n)), ref_v, op.tol); };
+        bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
       }
     }
   }

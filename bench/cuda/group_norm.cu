@@ -88,17 +88,13 @@ int main(int argc, char** argv) {
                                                      silu);
       };
       BENCH_CHECK(cudaMemset(dy, 0xff, size_t(n) * 4));
-      launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
       // The GPU's expf and fma and another order of summation: the tests' 1e-5.
-      if (!bench::validate("y", bench::to_host(dy, size_t(n)), ref.to_vector(), 1e-5) ||
-          !bench::validate("mean", bench::to_host(dmean, size_t(N * groups)), rmean.to_vector(), 1e-5) ||
-          !bench::validate("rstd", bench::to_host(drstd, size_t(N * groups)), rrstd.to_vector(), 1e-5)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] {
+        return bench::validate("y", bench::to_host(dy, size_t(n)), ref.to_vector(), 1e-5) &&
+               bench::validate("mean", bench::to_host(dmean, size_t(N * groups)), rmean.to_vector(), 1e-5) &&
+               bench::validate("rstd", bench::to_host(drstd, size_t(N * groups)), rrstd.to_vector(), 1e-5);
+      };
+      bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   for (float* p : {dx, dgamma, dbeta, dy, dmean, drstd}) BENCH_CHECK(cudaFree(p));

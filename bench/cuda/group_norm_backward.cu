@@ -137,29 +137,6 @@ __global__ void group_norm_backward_per_channel(const float* __restrict__ dy, co
   }
 }
 
-// The test's max_abs_diff criterion: every |got - ref| <= tol; NaN fails.
-bool validate_abs(const char* what, const std::vector<float>& got, const std::vector<float>& ref, double tol) {
-  if (got.size() != ref.size()) {
-    std::printf("%s: FAIL (%zu values, expected %zu)\n", what, got.size(), ref.size());
-    return false;
-  }
-  double worst = 0;
-  size_t at = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double err = std::fabs(double(got[i]) - double(ref[i]));
-    if (!(err <= worst)) {
-      worst = std::isnan(err) ? INFINITY : err;
-      at = i;
-    }
-  }
-  if (worst > tol) {
-    std::printf("%s: FAIL at %zu: %.9g vs %.9g (|error| %.3g > %.3g)\n", what, at, double(got[at]), double(ref[at]),
-                worst, tol);
-    return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -246,20 +223,15 @@ int main(int argc, char** argv) {
         BENCH_CHECK(cudaMemset(d_sums, 0xff, sizeof(double) * size_t(2 * N * C)));
         BENCH_CHECK(cudaMemset(d_dgamma, 0xff, sizeof(float) * size_t(C)));
         BENCH_CHECK(cudaMemset(d_dbeta, 0xff, sizeof(float) * size_t(C)));
-        launch();
-        const cudaError_t e = cudaGetLastError();
-        if (e != cudaSuccess) {  // a block the device refuses (registers): skip it
-          std::printf("version %d block %d: launch failed (%s), skipped\n", version, block, cudaGetErrorString(e));
-          continue;
-        }
-        BENCH_CHECK(cudaDeviceSynchronize());
-        if (!validate_abs("dx", bench::to_host(d_dx, static_cast<size_t>(n)), rdx.to_vector(), dx_tol) ||
-            !validate_abs("dgamma", bench::to_host(d_dgamma, static_cast<size_t>(C)), rdg.to_vector(), param_tol) ||
-            !validate_abs("dbeta", bench::to_host(d_dbeta, static_cast<size_t>(C)), rdb.to_vector(), param_tol)) {
-          std::printf("version %d block %d: FAIL, not timed\n", version, block);
-          continue;
-        }
-        bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+        auto valid = [&] {
+          return bench::validate_abs("dx", bench::to_host(d_dx, static_cast<size_t>(n)), rdx.to_vector(), dx_tol) &&
+                 bench::validate_abs("dgamma", bench::to_host(d_dgamma, static_cast<size_t>(C)), rdg.to_vector(),
+                                     param_tol) &&
+                 bench::validate_abs("dbeta", bench::to_host(d_dbeta, static_cast<size_t>(C)), rdb.to_vector(),
+                                     param_tol);
+        };
+        // A block the device refuses (registers) is skipped.
+        bench::time_if_launched_and_valid(version, block, launch, valid, bytes, 0, o);
       }
     }
     // Kernel 2 alone at the launcher's geometry, on the sums of kernel 1 at its.
@@ -272,17 +244,16 @@ int main(int argc, char** argv) {
         mdps::cuda::group_norm_param_grad_kernel<<<param_grid, mdps::cuda::kElementwiseBlock>>>(
             d_sums, d_sums + N * C, N, C, d_dgamma, d_dbeta);
       };
+      auto param_valid = [&] {
+        return bench::validate_abs("dgamma", bench::to_host(d_dgamma, static_cast<size_t>(C)), rdg.to_vector(),
+                                   param_tol) &&
+               bench::validate_abs("dbeta", bench::to_host(d_dbeta, static_cast<size_t>(C)), rdb.to_vector(),
+                                   param_tol);
+      };
       BENCH_CHECK(cudaMemset(d_dgamma, 0xff, sizeof(float) * size_t(C)));
       BENCH_CHECK(cudaMemset(d_dbeta, 0xff, sizeof(float) * size_t(C)));
-      param_launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
       std::printf("group_norm_param_grad_kernel alone:\n");
-      if (!validate_abs("dgamma", bench::to_host(d_dgamma, static_cast<size_t>(C)), rdg.to_vector(), param_tol) ||
-          !validate_abs("dbeta", bench::to_host(d_dbeta, static_cast<size_t>(C)), rdb.to_vector(), param_tol))
-        std::printf("version 1 block %u: FAIL, not timed\n", mdps::cuda::kElementwiseBlock);
-      else
-        bench::report(1, int(mdps::cuda::kElementwiseBlock), bench::median_ms(param_launch), param_bytes, 0, o);
+      bench::time_if_valid(1, int(mdps::cuda::kElementwiseBlock), param_launch, param_valid, param_bytes, 0, o);
     }
   }
   for (float* p : {d_x, d_dy, d_gamma, d_beta, d_mean, d_rstd, d_dx, d_dgamma, d_dbeta}) BENCH_CHECK(cudaFree(p));

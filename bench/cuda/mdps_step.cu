@@ -93,15 +93,11 @@ int main(int argc, char** argv) {
         }
       };
       BENCH_CHECK(cudaMemset(dn, 0xff, size_t(n) * 4));
-      launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
-      if (!bench::validate("x_next", bench::to_host(dn, size_t(n)), ref_next.to_vector(), 1e-5) ||
-          !bench::validate("x0_hat", bench::to_host(d0, size_t(n)), ref_x0.to_vector(), 1e-5)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] {
+        return bench::validate("x_next", bench::to_host(dn, size_t(n)), ref_next.to_vector(), 1e-5) &&
+               bench::validate("x0_hat", bench::to_host(d0, size_t(n)), ref_x0.to_vector(), 1e-5);
+      };
+      bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   for (float* p : {dx, dy, de, dg, dz, dm, dn, d0}) BENCH_CHECK(cudaFree(p));

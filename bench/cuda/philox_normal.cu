@@ -55,15 +55,6 @@ __global__ void philox_normal_float4(float* __restrict__ dst, int64_t n, uint64_
   }
 }
 
-// The most threads per block a kernel can be launched with (its registers may
-// forbid 1024): larger sizes of the sweep are skipped, not failed.
-template <typename Kernel>
-int max_threads(Kernel kernel) {
-  cudaFuncAttributes a{};
-  BENCH_CHECK(cudaFuncGetAttributes(&a, kernel));
-  return a.maxThreadsPerBlock;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -83,30 +74,21 @@ int main(int argc, char** argv) {
   float* dy = bench::device_buffer<float>(size_t(n));
   const int64_t blocks4 = int64_t(((offset + uint64_t(n) - 1) >> 2) - (offset >> 2)) + 1;
   const double bytes = 4.0 * double(n);  // writes only; the Philox rounds and Box-Muller are the work
-  const int limit[3] = {0, max_threads(mdps::cuda::philox_normal_kernel), max_threads(philox_normal_float4)};
+  const int limit[3] = {0, bench::max_threads(mdps::cuda::philox_normal_kernel),
+                        bench::max_threads(philox_normal_float4)};
 
   for (int version = 1; version <= 2; ++version) {
     if (o.version != 0 && o.version != version) continue;
     for (int block : bench::block_sizes()) {
-      if (block > limit[version]) {
-        std::printf("version %d block %d: skipped (the kernel allows at most %d threads)\n", version, block,
-                    limit[version]);
-        continue;
-      }
+      if (bench::over_thread_limit(version, block, limit[version])) continue;
       auto launch = [&] {
         const unsigned grid = mdps::cuda::elementwise_blocks(blocks4, unsigned(block));
         if (version == 1) mdps::cuda::philox_normal_kernel<<<grid, block>>>(dy, n, seed, stream, offset);
         else philox_normal_float4<<<grid, block>>>(dy, n, seed, stream, offset);
       };
       BENCH_CHECK(cudaMemset(dy, 0xff, size_t(n) * sizeof(float)));
-      launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
-      if (!bench::validate("normals", bench::to_host(dy, size_t(n)), ref, 1e-5)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] { return bench::validate("normals", bench::to_host(dy, size_t(n)), ref, 1e-5); };
+      bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   BENCH_CHECK(cudaFree(dy));

@@ -59,15 +59,11 @@ int main(int argc, char** argv) {
         else pooled_cosine_float<<<grid, block>>>(da, db, dy, C, H, W, n_out, 1e-8f);
       };
       BENCH_CHECK(cudaMemset(dy, 0xff, size_t(n_out) * 4));
-      launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
       // Version 1 differs from the CPU by fma contraction only; version 2 sums in float.
-      if (!bench::validate("y", bench::to_host(dy, size_t(n_out)), ref.to_vector(), version == 1 ? 1e-6 : 1e-4)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, flops, o);
+      auto valid = [&] {
+        return bench::validate("y", bench::to_host(dy, size_t(n_out)), ref.to_vector(), version == 1 ? 1e-6 : 1e-4);
+      };
+      bench::time_if_valid(version, block, launch, valid, bytes, flops, o);
     }
   }
   for (float* d : {da, db, dy}) BENCH_CHECK(cudaFree(d));

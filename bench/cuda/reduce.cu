@@ -161,18 +161,6 @@ bool validate_ulps(const char* what, const std::vector<float>& got, const std::v
   return true;
 }
 
-// After a launch: a configuration the device refuses (too many registers for
-// the block, say) skips this block size; a fault inside the kernel is fatal.
-bool launched(int version, int block) {
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) {
-    std::printf("version %d block %d: launch failed (%s), skipped\n", version, block, cudaGetErrorString(e));
-    return false;
-  }
-  BENCH_CHECK(cudaDeviceSynchronize());
-  return true;
-}
-
 bool wanted(const bench::Options& o, int version) { return o.version == 0 || o.version == version; }
 
 // The value of --op (bench::parse keeps only numbers, so it is read here).
@@ -217,15 +205,12 @@ void run_sum(const bench::Options& o, bool squares) {
       };
       BENCH_CHECK(cudaMemset(dout, 0xff, sizeof(float)));
       BENCH_CHECK(cudaMemset(dpartial, 0xff, sizeof(double) * size_t(mdps::cuda::kMaxSumPartials)));
-      launch();
-      if (!launched(version, block)) continue;
-      if (!validate_ulps(squares ? "sum_squares" : "sum", bench::to_host(dout, 1), ref.to_vector(), 1.0, 1e-6)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
+      auto valid = [&] {
+        return validate_ulps(squares ? "sum_squares" : "sum", bench::to_host(dout, 1), ref.to_vector(), 1.0, 1e-6);
+      };
       // x once; the partials written and read back; the result.
       const double bytes = 4.0 * double(n) + 16.0 * double(parts) + 4.0;
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      bench::time_if_launched_and_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   BENCH_CHECK(cudaFree(dx));
@@ -266,14 +251,9 @@ void run_max(const bench::Options& o) {
       };
       BENCH_CHECK(cudaMemset(dout, 0xff, sizeof(float)));
       BENCH_CHECK(cudaMemset(dpartial, 0xff, sizeof(float) * size_t(mdps::cuda::kMaxSumPartials)));
-      launch();
-      if (!launched(version, block)) continue;
-      if (!bench::validate("max", bench::to_host(dout, 1), ref.to_vector(), 0.0)) {  // exact
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
+      auto valid = [&] { return bench::validate("max", bench::to_host(dout, 1), ref.to_vector(), 0.0); };  // exact
       const double bytes = 4.0 * double(n) + 8.0 * double(parts) + 4.0;
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      bench::time_if_launched_and_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   BENCH_CHECK(cudaFree(dx));
@@ -306,13 +286,10 @@ void run_row_sum(const bench::Options& o) {
         else row_sum_float4<<<unsigned(rows), block>>>(dx, dout, L);
       };
       BENCH_CHECK(cudaMemset(dout, 0xff, sizeof(float) * size_t(rows)));
-      launch();
-      if (!launched(version, block)) continue;
-      if (!validate_ulps("row_sum", bench::to_host(dout, static_cast<size_t>(rows)), ref.to_vector(), 1.0, 1e-6)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] {
+        return validate_ulps("row_sum", bench::to_host(dout, static_cast<size_t>(rows)), ref.to_vector(), 1.0, 1e-6);
+      };
+      bench::time_if_launched_and_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   BENCH_CHECK(cudaFree(dx));
@@ -340,14 +317,11 @@ void run_column_sum(const bench::Options& o) {
                                                                                                        rows, cols);
       };
       BENCH_CHECK(cudaMemset(dout, 0xff, sizeof(float) * size_t(cols)));
-      launch();
-      if (!launched(version, block)) continue;
       // Both add the rows in order in double: bit-equal.
-      if (!bench::validate("column_sum", bench::to_host(dout, static_cast<size_t>(cols)), ref.to_vector(), 0.0)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] {
+        return bench::validate("column_sum", bench::to_host(dout, static_cast<size_t>(cols)), ref.to_vector(), 0.0);
+      };
+      bench::time_if_launched_and_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   BENCH_CHECK(cudaFree(ddy));

@@ -38,13 +38,6 @@ __global__ void replace_normal_float4(float4* __restrict__ x, const float4* __re
   }
 }
 
-template <typename Kernel>
-int max_threads(Kernel kernel) {
-  cudaFuncAttributes a{};
-  BENCH_CHECK(cudaFuncGetAttributes(&a, kernel));
-  return a.maxThreadsPerBlock;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,7 +67,8 @@ int main(int argc, char** argv) {
   float* dm = bench::to_device(mv);
   // Read x, y, z and the mask once, write x.
   const double bytes = 4.0 * double(4 * n + N * hw);
-  const int limit[3] = {0, max_threads(mdps::cuda::replace_normal_kernel), max_threads(replace_normal_float4)};
+  const int limit[3] = {0, bench::max_threads(mdps::cuda::replace_normal_kernel),
+                        bench::max_threads(replace_normal_float4)};
 
   for (int version = 1; version <= 2; ++version) {
     if (o.version != 0 && o.version != version) continue;
@@ -83,11 +77,7 @@ int main(int argc, char** argv) {
       continue;
     }
     for (int block : bench::block_sizes()) {
-      if (block > limit[version]) {
-        std::printf("version %d block %d: skipped (the kernel allows at most %d threads)\n", version, block,
-                    limit[version]);
-        continue;
-      }
+      if (bench::over_thread_limit(version, block, limit[version])) continue;
       auto launch = [&] {
         if (version == 1) {
           mdps::cuda::replace_normal_kernel<<<mdps::cuda::elementwise_blocks(n, unsigned(block)), block>>>(
@@ -102,14 +92,8 @@ int main(int argc, char** argv) {
       // In place: from the original x, so an element the kernel skips keeps
       // its input (no NaN fill here: x is an input too).
       BENCH_CHECK(cudaMemcpy(dx, x0.data(), size_t(n) * sizeof(float), cudaMemcpyHostToDevice));
-      launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
-      if (!bench::validate("x", bench::to_host(dx, size_t(n)), ref_v, 1e-6)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] { return bench::validate("x", bench::to_host(dx, size_t(n)), ref_v, 1e-6); };
+      bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   for (float* p : {dx, dy, dz, dm}) BENCH_CHECK(cudaFree(p));

@@ -69,29 +69,6 @@ __global__ void softmax_backward_block_float4(const float4* __restrict__ y, cons
   for (int64_t i = threadIdx.x; i < L4; i += blockDim.x) dx[off + i] = backward4(y[off + i], dy[off + i], fs);
 }
 
-// The test's max_abs_diff criterion: every |got - ref| <= tol; NaN fails.
-bool validate_abs(const char* what, const std::vector<float>& got, const std::vector<float>& ref, double tol) {
-  if (got.size() != ref.size()) {
-    std::printf("%s: FAIL (%zu values, expected %zu)\n", what, got.size(), ref.size());
-    return false;
-  }
-  double worst = 0;
-  size_t at = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double err = std::fabs(double(got[i]) - double(ref[i]));
-    if (!(err <= worst)) {
-      worst = std::isnan(err) ? INFINITY : err;
-      at = i;
-    }
-  }
-  if (worst > tol) {
-    std::printf("%s: FAIL at %zu: %.9g vs %.9g (|error| %.3g > %.3g)\n", what, at, double(got[at]), double(ref[at]),
-                worst, tol);
-    return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,18 +113,11 @@ int main(int argc, char** argv) {
           softmax_backward_warp_per_row<true><<<warp_grid, block>>>(d_y, d_dy, d_dx, rows, L);
       };
       BENCH_CHECK(cudaMemset(d_dx, 0xff, sizeof(float) * size_t(n)));
-      launch();
-      const cudaError_t e = cudaGetLastError();
-      if (e != cudaSuccess) {  // a block the device refuses (registers): skip it
-        std::printf("version %d block %d: launch failed (%s), skipped\n", version, block, cudaGetErrorString(e));
-        continue;
-      }
-      BENCH_CHECK(cudaDeviceSynchronize());
-      if (!validate_abs("dx", bench::to_host(d_dx, static_cast<size_t>(n)), ref.to_vector(), 1e-7)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] {
+        return bench::validate_abs("dx", bench::to_host(d_dx, static_cast<size_t>(n)), ref.to_vector(), 1e-7);
+      };
+      // A block the device refuses (registers) is skipped.
+      bench::time_if_launched_and_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   for (float* p : {d_y, d_dy, d_dx}) BENCH_CHECK(cudaFree(p));

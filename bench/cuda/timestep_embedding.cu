@@ -62,13 +62,6 @@ __global__ void timestep_embedding_columns(const float* __restrict__ t, float* _
   }
 }
 
-template <typename Kernel>
-int max_threads(Kernel kernel) {
-  cudaFuncAttributes a{};
-  BENCH_CHECK(cudaFuncGetAttributes(&a, kernel));
-  return a.maxThreadsPerBlock;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -91,17 +84,13 @@ int main(int argc, char** argv) {
   float* dt = bench::to_device(tv);
   float* dy = bench::device_buffer<float>(size_t(total));
   const double bytes = 4.0 * double(N + total);  // read t, write y
-  const int limit[4] = {0, max_threads(mdps::cuda::timestep_embedding_kernel), max_threads(timestep_embedding_sincosf),
-                        max_threads(timestep_embedding_columns)};
+  const int limit[4] = {0, bench::max_threads(mdps::cuda::timestep_embedding_kernel),
+                        bench::max_threads(timestep_embedding_sincosf), bench::max_threads(timestep_embedding_columns)};
 
   for (int version = 1; version <= 3; ++version) {
     if (o.version != 0 && o.version != version) continue;
     for (int block : bench::block_sizes()) {
-      if (block > limit[version]) {
-        std::printf("version %d block %d: skipped (the kernel allows at most %d threads)\n", version, block,
-                    limit[version]);
-        continue;
-      }
+      if (bench::over_thread_limit(version, block, limit[version])) continue;
       auto launch = [&] {
         if (version == 1)
           mdps::cuda::timestep_embedding_kernel<<<mdps::cuda::elementwise_blocks(items, unsigned(block)), block>>>(
@@ -114,14 +103,8 @@ int main(int argc, char** argv) {
                                                                                                          dim);
       };
       BENCH_CHECK(cudaMemset(dy, 0xff, size_t(total) * sizeof(float)));
-      launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
-      if (!bench::validate("y", bench::to_host(dy, size_t(total)), ref_v, 1e-6)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] { return bench::validate("y", bench::to_host(dy, size_t(total)), ref_v, 1e-6); };
+      bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   BENCH_CHECK(cudaFree(dt));

@@ -193,21 +193,13 @@ int main(int argc, char** argv) {
           else topk_score_warp_aggregated<<<unsigned(maps), block>>>(dmaps, n, k, softmax, dout);
         };
         BENCH_CHECK(cudaMemset(dout, 0xff, sizeof(double) * size_t(maps)));
-        launch();
-        const cudaError_t e = cudaGetLastError();
-        if (e != cudaSuccess) {  // a block the device refuses (registers): skip it
-          std::printf("version %d block %d: launch failed (%s), skipped\n", version, block, cudaGetErrorString(e));
-          continue;
-        }
-        BENCH_CHECK(cudaDeviceSynchronize());
-        const std::vector<double> got = bench::to_host(dout, static_cast<size_t>(maps));
-        const bool ok = softmax ? validate_scores("softmax top-k sum", got, ref_soft, double(n + 1) * 0x1p-53)
-                                : validate_scores("top-k mean", got, ref_mean, 0.0);
-        if (!ok) {
-          std::printf("version %d block %d: FAIL, not timed\n", version, block);
-          continue;
-        }
-        bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+        auto valid = [&] {
+          const std::vector<double> got = bench::to_host(dout, static_cast<size_t>(maps));
+          return softmax ? validate_scores("softmax top-k sum", got, ref_soft, double(n + 1) * 0x1p-53)
+                         : validate_scores("top-k mean", got, ref_mean, 0.0);
+        };
+        // A block the device refuses (registers) is skipped.
+        bench::time_if_launched_and_valid(version, block, launch, valid, bytes, 0, o);
       }
     }
   }

@@ -60,17 +60,13 @@ int main(int argc, char** argv) {
         }
       };
       BENCH_CHECK(cudaMemset(dy, 0xff, size_t(total) * sizeof(uint16_t)));
-      launch();
-      BENCH_CHECK(cudaGetLastError());
-      BENCH_CHECK(cudaDeviceSynchronize());
-      const std::vector<uint16_t> got16 = bench::to_host(dy, size_t(total));
-      std::vector<float> got(got16.size());
-      for (size_t i = 0; i < got.size(); ++i) got[i] = mdps::float_from_bf16(got16[i]);
-      if (!bench::validate("y", got, ref, 0.0)) {
-        std::printf("version %d block %d: FAIL, not timed\n", version, block);
-        continue;
-      }
-      bench::report(version, block, bench::median_ms(launch), bytes, 0, o);
+      auto valid = [&] {
+        const std::vector<uint16_t> got16 = bench::to_host(dy, size_t(total));
+        std::vector<float> got(got16.size());
+        for (size_t i = 0; i < got.size(); ++i) got[i] = mdps::float_from_bf16(got16[i]);
+        return bench::validate("y", got, ref, 0.0);
+      };
+      bench::time_if_valid(version, block, launch, valid, bytes, 0, o);
     }
   }
   BENCH_CHECK(cudaFree(dx));

@@ -54,15 +54,9 @@ void sweep(const char* what, int version, float* d_out, size_t n_out, const std:
            const bench::Options& o, Launch launch) {
   for (int block : bench::block_sizes()) {
     auto run = [&] { launch(block); };
+    auto valid = [&] { return bench::validate(what, bench::to_host(d_out, n_out), ref, 0.0); };
     BENCH_CHECK(cudaMemset(d_out, 0xff, n_out * 4));
-    run();
-    BENCH_CHECK(cudaGetLastError());
-    BENCH_CHECK(cudaDeviceSynchronize());
-    if (!bench::validate(what, bench::to_host(d_out, n_out), ref, 0.0)) {
-      std::printf("version %d block %d: FAIL, not timed\n", version, block);
-      continue;
-    }
-    bench::report(version, block, bench::median_ms(run), bytes, 0, o);
+    bench::time_if_valid(version, block, run, valid, bytes, 0, o);
   }
 }
 
