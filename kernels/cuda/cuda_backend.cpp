@@ -111,8 +111,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     check_cublas(cublasSetStream(h, s), "cublasSetStream");
     memory_ = std::make_unique<cuda::CudaDeviceMemory>(device_);
     alloc_ = std::make_unique<cuda::CachingAllocator>(*memory_);
-    conv_ = std::make_unique<cuda::CudnnConv>(s, *alloc_);
-    attn_ = std::make_unique<cuda::CudnnAttention>(s, *alloc_);
+    cudnn_ = std::make_unique<cuda::CudnnHandle>(s);
+    conv_ = std::make_unique<cuda::CudnnConv>(*cudnn_, s, *alloc_);
+    attn_ = std::make_unique<cuda::CudnnAttention>(*cudnn_, s, *alloc_);
     clock_ = std::make_unique<cuda::CudaEventClock>(s);
   } catch (...) {
     destroy();
@@ -179,6 +180,7 @@ void CudaBackend::destroy() noexcept {
   clock_.reset();
   attn_.reset();
   conv_.reset();
+  cudnn_.reset();
   if (alloc_) {
     try {
       alloc_->release();

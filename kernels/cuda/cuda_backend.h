@@ -133,6 +133,7 @@ class CudaBackend final : public Backend {
   void* cublas_ = nullptr;  // cublasHandle_t
   std::unique_ptr<cuda::CudaDeviceMemory> memory_;
   std::unique_ptr<cuda::CachingAllocator> alloc_;
+  std::unique_ptr<cuda::CudnnHandle> cudnn_;  // shared by conv_ and attn_
   std::unique_ptr<cuda::CudnnConv> conv_;
   std::unique_ptr<cuda::CudnnAttention> attn_;
   std::unique_ptr<cuda::CudaEventClock> clock_;

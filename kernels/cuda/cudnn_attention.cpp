@@ -122,15 +122,13 @@ struct CudnnAttention::Plan {
   bool deterministic = true;
 };
 
-CudnnAttention::CudnnAttention(CUstream_st* stream, CachingAllocator& alloc) : stream_(stream), alloc_(alloc) {
+CudnnAttention::CudnnAttention(CudnnHandle& handle, CUstream_st* stream, CachingAllocator& alloc)
+    : handle_(handle), stream_(stream), alloc_(alloc) {
   const char* env = std::getenv("MDPS_CUDNN_SDPA");
   disabled_ = env && std::strcmp(env, "0") == 0;
 }
 
-CudnnAttention::~CudnnAttention() {
-  plans_.clear();
-  if (handle_) cudnnDestroy(static_cast<cudnnHandle_t>(handle_));
-}
+CudnnAttention::~CudnnAttention() = default;
 
 bool CudnnAttention::ready(const SdpaShape& s, bool backward) { return !disabled_ && plan(s, backward) != nullptr; }
 
@@ -160,24 +158,6 @@ size_t CudnnAttention::refused() const {
   return refused_;
 }
 
-void* CudnnAttention::handle() {
-  if (!handle_) {
-    cudnnHandle_t h = nullptr;
-    Steps st;
-    if (!st.ok(cudnnCreate(&h), "cudnnCreate")) {
-      refusal_ = st.why();
-      return nullptr;
-    }
-    if (!st.ok(cudnnSetStream(h, stream_), "cudnnSetStream")) {
-      cudnnDestroy(h);
-      refusal_ = st.why();
-      return nullptr;
-    }
-    handle_ = h;
-  }
-  return handle_;
-}
-
 CudnnAttention::Plan* CudnnAttention::plan(const SdpaShape& s, bool backward) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::array<int64_t, 4> key{s.BH, s.L, s.ch, backward ? 1 : 0};
@@ -187,9 +167,11 @@ CudnnAttention::Plan* CudnnAttention::plan(const SdpaShape& s, bool backward) {
     refuse(key, cat("head size ", s.ch, ": the fused kernels take multiples of 8 up to 256"));
     return nullptr;
   }
-  cudnnHandle_t h = static_cast<cudnnHandle_t>(handle());
-  if (!h) {
-    refuse(key, refusal_);
+  cudnnHandle_t h = nullptr;
+  try {
+    h = static_cast<cudnnHandle_t>(handle_.get());
+  } catch (const Error& e) {
+    refuse(key, e.what());  // no cuDNN here: the generic path
     return nullptr;
   }
 
@@ -342,7 +324,7 @@ bool CudnnAttention::execute(Plan& p, const int64_t* uids, void* const* ptrs, in
                                      &workspace),
             "variant pack") &&
       st.ok(cudnnBackendFinalize(pack.get()), "variant pack") &&
-      st.ok(cudnnBackendExecute(static_cast<cudnnHandle_t>(handle_), p.plan.get(), pack.get()), "execute");
+      st.ok(cudnnBackendExecute(static_cast<cudnnHandle_t>(handle_.get()), p.plan.get(), pack.get()), "execute");
   // Stream-ordered: the queued execution still owns the workspace.
   alloc_.free(workspace);
   if (!ok) why_ = st.why();

@@ -17,6 +17,7 @@
 // the authors' float layout and back).
 #pragma once
 #include "kernels/cuda/device_allocator.h"
+#include "kernels/cuda/cudnn_handle.h"
 #include "kernels/cuda/sdpa_layout.h"
 #include <array>
 #include <cstdint>
@@ -29,7 +30,7 @@ namespace mdps::cuda {
 
 class CudnnAttention {
  public:
-  CudnnAttention(CUstream_st* stream, CachingAllocator& alloc);
+  CudnnAttention(CudnnHandle& handle, CUstream_st* stream, CachingAllocator& alloc);
   ~CudnnAttention();
   CudnnAttention(const CudnnAttention&) = delete;
   CudnnAttention& operator=(const CudnnAttention&) = delete;
@@ -62,11 +63,10 @@ class CudnnAttention {
   Plan* plan(const SdpaShape& s, bool backward);
   bool execute(Plan& p, const int64_t* uids, void* const* ptrs, int n);
   void refuse(const std::array<int64_t, 4>& key, const std::string& why);
-  void* handle();
 
+  CudnnHandle& handle_;
   CUstream_st* stream_;
   CachingAllocator& alloc_;
-  void* handle_ = nullptr;  // cudnnHandle_t
   bool disabled_ = false;   // MDPS_CUDNN_SDPA=0
   mutable std::mutex mu_;
   std::map<std::array<int64_t, 4>, std::unique_ptr<Plan>> plans_;  // null entry: refused

@@ -49,6 +49,33 @@ Perf pick(const std::vector<Perf>& perf, int n, bool fp32, const char* what) {
   return perf[0];
 }
 
+// One direction's algorithm, chosen once per plan: the entry pick() takes,
+// the math it runs with and its workspace.
+template <typename Algo>
+struct Choice {
+  bool made = false;
+  Algo algo{};
+  cudnnMathType_t math = CUDNN_FMA_MATH;
+  size_t workspace = 0;
+};
+
+// Makes c from cuDNN's ranked list (the first time) and sets its math on the
+// convolution descriptor, which the three directions share (every call).
+// workspace(algo, &bytes) queries the direction's workspace size.
+template <typename Algo, typename Perf, typename WorkspaceQuery>
+void use(Choice<Algo>& c, const std::vector<Perf>& perf, int n, bool fp32, cudnnConvolutionDescriptor_t conv,
+         const char* what, WorkspaceQuery workspace) {
+  if (!c.made) {
+    const Perf chosen = pick(perf, n, fp32, what);
+    c.algo = chosen.algo;
+    c.math = math_for(chosen.mathType, fp32);
+    check(cudnnSetConvolutionMathType(conv, c.math), what);
+    check(workspace(c.algo, &c.workspace), what);
+    c.made = true;
+  }
+  check(cudnnSetConvolutionMathType(conv, c.math), what);
+}
+
 // Workspace for one call, from the caching allocator, back on scope exit
 // (stream-ordered, so the queued call still owns it).
 class Workspace {
@@ -90,13 +117,9 @@ struct CudnnConv::Plan {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr, y32 = nullptr, bias = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
-  bool have_fwd = false, have_bwd_data = false, have_bwd_filter = false;
-  cudnnConvolutionFwdAlgo_t fwd{};
-  cudnnConvolutionBwdDataAlgo_t bwd_data{};
-  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
-  size_t fwd_ws = 0, bwd_data_ws = 0, bwd_filter_ws = 0;
-  // Each direction's chosen entry's math (pick, math_for).
-  cudnnMathType_t fwd_math = CUDNN_FMA_MATH, bwd_data_math = CUDNN_FMA_MATH, bwd_filter_math = CUDNN_FMA_MATH;
+  Choice<cudnnConvolutionFwdAlgo_t> fwd;
+  Choice<cudnnConvolutionBwdDataAlgo_t> bwd_data;
+  Choice<cudnnConvolutionBwdFilterAlgo_t> bwd_filter;
 
   ~Plan() {
     if (x) cudnnDestroyTensorDescriptor(x);
@@ -108,22 +131,10 @@ struct CudnnConv::Plan {
   }
 };
 
-CudnnConv::CudnnConv(CUstream_st* stream, CachingAllocator& alloc) : stream_(stream), alloc_(alloc) {}
+CudnnConv::CudnnConv(CudnnHandle& handle, CUstream_st* stream, CachingAllocator& alloc)
+    : handle_(handle), stream_(stream), alloc_(alloc) {}
 
-CudnnConv::~CudnnConv() {
-  plans_.clear();
-  if (handle_) cudnnDestroy(static_cast<cudnnHandle_t>(handle_));
-}
-
-void* CudnnConv::handle() {
-  if (!handle_) {
-    cudnnHandle_t h = nullptr;
-    check(cudnnCreate(&h), "cudnnCreate");
-    check(cudnnSetStream(h, stream_), "cudnnSetStream");
-    handle_ = h;
-  }
-  return handle_;
-}
+CudnnConv::~CudnnConv() = default;
 
 void CudnnConv::set_math(Math m) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -179,33 +190,33 @@ CudnnConv::Plan& CudnnConv::plan(const ConvShape& s) {
 
 void CudnnConv::forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y) {
   std::lock_guard<std::mutex> lock(mu_);
-  cudnnHandle_t h = static_cast<cudnnHandle_t>(handle());
+  cudnnHandle_t h = static_cast<cudnnHandle_t>(handle_.get());
   Plan& p = plan(s);
-  if (!p.have_fwd) {
-    int max = 0, n = 0;
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> perf;
+  int n = 0;
+  if (!p.fwd.made) {
+    int max = 0;
     check(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max), "forward algorithm count");
-    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max, 1)));
+    perf.resize(size_t(std::max(max, 1)));
     check(cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, max, &n, perf.data()),
           "forward algorithm");
-    const auto chosen = pick(perf, n, math_ == Math::FP32, "the forward convolution");
-    p.fwd = chosen.algo;
-    p.fwd_math = math_for(chosen.mathType, math_ == Math::FP32);
-    check(cudnnSetConvolutionMathType(p.conv, p.fwd_math), "forward math type");
-    check(cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws), "forward workspace");
-    p.have_fwd = true;
   }
-  check(cudnnSetConvolutionMathType(p.conv, p.fwd_math), "forward math type");
+  use(p.fwd, perf, n, math_ == Math::FP32, p.conv, "the forward convolution",
+      [&](cudnnConvolutionFwdAlgo_t a, size_t* bytes) {
+        return cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y, a, bytes);
+      });
   const float one = 1.f, zero = 0.f;
-  Workspace ws(alloc_, p.fwd_ws);
+  Workspace ws(alloc_, p.fwd.workspace);
   if (p.bf16) {
     Bf16Buffer x16(alloc_, numel(s.N, s.Ci, s.H, s.W)), w16(alloc_, numel(s.Co, s.Ci, s.KH, s.KW)),
         y16(alloc_, numel(s.N, s.Co, s.Ho, s.Wo));
-    check(cudnnConvolutionForward(h, &one, p.x, x16.from(x, stream_), p.w, w16.from(w, stream_), p.conv, p.fwd,
-                                  ws.get(), p.fwd_ws, &zero, p.y, y16.get()),
+    check(cudnnConvolutionForward(h, &one, p.x, x16.from(x, stream_), p.w, w16.from(w, stream_), p.conv,
+                                  p.fwd.algo, ws.get(), p.fwd.workspace, &zero, p.y, y16.get()),
           "convolution forward (bf16)");
     y16.to(y, stream_);
   } else {
-    check(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv, p.fwd, ws.get(), p.fwd_ws, &zero, p.y, y),
+    check(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv, p.fwd.algo, ws.get(), p.fwd.workspace, &zero,
+                                  p.y, y),
           "convolution forward");
   }
   if (b) check(cudnnAddTensor(h, &one, p.bias, b, &one, p.y32, y), "convolution bias");
@@ -213,72 +224,69 @@ void CudnnConv::forward(const ConvShape& s, const float* x, const float* w, cons
 
 void CudnnConv::backward_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
   std::lock_guard<std::mutex> lock(mu_);
-  cudnnHandle_t h = static_cast<cudnnHandle_t>(handle());
+  cudnnHandle_t h = static_cast<cudnnHandle_t>(handle_.get());
   Plan& p = plan(s);
-  if (!p.have_bwd_data) {
-    int max = 0, n = 0;
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf;
+  int n = 0;
+  if (!p.bwd_data.made) {
+    int max = 0;
     check(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max), "backward data algorithm count");
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max, 1)));
+    perf.resize(size_t(std::max(max, 1)));
     check(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x, max, &n, perf.data()),
           "backward data algorithm");
-    const auto chosen = pick(perf, n, math_ == Math::FP32, "the convolution data gradient");
-    p.bwd_data = chosen.algo;
-    p.bwd_data_math = math_for(chosen.mathType, math_ == Math::FP32);
-    check(cudnnSetConvolutionMathType(p.conv, p.bwd_data_math), "backward data math type");
-    check(cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, p.conv, p.x, p.bwd_data, &p.bwd_data_ws),
-          "backward data workspace");
-    p.have_bwd_data = true;
   }
-  check(cudnnSetConvolutionMathType(p.conv, p.bwd_data_math), "backward data math type");
+  use(p.bwd_data, perf, n, math_ == Math::FP32, p.conv, "the convolution data gradient",
+      [&](cudnnConvolutionBwdDataAlgo_t a, size_t* bytes) {
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, p.conv, p.x, a, bytes);
+      });
   const float one = 1.f, zero = 0.f;
-  Workspace ws(alloc_, p.bwd_data_ws);
+  Workspace ws(alloc_, p.bwd_data.workspace);
   if (p.bf16) {
     Bf16Buffer w16(alloc_, numel(s.Co, s.Ci, s.KH, s.KW)), dy16(alloc_, numel(s.N, s.Co, s.Ho, s.Wo)),
         dx16(alloc_, numel(s.N, s.Ci, s.H, s.W));
     check(cudnnConvolutionBackwardData(h, &one, p.w, w16.from(w, stream_), p.y, dy16.from(dy, stream_), p.conv,
-                                       p.bwd_data, ws.get(), p.bwd_data_ws, &zero, p.x, dx16.get()),
+                                       p.bwd_data.algo, ws.get(), p.bwd_data.workspace, &zero, p.x, dx16.get()),
           "convolution backward data (bf16)");
     dx16.to(dx, stream_);
     return;
   }
-  check(cudnnConvolutionBackwardData(h, &one, p.w, w, p.y, dy, p.conv, p.bwd_data, ws.get(), p.bwd_data_ws, &zero,
-                                     p.x, dx),
+  check(cudnnConvolutionBackwardData(h, &one, p.w, w, p.y, dy, p.conv, p.bwd_data.algo, ws.get(),
+                                     p.bwd_data.workspace, &zero, p.x, dx),
         "convolution backward data");
 }
 
 void CudnnConv::backward_filter(const ConvShape& s, const float* x, const float* dy, float* dw, float* db) {
   std::lock_guard<std::mutex> lock(mu_);
-  cudnnHandle_t h = static_cast<cudnnHandle_t>(handle());
+  cudnnHandle_t h = static_cast<cudnnHandle_t>(handle_.get());
   Plan& p = plan(s);
-  if (!p.have_bwd_filter) {
-    int max = 0, n = 0;
+  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf;
+  int n = 0;
+  if (!p.bwd_filter.made) {
+    int max = 0;
     check(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max), "backward filter algorithm count");
-    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max, 1)));
+    perf.resize(size_t(std::max(max, 1)));
     check(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, p.conv, p.w, max, &n, perf.data()),
           "backward filter algorithm");
-    const auto chosen = pick(perf, n, math_ == Math::FP32, "the convolution filter gradient");
-    p.bwd_filter = chosen.algo;
-    p.bwd_filter_math = math_for(chosen.mathType, math_ == Math::FP32);
-    check(cudnnSetConvolutionMathType(p.conv, p.bwd_filter_math), "backward filter math type");
-    check(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p.x, p.y, p.conv, p.w, p.bwd_filter, &p.bwd_filter_ws),
-          "backward filter workspace");
-    p.have_bwd_filter = true;
   }
-  check(cudnnSetConvolutionMathType(p.conv, p.bwd_filter_math), "backward filter math type");
+  use(p.bwd_filter, perf, n, math_ == Math::FP32, p.conv, "the convolution filter gradient",
+      [&](cudnnConvolutionBwdFilterAlgo_t a, size_t* bytes) {
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p.x, p.y, p.conv, p.w, a, bytes);
+      });
   const float one = 1.f, zero = 0.f;
-  Workspace ws(alloc_, p.bwd_filter_ws);
+  Workspace ws(alloc_, p.bwd_filter.workspace);
   if (p.bf16) {
     // The filter gradient comes back in bf16 and is widened into the float32
     // gradient the optimiser's float32 master weights consume.
     Bf16Buffer x16(alloc_, numel(s.N, s.Ci, s.H, s.W)), dy16(alloc_, numel(s.N, s.Co, s.Ho, s.Wo)),
         dw16(alloc_, numel(s.Co, s.Ci, s.KH, s.KW));
     check(cudnnConvolutionBackwardFilter(h, &one, p.x, x16.from(x, stream_), p.y, dy16.from(dy, stream_), p.conv,
-                                         p.bwd_filter, ws.get(), p.bwd_filter_ws, &zero, p.w, dw16.get()),
+                                         p.bwd_filter.algo, ws.get(), p.bwd_filter.workspace, &zero, p.w,
+                                         dw16.get()),
           "convolution backward filter (bf16)");
     dw16.to(dw, stream_);
   } else {
-    check(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, dy, p.conv, p.bwd_filter, ws.get(), p.bwd_filter_ws,
-                                         &zero, p.w, dw),
+    check(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, dy, p.conv, p.bwd_filter.algo, ws.get(),
+                                         p.bwd_filter.workspace, &zero, p.w, dw),
           "convolution backward filter");
   }
   if (db) check(cudnnConvolutionBackwardBias(h, &one, p.y32, dy, &zero, p.bias, db), "convolution bias gradient");

@@ -6,11 +6,11 @@
 // once by cuDNN's heuristics (cudnnGet*Algorithm_v7; deterministic algorithms
 // and workspaces under 1 GiB preferred; each direction runs with the math type
 // of its chosen entry, FMA only under fp32) and cached; workspaces come from
-// the caching allocator. The cuDNN
-// handle is created on first use, so a machine whose cuDNN cannot load still
-// runs every other op.
+// the caching allocator. The cuDNN handle (cudnn_handle.h, shared with the
+// fused attention) is created on first use.
 #pragma once
 #include "kernels/cuda/device_allocator.h"
+#include "kernels/cuda/cudnn_handle.h"
 #include <array>
 #include <map>
 #include <memory>
@@ -24,7 +24,7 @@ struct ConvShape {
 
 class CudnnConv {
  public:
-  CudnnConv(CUstream_st* stream, CachingAllocator& alloc);
+  CudnnConv(CudnnHandle& handle, CUstream_st* stream, CachingAllocator& alloc);
   ~CudnnConv();
   CudnnConv(const CudnnConv&) = delete;
   CudnnConv& operator=(const CudnnConv&) = delete;
@@ -48,11 +48,10 @@ class CudnnConv {
  private:
   struct Plan;
   Plan& plan(const ConvShape& s);
-  void* handle();
 
+  CudnnHandle& handle_;
   CUstream_st* stream_;
   CachingAllocator& alloc_;
-  void* handle_ = nullptr;  // cudnnHandle_t
   Math math_ = Math::FP32;
   mutable std::mutex mu_;
   std::map<std::array<int, 9>, std::unique_ptr<Plan>> plans_;
