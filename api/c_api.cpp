@@ -3,7 +3,7 @@
 // message, so no C++ exception ever crosses into a foreign caller.
 #include "include/mdps/mdps_c.h"
 #include "include/mdps/mdps.h"
-#include "engine/image.h"
+#include "engine/io/image.h"
 #include <cmath>
 #include <new>
 #include <string>

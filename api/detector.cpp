@@ -1,12 +1,12 @@
 // The public Detector (include/mdps/mdps.h) over the engine: options become
 // EvalSettings the way `mdps score` builds them, pixels become the model's
 // [-1,1] tensors through the same Pillow-exact resize, and scoring is the
-// evaluation protocol (engine/evaluate.h) on the images given.
+// evaluation protocol (engine/eval/evaluate.h) on the images given.
 #include "include/mdps/mdps.h"
-#include "engine/bundle.h"
-#include "engine/evaluate.h"
-#include "engine/image.h"
-#include "engine/presets.h"
+#include "engine/detect/bundle.h"
+#include "engine/eval/evaluate.h"
+#include "engine/io/image.h"
+#include "engine/detect/presets.h"
 #include <algorithm>
 #include <cmath>
 #include <mutex>
@@ -184,7 +184,7 @@ std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& ima
     r.image_score = scores[i];
     r.width = r.height = S;
     r.heat_map.assign(po.maps.begin() + i * plane, po.maps.begin() + (i + 1) * plane);
-    // The same rules as `mdps score` (engine/bundle.h).
+    // The same rules as `mdps score` (engine/detect/bundle.h).
     const Thresholds t{d.image_threshold, d.pixel_threshold};
     r.has_decision = t.has_image();
     r.anomalous = is_anomalous(r.image_score, t);

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The mdps U-Net written again in PyTorch, for side-by-side timing.
 
-Same architecture and parameter names as engine/unet.cpp (spec section 2 of
+Same architecture and parameter names as engine/model/unet.cpp (spec section 2 of
 mdps-method.md), loading the same safetensors files with its own minimal
 reader, and timing exactly what `mdps bench unet` times:
 
@@ -86,7 +86,7 @@ class Config:
 
     @staticmethod
     def from_json(text):
-        # The keys of UNetConfig::to_json (engine/unet_config.cpp).
+        # The keys of UNetConfig::to_json (engine/model/unet_config.cpp).
         j = json.loads(text)
         ints = lambda s: [int(v) for v in str(s).split(",") if v != ""]
         return Config(int(j["img_size"]), int(j.get("base_channels", 64)), int(j.get("n_heads", 4)),

@@ -39,3 +39,5 @@ target_link_libraries(mdps_cuda PUBLIC CUDA::cudart CUDA::cublas ${CUDNN_LIBRARY
 # them on the link line.
 target_link_libraries(mdps_cuda PRIVATE mdps_engine)
 target_link_libraries(mdps_engine PUBLIC mdps_cuda)
+# The core's backend lookup (engine/core/backend.cpp) offers the CUDA backend.
+target_compile_definitions(mdps_core PUBLIC MDPS_WITH_CUDA=1)

@@ -1,10 +1,10 @@
 // Tiny, fast fixtures shared by the evaluation suites: a 32x32 U-Net of one
 // residual block per level, written as a model file, and a toy data set in
-// MVTec AD layout (engine/demo_data.h).
+// MVTec AD layout (engine/io/demo_data.h).
 #pragma once
-#include "engine/demo_data.h"
-#include "engine/safetensors.h"
-#include "engine/unet.h"
+#include "engine/io/demo_data.h"
+#include "engine/io/safetensors.h"
+#include "engine/model/unet.h"
 #include <string>
 #include <vector>
 

@@ -1,5 +1,5 @@
 #include "tools/bench_twin.h"
-#include "engine/common.h"
+#include "engine/core/common.h"
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cstdio>

@@ -2,7 +2,7 @@
 // `mdps bench unet|sampler --vs-pytorch`: finding the interpreter and the
 // script, checking that torch imports, and reading the twin's JSON line.
 #pragma once
-#include "engine/json_mini.h"
+#include "engine/core/json_mini.h"
 #include <string>
 #include <vector>
 

@@ -4,11 +4,11 @@
 #include "tools/command.h"
 #include "tools/bench_twin.h"
 #include "tools/trace_flag.h"
-#include "engine/ops.h"
-#include "engine/optimizer.h"
-#include "engine/safetensors.h"
-#include "engine/sampler.h"
-#include "engine/thread_pool.h"
+#include "engine/core/ops.h"
+#include "engine/model/optimizer.h"
+#include "engine/io/safetensors.h"
+#include "engine/diffusion/sampler.h"
+#include "engine/core/thread_pool.h"
 #include <cblas.h>
 #include <sys/resource.h>
 #include <algorithm>

@@ -1,4 +1,4 @@
-// `mdps bundle`: one detector file (engine/bundle.h) from a model, a feature
+// `mdps bundle`: one detector file (engine/detect/bundle.h) from a model, a feature
 // extractor, the protocol settings (preset and flags) and the thresholds, so
 // that a deployment ships and loads a single file.
 #include "tools/command.h"

@@ -4,8 +4,8 @@
 #include "tools/command.h"
 #include "tools/detector_files.h"
 #include "tools/eval_flags.h"
-#include "engine/calibrate.h"
-#include "engine/json_mini.h"
+#include "engine/eval/calibrate.h"
+#include "engine/core/json_mini.h"
 #include <cstdio>
 
 namespace mdps {

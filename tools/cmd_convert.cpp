@@ -2,7 +2,7 @@
 // legacy format) to a safetensors state dict the engine loads, without
 // Python and without executing anything from the checkpoint.
 #include "tools/command.h"
-#include "engine/torch_checkpoint.h"
+#include "engine/io/torch_checkpoint.h"
 #include <cstdio>
 #include <memory>
 #include <string>

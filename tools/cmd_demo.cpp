@@ -4,10 +4,10 @@
 // a regression anywhere in the chain.
 #include "tools/command.h"
 #include "tools/eval_flags.h"
-#include "engine/demo_data.h"
-#include "engine/json_mini.h"
-#include "engine/thread_pool.h"
-#include "engine/trainer.h"
+#include "engine/io/demo_data.h"
+#include "engine/core/json_mini.h"
+#include "engine/core/thread_pool.h"
+#include "engine/diffusion/trainer.h"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>

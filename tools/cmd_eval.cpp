@@ -5,8 +5,8 @@
 #include "tools/trace_flag.h"
 #include "tools/eval_flags.h"
 #include "tools/eval_shard.h"
-#include "engine/json_mini.h"
-#include "engine/thread_pool.h"
+#include "engine/core/json_mini.h"
+#include "engine/core/thread_pool.h"
 #include <cstdio>
 #include <filesystem>
 

@@ -1,6 +1,6 @@
 // `mdps info FILE.safetensors`: what a checkpoint or golden file holds.
 #include "tools/command.h"
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include <algorithm>
 #include <cstdio>
 #include <string>

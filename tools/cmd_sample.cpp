@@ -2,11 +2,11 @@
 #include "tools/command.h"
 #include "tools/detector_files.h"
 #include "tools/trace_flag.h"
-#include "engine/anomaly_map.h"
-#include "engine/image.h"
-#include "engine/sampler.h"
-#include "engine/safetensors.h"
-#include "engine/thread_pool.h"
+#include "engine/detect/anomaly_map.h"
+#include "engine/io/image.h"
+#include "engine/diffusion/sampler.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/thread_pool.h"
 #include <algorithm>
 #include <chrono>
 #include <memory>

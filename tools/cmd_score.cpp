@@ -7,9 +7,9 @@
 #include "tools/detector_files.h"
 #include "tools/eval_flags.h"
 #include "include/mdps/mdps.h"
-#include "engine/colormap.h"
-#include "engine/image.h"
-#include "engine/score_files.h"
+#include "engine/eval/colormap.h"
+#include "engine/io/image.h"
+#include "engine/eval/score_files.h"
 #include <chrono>
 #include <cmath>
 #include <cstdio>

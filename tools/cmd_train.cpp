@@ -1,8 +1,8 @@
 // `mdps train`: the flags, the progress display and the summary; the training
-// itself is engine/trainer.h.
+// itself is engine/diffusion/trainer.h.
 #include "tools/command.h"
 #include "tools/trace_flag.h"
-#include "engine/trainer.h"
+#include "engine/diffusion/trainer.h"
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

@@ -24,7 +24,7 @@ struct Registrar {
 void add_all_commands(CLI::App& app);
 
 // --precision, the same on every command that runs the U-Net; parsed by
-// parse_precision (engine/backend.h) when the backend is chosen.
+// parse_precision (engine/core/backend.h) when the backend is chosen.
 inline CLI::Option* add_precision_option(CLI::App* c, std::string& value) {
   return c->add_option("--precision", value,
                        "precision of the products: fp32 (default), tf32 (--device cuda: TF32 tensor cores in "

@@ -1,12 +1,12 @@
 // What --model names for the commands that run a detector (sample, score,
 // eval, calibrate, bundle): a U-Net model or checkpoint, used with
-// --features and the flags; or a detector bundle (engine/bundle.h), whose
+// --features and the flags; or a detector bundle (engine/detect/bundle.h), whose
 // feature extractor, settings and thresholds come with it. Explicit flags
 // still win: --features replaces the bundle's extractor, protocol flags its
 // settings, --image-threshold / --pixel-threshold its thresholds.
 #pragma once
-#include "engine/bundle.h"
-#include "engine/evaluate.h"
+#include "engine/detect/bundle.h"
+#include "engine/eval/evaluate.h"
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>

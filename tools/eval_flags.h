@@ -1,9 +1,9 @@
 // The flags `mdps eval`, `mdps score` and `mdps demo` share: the protocol's
-// settings (engine/evaluate.h) and --preset. Each value is kept as the text
+// settings (engine/eval/evaluate.h) and --preset. Each value is kept as the text
 // the user gave so that presets fill in exactly the options left unset.
 #pragma once
-#include "engine/evaluate.h"
-#include "engine/presets.h"
+#include "engine/eval/evaluate.h"
+#include "engine/detect/presets.h"
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>

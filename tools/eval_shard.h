@@ -1,8 +1,8 @@
-// The scale-out flags of `mdps eval` (engine/shard.h, docs/scale-out.md):
+// The scale-out flags of `mdps eval` (engine/eval/shard.h, docs/scale-out.md):
 // --shard / --shard-index-env + --shard-count, --pass, --mask-range, and the
 // --merge mode that combines the parts.
 #pragma once
-#include "engine/shard.h"
+#include "engine/eval/shard.h"
 #include <CLI/CLI.hpp>
 #include <string>
 #include <vector>

@@ -1,6 +1,6 @@
 // mdps: the command line. Subcommands register themselves (tools/command.h).
 #include "tools/command.h"
-#include "engine/common.h"
+#include "engine/core/common.h"
 #include <algorithm>
 #include <cstdio>
 #include <vector>

@@ -1,7 +1,7 @@
 // `--trace FILE.json`, shared by train, sample, eval and bench: a per-op
-// timeline of the whole command (engine/trace.h; docs/cli.md).
+// timeline of the whole command (engine/core/trace.h; docs/cli.md).
 #pragma once
-#include "engine/trace.h"
+#include "engine/core/trace.h"
 #include <CLI/CLI.hpp>
 #include <string>
 

@@ -8,7 +8,7 @@
 // GPU may contract to fma, hence the tolerance).
 //   ./adam [VERSION] [--peak-gbs GBS] [--n 35000000]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/adam_kernel.cuh"
 

@@ -9,12 +9,12 @@
 //              the same launch. y may alias F here too (no __restrict__ on
 //              either), as in the engine.
 // CPU reference: the CPU backend's anomaly_mix, its maxima from the CPU
-// backend's max (the same MDPS_HD weight, engine/anomaly_map_arith.h;
+// backend's max (the same MDPS_HD weight, kernels/shared/anomaly_map_arith.h;
 // bit-equal under the emulation; on a GPU nvcc contracts f + w * p to an
 // fma, hence the tolerance 1e-6 relative).
 //   ./anomaly_mix [VERSION] [--peak-gbs GBS] [--n 8 --h 256 --w 256]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/anomaly_mix_kernel.cuh"
 #include "kernels/cuda/launch.h"
 

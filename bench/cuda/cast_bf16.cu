@@ -8,10 +8,10 @@
 //              (one 8-byte uint2 store or load); the n % 4 tail by version 1
 //   version 3  eight elements per thread: two float4s and one 16-byte uint4 of
 //              four bf16x2 words; the n % 8 tail by version 1
-// Versions 2 and 3 use engine/bf16.h's bf16_from_float / float_from_bf16 per
+// Versions 2 and 3 use kernels/shared/bf16.h's bf16_from_float / float_from_bf16 per
 // element, so they round exactly as the production kernels.
-// CPU reference: engine/bf16.h's host cast (the same MDPS_HD functions); the
-// match must be bit for bit, as in tests/test_cuda_kernels_emu.cpp, so the
+// CPU reference: kernels/shared/bf16.h's host cast (the same MDPS_HD functions); the
+// match must be bit for bit, as in tests/kernels/test_cuda_kernels_emu.cpp, so the
 // outputs are compared as bits (a NaN included), not by bench::validate. The
 // inputs are random floats in [-1e4, 1e4] (the test's range) after a few
 // special values: ties to even (both ways), 0x3f808001 / 0x3f807fff, -0, the
@@ -19,8 +19,8 @@
 // Launch geometry: elementwise_blocks(work items, block) x block, swept.
 //   ./cast_bf16 [VERSION] [--peak-gbs GBS] [--n 4194304]
 #include "bench/cuda/common.h"
-#include "engine/bf16.h"
-#include "engine/float_bits.h"
+#include "kernels/shared/bf16.h"
+#include "kernels/shared/float_bits.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/cast_bf16_kernel.cuh"
 

@@ -17,7 +17,7 @@
 // launcher's, elementwise_blocks(elements, block) x block, swept.
 //   ./channels [VERSION] [--peak-gbs GBS] [--n 8 --ca 128 --cb 128 --h 64 --w 64]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/channels_kernel.cuh"
 

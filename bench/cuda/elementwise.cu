@@ -32,7 +32,7 @@
 //   ./elementwise [VERSION] [--peak-gbs GBS] [--op K] [--n 8 --c 128 --h 64 --w 64]
 // (--op K runs op K only; by default every op.)
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/elementwise_kernel.cuh"
 

@@ -6,10 +6,10 @@
 //   version 2  the same two passes with a float intermediate and float sums:
 //              a third less traffic, and float instead of double arithmetic
 //              (which consumer GPUs run at 1/32..1/64 of the float rate)
-// CPU reference: hostops::gaussian_blur (engine/cpu_image_ops.h).
+// CPU reference: hostops::gaussian_blur (kernels/cpu/cpu_image_ops.h).
 //   ./gaussian_blur [VERSION] [--peak-gbs GBS] [--planes 8 --h 256 --w 256 --kernel 33]
 #include "bench/cuda/common.h"
-#include "engine/cpu_image_ops.h"
+#include "kernels/cpu/cpu_image_ops.h"
 #include "kernels/cuda/gaussian_blur_kernel.cuh"
 #include "kernels/cuda/launch.h"
 

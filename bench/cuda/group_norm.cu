@@ -7,7 +7,7 @@
 // CPU reference: the CPU backend's group_norm.
 //   ./group_norm [VERSION] [--peak-gbs GBS] [--n 8 --c 256 --hw 4096 --groups 32 --silu 1]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/group_norm_kernel.cuh"
 

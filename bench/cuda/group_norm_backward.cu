@@ -25,7 +25,7 @@
 // Default: a 64 x 64 level of the bottle U-Net at batch 8, 128 channels.
 //   ./group_norm_backward [VERSION] [--peak-gbs GBS] [--n 8 --c 128 --hw 4096 --groups 32 --silu 0|1]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/group_norm_backward_kernel.cuh"
 #include "kernels/cuda/launch.h"

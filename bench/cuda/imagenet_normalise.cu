@@ -7,8 +7,8 @@
 //              from 32-bit index arithmetic (needs H*W % 4 == 0, so the four
 //              share a plane, and fewer than 2^31 elements); the same
 //              imagenet_normalised arithmetic
-// CPU reference: hostops::imagenet_normalise (engine/cpu_image_ops.h), the
-// same MDPS_HD arithmetic (engine/anomaly_map_arith.h), bit-equal under the
+// CPU reference: hostops::imagenet_normalise (kernels/cpu/cpu_image_ops.h), the
+// same MDPS_HD arithmetic (kernels/shared/anomaly_map_arith.h), bit-equal under the
 // emulation; on a GPU nvcc may contract (v + 1) * 0.5 - mean to an fma (the
 // product is exact, so the result should not change) and the divisions are
 // IEEE, hence the small tolerance 1e-6 (relative) only as a margin.
@@ -16,7 +16,7 @@
 // y aliasing x is allowed, so neither version uses __restrict__).
 //   ./imagenet_normalise [VERSION] [--peak-gbs GBS] [--n 8 --h 256 --w 256]
 #include "bench/cuda/common.h"
-#include "engine/cpu_image_ops.h"
+#include "kernels/cpu/cpu_image_ops.h"
 #include "kernels/cuda/imagenet_normalise_kernel.cuh"
 #include "kernels/cuda/launch.h"
 

@@ -17,11 +17,11 @@
 // Both scan the window in the CPU's order with max_of (m < v ? v : m) from
 // -inf: a -inf pad never replaces the running max, so padding instead of
 // clipping gives the same bits (signed zeros and NaN included).
-// CPU reference: hostops::max_pool3x3_s2 (engine/cpu_image_ops.h): comparisons
+// CPU reference: hostops::max_pool3x3_s2 (kernels/cpu/cpu_image_ops.h): comparisons
 // only, so both versions must match exactly (tolerance 0).
 //   ./max_pool3x3 [VERSION] [--peak-gbs GBS] [--n 8 --c 64 --h 128 --w 128]
 #include "bench/cuda/common.h"
-#include "engine/cpu_image_ops.h"
+#include "kernels/cpu/cpu_image_ops.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/max_pool3x3_kernel.cuh"
 

@@ -7,7 +7,7 @@
 // may contract to fma, hence the tolerance).
 //   ./mdps_step [VERSION] [--peak-gbs GBS] [--n 8 --c 3 --h 256 --w 256]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/mdps_step_kernel.cuh"
 

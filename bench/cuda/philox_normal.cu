@@ -11,18 +11,18 @@
 //              cudaMalloc'd dst and offset % 4 == 0); scalar stores otherwise
 //              (the first and last block of an unaligned range, or every
 //              block of a misaligned one), so any offset stays correct
-// CPU reference: the host stream, engine/noise.h's philox_fill_normal (what
+// CPU reference: the host stream, engine/diffusion/noise.h's philox_fill_normal (what
 // PhiloxNoise fills a CPU tensor with). The Philox bits and uniforms are
 // bit-identical; logf/cosf/sinf differ from glibc's by an ulp or two
-// (engine/philox.h), hence the tolerance of tests/test_cuda_backend.cpp (1e-5;
+// (kernels/shared/philox.h), hence the tolerance of tests/kernels/test_cuda_backend.cpp (1e-5;
 // validate measures it against max(1, |ref|), never looser than that absolute
 // bound for normals of magnitude <= 6).
 // The grid is the launcher's: elementwise_blocks(Philox blocks, block).
 //   ./philox_normal [VERSION] [--peak-gbs GBS] [--n 1572864 --offset 0]
 // (--offset 1..3 exercises the range edges and version 2's scalar fallback.)
 #include "bench/cuda/common.h"
-#include "engine/noise.h"
-#include "engine/philox.h"
+#include "engine/diffusion/noise.h"
+#include "kernels/shared/philox.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/philox_normal_kernel.cuh"
 

@@ -8,14 +8,14 @@
 //              each image (one per channel plane), one float4 store, 32-bit
 //              index arithmetic (needs H*W % 4 == 0 and fewer than 2^31
 //              input elements); the same pixel_distance_at arithmetic
-// CPU reference: hostops::pixel_distance (engine/cpu_image_ops.h), the same
-// MDPS_HD arithmetic (engine/anomaly_map_arith.h), bit-equal under the
+// CPU reference: hostops::pixel_distance (kernels/cpu/cpu_image_ops.h), the same
+// MDPS_HD arithmetic (kernels/shared/anomaly_map_arith.h), bit-equal under the
 // emulation; on a GPU nvcc may contract (v + 1) * 0.5 - mean to an fma (an
 // exact product, so no change expected), hence the tolerance 1e-6 (relative)
 // as a margin only.
 //   ./pixel_distance [VERSION] [--peak-gbs GBS] [--n 8 --h 256 --w 256]
 #include "bench/cuda/common.h"
-#include "engine/cpu_image_ops.h"
+#include "kernels/cpu/cpu_image_ops.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/pixel_distance_kernel.cuh"
 

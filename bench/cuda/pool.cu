@@ -20,7 +20,7 @@
 // fma), so every version must match exactly (tolerance 0).
 //   ./pool [VERSION] [--peak-gbs GBS] [--n 8 --c 128 --h 64 --w 64]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/pool_kernel.cuh"
 

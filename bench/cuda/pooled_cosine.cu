@@ -8,7 +8,7 @@
 // CPU reference: mean_pool3x3 + cosine_distance of engine/cpu_image_ops.
 //   ./pooled_cosine [VERSION] [--peak-gbs GBS] [--n 8 --c 512 --h 32 --w 32]
 #include "bench/cuda/common.h"
-#include "engine/cpu_image_ops.h"
+#include "kernels/cpu/cpu_image_ops.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/pooled_cosine_kernel.cuh"
 

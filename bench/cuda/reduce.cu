@@ -37,7 +37,7 @@
 //   ./reduce [VERSION] [--peak-gbs GBS] [--op all|sum|sum_squares|max|row_sum|column_sum]
 //            [--n 1572864 --n-max 524288 --rows 512 --L 65536 --col-rows 8 --cols 256]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/reduce_kernel.cuh"

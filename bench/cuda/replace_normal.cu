@@ -1,6 +1,6 @@
 // Playground: the authors' masked variant's replacement, in place over x_t
 // [N, C, H, W] with the mask [N, 1, H, W] broadcast over channels:
-// x = m != 0 ? x : sqrt_a y + sqrt_1ma z_fixed (engine/mdps_step.h's
+// x = m != 0 ? x : sqrt_a y + sqrt_1ma z_fixed (kernels/shared/mdps_step.h's
 // replace_normal_element), once per sampling step over [8, 3, 256, 256].
 //   version 1  the production kernel (kernels/cuda/replace_normal_kernel.cuh):
 //              one element per thread, grid-stride, 64-bit division and
@@ -11,13 +11,13 @@
 // The replacement is idempotent, so the timed launches repeat it in place;
 // validation starts from the original x each time.
 // CPU reference: the CPU backend's replace_normal (the same MDPS_HD
-// arithmetic). Tolerance 1e-6, that of tests/test_cuda_backend.cpp: the GPU
+// arithmetic). Tolerance 1e-6, that of tests/kernels/test_cuda_backend.cpp: the GPU
 // contracts sqrt_a y + sqrt_1ma z into an fma (<= 1 ulp of the larger term).
-// The mask holds exact 0s and 1s and fractions (as tests/test_cuda_kernels_emu.cpp's).
+// The mask holds exact 0s and 1s and fractions (as tests/kernels/test_cuda_kernels_emu.cpp's).
 //   ./replace_normal [VERSION] [--peak-gbs GBS] [--n 8 --c 3 --h 256 --w 256]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
-#include "engine/mdps_step.h"
+#include "engine/core/backend.h"
+#include "kernels/shared/mdps_step.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/replace_normal_kernel.cuh"
 

@@ -8,8 +8,8 @@
 //              four column taps, one float4 store, 32-bit index arithmetic
 //              (needs W % 4 == 0 and fewer than 2^31 outputs); the same
 //              bilinear_tap_align_corners / bilinear_mix arithmetic
-// CPU reference: hostops::resize_bilinear_align_corners (engine/cpu_image_ops.h),
-// the same MDPS_HD arithmetic (engine/anomaly_map_arith.h), bit-equal under
+// CPU reference: hostops::resize_bilinear_align_corners (kernels/cpu/cpu_image_ops.h),
+// the same MDPS_HD arithmetic (kernels/shared/anomaly_map_arith.h), bit-equal under
 // the emulation. On a GPU the blend's products and sums become fmas (the
 // sm_90 PTX shows them), and the tap weight src - k (src = scale * o) is a
 // mul.f32 and a sub.f32 that ptxas may still fuse to fma(scale, o, -k),
@@ -19,7 +19,7 @@
 // 1e-6 + 4 * max(Hi, Wi) * 2^-24, relative (about 1.6e-5 at 64 x 64).
 //   ./resize_bilinear [VERSION] [--peak-gbs GBS] [--n 8 --c 1 --hi 64 --wi 64 --h 256 --w 256]
 #include "bench/cuda/common.h"
-#include "engine/cpu_image_ops.h"
+#include "kernels/cpu/cpu_image_ops.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/resize_bilinear_kernel.cuh"
 

@@ -6,7 +6,7 @@
 // CPU reference: the CPU backend's softmax.
 //   ./softmax [VERSION] [--peak-gbs GBS] [--rows 32768 --L 1024]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/softmax_kernel.cuh"
 

@@ -16,7 +16,7 @@
 // 1024 keys for 8 * 4 * 1024 queries.
 //   ./softmax_backward [VERSION] [--peak-gbs GBS] [--rows 32768 --L 1024]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/softmax_backward_kernel.cuh"
 

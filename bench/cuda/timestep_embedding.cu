@@ -1,6 +1,6 @@
 // Playground: the sinusoidal timestep embedding, t [N] -> y [N, dim],
 // y[n, i] = sin(t_n f_i), y[n, half + i] = cos(t_n f_i), f_i = exp(-ln(10000) i / half),
-// an odd dim's last column zeroed (engine/timestep_embedding.h's arithmetic).
+// an odd dim's last column zeroed (kernels/shared/timestep_embedding.h's arithmetic).
 //   version 1  the production kernel (kernels/cuda/timestep_embedding_kernel.cuh):
 //              one thread per (sample, frequency) pair, grid-stride; the
 //              frequency (a double exp) recomputed for every sample, sin and
@@ -12,7 +12,7 @@
 //              samples looped; double sin and cos as production, so
 //              bit-identical to version 1
 // CPU reference: the CPU backend's timestep_embedding. Tolerance 1e-6, that of
-// tests/test_cuda_backend.cpp (device double exp/sin/cos may differ from
+// tests/kernels/test_cuda_backend.cpp (device double exp/sin/cos may differ from
 // glibc's in the last double ulp: a float ulp at a rounding tie); version 2's
 // sincosf is within 2 float ulps of the exact value (|y| <= 1: <= 1.2e-7), inside it.
 // The timesteps are whole numbers in [0, 1000) (the sampler's and the trainer's).
@@ -20,8 +20,8 @@
 // e.g. 64: pass --dim 64). A launch-latency-bound kernel at these sizes.
 //   ./timestep_embedding [VERSION] [--peak-gbs GBS] [--n 8 --dim 256]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
-#include "engine/timestep_embedding.h"
+#include "engine/core/backend.h"
+#include "kernels/shared/timestep_embedding.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/timestep_embedding_kernel.cuh"
 

@@ -18,7 +18,7 @@
 // shared arrays are sized by kTopKCapacity, not by the block, so the sweep
 // covers the usual sizes (production: kTopKBlock = 512).
 // CPU reference: hostops::topk_mean and hostops::softmax_topk_sum
-// (engine/cpu_image_ops.h), what the CPU image_scores computes per map.
+// (kernels/cpu/cpu_image_ops.h), what the CPU image_scores computes per map.
 // Tolerances (the emulation test's): the top-k mean bit for bit; the softmax
 // score within (n + 1) 2^-53 relative (its denominator is a reordered double sum).
 // Default: the anomaly maps of a batch of 8 at 256 x 256 and the engine's
@@ -27,7 +27,7 @@
 // the maps fit there).
 //   ./topk_score [VERSION] [--peak-gbs GBS] [--maps 8 --n 65536 --k 500 --softmax 0|1]
 #include "bench/cuda/common.h"
-#include "engine/cpu_image_ops.h"
+#include "kernels/cpu/cpu_image_ops.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/topk_score_kernel.cuh"

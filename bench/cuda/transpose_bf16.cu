@@ -6,12 +6,12 @@
 //              reads and writes coalesced
 //   version 2  one element per thread, no shared memory: coalesced reads,
 //              writes R elements apart
-// CPU reference: the transpose with engine/bf16.h's rounding (exact match).
+// CPU reference: the transpose with kernels/shared/bf16.h's rounding (exact match).
 // The default size is the bottle U-Net's 32 x 32 attention at batch 8:
 // 8 samples x 4 heads x (q, k, v) of 64 channels over 1024 tokens.
 //   ./transpose_bf16 [VERSION] [--peak-gbs GBS] [--n 96 --R 64 --C 1024]
 #include "bench/cuda/common.h"
-#include "engine/bf16.h"
+#include "kernels/shared/bf16.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/transpose_bf16_kernel.cuh"
 

@@ -19,7 +19,7 @@
 // to an fma), so every version must match exactly (tolerance 0).
 //   ./upsample [VERSION] [--peak-gbs GBS] [--n 8 --c 128 --h 32 --w 32]
 #include "bench/cuda/common.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/upsample_kernel.cuh"
 

@@ -1,7 +1,7 @@
 // SiLU and last-dimension softmax with their backward ops.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
-#include "engine/trace.h"
+#include "engine/core/trace.h"
 
 namespace mdps {
 

@@ -10,8 +10,8 @@
 // only on the block size (fixed per L), not on the thread count. Its products
 // with a deep inner dimension (over queries or keys) go through sgemm; the
 // one over channels (dp = g^T v, as shallow as q^T k) uses the score tiles.
-#include "engine/attention_dims.h"
-#include "engine/trace.h"
+#include "engine/core/attention_dims.h"
+#include "engine/core/trace.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/attention_tiles.h"
 #include "kernels/cpu/cpu_util.h"

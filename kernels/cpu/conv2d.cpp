@@ -16,7 +16,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/cpu_util.h"
-#include "engine/trace.h"
+#include "engine/core/trace.h"
 #include <cstring>
 
 namespace mdps {

@@ -1,6 +1,6 @@
 // CPU backend: memory, copies, threads. Ops are in the sibling files.
 #include "kernels/cpu/cpu_backend.h"
-#include "engine/thread_pool.h"
+#include "engine/core/thread_pool.h"
 #include <cblas.h>
 #include <cstdlib>
 #include <cstring>

@@ -2,7 +2,7 @@
 // through the engine's ThreadPool, matrix products through OpenBLAS sgemm.
 // Op bodies live one idea per file in kernels/cpu/*.cpp.
 #pragma once
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include <map>
 #include <mutex>
 #include <vector>
@@ -79,7 +79,7 @@ class CpuBackend final : public Backend {
                       float sqrt_1ma) override;
   void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) override;
 
-  // The image ops (kernels/cpu/image_ops.cpp): engine/cpu_image_ops.h's forms.
+  // The image ops (kernels/cpu/image_ops.cpp): kernels/cpu/cpu_image_ops.h's forms.
   void relu(const Tensor& x, Tensor& y) override;
   void max_pool3x3_s2(const Tensor& x, Tensor& y) override;
   void imagenet_normalise(const Tensor& x, Tensor& y) override;

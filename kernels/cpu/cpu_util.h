@@ -1,9 +1,9 @@
 // Helpers shared by the CPU op files: work splitting, BLAS threading, and a
 // per-thread scratch buffer for im2col.
 #pragma once
-#include "engine/common.h"
-#include "engine/tensor.h"
-#include "engine/thread_pool.h"
+#include "engine/core/common.h"
+#include "engine/core/tensor.h"
+#include "engine/core/thread_pool.h"
 #include <cblas.h>
 #include <algorithm>
 #include <cmath>

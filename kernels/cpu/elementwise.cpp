@@ -2,7 +2,7 @@
 // inputs) and the per-(sample, channel) bias with its reduction.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
-#include "engine/mdps_step.h"
+#include "kernels/shared/mdps_step.h"
 
 namespace mdps {
 

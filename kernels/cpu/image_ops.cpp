@@ -1,12 +1,12 @@
 // The feature extractor's and the anomaly map's image ops on the CPU: the
-// reference forms of engine/cpu_image_ops.h written into the caller's output.
+// reference forms of kernels/cpu/cpu_image_ops.h written into the caller's output.
 // They run once per image (not per sampler step), so they stay single-threaded
-// and plain; the arithmetic per value is engine/anomaly_map_arith.h's, which
+// and plain; the arithmetic per value is kernels/shared/anomaly_map_arith.h's, which
 // the CUDA kernels share.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
-#include "engine/anomaly_map_arith.h"
-#include "engine/cpu_image_ops.h"
+#include "kernels/shared/anomaly_map_arith.h"
+#include "kernels/cpu/cpu_image_ops.h"
 
 namespace mdps {
 

@@ -1,7 +1,7 @@
 // CPU body of the fused MDPS step: the per-element arithmetic is
-// engine/mdps_step.h, the same function the CUDA kernel calls.
+// kernels/shared/mdps_step.h, the same function the CUDA kernel calls.
 #include "kernels/cpu/cpu_backend.h"
-#include "engine/thread_pool.h"
+#include "engine/core/thread_pool.h"
 
 namespace mdps {
 

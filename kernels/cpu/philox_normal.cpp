@@ -1,10 +1,10 @@
 // The Philox normal stream into a CPU tensor, chunks over the pool: element
 // i is philox::normal_at(seed, stream, offset + i) whichever thread draws it
-// (engine/noise.cpp's philox_fill_normal handles a chunk that starts inside
+// (engine/core/philox_draws.cpp's philox_fill_normal handles a chunk that starts inside
 // a block of four), so the values do not depend on the thread count.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
-#include "engine/noise.h"
+#include "engine/core/philox_draws.h"
 
 namespace mdps {
 

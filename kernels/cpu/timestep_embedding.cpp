@@ -1,9 +1,9 @@
 // Sinusoidal timestep embedding: y[n] = [sin(t f_i)..., cos(t f_i)...],
-// f_i = exp(-ln(10000) i / half); the arithmetic is engine/timestep_embedding.h
+// f_i = exp(-ln(10000) i / half); the arithmetic is kernels/shared/timestep_embedding.h
 // (shared with the CUDA kernel). An odd dim gets a zero last column.
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
-#include "engine/timestep_embedding.h"
+#include "kernels/shared/timestep_embedding.h"
 
 namespace mdps {
 

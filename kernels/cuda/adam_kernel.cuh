@@ -3,7 +3,7 @@
 // step-dependent scalars are computed once on the host (adam_scalars).
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include <math.h>
 
 namespace mdps::cuda {

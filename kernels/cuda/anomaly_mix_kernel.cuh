@@ -3,7 +3,7 @@
 // reduction left them, so the host never waits for them.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/anomaly_map_arith.h"
+#include "kernels/shared/anomaly_map_arith.h"
 
 namespace mdps::cuda {
 

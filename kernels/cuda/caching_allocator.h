@@ -1,6 +1,6 @@
 // The caching logic of the CUDA backend's device allocator, over an abstract
 // DeviceMemory (cudaMalloc/cudaFree in device_allocator.cpp; a fake in
-// tests/test_caching_allocator.cpp, so that this code runs on machines without
+// tests/kernels/test_caching_allocator.cpp, so that this code runs on machines without
 // a GPU). Freed blocks go to a free list per rounded size and are handed out
 // again without touching the driver. Reuse is stream-ordered: every kernel,
 // copy and library call of the backend runs on one stream, so work enqueued
@@ -9,7 +9,7 @@
 // allocation fails (then retried once) and on release(). Header-only and free
 // of CUDA headers.
 #pragma once
-#include "engine/common.h"
+#include "engine/core/common.h"
 #include <cstddef>
 #include <map>
 #include <mutex>

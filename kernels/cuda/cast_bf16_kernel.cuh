@@ -1,9 +1,9 @@
 // The casts of `--precision bf16`: the products' float32 inputs to bfloat16
-// (round to nearest even, engine/bf16.h) before cuBLAS / cuDNN, and cuDNN's
+// (round to nearest even, kernels/shared/bf16.h) before cuBLAS / cuDNN, and cuDNN's
 // bfloat16 outputs back to float32. One element per thread, grid-stride.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/bf16.h"
+#include "kernels/shared/bf16.h"
 
 namespace mdps::cuda {
 

@@ -4,8 +4,8 @@
 // so Nsight Systems shows the op names on the timeline.
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/launch.h"
-#include "engine/attention_dims.h"
-#include "engine/cpu_image_ops.h"
+#include "engine/core/attention_dims.h"
+#include "kernels/cpu/cpu_image_ops.h"
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <algorithm>

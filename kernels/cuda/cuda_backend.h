@@ -2,7 +2,7 @@
 // cuBLAS for products, cuDNN for convolutions and the hand-written kernels of
 // kernels/cuda/*.cu. docs/gpu.md says what has (never) run on a GPU.
 #pragma once
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/device_allocator.h"
 #include "kernels/cuda/cudnn_conv.h"
@@ -92,8 +92,8 @@ class CudaBackend final : public Backend {
   // Standard normals philox::normal_at(seed, stream_id, offset + i) into x.
   void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) override;
 
-  // The image ops: the CUDA forms of engine/cpu_image_ops.h, over the
-  // arithmetic of engine/anomaly_map_arith.h.
+  // The image ops: the CUDA forms of kernels/cpu/cpu_image_ops.h, over the
+  // arithmetic of kernels/shared/anomaly_map_arith.h.
   void relu(const Tensor& x, Tensor& y) override;
   void max_pool3x3_s2(const Tensor& x, Tensor& y) override;
   void imagenet_normalise(const Tensor& x, Tensor& y) override;

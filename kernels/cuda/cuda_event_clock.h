@@ -1,11 +1,11 @@
-// The trace's device clock on CUDA (engine/trace.h): a mark is a CUDA event
+// The trace's device clock on CUDA (engine/core/trace.h): a mark is a CUDA event
 // recorded on the backend's stream, so an op's device time is the time
 // between the events recorded before and after its launches, as Nsight would
 // measure it on that stream. Events are created on first use and reused after
 // every trace::start(); at most kMaxMarks are kept per trace (later marks
 // return -1 and those ops get no device time).
 #pragma once
-#include "engine/trace.h"
+#include "engine/core/trace.h"
 #include "kernels/cuda/launchers.h"
 #include <mutex>
 #include <vector>

@@ -1,5 +1,5 @@
 #include "kernels/cuda/cudnn_attention.h"
-#include "engine/common.h"
+#include "engine/core/common.h"
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <cstdio>

@@ -3,7 +3,7 @@
 // for the backward), reached through the backend descriptor API because the
 // header-only cudnn-frontend is not a dependency. Flash attention never
 // holds the [tokens x tokens] weights, where the generic path (cuBLAS
-// products and the softmax kernel, engine/backend_attention.cpp) stores them.
+// products and the softmax kernel, engine/core/backend_attention.cpp) stores them.
 //
 // cuDNN decides at run time which shapes its engines take. Every step that
 // can refuse (the operation, the graph, the heuristics, the plan, the

@@ -1,6 +1,6 @@
 #include "kernels/cuda/cudnn_conv.h"
 #include "kernels/cuda/launchers.h"
-#include "engine/common.h"
+#include "engine/core/common.h"
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <vector>

@@ -1,5 +1,5 @@
 #include "kernels/cuda/cudnn_handle.h"
-#include "engine/common.h"
+#include "engine/core/common.h"
 #include <cudnn.h>
 
 namespace mdps::cuda {

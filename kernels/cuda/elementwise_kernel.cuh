@@ -5,7 +5,7 @@
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
 #include "kernels/cuda/ew_op.h"
-#include "engine/mdps_step.h"
+#include "kernels/shared/mdps_step.h"
 #include <math.h>
 
 namespace mdps::cuda {

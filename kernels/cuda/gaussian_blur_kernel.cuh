@@ -2,12 +2,12 @@
 // gaussian_blur: odd kernel, reflect border) as two grid-stride passes, one
 // output element per thread: rows into a double plane, then columns from it
 // rounded to float. The double intermediate and the tap order are the CPU's
-// (engine/anomaly_map_arith.h), so the results agree bit for bit under
+// (kernels/shared/anomaly_map_arith.h), so the results agree bit for bit under
 // emulation. The taps travel by value in the kernel parameters (constant
 // bank), so the launch needs no device copy of them.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/anomaly_map_arith.h"
+#include "kernels/shared/anomaly_map_arith.h"
 
 namespace mdps::cuda {
 

@@ -1,10 +1,10 @@
 // ImageNet normalisation of images in [-1, 1] before the feature extractor,
 // one element per thread: ((v + 1) / 2 - mean_c) / std_c through
-// engine/anomaly_map_arith.h, the CPU's arithmetic, so the two agree bit for
+// kernels/shared/anomaly_map_arith.h, the CPU's arithmetic, so the two agree bit for
 // bit under emulation.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/anomaly_map_arith.h"
+#include "kernels/shared/anomaly_map_arith.h"
 
 namespace mdps::cuda {
 

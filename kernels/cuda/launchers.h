@@ -2,7 +2,7 @@
 // Each enqueues its kernel on `stream` and checks the launch; none waits.
 // Pointers are device memory. Kept free of CUDA headers so plain C++ includes it.
 #pragma once
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "kernels/cuda/ew_op.h"
 #include <cstdint>
 
@@ -47,7 +47,7 @@ void launch_upsample_nearest2_backward(const float* dy, float* dx, int64_t plane
 void launch_timestep_embedding(const float* t, float* y, int64_t N, int64_t dim, Stream stream);
 // out[0] = the largest value of x (n >= 1); partial: sum_partial_blocks(n) floats of scratch.
 void launch_max(const float* x, int64_t n, float* partial, float* out, Stream stream);
-// The feature extractor's and the anomaly map's pieces (engine/anomaly_map_arith.h holds the shared arithmetic).
+// The feature extractor's and the anomaly map's pieces (kernels/shared/anomaly_map_arith.h holds the shared arithmetic).
 // y [N,3,hw] = the ImageNet normalisation of x [N,3,hw] in [-1,1] (y may alias x).
 void launch_imagenet_normalise(const float* x, float* y, int64_t N, int64_t hw, Stream stream);
 // y [N,1,hw] = the pixel term of images a, b [N,3,hw].

@@ -1,10 +1,10 @@
 // The ResNet stem's nn.MaxPool2d(3, stride 2, padding 1), one output element
 // per thread; the window is clipped to the image (padding never wins) and
-// scanned in the CPU's order (engine/anomaly_map_arith.h), so the result and
+// scanned in the CPU's order (kernels/shared/anomaly_map_arith.h), so the result and
 // the treatment of NaN match the CPU's exactly.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/anomaly_map_arith.h"
+#include "kernels/shared/anomaly_map_arith.h"
 
 namespace mdps::cuda {
 

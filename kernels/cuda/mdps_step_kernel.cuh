@@ -1,8 +1,8 @@
 // The fused MDPS step: masked epsilon fusion, x0_hat and the DDIM update in one
-// pass over memory. The arithmetic is engine/mdps_step.h, shared with the CPU.
+// pass over memory. The arithmetic is kernels/shared/mdps_step.h, shared with the CPU.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/mdps_step.h"
+#include "kernels/shared/mdps_step.h"
 
 namespace mdps::cuda {
 

@@ -1,10 +1,10 @@
-// Standard normal draws from the Philox stream (engine/philox.h): element i of
+// Standard normal draws from the Philox stream (kernels/shared/philox.h): element i of
 // dst is philox::normal_at(seed, stream, offset + i). Each thread computes one
 // Philox block (four normals) and writes those of its lanes inside the range,
 // so a range starting or ending inside a block needs no special case.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/philox.h"
+#include "kernels/shared/philox.h"
 
 namespace mdps::cuda {
 

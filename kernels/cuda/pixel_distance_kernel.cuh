@@ -1,10 +1,10 @@
 // The anomaly map's pixel term, one output pixel per thread: the mean over
 // the three channels of |normalised a - normalised b| (the authors' order, in
-// engine/anomaly_map_arith.h, shared with the CPU: bit-equal under emulation).
+// kernels/shared/anomaly_map_arith.h, shared with the CPU: bit-equal under emulation).
 // The normalised images are never stored.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/anomaly_map_arith.h"
+#include "kernels/shared/anomaly_map_arith.h"
 
 namespace mdps::cuda {
 

@@ -3,12 +3,12 @@
 // similarity over channels, one output pixel per thread. The pooled maps are
 // never stored; each thread walks the channels in order with a double
 // accumulator, exactly as the CPU's cosine_distance(mean_pool3x3(a),
-// mean_pool3x3(b)) does (engine/anomaly_map_arith.h), so the two agree bit for
+// mean_pool3x3(b)) does (kernels/shared/anomaly_map_arith.h), so the two agree bit for
 // bit under emulation. Neighbouring threads read neighbouring pixels of the
 // same channel, so the 9-point windows coalesce and hit in L1.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/anomaly_map_arith.h"
+#include "kernels/shared/anomaly_map_arith.h"
 
 namespace mdps::cuda {
 

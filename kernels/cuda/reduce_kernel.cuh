@@ -6,7 +6,7 @@
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
 #include "kernels/cuda/block_reduce.cuh"
-#include "engine/anomaly_map_arith.h"
+#include "kernels/shared/anomaly_map_arith.h"
 
 namespace mdps::cuda {
 

@@ -1,8 +1,8 @@
 // The authors' masked variant: the normal region of x_t replaced (in place) by
-// a forward-noising of y with one fixed z; arithmetic from engine/mdps_step.h.
+// a forward-noising of y with one fixed z; arithmetic from kernels/shared/mdps_step.h.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/mdps_step.h"
+#include "kernels/shared/mdps_step.h"
 
 namespace mdps::cuda {
 

@@ -1,11 +1,11 @@
 // F.interpolate(mode="bilinear", align_corners=True), one output element per
 // thread (grid-stride): each thread recomputes its row's and column's source
 // taps (a few float operations, cheaper than a table in memory) with the CPU's
-// arithmetic (engine/anomaly_map_arith.h), so the two agree bit for bit under
+// arithmetic (kernels/shared/anomaly_map_arith.h), so the two agree bit for bit under
 // emulation.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/anomaly_map_arith.h"
+#include "kernels/shared/anomaly_map_arith.h"
 
 namespace mdps::cuda {
 

@@ -1,7 +1,7 @@
 // Where cuDNN's fused attention finds each tensor (kernels/cuda/cudnn_attention.cpp):
 // the dimensions [b, h, s, d], strides and offset from the buffer's start of
 // each descriptor, in elements. Plain C++, so that a CPU test can read the
-// buffers through exactly these numbers (tests/test_cuda_kernels_emu.cpp) and
+// buffers through exactly these numbers (tests/kernels/test_cuda_kernels_emu.cpp) and
 // check them against the authors' attention without a GPU.
 //
 // The buffers (transpose_bf16_kernel.cuh fills and empties them):

@@ -1,8 +1,8 @@
 // Sinusoidal timestep embedding, one thread per (sample, frequency) pair; the
-// arithmetic is engine/timestep_embedding.h, shared with the CPU backend.
+// arithmetic is kernels/shared/timestep_embedding.h, shared with the CPU backend.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/timestep_embedding.h"
+#include "kernels/shared/timestep_embedding.h"
 
 namespace mdps::cuda {
 

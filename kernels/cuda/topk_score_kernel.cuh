@@ -17,8 +17,8 @@
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
 #include "kernels/cuda/block_reduce.cuh"
-#include "engine/anomaly_map_arith.h"
-#include "engine/float_bits.h"
+#include "kernels/shared/anomaly_map_arith.h"
+#include "kernels/shared/float_bits.h"
 #include <math.h>
 #include <stdint.h>
 

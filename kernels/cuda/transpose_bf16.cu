@@ -1,7 +1,7 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/transpose_bf16_kernel.cuh"
-#include "engine/common.h"
+#include "engine/core/common.h"
 
 namespace mdps::cuda {
 

@@ -5,11 +5,11 @@
 // batched transpose per direction, cast on the way, x [n, R, C] -> y [n, C, R].
 // 32 x 32 tiles pass through shared memory (one column of padding against bank
 // conflicts), so that both the reads and the writes are coalesced; the tile
-// holds float32, exact for either side. Rounding is engine/bf16.h's, as in
+// holds float32, exact for either side. Rounding is kernels/shared/bf16.h's, as in
 // every other bf16 cast.
 #pragma once
 #include "kernels/cuda/emu/cuda_emu.h"
-#include "engine/bf16.h"
+#include "kernels/shared/bf16.h"
 
 namespace mdps::cuda {
 

@@ -1,7 +1,7 @@
 // libFuzzer target: any byte string either opens as a valid safetensors file
 // whose every tensor then reads in bounds, or is rejected with mdps::Error.
 // Anything else (a crash, a sanitizer report, another exception type) is a bug.
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>

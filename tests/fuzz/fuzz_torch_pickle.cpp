@@ -4,8 +4,8 @@
 // to the restricted unpickler directly, since inside a zip archive most
 // mutations stop at the CRC check. Anything else (a crash, a sanitizer
 // report, another exception type) is a bug.
-#include "engine/torch_checkpoint.h"
-#include "engine/torch_pickle.h"
+#include "engine/io/torch_checkpoint.h"
+#include "engine/io/torch_pickle.h"
 #include <cstdint>
 #include <cstdlib>
 #include <vector>

@@ -37,7 +37,7 @@
 #error "cuda_emu.h: host code including both the CUDA runtime headers and the kernel emulation"
 #endif
 
-#include "engine/common.h"
+#include "engine/core/common.h"
 #include <ucontext.h>
 #include <cmath>
 #include <cstdint>

@@ -1,0 +1,72 @@
+#include "engine/detect/anomaly_map.h"
+#include "engine/diffusion/sampler.h"
+#include "engine/core/trace.h"
+
+namespace mdps {
+
+namespace {
+
+// Sum over the chosen stages of the resized per-stage distances, [N,1,H,W]
+// on the images' backend.
+Tensor feature_term(const ResNetFeatures& fe, const Tensor& image, const Tensor& recon,
+                    const std::vector<int>& layers) {
+  MDPS_CHECK(!layers.empty(), "anomaly map: no feature layers chosen");
+  Backend& be = image.backend();
+  const int64_t N = image.dim(0), H = image.dim(2), W = image.dim(3);
+  std::vector<Tensor> fr = fe.forward(imagenet_normalise(recon), layers);
+  std::vector<Tensor> fi = fe.forward(imagenet_normalise(image), layers);
+  Tensor sum = Tensor::empty({N, 1, H, W}, be);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const Tensor r = fr[l].device() == image.device() ? fr[l] : fr[l].to(be);
+    const Tensor i = fi[l].device() == image.device() ? fi[l] : fi[l].to(be);
+    Tensor d = Tensor::empty({N, 1, r.dim(2), r.dim(3)}, be);
+    be.pooled_cosine_distance(r, i, d, 1e-8f);
+    Tensor up = l == 0 ? sum : Tensor::empty({N, 1, H, W}, be);
+    be.resize_bilinear_align_corners(d, up);
+    if (l > 0) be.add(sum, up, sum);
+  }
+  return sum;
+}
+
+}  // namespace
+
+AnomalyMaps anomaly_map(const ResNetFeatures* features, const Tensor& image, const Tensor& recon,
+                        const AnomalyMapSettings& s) {
+  MDPS_CHECK(image.defined() && recon.defined() && image.ndim() == 4 && image.dim(1) == 3 &&
+                 image.shape() == recon.shape() && image.numel() > 0,
+             "anomaly map: image ", image.defined() ? image.describe() : std::string("undefined"),
+             " and reconstruction ", recon.defined() ? recon.describe() : std::string("undefined"),
+             " must both be [N,3,H,W] of one shape");
+  // Every step runs on the image's backend; nothing waits until a map is read.
+  trace::Scope span("anomaly_map", "span");
+  if (span.active()) span.shape("image", image.shape());
+  Backend& be = image.backend();
+  const Tensor rec = recon.device() == image.device() ? recon : recon.to(be);
+  const int64_t N = image.dim(0), H = image.dim(2), W = image.dim(3);
+  Tensor pixel = pixel_anomaly_map(rec, image);
+  Tensor feature, mix;
+  if (features) {
+    feature = feature_term(*features, image, rec, s.layers);
+    Tensor max_f = Tensor::empty({1}, be), max_p = Tensor::empty({1}, be);
+    be.max(feature, max_f);
+    be.max(pixel, max_p);
+    mix = Tensor::empty({N, 1, H, W}, be);
+    be.anomaly_mix(feature, pixel, max_f, max_p, s.eta, mix);
+  } else {
+    feature = Tensor::zeros({N, 1, H, W}, be);
+    mix = pixel;
+  }
+  Tensor combined = Tensor::empty({N, 1, H, W}, be);
+  be.gaussian_blur(mix, s.blur_kernel, s.blur_sigma, combined);
+  be.scale(combined, 0.5f, combined);
+  return AnomalyMaps{pixel, feature, combined};
+}
+
+std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k) {
+  MDPS_CHECK(maps.defined() && maps.ndim() == 4 && maps.dim(1) == 1 && maps.numel() > 0, "image score: maps ",
+             maps.defined() ? maps.describe() : std::string("undefined"), " are not [N,1,H,W]");
+  std::vector<double> s = maps.backend().image_scores(maps, kind, k);
+  return std::vector<float>(s.begin(), s.end());
+}
+
+}  // namespace mdps

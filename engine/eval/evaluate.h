@@ -1,0 +1,151 @@
+// The evaluation protocol (spec sections 4-6) as a library: a data set in
+// MVTec AD / BTAD layout in, anomaly maps, image scores and every metric out,
+// plus the report files `mdps eval` writes.
+//
+// Batches of `batch` test images in file order: round 1 (Ns repeats
+// stacked), anomaly maps averaged over Ns, the mask (per image, or with
+// mask_scope "dataset" min/max over all round-1 maps of the set: two passes),
+// round 2, final maps averaged over Ns, image scores. The evaluation batch is
+// also the guidance group and the group of the eta combination's maxima.
+// Noise: Philox(seed, stream 2b) for round 1 and 2b+1 for round 2 of batch b,
+// so both mask scopes draw the same noise; b counts batches over the whole
+// run, also when a shard evaluates part of it (ProtocolPart, engine/eval/shard.h).
+#pragma once
+#include "engine/core/atomic_file.h"
+#include "engine/detect/anomaly_map.h"
+#include "engine/detect/settings.h"
+#include "engine/io/dataset.h"
+#include "engine/io/image.h"
+#include "engine/detect/presets.h"
+#include "engine/model/resnet.h"
+#include "engine/diffusion/sampler.h"
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mdps {
+
+// Every metric as a fraction in [0,1]; NaN when undefined (e.g. one class only).
+struct EvalMetrics {
+  double image_auroc = 0, pixel_auroc = 0, aupro = 0, image_f1_max = 0, pixel_f1_max = 0;
+};
+
+// maps/masks: N images of H x W (masks nonzero = defect). Metrics that cannot
+// be computed (a single class) are NaN.
+EvalMetrics compute_metrics(const std::vector<float>& maps, const std::vector<uint8_t>& masks,
+                            const std::vector<int>& labels, const std::vector<float>& scores, int H, int W);
+
+struct EvalResult {
+  std::string name;  // category name (the root's folder name)
+  std::string layout;
+  std::vector<Sample> samples;  // evaluated images, in file order
+  std::vector<float> scores;
+  int H = 0, W = 0;             // after the crop
+  std::vector<float> maps;      // N*H*W, cropped
+  std::vector<uint8_t> masks;   // N*H*W, cropped, 0/1
+  EvalMetrics overall;
+  std::map<std::string, EvalMetrics> per_type;  // that type's images plus the good ones
+  std::map<std::string, int> type_counts;
+  double seconds = 0, seconds_per_image = 0;
+};
+
+// done images, total images, seconds since the start; pass is 1 or 2 with
+// mask_scope dataset (pass 1 only runs round 1), else 0.
+using EvalProgressFn = std::function<void(size_t done, size_t total, double seconds, int pass)>;
+
+// The protocol on N images given batch by batch: load(begin, end) returns
+// the images [end-begin,3,S,S] in [-1,1] at the model's size S. Maps are
+// full size (no crop); recon holds repeat 0's reconstruction of each image
+// as 8-bit HWC RGB.
+struct ProtocolOutput {
+  int size = 0;
+  std::vector<float> maps;                  // N*S*S
+  std::vector<std::vector<uint8_t>> recon;  // N of S*S*3
+  std::vector<float> round1_maps;           // N*S*S with ProtocolPart::round1_only, else empty
+  double seconds = 0;
+};
+// Where the N images sit in a larger, sharded evaluation (engine/eval/shard.h).
+// The default is a whole run.
+struct ProtocolPart {
+  // Global index of the first batch: batch b of this run draws the noise
+  // streams of batch first_batch + b, so a shard samples what a single run would.
+  size_t first_batch = 0;
+  // Dataset scope, pass 1 of a shard: round 1 only, its maps in round1_maps.
+  bool round1_only = false;
+  // Dataset scope, pass 2 of a shard: these images' round-1 maps (N*S*S) and
+  // the min/max of all round-1 maps of the set, instead of pass 1.
+  const std::vector<float>* round1_maps = nullptr;
+  float round1_min = 0.f, round1_max = 0.f;
+};
+using BatchLoader = std::function<Tensor(size_t begin, size_t end)>;
+ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
+                            const EvalSettings& settings, const EvalProgressFn& progress = {},
+                            const ProtocolPart& part = {});
+Image recon_image(const ProtocolOutput& p, size_t i);
+
+// The test samples after --limit (at most `limit` per type, in file order).
+std::vector<Sample> limit_samples(const std::vector<Sample>& test, int limit);
+
+// samples[begin, end) at the model's size S: images [n,3,S,S] in [-1,1] and
+// ground-truth masks n*S*S (0/1, nearest-neighbour resized). Throws for an
+// unreadable file or a mask whose size differs from its image.
+struct EvalBatch {
+  Tensor y;
+  std::vector<Image> images;
+  std::vector<uint8_t> masks;
+};
+EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size_t end, int size);
+
+// Loads `samples` at the model's size and runs the protocol; writes the panels
+// into panels_dir when it is not empty. Throws for unreadable images,
+// masks whose size differs from their image, or a data set without both
+// normal and defective images.
+EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dataset& ds,
+                    const EvalSettings& settings, const std::string& panels_dir = "",
+                    const EvalProgressFn& progress = {});
+// evaluate()'s per-image half on an already limited list of samples (a whole
+// set or one shard of it): maps, masks, scores, timing and panels (one colour
+// scale over these samples), with name, layout, metrics and type counts left
+// empty. Every image and mask is checked before the sampling starts.
+EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, const std::vector<Sample>& samples,
+                            const EvalSettings& settings, const std::string& panels_dir = "",
+                            const EvalProgressFn& progress = {}, const ProtocolPart& part = {});
+// Throws (naming the data set root) unless `samples` has both normal and
+// defective images: the metrics need both.
+void check_normal_and_defective(const std::vector<Sample>& samples, const std::string& root);
+// evaluate()'s other half: type_counts, overall and per-type metrics from
+// r.samples, r.maps, r.masks and r.scores.
+void compute_eval_metrics(EvalResult& r);
+
+// report.json, images.csv, maps.safetensors into out_dir (created), each
+// written atomically. `extra` is merged into the report's settings (model
+// and features paths etc., as JSON members "key": value without braces).
+void write_eval_report(const EvalResult& r, const EvalSettings& s, const std::string& out_dir,
+                       const std::string& extra_json_members = "");
+// The same with the settings as their to_json() text (a merge of shards has
+// the text, not the object).
+void write_eval_report(const EvalResult& r, const std::string& settings_json, const std::string& out_dir,
+                       const std::string& extra_json_members = "");
+// The text table of overall and per-type metrics.
+std::string format_eval_table(const EvalResult& r);
+// Summary over categories: summary.json into out_dir and the table as text.
+std::string write_eval_summary(const std::vector<EvalResult>& results, const std::string& out_dir);
+
+// Loads a ResNet feature extractor, finding its tensor prefix ("", "resnet.",
+// "module.", "model."); deepest layer = the largest of `layers`. Errors say
+// the file is not a ResNet.
+std::unique_ptr<ResNetFeatures> load_features(const std::string& path, const std::vector<int>& layers,
+                                              Backend& backend);
+// The tensor-name prefix of the ResNet in `f` ("", "resnet.", "module.",
+// "model.", "backbone."); throws naming `what` when there is none.
+std::string find_resnet_prefix(const SafeTensorsFile& f, const std::string& what);
+// A U-Net from a model file, checkpoint or detector bundle, with an error
+// naming the file when it is not one.
+std::unique_ptr<UNet> load_unet(const std::string& path, Backend& backend);
+
+// Centre crop of an H x W plane: side round(H*crop), offset (H - side)/2.
+int crop_side(int size, float crop);
+
+}  // namespace mdps

@@ -1,0 +1,182 @@
+// bench/pytorch_twin.py, the U-Net in PyTorch that `mdps bench --vs-pytorch`
+// times, against the golden file and against the engine on the engine's own
+// model file; the clear error of --vs-pytorch without an interpreter, and of
+// bench --device cuda without a device.
+// The twin needs Debian's python3-torch for /usr/bin/python3: without it the
+// suite exits 77 (skipped) after the first case.
+#include <doctest/doctest.h>
+#include <map>
+#include "tests/test_util.h"
+#include "engine/core/json_mini.h"
+#include "engine/io/safetensors.h"
+#include "engine/model/unet.h"
+#include <sys/wait.h>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+using namespace mdps;
+
+namespace {
+
+const char* kPython = "/usr/bin/python3";
+
+struct Run {
+  int status = -1;
+  std::string out;  // stdout and stderr
+};
+
+Run run(const std::string& cmd) {
+  const std::string log = test::temp_dir("twin") + "/out.txt";
+  int st = std::system((cmd + " > '" + log + "' 2>&1").c_str());
+  Run r;
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.out = ss.str();
+  return r;
+}
+
+std::string twin() { return test::source_dir() + "/bench/pytorch_twin.py"; }
+
+void require_torch() {
+  if (run(std::string(kPython) + " -c 'import torch'").status != 0) {
+    std::printf("SKIPPED: %s cannot import torch (Debian's python3-torch)\n", kPython);
+    std::fflush(stdout);
+    std::exit(77);
+  }
+}
+
+json::Value last_json_line(const std::string& out) {
+  size_t e = out.find_last_not_of("\n");
+  REQUIRE(e != std::string::npos);
+  size_t b = out.rfind('\n', e);
+  return json::parse(out.substr(b == std::string::npos ? 0 : b + 1, e + 1 - (b == std::string::npos ? 0 : b + 1)),
+                     "twin output");
+}
+
+double number(const json::Value& v, const char* key) {
+  const json::Value* m = v.find(key);
+  REQUIRE_MESSAGE(m, "no ", key);
+  return m->number;
+}
+
+}  // namespace
+
+TEST_CASE("bench --vs-pytorch: a missing interpreter is a clear error before any timing") {
+  Run r = run(test::binary_dir() + "/mdps bench unet --vs-pytorch --python /nonexistent/python3 --image-size 32");
+  CHECK(r.status == 1);
+  CHECK(r.out.find("mdps: error: --python '/nonexistent/python3'") != std::string::npos);
+  CHECK(r.out.find("forward") == std::string::npos);  // nothing was timed
+}
+
+TEST_CASE("bench --device: cuda runs on the device where one exists, else a clear error before any timing") {
+  for (const char* sub : {"unet --runs 1", "sampler"}) {
+    CAPTURE(sub);
+    Run r = run(test::binary_dir() + "/mdps bench " + sub + " --device cuda --image-size 16 --batch 1");
+    CAPTURE(r.out);
+    if (r.status == 0) {
+      // A GPU machine: the figures are the device's.
+      CHECK(r.out.find(std::string(sub).rfind("unet", 0) == 0 ? "device           cuda" : "device cuda") !=
+            std::string::npos);
+      // The per-op times come from the device's clock (CUDA events).
+      Run ops = run(test::binary_dir() + "/mdps bench " + sub + " --device cuda --ops --image-size 16 --batch 1");
+      CHECK(ops.status == 0);
+      CHECK(ops.out.find("device clock: CUDA events around each op") != std::string::npos);
+    } else {
+      CHECK(r.status == 1);
+      const bool no_device = r.out.find("mdps: error: --device cuda: no CUDA device is present") != std::string::npos;
+      const bool no_build = r.out.find("mdps: error: --device cuda: this build has no CUDA backend") != std::string::npos;
+      CHECK((no_device || no_build));
+      CHECK(r.out.find("forward") == std::string::npos);
+    }
+  }
+  Run r = run(test::binary_dir() + "/mdps bench unet --device cpu --precision bf16 --image-size 16 --batch 1");
+  CHECK(r.status == 1);
+  CHECK(r.out.find("--precision bf16: the cpu backend computes in fp32 only") != std::string::npos);
+}
+
+TEST_CASE("bench --ops: the time per op of each phase, in text and JSON, the FLOPs adding up") {
+  Run r = run(test::binary_dir() +
+              "/mdps bench unet --ops --json --runs 1 --image-size 16 --base-channels 32 --batch 2 --threads 1");
+  CAPTURE(r.out);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("forward, per op (one traced run, batch 2; host clock)") != std::string::npos);
+  CHECK(r.out.find("train_step, per op") != std::string::npos);
+  json::Value j = last_json_line(r.out);
+  const json::Value* ops = j.find("ops");
+  REQUIRE(ops);
+  REQUIRE(ops->kind == json::Kind::Array);
+  std::map<std::string, double> share, flops_s;
+  std::map<std::string, int> conv_calls;
+  for (const json::Value& o : ops->items) {
+    const std::string phase = o.find("phase")->str, op = o.find("op")->str;
+    CHECK(o.find("clock")->str == "host");  // the CPU: no device clock
+    CHECK(number(o, "ms") >= 0);
+    share[phase] += number(o, "share");
+    flops_s[phase] += number(o, "gflops") * number(o, "ms") / 1e3;  // GFLOP of the op
+    if (op == "conv2d") conv_calls[phase] = int(number(o, "calls"));
+  }
+  for (const char* phase : {"forward", "guidance", "train_step"}) {
+    CAPTURE(phase);
+    CHECK(share[phase] == doctest::Approx(1.0).epsilon(1e-6));
+    CHECK(conv_calls[phase] > 0);
+    CHECK(conv_calls[phase] == conv_calls["forward"]);  // one forward in each
+  }
+  // The forward's ops carry the FLOPs the bench counts per image.
+  CHECK(flops_s["forward"] == doctest::Approx(number(j, "gflop_per_image") * 2).epsilon(1e-3));
+  Run both = run(test::binary_dir() + "/mdps bench unet --ops --vs-pytorch --image-size 16");
+  CHECK(both.status != 0);
+  CHECK(both.out.find("--ops and --vs-pytorch") != std::string::npos);
+  Run sampler = run(test::binary_dir() + "/mdps bench sampler --ops --image-size 16 --batch 1 --threads 1");
+  CAPTURE(sampler.out);
+  CHECK(sampler.status == 0);
+  CHECK(sampler.out.find("sampler, per op (one traced run, per image; host clock)") != std::string::npos);
+  CHECK(sampler.out.find("mdps_step") != std::string::npos);
+}
+
+TEST_CASE("twin: eps and the guidance gradient of the golden U-Net") {
+  require_torch();
+  Run r = run(std::string(kPython) + " '" + twin() + "' --check '" + test::golden_dir() +
+              "/unet64_forward.safetensors' --json");
+  CAPTURE(r.out);
+  REQUIRE(r.status == 0);
+  json::Value v = last_json_line(r.out);
+  // The golden README's tolerance for single forward passes and gradients.
+  CHECK(number(v, "eps_rel_l2") < 1e-4);
+  CHECK(number(v, "guidance_rel_l2") < 1e-4);
+}
+
+TEST_CASE("twin: the engine's model file (config from its metadata) gives the engine's eps") {
+  require_torch();
+  // Not the golden shape: other multipliers, one res block, attention at 8 only.
+  UNetConfig c;
+  c.image_size = 16;
+  c.base_channels = 32;
+  c.heads = 2;
+  c.res_blocks = 1;
+  c.channel_mults = {1, 2};
+  c.attention_resolutions = {8};
+  UNet net(c, cpu_backend());
+  net.init_random(11);
+  Tensor x = Tensor::from_vector({2, 3, 16, 16}, test::random_floats(2 * 3 * 16 * 16, 12));
+  Tensor y = Tensor::from_vector({2, 3, 16, 16}, test::random_floats(2 * 3 * 16 * 16, 13));
+  Tensor eps = net.forward(Var(x), Tensor::full({2}, 500.f)).value;
+  SafeTensorsWriter w;
+  w.set_metadata("unet_config", net.config().to_json());
+  for (auto& p : net.params()) w.add(p.name, p.var.value);
+  w.add("bench.x", x);
+  w.add("bench.y", y);
+  w.add("bench.eps", eps);
+  const std::string path = test::temp_dir("twin-model") + "/m.safetensors";
+  w.write(path);
+  Run r = run(std::string(kPython) + " '" + twin() + "' --model '" + path + "' --runs 1 --threads 1 --json");
+  CAPTURE(r.out);
+  REQUIRE(r.status == 0);
+  json::Value v = last_json_line(r.out);
+  CHECK(number(v, "eps_rel_l2_vs_engine") < 1e-4);
+  CHECK(number(v, "parameters") == double(net.parameter_count()));
+  for (const char* k : {"forward_s", "guidance_s", "train_step_s", "peak_rss_mb"}) CHECK(number(v, k) > 0);
+}
