@@ -1,4 +1,5 @@
 #include "tests/test_util.h"
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -66,6 +67,16 @@ std::vector<float> random_floats(size_t n, uint64_t seed, float lo, float hi) {
   std::vector<float> v(n);
   for (auto& x : v) x = dist(rng);
   return v;
+}
+
+Tensor random_tensor(const Shape& s, uint64_t seed, float lo, float hi) {
+  return Tensor::from_vector(s, random_floats(size_t(shape_numel(s)), seed, lo, hi));
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape()) return false;
+  const std::vector<float> va = a.to_vector(), vb = b.to_vector();
+  return std::memcmp(va.data(), vb.data(), va.size() * sizeof(float)) == 0;
 }
 
 }  // namespace mdps::test

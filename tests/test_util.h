@@ -1,10 +1,12 @@
-// Helpers shared by the test suites: where the reference data lives, and
-// how tensors are compared.
+// Helpers shared by the test suites: where the reference data lives, test
+// inputs, and how tensors are compared. One definition each: a suite that
+// needs another helper adds it here.
 #pragma once
 #include <string>
 #include <vector>
 #include <cstdint>
 #include <cmath>
+#include "engine/core/tensor.h"
 
 namespace mdps::test {
 
@@ -26,5 +28,10 @@ double max_abs_diff(const float* a, const float* b, size_t n);
 
 // Deterministic pseudo-random floats in [lo, hi) for test inputs.
 std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f);
+// A host tensor of random_floats.
+Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f);
+// The same shape and the same bits (so -0 differs from 0 and a NaN equals the
+// same NaN): what "bit for bit" means in every suite. Either may be on a device.
+bool same_bits(const Tensor& a, const Tensor& b);
 
 }  // namespace mdps::test

@@ -20,6 +20,15 @@ inline UNetConfig tiny_unet_config(std::vector<int> attention_resolutions = {}) 
   return c;
 }
 
+// The smallest U-Net with an attention block: 16x16, levels {1,2}, one
+// res block, attention at 8 with 2 heads (sampler and trace tests).
+inline UNetConfig tiny_attention_unet_config() {
+  UNetConfig c = tiny_unet_config({8});
+  c.image_size = 16;
+  c.heads = 2;
+  return c;
+}
+
 // DIR/model.safetensors with random weights (seed) and the config in its metadata.
 inline std::string write_tiny_model(const std::string& dir, const UNetConfig& config = tiny_unet_config(),
                                     uint64_t seed = 7, const std::string& kind = "") {

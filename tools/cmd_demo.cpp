@@ -6,7 +6,6 @@
 #include "tools/eval_flags.h"
 #include "engine/io/demo_data.h"
 #include "engine/core/json_mini.h"
-#include "engine/core/thread_pool.h"
 #include "engine/diffusion/trainer.h"
 #include <cmath>
 #include <cstdio>

@@ -6,7 +6,6 @@
 #include "tools/eval_flags.h"
 #include "tools/eval_shard.h"
 #include "engine/core/json_mini.h"
-#include "engine/core/thread_pool.h"
 #include <cstdio>
 #include <filesystem>
 

@@ -6,7 +6,6 @@
 #include "engine/io/image.h"
 #include "engine/diffusion/sampler.h"
 #include "engine/io/safetensors.h"
-#include "engine/core/thread_pool.h"
 #include <algorithm>
 #include <chrono>
 #include <memory>

@@ -1,5 +1,4 @@
 #include "engine/detect/anomaly_map.h"
-#include "engine/diffusion/sampler.h"
 #include "engine/core/trace.h"
 
 namespace mdps {
@@ -29,6 +28,16 @@ Tensor feature_term(const ResNetFeatures& fe, const Tensor& image, const Tensor&
 }
 
 }  // namespace
+
+Tensor pixel_anomaly_map(const Tensor& a, const Tensor& b) {
+  MDPS_CHECK(a.defined() && b.defined() && a.shape() == b.shape() && a.ndim() == 4 && a.dim(1) == 3,
+             "pixel map: images ", a.describe(), " and ", b.describe(), " must both be [N,3,H,W] of one shape");
+  trace::Scope op("pixel_anomaly_map");
+  Backend& be = a.backend();
+  Tensor out = Tensor::empty({a.dim(0), 1, a.dim(2), a.dim(3)}, be);
+  be.pixel_distance(a, b.device() == a.device() ? b : b.to(be), out);
+  return out;
+}
 
 AnomalyMaps anomaly_map(const ResNetFeatures* features, const Tensor& image, const Tensor& recon,
                         const AnomalyMapSettings& s) {

@@ -28,6 +28,11 @@ struct AnomalyMaps {
   Tensor pixel, feature, combined;  // each [N,1,H,W], on the image's backend
 };
 
+// The pixel term alone: mean over channels of |norm(a) - norm(b)| with
+// ImageNet normalisation of (v+1)/2, [N,1,H,W] on a's backend (also the
+// sampler's mask map where no feature extractor is used).
+Tensor pixel_anomaly_map(const Tensor& a, const Tensor& b);
+
 // image, recon: [N,3,H,W] in [-1,1].
 AnomalyMaps anomaly_map(const ResNetFeatures* features, const Tensor& image, const Tensor& recon,
                         const AnomalyMapSettings& settings);

@@ -218,7 +218,6 @@ Tensor threshold_mask(const Tensor& maps, float lambda, float lo, float hi) {
 Tensor threshold_mask(const Tensor& maps, float lambda) {
   MDPS_CHECK(maps.ndim() == 4 && maps.dim(1) == 1, "threshold_mask: maps ", maps.describe(), " are not [N,1,H,W]");
   const int64_t N = maps.dim(0);
-  std::vector<Tensor> parts;
   Tensor out = Tensor::empty(maps.shape(), maps.backend());
   for (int64_t n = 0; n < N; ++n) {
     std::vector<float> v = maps[n].to_vector();
@@ -230,14 +229,5 @@ Tensor threshold_mask(const Tensor& maps, float lambda) {
   return out;
 }
 
-Tensor pixel_anomaly_map(const Tensor& a, const Tensor& b) {
-  MDPS_CHECK(a.defined() && b.defined() && a.shape() == b.shape() && a.ndim() == 4 && a.dim(1) == 3,
-             "pixel map: images ", a.describe(), " and ", b.describe(), " must both be [N,3,H,W] of one shape");
-  trace::Scope op("pixel_anomaly_map");
-  Backend& be = a.backend();
-  Tensor out = Tensor::empty({a.dim(0), 1, a.dim(2), a.dim(3)}, be);
-  be.pixel_distance(a, b.device() == a.device() ? b : b.to(be), out);
-  return out;
-}
 
 }  // namespace mdps

@@ -93,8 +93,4 @@ Tensor mean_over_repeats(const Tensor& x, int times);
 Tensor threshold_mask(const Tensor& maps, float lambda);
 Tensor threshold_mask(const Tensor& maps, float lambda, float lo, float hi);  // given min/max (dataset scope)
 
-// The pixel term of the anomaly map: mean over channels of |norm(a) - norm(b)|
-// with ImageNet normalisation of (v+1)/2. [N,1,H,W]
-Tensor pixel_anomaly_map(const Tensor& a, const Tensor& b);
-
 }  // namespace mdps

@@ -57,55 +57,51 @@ void check_gradients(const std::string& what, const Fn& f, std::vector<Tensor> x
   }
 }
 
-Tensor rnd(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  return Tensor::from_vector(s, test::random_floats(size_t(shape_numel(s)), seed, lo, hi));
-}
-
 }  // namespace
 
 TEST_CASE("finite differences through the tape, op by op") {
   check_gradients("conv2d 3x3 pad 1 with bias", [](auto& v) { return ops::conv2d(v[0], v[1], &v[2], {1, 1}); },
-                  {rnd({2, 3, 5, 4}, 1), rnd({4, 3, 3, 3}, 2), rnd({4}, 3)});
+                  {test::random_tensor({2, 3, 5, 4}, 1), test::random_tensor({4, 3, 3, 3}, 2), test::random_tensor({4}, 3)});
   {
     // A constant weight: only the input and the bias need gradients (the
     // bias-only branch of the conv's backward).
-    const Tensor w = rnd({4, 3, 3, 3}, 32);
+    const Tensor w = test::random_tensor({4, 3, 3, 3}, 32);
     check_gradients("conv2d with a constant weight, input and bias gradients",
                     [w](auto& v) { return ops::conv2d(v[0], Var(w), &v[1], {1, 1}); },
-                    {rnd({2, 3, 5, 4}, 33), rnd({4}, 34)});
+                    {test::random_tensor({2, 3, 5, 4}, 33), test::random_tensor({4}, 34)});
   }
   check_gradients("conv2d 1x1 stride 2", [](auto& v) { return ops::conv2d(v[0], v[1], nullptr, {2, 0}); },
-                  {rnd({1, 2, 5, 5}, 4), rnd({3, 2, 1, 1}, 5)});
+                  {test::random_tensor({1, 2, 5, 5}, 4), test::random_tensor({3, 2, 1, 1}, 5)});
   check_gradients("linear", [](auto& v) { return ops::linear(v[0], v[1], &v[2]); },
-                  {rnd({3, 5}, 6), rnd({4, 5}, 7), rnd({4}, 8)});
+                  {test::random_tensor({3, 5}, 6), test::random_tensor({4, 5}, 7), test::random_tensor({4}, 8)});
   check_gradients("group_norm + silu",
                   [](auto& v) { return ops::group_norm(v[0], v[1], v[2], 2, 1e-5f, true); },
-                  {rnd({2, 4, 3, 3}, 9), rnd({4}, 10, 0.5f, 1.5f), rnd({4}, 11)}, 1e-2f, 5e-3);
+                  {test::random_tensor({2, 4, 3, 3}, 9), test::random_tensor({4}, 10, 0.5f, 1.5f), test::random_tensor({4}, 11)}, 1e-2f, 5e-3);
   check_gradients("group_norm", [](auto& v) { return ops::group_norm(v[0], v[1], v[2], 4, 1e-5f, false); },
-                  {rnd({1, 4, 2, 3}, 12), rnd({4}, 13, 0.5f, 1.5f), rnd({4}, 14)}, 1e-2f, 5e-3);
-  check_gradients("silu", [](auto& v) { return ops::silu(v[0]); }, {rnd({2, 7}, 15, -3, 3)});
+                  {test::random_tensor({1, 4, 2, 3}, 12), test::random_tensor({4}, 13, 0.5f, 1.5f), test::random_tensor({4}, 14)}, 1e-2f, 5e-3);
+  check_gradients("silu", [](auto& v) { return ops::silu(v[0]); }, {test::random_tensor({2, 7}, 15, -3, 3)});
   check_gradients("add, sub, mul", [](auto& v) { return ops::mul(ops::add(v[0], v[1]), ops::sub(v[0], v[1])); },
-                  {rnd({2, 3}, 16), rnd({2, 3}, 17)});
+                  {test::random_tensor({2, 3}, 16), test::random_tensor({2, 3}, 17)});
   check_gradients("scale, scale_per_sample",
                   [](auto& v) { return ops::scale_per_sample(ops::scale(v[0], -1.5f), {0.5f, 2.f}); },
-                  {rnd({2, 2, 2, 1}, 18)});
+                  {test::random_tensor({2, 2, 2, 1}, 18)});
   check_gradients("add_channel_bias", [](auto& v) { return ops::add_channel_bias(v[0], v[1]); },
-                  {rnd({2, 3, 2, 2}, 19), rnd({2, 3}, 20)});
+                  {test::random_tensor({2, 3, 2, 2}, 19), test::random_tensor({2, 3}, 20)});
   check_gradients("concat_channels", [](auto& v) { return ops::concat_channels(v[0], v[1]); },
-                  {rnd({2, 1, 2, 3}, 21), rnd({2, 2, 2, 3}, 22)});
+                  {test::random_tensor({2, 1, 2, 3}, 21), test::random_tensor({2, 2, 2, 3}, 22)});
   check_gradients("avg_pool2 then upsample_nearest2",
-                  [](auto& v) { return ops::upsample_nearest2(ops::avg_pool2(v[0])); }, {rnd({1, 2, 4, 6}, 23)});
+                  [](auto& v) { return ops::upsample_nearest2(ops::avg_pool2(v[0])); }, {test::random_tensor({1, 2, 4, 6}, 23)});
   check_gradients("reshape shares the gradient cell",
                   [](auto& v) { return ops::mul(ops::reshape(v[0], {6}), ops::reshape(v[1], {6})); },
-                  {rnd({2, 3}, 24), rnd({3, 2}, 25)});
+                  {test::random_tensor({2, 3}, 24), test::random_tensor({3, 2}, 25)});
   check_gradients("qkv_attention, 2 heads",
-                  [](auto& v) { return ops::qkv_attention(v[0], 2); }, {rnd({2, 12, 5}, 26, -2, 2)}, 1e-2f, 5e-3);
+                  [](auto& v) { return ops::qkv_attention(v[0], 2); }, {test::random_tensor({2, 12, 5}, 26, -2, 2)}, 1e-2f, 5e-3);
   check_gradients("sse_loss", [](auto& v) { return ops::sse_loss(v[0], v[1]); },
-                  {rnd({2, 3}, 27), rnd({2, 3}, 28)});
-  check_gradients("frobenius_norm", [](auto& v) { return ops::frobenius_norm(v[0]); }, {rnd({3, 4}, 29)}, 1e-3f);
+                  {test::random_tensor({2, 3}, 27), test::random_tensor({2, 3}, 28)});
+  check_gradients("frobenius_norm", [](auto& v) { return ops::frobenius_norm(v[0]); }, {test::random_tensor({3, 4}, 29)}, 1e-3f);
   check_gradients("squared_norm_per_sample", [](auto& v) { return ops::squared_norm_per_sample(v[0]); },
-                  {rnd({3, 4}, 30)}, 1e-3f);
-  check_gradients("sum", [](auto& v) { return ops::sum(ops::mul(v[0], v[0])); }, {rnd({5}, 31)}, 1e-3f);
+                  {test::random_tensor({3, 4}, 30)}, 1e-3f);
+  check_gradients("sum", [](auto& v) { return ops::sum(ops::mul(v[0], v[0])); }, {test::random_tensor({5}, 31)}, 1e-3f);
 }
 
 TEST_CASE("a value used twice accumulates both gradients, without aliasing") {
@@ -122,7 +118,7 @@ TEST_CASE("a value used twice accumulates both gradients, without aliasing") {
 }
 
 TEST_CASE("input-only mode computes no weight gradient; full mode gives the same input gradient") {
-  Tensor xv = rnd({2, 3, 4, 4}, 40), wv = rnd({5, 3, 3, 3}, 41), bv = rnd({5}, 42);
+  Tensor xv = test::random_tensor({2, 3, 4, 4}, 40), wv = test::random_tensor({5, 3, 3, 3}, 41), bv = test::random_tensor({5}, 42);
   auto run = [&](bool full, Tensor& gx, Tensor& gw) {
     Tape tape;
     Var x = make_leaf(xv.clone(), MemCategory::InputGrad);
@@ -152,7 +148,7 @@ TEST_CASE("input-only mode computes no weight gradient; full mode gives the same
 
 TEST_CASE("the backward releases what it walks past, and clears the tape") {
   Tape tape;
-  Var x = make_leaf(rnd({1, 1, 64, 64}, 50), MemCategory::InputGrad);
+  Var x = make_leaf(test::random_tensor({1, 1, 64, 64}, 50), MemCategory::InputGrad);
   Var y;
   auto& stats = cpu_backend().stats();
   {

@@ -3,6 +3,7 @@
 // in time, and the FLOPs of the events add up to the count the bench uses.
 #include <doctest/doctest.h>
 #include "tests/test_util.h"
+#include "tests/tiny_fixtures.h"
 #include "engine/core/json_mini.h"
 #include "engine/core/ops.h"
 #include "engine/core/trace.h"
@@ -66,17 +67,6 @@ std::vector<Ev> parse_trace(const json::Value& root) {
     out.push_back(ev);
   }
   return out;
-}
-
-UNetConfig tiny_config() {
-  UNetConfig c;
-  c.image_size = 16;
-  c.base_channels = 32;
-  c.heads = 2;
-  c.res_blocks = 1;
-  c.channel_mults = {1, 2};
-  c.attention_resolutions = {8};
-  return c;
 }
 
 // How many times each op runs in one forward, from the parameter list alone.
@@ -166,7 +156,7 @@ void check_kernel_flops(const std::vector<Ev>& evs, const char* op) {
 
 TEST_CASE("trace: a U-Net forward, one event per op, spans nest, FLOPs add up") {
   cpu_backend().set_threads(2);  // batch 2 over 2 threads: conv kernels run on a pool thread too
-  UNet net(tiny_config(), cpu_backend());
+  UNet net(test::tiny_attention_unet_config(), cpu_backend());
   net.init_random(3);
   Tensor x = Tensor::from_vector({2, 3, 16, 16}, test::random_floats(2 * 3 * 16 * 16, 1));
   Tensor t = Tensor::from_vector({2}, {10.f, 500.f});
@@ -227,7 +217,7 @@ TEST_CASE("trace: a U-Net forward, one event per op, spans nest, FLOPs add up") 
 }
 
 TEST_CASE("trace: the input-gradient backward, nested in tape.backward, FLOPs add up") {
-  UNet net(tiny_config(), cpu_backend());
+  UNet net(test::tiny_attention_unet_config(), cpu_backend());
   net.init_random(4);
   Tensor x = Tensor::from_vector({1, 3, 16, 16}, test::random_floats(3 * 16 * 16, 2));
   Tensor t = Tensor::full({1}, 100.f);
@@ -265,7 +255,7 @@ TEST_CASE("trace: the input-gradient backward, nested in tape.backward, FLOPs ad
 }
 
 TEST_CASE("trace: off costs nothing recorded; Session writes a file that parses") {
-  UNet net(tiny_config(), cpu_backend());
+  UNet net(test::tiny_attention_unet_config(), cpu_backend());
   net.init_random(5);
   Tensor x = Tensor::from_vector({1, 3, 16, 16}, test::random_floats(3 * 16 * 16, 3));
   Tensor t = Tensor::full({1}, 7.f);

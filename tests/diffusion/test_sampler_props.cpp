@@ -1,6 +1,8 @@
 // Properties of the sampler that hold for any weights (a small random U-Net).
 #include <doctest/doctest.h>
 #include "tests/test_util.h"
+#include "tests/tiny_fixtures.h"
+#include "engine/detect/anomaly_map.h"
 #include "engine/diffusion/sampler.h"
 #include <cmath>
 
@@ -8,19 +10,8 @@ using namespace mdps;
 
 namespace {
 
-UNetConfig tiny_config() {
-  UNetConfig c;
-  c.image_size = 16;
-  c.base_channels = 32;
-  c.channel_mults = {1, 2};
-  c.res_blocks = 1;
-  c.attention_resolutions = {8};
-  c.heads = 2;
-  return c;
-}
-
 struct Fixture {
-  UNet net{tiny_config(), cpu_backend()};
+  UNet net{test::tiny_attention_unet_config(), cpu_backend()};
   Tensor y;
   Tensor mask;
   Fixture() {
@@ -32,7 +23,6 @@ struct Fixture {
   }
 };
 
-bool bit_equal(const Tensor& a, const Tensor& b) { return a.to_vector() == b.to_vector(); }
 
 }  // namespace
 
@@ -117,13 +107,13 @@ TEST_CASE("paper variant with ddim-eta 0 and rho 0 is deterministic for a given 
   RecordedNoise n1(draws(100)), n2(draws(200));
   Tensor a = sampler.sample(f.y, f.mask, {100, 0.f}, n1);
   Tensor b = sampler.sample(f.y, f.mask, {100, 0.f}, n2);
-  CHECK(bit_equal(a, b));
+  CHECK(test::same_bits(a, b));
   // and the step noise does matter when eta = 1
   SamplerSettings s1 = s;
   s1.ddim_eta = 1.f;
   Sampler noisy(f.net, s1);
   RecordedNoise n3(draws(100)), n4(draws(200));
-  CHECK_FALSE(bit_equal(noisy.sample(f.y, f.mask, {100, 0.f}, n3), noisy.sample(f.y, f.mask, {100, 0.f}, n4)));
+  CHECK_FALSE(test::same_bits(noisy.sample(f.y, f.mask, {100, 0.f}, n3), noisy.sample(f.y, f.mask, {100, 0.f}, n4)));
 }
 
 TEST_CASE("authors' variant with m = 0 everywhere ends at y + sqrt((1-a0)/a0) (z - eps_hat)") {

@@ -22,10 +22,6 @@ namespace {
 
 Backend& be() { return cpu_backend(); }
 
-Tensor rnd(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  return Tensor::from_vector(s, random_floats(size_t(shape_numel(s)), seed, lo, hi));
-}
-
 // ||a - ref|| / ||ref|| with the reference in double.
 double rel(const Tensor& a, const std::vector<double>& ref) {
   REQUIRE(size_t(a.numel()) == ref.size());
@@ -195,7 +191,7 @@ TEST_CASE("gemm: all transpose combinations, leading dimensions, strides, batch,
           int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
           int64_t lda = a_cols + 2, ldb = b_cols + 1, ldc = N + 3;
           int64_t sa = a_rows * lda + 5, sb = b_rows * ldb + 1, sc = M * ldc + 2;
-          Tensor A = rnd({B * sa}, 1), Bm = rnd({B * sb}, 2), C = rnd({B * sc}, 3);
+          Tensor A = test::random_tensor({B * sa}, 1), Bm = test::random_tensor({B * sb}, 2), C = test::random_tensor({B * sc}, 3);
           std::vector<float> c0 = C.to_vector();
           const float alpha = 0.7f, beta = -1.3f;
           be().gemm(ta, tb, M, N, K, alpha, A.data(), lda, sa, Bm.data(), ldb, sb, beta, C.data(), ldc, sc, B);
@@ -227,7 +223,7 @@ TEST_CASE("gemm: all transpose combinations, leading dimensions, strides, batch,
 }
 
 TEST_CASE("gemm: beta = 0 ignores NaN in C, and bad leading dimensions throw") {
-  Tensor A = rnd({6}, 4), B = rnd({6}, 5);
+  Tensor A = test::random_tensor({6}, 4), B = test::random_tensor({6}, 5);
   Tensor C = Tensor::full({4}, std::numeric_limits<float>::quiet_NaN());
   be().gemm(false, false, 2, 2, 3, 1.f, A.data(), 3, 0, B.data(), 2, 0, 0.f, C.data(), 2, 0, 1);
   for (int i = 0; i < 4; ++i) CHECK(std::isfinite(C.at(i)));
@@ -241,7 +237,7 @@ TEST_CASE("linear: forward against a naive product; dx, dw, db against the naive
   for (bool with_bias : {true, false}) {
     CAPTURE(with_bias);
     Shape xs{2, 3, 5};  // leading dimensions flatten into rows
-    Tensor x = rnd(xs, 10), w = rnd({4, 5}, 11), b = rnd({4}, 12), r = rnd({2, 3, 4}, 13);
+    Tensor x = test::random_tensor(xs, 10), w = test::random_tensor({4, 5}, 11), b = test::random_tensor({4}, 12), r = test::random_tensor({2, 3, 4}, 13);
     Tensor y = Tensor::empty({2, 3, 4});
     be().linear(x, w, with_bias ? &b : nullptr, y);
     std::vector<double> yr(24), dx(30, 0.0), dw(20, 0.0), db(4, 0.0);
@@ -270,7 +266,7 @@ TEST_CASE("linear: forward against a naive product; dx, dw, db against the naive
     CHECK(rel(gw, numeric_grad(w, loss, 1e-2f)) < 1e-3);
     if (with_bias) CHECK(rel(gb, numeric_grad(b, loss, 1e-2f)) < 1e-3);
   }
-  Tensor x = rnd({3, 5}, 1), w = rnd({4, 6}, 2), y = Tensor::empty({3, 4});
+  Tensor x = test::random_tensor({3, 5}, 1), w = test::random_tensor({4, 6}, 2), y = Tensor::empty({3, 4});
   CHECK_THROWS_AS(be().linear(x, w, nullptr, y), Error);
 }
 
@@ -280,8 +276,8 @@ void check_conv_cases(const std::vector<ConvCase>& cases, uint64_t seed) {
   ThreadsGuard guard;
   for (const ConvCase& c : cases) {
     int64_t Ho = (c.H + 2 * c.p - c.KH) / c.s + 1, Wo = (c.W + 2 * c.p - c.KW) / c.s + 1;
-    Tensor x = rnd({c.N, c.Ci, c.H, c.W}, seed++), w = rnd({c.Co, c.Ci, c.KH, c.KW}, seed++);
-    Tensor b = rnd({c.Co}, seed++), dy = rnd({c.N, c.Co, Ho, Wo}, seed++);
+    Tensor x = test::random_tensor({c.N, c.Ci, c.H, c.W}, seed++), w = test::random_tensor({c.Co, c.Ci, c.KH, c.KW}, seed++);
+    Tensor b = test::random_tensor({c.Co}, seed++), dy = test::random_tensor({c.N, c.Co, Ho, Wo}, seed++);
     for (bool with_bias : {true, false}) {
       ConvRef ref = conv_ref(c, x, w, with_bias ? &b : nullptr, dy);
       for (int threads : {1, 2}) {
@@ -349,8 +345,8 @@ TEST_CASE("conv2d: the direct kernel on wide stride-1 levels, grouped images on 
 TEST_CASE("conv2d: gradients against finite differences") {
   ConvCase c{2, 2, 5, 4, 3, 3, 3, 2, 1};
   int64_t Ho = 3, Wo = 2;
-  Tensor x = rnd({c.N, c.Ci, c.H, c.W}, 1), w = rnd({c.Co, c.Ci, c.KH, c.KW}, 2), b = rnd({c.Co}, 3);
-  Tensor r = rnd({c.N, c.Co, Ho, Wo}, 4), y = Tensor::empty({c.N, c.Co, Ho, Wo});
+  Tensor x = test::random_tensor({c.N, c.Ci, c.H, c.W}, 1), w = test::random_tensor({c.Co, c.Ci, c.KH, c.KW}, 2), b = test::random_tensor({c.Co}, 3);
+  Tensor r = test::random_tensor({c.N, c.Co, Ho, Wo}, 4), y = Tensor::empty({c.N, c.Co, Ho, Wo});
   Tensor dx = Tensor::empty(x.shape()), dw = Tensor::empty(w.shape()), db = Tensor::empty({c.Co});
   be().conv2d_backward_data(r, w, dx, {c.s, c.p});
   be().conv2d_backward_weight(r, x, dw, &db, {c.s, c.p});
@@ -364,11 +360,11 @@ TEST_CASE("conv2d: gradients against finite differences") {
 }
 
 TEST_CASE("conv2d: shape errors") {
-  Tensor x = rnd({1, 3, 5, 5}, 1), w = rnd({2, 4, 3, 3}, 2), y = Tensor::empty({1, 2, 5, 5});
+  Tensor x = test::random_tensor({1, 3, 5, 5}, 1), w = test::random_tensor({2, 4, 3, 3}, 2), y = Tensor::empty({1, 2, 5, 5});
   CHECK_THROWS_AS(be().conv2d(x, w, nullptr, y, {1, 1}), Error);  // channel mismatch
-  Tensor w2 = rnd({2, 3, 3, 3}, 3), bad_y = Tensor::empty({1, 2, 4, 5});
+  Tensor w2 = test::random_tensor({2, 3, 3, 3}, 3), bad_y = Tensor::empty({1, 2, 4, 5});
   CHECK_THROWS_AS(be().conv2d(x, w2, nullptr, bad_y, {1, 1}), Error);
-  Tensor big = rnd({2, 3, 9, 9}, 4), y2 = Tensor::empty({1, 2, 1, 1});
+  Tensor big = test::random_tensor({2, 3, 9, 9}, 4), y2 = Tensor::empty({1, 2, 1, 1});
   CHECK_THROWS_AS(be().conv2d(x, big, nullptr, y2, {1, 0}), Error);  // kernel larger than input
 }
 
@@ -379,8 +375,8 @@ TEST_CASE("group_norm: forward and statistics against a naive reference, with an
   struct Case { int64_t N, C, H, W; int G; };
   for (Case c : {Case{2, 6, 5, 7, 3}, Case{1, 4, 3, 3, 1}, Case{3, 5, 2, 3, 5}, Case{1, 1, 1, 1, 1},
                  Case{2, 64, 16, 16, 32}}) {
-    Tensor x = rnd({c.N, c.C, c.H, c.W}, 20, -2.f, 3.f), gamma = rnd({c.C}, 21, 0.5f, 1.5f),
-           beta = rnd({c.C}, 22);
+    Tensor x = test::random_tensor({c.N, c.C, c.H, c.W}, 20, -2.f, 3.f), gamma = test::random_tensor({c.C}, 21, 0.5f, 1.5f),
+           beta = test::random_tensor({c.C}, 22);
     for (bool silu : {false, true}) {
       GnRef ref = gn_ref(x, gamma, beta, c.G, 1e-5, silu);
       for (int threads : {1, 2}) {
@@ -413,8 +409,8 @@ TEST_CASE("group_norm: dx, dgamma, dbeta against finite differences, with and wi
       for (int threads : {1, 2}) {
         be().set_threads(threads);
         CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.G); CAPTURE(silu); CAPTURE(threads);
-        Tensor x = rnd({c.N, c.C, c.H, c.W}, 30, -2.f, 2.f), gamma = rnd({c.C}, 31, 0.5f, 1.5f),
-               beta = rnd({c.C}, 32), r = rnd(x.shape(), 33);
+        Tensor x = test::random_tensor({c.N, c.C, c.H, c.W}, 30, -2.f, 2.f), gamma = test::random_tensor({c.C}, 31, 0.5f, 1.5f),
+               beta = test::random_tensor({c.C}, 32), r = test::random_tensor(x.shape(), 33);
         Tensor y = Tensor::empty(x.shape()), mean = Tensor::empty({c.N * c.G}), rstd = Tensor::empty({c.N * c.G});
         be().group_norm(x, gamma, beta, c.G, 1e-5f, silu, y, mean, rstd);
         Tensor dx = Tensor::empty(x.shape()), dg = Tensor::empty({c.C}), dbt = Tensor::empty({c.C});
@@ -440,7 +436,7 @@ TEST_CASE("group_norm: dx, dgamma, dbeta against finite differences, with and wi
 }
 
 TEST_CASE("group_norm: shape errors") {
-  Tensor x = rnd({2, 6, 3, 3}, 1), g = Tensor::full({6}, 1.f), b = Tensor::zeros({6});
+  Tensor x = test::random_tensor({2, 6, 3, 3}, 1), g = Tensor::full({6}, 1.f), b = Tensor::zeros({6});
   Tensor y = Tensor::empty(x.shape()), m = Tensor::empty({2 * 4}), s = Tensor::empty({2 * 4});
   CHECK_THROWS_AS(be().group_norm(x, g, b, 4, 1e-5f, false, y, m, s), Error);  // 6 channels, 4 groups
   Tensor m3 = Tensor::empty({5}), s3 = Tensor::empty({6});
@@ -450,7 +446,7 @@ TEST_CASE("group_norm: shape errors") {
 }
 
 TEST_CASE("silu: forward against the formula and backward against finite differences") {
-  Tensor x = rnd({3, 5, 7}, 40, -6.f, 6.f), r = rnd(x.shape(), 41), y = Tensor::empty(x.shape());
+  Tensor x = test::random_tensor({3, 5, 7}, 40, -6.f, 6.f), r = test::random_tensor(x.shape(), 41), y = Tensor::empty(x.shape());
   be().silu(x, y);
   std::vector<double> ref(size_t(x.numel()));
   for (size_t i = 0; i < ref.size(); ++i) ref[i] = x.at(int64_t(i)) / (1.0 + std::exp(-double(x.at(int64_t(i)))));
@@ -463,14 +459,14 @@ TEST_CASE("silu: forward against the formula and backward against finite differe
   };
   CHECK(rel(dx, numeric_grad(x, loss, 1e-2f)) < 1e-3);
   // A large tensor exercises the threaded split.
-  Tensor xb = rnd({100003}, 42, -5.f, 5.f), yb = Tensor::empty({100003});
+  Tensor xb = test::random_tensor({100003}, 42, -5.f, 5.f), yb = Tensor::empty({100003});
   be().silu(xb, yb);
   for (int64_t i = 0; i < xb.numel(); i += 997)
     CHECK(yb.at(i) == doctest::Approx(xb.at(i) / (1.0 + std::exp(-double(xb.at(i))))).epsilon(1e-5));
 }
 
 TEST_CASE("softmax: rows against the formula (large offsets), backward against finite differences") {
-  Tensor x = rnd({2, 3, 7}, 50, -4.f, 4.f);
+  Tensor x = test::random_tensor({2, 3, 7}, 50, -4.f, 4.f);
   x.data()[0] = 200.f;  // would overflow exp without the max shift
   Tensor y = Tensor::empty(x.shape());
   be().softmax(x, y);
@@ -482,7 +478,7 @@ TEST_CASE("softmax: rows against the formula (large offsets), backward against f
     for (int i = 0; i < 7; ++i) ref[size_t(row * 7 + i)] = std::exp(x.at(row * 7 + i) - mx) / s;
   }
   CHECK(rel(y, ref) < 1e-6);
-  Tensor xs = rnd({4, 5}, 51, -2.f, 2.f), r = rnd({4, 5}, 52), ys = Tensor::empty({4, 5}), dx = Tensor::empty({4, 5});
+  Tensor xs = test::random_tensor({4, 5}, 51, -2.f, 2.f), r = test::random_tensor({4, 5}, 52), ys = Tensor::empty({4, 5}), dx = Tensor::empty({4, 5});
   be().softmax(xs, ys);
   be().softmax_backward(ys, r, dx);
   auto loss = [&] {
@@ -539,13 +535,13 @@ TEST_CASE("attention: the fused blockwise CPU version against a naive reference 
         CAPTURE(threads);
         CAPTURE(batch);
         const int heads = batch == 2 ? 2 : 1;
-        Tensor qkv = rnd({batch, 3 * heads * ch, L}, 60 + uint64_t(L + ch), -2.f, 2.f);
+        Tensor qkv = test::random_tensor({batch, 3 * heads * ch, L}, 60 + uint64_t(L + ch), -2.f, 2.f);
         Tensor a = Tensor::empty({batch, heads * ch, L}), a_generic = Tensor::empty({batch, heads * ch, L});
         be().attention(qkv, heads, a);
         be().Backend::attention(qkv, heads, a_generic);
         CHECK(rel(a, naive_attention(qkv, heads)) < 1e-5);
         CHECK(rel(a, a_generic) < 1e-5);
-        Tensor g = rnd(a.shape(), 70 + uint64_t(L));
+        Tensor g = test::random_tensor(a.shape(), 70 + uint64_t(L));
         Tensor d = Tensor::empty(qkv.shape()), d_generic = Tensor::empty(qkv.shape());
         be().attention_backward(qkv, g, heads, d);
         be().Backend::attention_backward(qkv, g, heads, d_generic);
@@ -555,7 +551,7 @@ TEST_CASE("attention: the fused blockwise CPU version against a naive reference 
   }
   // Finite differences of sum(a * r) on a small case with two blocks (L = 300
   // is too slow for them; force a block boundary with a longer row instead).
-  Tensor qkv = rnd({1, 6, 260}, 80, -1.f, 1.f), r = rnd({1, 2, 260}, 81);
+  Tensor qkv = test::random_tensor({1, 6, 260}, 80, -1.f, 1.f), r = test::random_tensor({1, 2, 260}, 81);
   Tensor a = Tensor::empty({1, 2, 260}), d = Tensor::empty(qkv.shape());
   be().attention_backward(qkv, r, 1, d);
   std::vector<double> num(size_t(qkv.numel()));
@@ -579,7 +575,7 @@ TEST_CASE("attention: the fused blockwise CPU version against a naive reference 
 
 TEST_CASE("elementwise: add, sub, mul, scale, axpby (including aliasing and beta = 0)") {
   const int64_t n = 70001;  // large enough to be split across threads
-  Tensor a = rnd({n}, 60), b = rnd({n}, 61), y = Tensor::empty({n});
+  Tensor a = test::random_tensor({n}, 60), b = test::random_tensor({n}, 61), y = Tensor::empty({n});
   be().add(a, b, y);
   for (int64_t i = 0; i < n; i += 101) REQUIRE(y.at(i) == a.at(i) + b.at(i));
   be().sub(a, b, y);
@@ -607,10 +603,10 @@ TEST_CASE("elementwise: add, sub, mul, scale, axpby (including aliasing and beta
 }
 
 TEST_CASE("add_channel_bias and sum_hw: naive reference and adjointness") {
-  Tensor x = rnd({2, 3, 5, 7}, 70), v = rnd({2, 3}, 71), y = Tensor::empty(x.shape());
+  Tensor x = test::random_tensor({2, 3, 5, 7}, 70), v = test::random_tensor({2, 3}, 71), y = Tensor::empty(x.shape());
   be().add_channel_bias(x, v, y);
   for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(y.at(i) == x.at(i) + v.at(i / 35));
-  Tensor r = rnd(x.shape(), 72), dv = Tensor::empty({2, 3});
+  Tensor r = test::random_tensor(x.shape(), 72), dv = Tensor::empty({2, 3});
   be().sum_hw(r, dv);
   std::vector<double> ref(6, 0.0);
   for (int64_t i = 0; i < r.numel(); ++i) ref[size_t(i / 35)] += r.at(i);
@@ -628,7 +624,7 @@ TEST_CASE("add_channel_bias and sum_hw: naive reference and adjointness") {
 // ---- layout ------------------------------------------------------------------------
 
 TEST_CASE("concat_channels and split_channels: element placement and round trip") {
-  Tensor a = rnd({2, 3, 5, 7}, 80), b = rnd({2, 1, 5, 7}, 81), y = Tensor::empty({2, 4, 5, 7});
+  Tensor a = test::random_tensor({2, 3, 5, 7}, 80), b = test::random_tensor({2, 1, 5, 7}, 81), y = Tensor::empty({2, 4, 5, 7});
   be().concat_channels(a, b, y);
   for (int64_t n = 0; n < 2; ++n)
     for (int64_t c = 0; c < 4; ++c)
@@ -656,7 +652,7 @@ TEST_CASE("avg_pool2 (odd sizes floor) and upsample_nearest2: naive reference an
   for (Shape s : {Shape{2, 3, 5, 7}, Shape{1, 2, 4, 6}, Shape{1, 1, 1, 1}}) {
     CAPTURE(shape_str(s));
     int64_t N = s[0], C = s[1], H = s[2], W = s[3], Ho = H / 2, Wo = W / 2;
-    Tensor x = rnd(s, 90), y = Tensor::empty({N, C, Ho, Wo});
+    Tensor x = test::random_tensor(s, 90), y = Tensor::empty({N, C, Ho, Wo});
     be().avg_pool2(x, y);
     std::vector<double> ref(size_t(N * C * Ho * Wo));
     for (int64_t r = 0; r < N * C; ++r)
@@ -669,7 +665,7 @@ TEST_CASE("avg_pool2 (odd sizes floor) and upsample_nearest2: naive reference an
         }
     CHECK(rel(y, ref) < 1e-6);
     if (Ho > 0 && Wo > 0) {
-      Tensor r = rnd(y.shape(), 91), dx = Tensor::full(s, 9.f);
+      Tensor r = test::random_tensor(y.shape(), 91), dx = Tensor::full(s, 9.f);
       be().avg_pool2_backward(r, dx);
       auto loss = [&] {
         be().avg_pool2(x, y);
@@ -684,7 +680,7 @@ TEST_CASE("avg_pool2 (odd sizes floor) and upsample_nearest2: naive reference an
       for (int64_t i = 0; i < 2 * H; ++i)
         for (int64_t j = 0; j < 2 * W; ++j)
           REQUIRE(u.at((r * 2 * H + i) * 2 * W + j) == x.at((r * H + i / 2) * W + j / 2));
-    Tensor ru = rnd(u.shape(), 92), dxu = Tensor::full(s, 9.f);
+    Tensor ru = test::random_tensor(u.shape(), 92), dxu = Tensor::full(s, 9.f);
     be().upsample_nearest2_backward(ru, dxu);
     auto uloss = [&] {
       be().upsample_nearest2(x, u);
@@ -692,7 +688,7 @@ TEST_CASE("avg_pool2 (odd sizes floor) and upsample_nearest2: naive reference an
     };
     CHECK(rel(dxu, numeric_grad(x, uloss, 1e-2f)) < 1e-3);
   }
-  Tensor x = rnd({1, 1, 4, 4}, 1), bad = Tensor::empty({1, 1, 3, 2});
+  Tensor x = test::random_tensor({1, 1, 4, 4}, 1), bad = Tensor::empty({1, 1, 3, 2});
   CHECK_THROWS_AS(be().avg_pool2(x, bad), Error);
   CHECK_THROWS_AS(be().upsample_nearest2(x, bad), Error);
 }
@@ -701,7 +697,7 @@ TEST_CASE("avg_pool2 (odd sizes floor) and upsample_nearest2: naive reference an
 
 TEST_CASE("sum and sum_squares: double accumulation into one element") {
   for (int64_t n : {int64_t(1), int64_t(7), int64_t(200003)}) {
-    Tensor x = rnd({n}, 100, -1.f, 2.f), out = Tensor::empty({1});
+    Tensor x = test::random_tensor({n}, 100, -1.f, 2.f), out = Tensor::empty({1});
     double s = 0, q = 0;
     for (int64_t i = 0; i < n; ++i) {
       s += x.at(i);
@@ -761,11 +757,11 @@ TEST_CASE("adam_update: two steps against the torch.optim.Adam / AdamW formulas"
       hp.eps = 1e-6f;
       hp.weight_decay = wd;
       hp.decoupled = decoupled;
-      Tensor p = rnd({n}, 110), m = Tensor::zeros({n}), v = Tensor::zeros({n});
+      Tensor p = test::random_tensor({n}, 110), m = Tensor::zeros({n}), v = Tensor::zeros({n});
       std::vector<float> p0 = p.to_vector();
       std::vector<double> rp(p0.begin(), p0.end()), rm(n, 0.0), rv(n, 0.0);
       for (int64_t step = 1; step <= 2; ++step) {
-        Tensor g = rnd({n}, 110 + uint64_t(step), -0.5f, 0.5f);
+        Tensor g = test::random_tensor({n}, 110 + uint64_t(step), -0.5f, 0.5f);
         be().adam_update(p, g, m, v, hp, step);
         double b1 = hp.beta1, b2 = hp.beta2, lr = hp.lr;
         for (int64_t i = 0; i < n; ++i) {

@@ -39,9 +39,6 @@ Backend& gpu() {
   return *b;
 }
 
-Tensor rnd(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  return Tensor::from_vector(s, random_floats(size_t(shape_numel(s)), seed, lo, hi));
-}
 Tensor on_gpu(const Tensor& t) { return t.to(gpu()); }
 Tensor gpu_empty(const Shape& s) {
   Tensor t = Tensor::empty(s, gpu());
@@ -71,7 +68,7 @@ struct PrecisionGuard {
 
 TEST_CASE("cuda: memory round trip and fill") {
   Backend& g = gpu();
-  Tensor a = rnd({3, 5, 7}, 1);
+  Tensor a = test::random_tensor({3, 5, 7}, 1);
   CHECK(a.to(g).to_vector() == a.to_vector());
   Tensor f = Tensor::empty({1000}, g);
   g.fill(f, 2.5f);
@@ -88,8 +85,8 @@ TEST_CASE("cuda: mdps_step and replace_normal match the CPU") {
   c.sigma = 0.3f;
   c.guidance = 0.25f;
   for (Shape s : {Shape{1, 1, 1, 1}, Shape{2, 3, 33, 17}}) {
-    Tensor x = rnd(s, 1), y = rnd(s, 2), e = rnd(s, 3), gr = rnd(s, 4), z = rnd(s, 5);
-    Tensor m = rnd({s[0], 1, s[2], s[3]}, 6, 0.f, 1.f);
+    Tensor x = test::random_tensor(s, 1), y = test::random_tensor(s, 2), e = test::random_tensor(s, 3), gr = test::random_tensor(s, 4), z = test::random_tensor(s, 5);
+    Tensor m = test::random_tensor({s[0], 1, s[2], s[3]}, 6, 0.f, 1.f);
     Tensor rn = Tensor::zeros(s), r0 = Tensor::zeros(s);
     cpu_backend().mdps_step(x, y, e, &gr, &m, &z, c, rn, &r0);
     Tensor gx = on_gpu(x), gy = on_gpu(y), ge = on_gpu(e), gg = on_gpu(gr), gz = on_gpu(z), gm = on_gpu(m);
@@ -108,7 +105,7 @@ TEST_CASE("cuda: group_norm (+SiLU) and softmax match the CPU") {
   Backend& g = gpu();
   for (bool silu : {false, true}) {
     const Shape s{2, 8, 19, 13};
-    Tensor x = rnd(s, 7, 1.f, 3.f), ga = rnd({8}, 8, 0.5f, 1.5f), be = rnd({8}, 9);
+    Tensor x = test::random_tensor(s, 7, 1.f, 3.f), ga = test::random_tensor({8}, 8, 0.5f, 1.5f), be = test::random_tensor({8}, 9);
     Tensor ry = Tensor::zeros(s), rm = Tensor::zeros({8}), rr = Tensor::zeros({8});
     cpu_backend().group_norm(x, ga, be, 4, 1e-5f, silu, ry, rm, rr);
     Tensor gy = gpu_empty(s), gm = gpu_empty({8}), gr = gpu_empty({8});
@@ -118,7 +115,7 @@ TEST_CASE("cuda: group_norm (+SiLU) and softmax match the CPU") {
     CHECK(rel(gr, rr) <= 1e-5);
   }
   const Shape s{5, 1000};
-  Tensor x = rnd(s, 10, -8.f, 8.f), ry = Tensor::zeros(s);
+  Tensor x = test::random_tensor(s, 10, -8.f, 8.f), ry = Tensor::zeros(s);
   cpu_backend().softmax(x, ry);
   Tensor gy = gpu_empty(s);
   g.softmax(on_gpu(x), gy);
@@ -131,7 +128,7 @@ TEST_CASE("cuda: adam and elementwise ops match the CPU") {
     AdamParams p;
     p.weight_decay = 0.01f;
     p.decoupled = decoupled;
-    Tensor w = rnd({777}, 11), gr = rnd({777}, 12), m = rnd({777}, 13, -0.1f, 0.1f), v = rnd({777}, 14, 0.f, 0.01f);
+    Tensor w = test::random_tensor({777}, 11), gr = test::random_tensor({777}, 12), m = test::random_tensor({777}, 13, -0.1f, 0.1f), v = test::random_tensor({777}, 14, 0.f, 0.01f);
     Tensor gw = on_gpu(w), gm = on_gpu(m), gv = on_gpu(v);
     cpu_backend().adam_update(w, gr, m, v, p, 3);
     g.adam_update(gw, on_gpu(gr), gm, gv, p, 3);
@@ -140,7 +137,7 @@ TEST_CASE("cuda: adam and elementwise ops match the CPU") {
     CHECK(rel(gv, v) <= 1e-6);
   }
   const Shape s{2, 3, 11, 9};
-  Tensor a = rnd(s, 15, -5.f, 5.f), b = rnd(s, 16), cb = rnd({2, 3}, 17);
+  Tensor a = test::random_tensor(s, 15, -5.f, 5.f), b = test::random_tensor(s, 16), cb = test::random_tensor({2, 3}, 17);
   Tensor ga = on_gpu(a), gb = on_gpu(b);
   Tensor r = Tensor::zeros(s), y = gpu_empty(s);
   cpu_backend().add(a, b, r);
@@ -172,7 +169,7 @@ TEST_CASE("cuda: adam and elementwise ops match the CPU") {
 
 TEST_CASE("cuda: gemm and linear match the CPU") {
   Backend& g = gpu();
-  Tensor x = rnd({7, 33}, 18), w = rnd({5, 33}, 19), b = rnd({5}, 20);
+  Tensor x = test::random_tensor({7, 33}, 18), w = test::random_tensor({5, 33}, 19), b = test::random_tensor({5}, 20);
   Tensor ry = Tensor::zeros({7, 5}), gy = gpu_empty({7, 5});
   cpu_backend().linear(x, w, &b, ry);
   Tensor gb = on_gpu(b);
@@ -180,7 +177,7 @@ TEST_CASE("cuda: gemm and linear match the CPU") {
   CHECK(rel(gy, ry) <= 1e-5);
   // Batched and transposed: C_i = A_i^T B_i^T through the row-major mapping.
   const int64_t M = 6, N = 4, K = 9, batch = 3;
-  Tensor A = rnd({batch, K, M}, 21), B = rnd({batch, N, K}, 22);
+  Tensor A = test::random_tensor({batch, K, M}, 21), B = test::random_tensor({batch, N, K}, 22);
   Tensor rc = Tensor::zeros({batch, M, N}), gc = Tensor::zeros({batch, M, N}).to(g);
   cpu_backend().gemm(true, true, M, N, K, 0.5f, A.data(), M, K * M, B.data(), K, N * K, 0.f, rc.data(), N, M * N,
                      batch);
@@ -197,7 +194,7 @@ TEST_CASE("cuda: the anomaly map's pooled cosine, blur and bilinear resize match
   // fma on the GPU, which moves the float result by at most an ulp or two.
   for (Shape s : {Shape{2, 512, 8, 8}, Shape{1, 7, 13, 11}, Shape{1, 1, 1, 1}}) {
     CAPTURE(shape_str(s));
-    Tensor a = rnd(s, 71), b = rnd(s, 72);
+    Tensor a = test::random_tensor(s, 71), b = test::random_tensor(s, 72);
     Tensor ref = hostops::cosine_distance(hostops::mean_pool3x3(a), hostops::mean_pool3x3(b));
     Tensor y = gpu_empty({s[0], 1, s[2], s[3]});
     g.pooled_cosine_distance(on_gpu(a), on_gpu(b), y, 1e-8f);
@@ -206,7 +203,7 @@ TEST_CASE("cuda: the anomaly map's pooled cosine, blur and bilinear resize match
   // The authors' blur on a map of the image size and on one smaller than the kernel.
   for (Shape s : {Shape{2, 1, 256, 256}, Shape{1, 2, 5, 7}}) {
     CAPTURE(shape_str(s));
-    Tensor x = rnd(s, 73, 0.f, 3.f);
+    Tensor x = test::random_tensor(s, 73, 0.f, 3.f);
     Tensor ref = hostops::gaussian_blur(x, 33, 4.f);
     Tensor y = gpu_empty(s);
     g.gaussian_blur(on_gpu(x), 33, 4.f, y);
@@ -214,13 +211,13 @@ TEST_CASE("cuda: the anomaly map's pooled cosine, blur and bilinear resize match
     CHECK(test::max_abs_diff(y.to_vector().data(), ref.data(), size_t(ref.numel())) <= 1e-6);
   }
   // A kernel longer than the launch parameters carry is refused.
-  Tensor small = on_gpu(rnd({1, 1, 4, 4}, 74)), small_out = gpu_empty({1, 1, 4, 4});
+  Tensor small = on_gpu(test::random_tensor({1, 1, 4, 4}, 74)), small_out = gpu_empty({1, 1, 4, 4});
   CHECK_THROWS_AS(g.gaussian_blur(small, 129, 4.f, small_out), Error);
   // Layer 3 of a 256x256 image (16x16) up to the image, and a downsize.
   for (auto [in, H, W] : {std::tuple<Shape, int64_t, int64_t>{{2, 1, 16, 16}, 256, 256},
                           std::tuple<Shape, int64_t, int64_t>{{1, 3, 9, 13}, 4, 6}}) {
     CAPTURE(shape_str(in));
-    Tensor x = rnd(in, 75);
+    Tensor x = test::random_tensor(in, 75);
     Tensor ref = hostops::resize_bilinear_align_corners(x, H, W);
     Tensor y = gpu_empty({in[0], in[1], H, W});
     g.resize_bilinear_align_corners(on_gpu(x), y);
@@ -256,14 +253,14 @@ TEST_CASE("cuda: the top-k image scores match the CPU") {
     }
   }
   // More values than one block sorts in shared memory is refused, not truncated.
-  CHECK_THROWS_AS(g.image_scores(on_gpu(rnd({1, 1, 64, 64}, 79)), ImageScoreKind::TopKMean, 4096), Error);
+  CHECK_THROWS_AS(g.image_scores(on_gpu(test::random_tensor({1, 1, 64, 64}, 79)), ImageScoreKind::TopKMean, 4096), Error);
 }
 #endif
 
 TEST_CASE("cuda: relu, max pool, ImageNet normalisation, pixel term, max and mix match the CPU") {
   Backend& g = gpu();
   Backend& cpu = cpu_backend();
-  Tensor x = rnd({2, 5, 9, 8}, 81, -2.f, 2.f);
+  Tensor x = test::random_tensor({2, 5, 9, 8}, 81, -2.f, 2.f);
   Tensor r = gpu_empty(x.shape()), rc = Tensor::empty(x.shape());
   g.relu(on_gpu(x), r);
   cpu.relu(x, rc);
@@ -272,7 +269,7 @@ TEST_CASE("cuda: relu, max pool, ImageNet normalisation, pixel term, max and mix
   g.max_pool3x3_s2(on_gpu(x), p);
   cpu.max_pool3x3_s2(x, pc);
   CHECK(p.to_vector() == pc.to_vector());  // comparisons only: exact
-  Tensor img = rnd({2, 3, 17, 13}, 82), rec = rnd({2, 3, 17, 13}, 83);
+  Tensor img = test::random_tensor({2, 3, 17, 13}, 82), rec = test::random_tensor({2, 3, 17, 13}, 83);
   Tensor nrm = gpu_empty(img.shape()), nrmc = Tensor::empty(img.shape());
   g.imagenet_normalise(on_gpu(img), nrm);
   cpu.imagenet_normalise(img, nrmc);
@@ -283,13 +280,13 @@ TEST_CASE("cuda: relu, max pool, ImageNet normalisation, pixel term, max and mix
   CHECK(test::max_abs_diff(pix.to_vector().data(), pixc.data(), size_t(pixc.numel())) <= 1e-6);
   for (int64_t n : {int64_t(1), int64_t(1000), int64_t(300001)}) {
     CAPTURE(n);
-    Tensor v = rnd({n}, 84, -3.f, -1.f);
+    Tensor v = test::random_tensor({n}, 84, -3.f, -1.f);
     Tensor m = gpu_empty({1}), mc = Tensor::empty({1});
     g.max(on_gpu(v), m);
     cpu.max(v, mc);
     CHECK(m.to_vector() == mc.to_vector());
   }
-  Tensor f = rnd({2, 1, 17, 13}, 85, 0.f, 2.f);
+  Tensor f = test::random_tensor({2, 1, 17, 13}, 85, 0.f, 2.f);
   for (float max_p : {0.3f, 0.f}) {
     Tensor mf = Tensor::full({1}, 1.7f), mp = Tensor::full({1}, max_p);
     Tensor y = gpu_empty(f.shape()), yc = Tensor::empty(f.shape());
@@ -349,7 +346,7 @@ TEST_CASE("cuda: group_norm_backward (+SiLU) and softmax_backward match the CPU"
   const Shape s{2, 8, 19, 13};
   for (bool silu : {false, true}) {
     CAPTURE(silu);
-    Tensor x = rnd(s, 31, 1.f, 3.f), dy = rnd(s, 32), ga = rnd({8}, 33, 0.5f, 1.5f), be = rnd({8}, 34);
+    Tensor x = test::random_tensor(s, 31, 1.f, 3.f), dy = test::random_tensor(s, 32), ga = test::random_tensor({8}, 33, 0.5f, 1.5f), be = test::random_tensor({8}, 34);
     Tensor y = Tensor::zeros(s), m = Tensor::zeros({8}), r = Tensor::zeros({8});
     cpu_backend().group_norm(x, ga, be, 4, 1e-5f, silu, y, m, r);
     Tensor rdx = Tensor::zeros(s), rdg = Tensor::zeros({8}), rdb = Tensor::zeros({8});
@@ -362,7 +359,7 @@ TEST_CASE("cuda: group_norm_backward (+SiLU) and softmax_backward match the CPU"
     CHECK(rel(gdb, rdb) <= 1e-5);
   }
   const Shape ss{7, 333};
-  Tensor x = rnd(ss, 35, -4.f, 4.f), dy = rnd(ss, 36), y = Tensor::zeros(ss), rdx = Tensor::zeros(ss);
+  Tensor x = test::random_tensor(ss, 35, -4.f, 4.f), dy = test::random_tensor(ss, 36), y = Tensor::zeros(ss), rdx = Tensor::zeros(ss);
   cpu_backend().softmax(x, y);
   cpu_backend().softmax_backward(y, dy, rdx);
   Tensor gdx = gpu_empty(ss);
@@ -372,7 +369,7 @@ TEST_CASE("cuda: group_norm_backward (+SiLU) and softmax_backward match the CPU"
 
 TEST_CASE("cuda: linear_backward matches the CPU") {
   Backend& g = gpu();
-  Tensor x = rnd({2, 7, 33}, 41), w = rnd({5, 33}, 42), dy = rnd({2, 7, 5}, 43);
+  Tensor x = test::random_tensor({2, 7, 33}, 41), w = test::random_tensor({5, 33}, 42), dy = test::random_tensor({2, 7, 5}, 43);
   Tensor rdx = Tensor::zeros({2, 7, 33}), rdw = Tensor::zeros({5, 33}), rdb = Tensor::zeros({5});
   cpu_backend().linear_backward(dy, x, w, &rdx, &rdw, &rdb);
   Tensor gdx = gpu_empty({2, 7, 33}), gdw = gpu_empty({5, 33}), gdb = gpu_empty({5});
@@ -394,7 +391,7 @@ TEST_CASE("cuda: conv2d forward, data and weight gradients match the CPU (cuDNN)
     CAPTURE(shape_str(k.x));
     CAPTURE(shape_str(k.w));
     const Shape ys{k.x[0], k.w[0], conv_out_size(k.x[2], k.w[2], k.geom), conv_out_size(k.x[3], k.w[3], k.geom)};
-    Tensor x = rnd(k.x, 51), w = rnd(k.w, 52), b = rnd({k.w[0]}, 53), dy = rnd(ys, 54);
+    Tensor x = test::random_tensor(k.x, 51), w = test::random_tensor(k.w, 52), b = test::random_tensor({k.w[0]}, 53), dy = test::random_tensor(ys, 54);
     Tensor ry = Tensor::zeros(ys), rdx = Tensor::zeros(k.x), rdw = Tensor::zeros(k.w), rdb = Tensor::zeros({k.w[0]});
     cpu_backend().conv2d(x, w, &b, ry, k.geom);
     cpu_backend().conv2d_backward_data(dy, w, rdx, k.geom);
@@ -426,14 +423,14 @@ TEST_CASE("cuda: --precision bf16: products on bfloat16 inputs with float accumu
   g.set_precision(Precision::BF16);
   CHECK(g.precision() == Precision::BF16);
   const int64_t M = 37, N = 29, K = 300, batch = 2;
-  Tensor A = bf16_values(rnd({batch, M, K}, 61)), B = bf16_values(rnd({N, K}, 62));  // B shared: stride 0
+  Tensor A = bf16_values(test::random_tensor({batch, M, K}, 61)), B = bf16_values(test::random_tensor({N, K}, 62));  // B shared: stride 0
   Tensor rc = Tensor::zeros({batch, M, N}), gc = gpu_empty({batch, M, N});
   cpu_backend().gemm(false, true, M, N, K, 1.f, A.data(), K, M * K, B.data(), K, 0, 0.f, rc.data(), N, M * N, batch);
   Tensor gA = on_gpu(A), gB = on_gpu(B);
   g.gemm(false, true, M, N, K, 1.f, gA.data(), K, M * K, gB.data(), K, 0, 0.f, gc.data(), N, M * N, batch);
   CHECK(rel(gc, rc) <= 1e-5);
   // Float inputs are rounded: about 2^-9 relative per input, ~3e-3 on the product.
-  Tensor Af = rnd({batch, M, K}, 63), Bf = rnd({N, K}, 64);
+  Tensor Af = test::random_tensor({batch, M, K}, 63), Bf = test::random_tensor({N, K}, 64);
   cpu_backend().gemm(false, true, M, N, K, 1.f, Af.data(), K, M * K, Bf.data(), K, 0, 0.f, rc.data(), N, M * N,
                      batch);
   Tensor gAf = on_gpu(Af), gBf = on_gpu(Bf);
@@ -444,8 +441,8 @@ TEST_CASE("cuda: --precision bf16: products on bfloat16 inputs with float accumu
 
   const Shape xs{2, 16, 17, 13}, ws{8, 16, 3, 3}, ys{2, 8, 17, 13};
   const ConvGeom geom{1, 1};
-  Tensor x = bf16_values(rnd(xs, 65)), w = bf16_values(rnd(ws, 66)), b = rnd({8}, 67),
-         dy = bf16_values(rnd(ys, 68));
+  Tensor x = bf16_values(test::random_tensor(xs, 65)), w = bf16_values(test::random_tensor(ws, 66)), b = test::random_tensor({8}, 67),
+         dy = bf16_values(test::random_tensor(ys, 68));
   Tensor ry = Tensor::zeros(ys), rdx = Tensor::zeros(xs), rdw = Tensor::zeros(ws), rdb = Tensor::zeros({8});
   cpu_backend().conv2d(x, w, &b, ry, geom);
   cpu_backend().conv2d_backward_data(dy, w, rdx, geom);
@@ -482,7 +479,7 @@ TEST_CASE("cuda: attention and its backward match the CPU (fp32: cuBLAS + softma
     const Shape qs{c.B, 3 * c.heads * c.ch, c.L}, as{c.B, c.heads * c.ch, c.L};
     const int heads = int(c.heads);
     // bf16 values: the casts change nothing, what differs is the kernels' own rounding.
-    Tensor qkv = bf16_values(rnd(qs, 71, -2.f, 2.f)), da = bf16_values(rnd(as, 72));
+    Tensor qkv = bf16_values(test::random_tensor(qs, 71, -2.f, 2.f)), da = bf16_values(test::random_tensor(as, 72));
     Tensor ra = Tensor::zeros(as), rdqkv = Tensor::zeros(qs);
     cpu_backend().attention(qkv, heads, ra);
     cpu_backend().attention_backward(qkv, da, heads, rdqkv);
@@ -515,7 +512,7 @@ TEST_CASE("cuda: attention and its backward match the CPU (fp32: cuBLAS + softma
   // Asked again, a built plan is reused and a refused shape is not retried.
   const size_t plans = cg.attention_plans(), refused = cg.attention_refused();
   g.set_precision(Precision::BF16);
-  Tensor qkv = on_gpu(rnd({1, 36, 37}, 73)), a = gpu_empty({1, 12, 37});
+  Tensor qkv = on_gpu(test::random_tensor({1, 36, 37}, 73)), a = gpu_empty({1, 12, 37});
   g.attention(qkv, 3, a);
   CHECK(cg.attention_plans() == plans);
   CHECK(cg.attention_refused() == refused);
@@ -525,7 +522,7 @@ TEST_CASE("cuda: attention and its backward match the CPU (fp32: cuBLAS + softma
 TEST_CASE("cuda: layout ops, sums and the timestep embedding match the CPU") {
   Backend& g = gpu();
   const Shape s{2, 3, 9, 7};
-  Tensor x = rnd(s, 61), b2 = rnd({2, 2, 9, 7}, 62);
+  Tensor x = test::random_tensor(s, 61), b2 = test::random_tensor({2, 2, 9, 7}, 62);
   Tensor rv = Tensor::zeros({2, 3}), gv = gpu_empty({2, 3});
   cpu_backend().sum_hw(x, rv);
   g.sum_hw(on_gpu(x), gv);
@@ -557,7 +554,7 @@ TEST_CASE("cuda: layout ops, sums and the timestep embedding match the CPU") {
   g.upsample_nearest2_backward(gu, gub);
   CHECK(rel(gub, rub) == 0.0);
 
-  Tensor big = rnd({100003}, 63, -1.f, 2.f), rs = Tensor::zeros({1}), gs = gpu_empty({1});
+  Tensor big = test::random_tensor({100003}, 63, -1.f, 2.f), rs = Tensor::zeros({1}), gs = gpu_empty({1});
   cpu_backend().sum(big, rs);
   g.sum(on_gpu(big), gs);
   CHECK(rel(gs, rs) <= 1e-6);

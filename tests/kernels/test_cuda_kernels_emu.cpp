@@ -46,14 +46,6 @@ using mdps::test::random_floats;
 
 namespace {
 
-Tensor rnd(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  return Tensor::from_vector(s, random_floats(size_t(shape_numel(s)), seed, lo, hi));
-}
-
-// Bit-for-bit equality: the kernel and the CPU call the same MDPS_HD function.
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
-}
 
 // A mask of exact 0s and 1s plus fractional values (the interpolating branch).
 Tensor mask_tensor(const Shape& s, uint64_t seed) {
@@ -143,7 +135,7 @@ TEST_CASE("mdps_step kernel equals the CPU backend bit for bit") {
   for (Shape s : {Shape{1, 1, 1, 1}, Shape{2, 3, 7, 5}, Shape{1, 4, 16, 16}, Shape{3, 1, 9, 11}}) {
     for (int variant = 0; variant < 2; ++variant) {
       const bool full = variant == 0;  // all optional inputs present, or none
-      Tensor x = rnd(s, 1), y = rnd(s, 2), e = rnd(s, 3), g = rnd(s, 4), z = rnd(s, 5);
+      Tensor x = test::random_tensor(s, 1), y = test::random_tensor(s, 2), e = test::random_tensor(s, 3), g = test::random_tensor(s, 4), z = test::random_tensor(s, 5);
       Tensor m = mask_tensor({s[0], 1, s[2], s[3]}, 6);
       Tensor ref_next = Tensor::zeros(s), ref_x0 = Tensor::zeros(s);
       cpu.mdps_step(x, y, e, full ? &g : nullptr, full ? &m : nullptr, full ? &z : nullptr, c, ref_next,
@@ -155,8 +147,8 @@ TEST_CASE("mdps_step kernel equals the CPU backend bit for bit") {
         emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::mdps_step_kernel, x.data(), y.data(), e.data(),
                     full ? g.data() : nullptr, full ? m.data() : nullptr, full ? z.data() : nullptr, c, next.data(),
                     full ? x0.data() : nullptr, x.numel(), s[1] * s[2] * s[3], s[2] * s[3]);
-        CHECK(bit_equal(next, ref_next));
-        if (full) CHECK(bit_equal(x0, ref_x0));
+        CHECK(test::same_bits(next, ref_next));
+        if (full) CHECK(test::same_bits(x0, ref_x0));
       }
     }
   }
@@ -164,14 +156,14 @@ TEST_CASE("mdps_step kernel equals the CPU backend bit for bit") {
 
 TEST_CASE("replace_normal kernel equals the CPU backend bit for bit") {
   for (Shape s : {Shape{1, 1, 1, 1}, Shape{2, 3, 13, 7}}) {
-    Tensor x = rnd(s, 11), y = rnd(s, 12), z = rnd(s, 13), m = mask_tensor({s[0], 1, s[2], s[3]}, 14);
+    Tensor x = test::random_tensor(s, 11), y = test::random_tensor(s, 12), z = test::random_tensor(s, 13), m = mask_tensor({s[0], 1, s[2], s[3]}, 14);
     Tensor ref = x.clone();
     cpu_backend().replace_normal(ref, y, z, m, 0.6f, 0.8f);
     for (unsigned grid : grids_for(x.numel())) {
       Tensor got = x.clone();
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::replace_normal_kernel, got.data(), y.data(),
                   z.data(), m.data(), 0.6f, 0.8f, x.numel(), s[1] * s[2] * s[3], s[2] * s[3]);
-      CHECK(bit_equal(got, ref));
+      CHECK(test::same_bits(got, ref));
     }
   }
 }
@@ -188,7 +180,7 @@ TEST_CASE("group_norm kernel matches the CPU backend, with and without SiLU") {
       CAPTURE(silu);
       const int64_t N = k.s[0], C = k.s[1], HW = k.s[2] * k.s[3];
       // An offset mean makes the two-pass variance matter.
-      Tensor x = rnd(k.s, 21, 2.f, 5.f), gamma = rnd({C}, 22, 0.5f, 1.5f), beta = rnd({C}, 23);
+      Tensor x = test::random_tensor(k.s, 21, 2.f, 5.f), gamma = test::random_tensor({C}, 22, 0.5f, 1.5f), beta = test::random_tensor({C}, 23);
       Tensor ry = Tensor::zeros(k.s), rm = Tensor::zeros({N * k.groups}), rr = Tensor::zeros({N * k.groups});
       cpu_backend().group_norm(x, gamma, beta, k.groups, 1e-5f, silu, ry, rm, rr);
       Tensor y = Tensor::full(k.s, NAN), m = Tensor::full({N * k.groups}, NAN), r = Tensor::full({N * k.groups}, NAN);
@@ -213,7 +205,7 @@ TEST_CASE("softmax kernel matches the CPU backend") {
   // Rows shorter than a warp, of one element, and longer than the block.
   for (Shape s : {Shape{1, 1}, Shape{3, 5}, Shape{4, 256}, Shape{2, 3, 1000}}) {
     CAPTURE(shape_str(s));
-    Tensor x = rnd(s, 31, -8.f, 8.f);
+    Tensor x = test::random_tensor(s, 31, -8.f, 8.f);
     Tensor ref = Tensor::zeros(s);
     cpu_backend().softmax(x, ref);
     Tensor y = Tensor::full(s, NAN);
@@ -254,16 +246,16 @@ TEST_CASE("adam kernel equals the CPU backend bit for bit (Adam, Adam + L2, Adam
       if (mode == 3) p.beta1 = 0.3f;  // the other branch of torch's lerp
       CAPTURE(n);
       CAPTURE(mode);
-      Tensor p0 = rnd({n}, 41), g = rnd({n}, 42), m0 = rnd({n}, 43, -0.1f, 0.1f), v0 = rnd({n}, 44, 0.f, 0.01f);
+      Tensor p0 = test::random_tensor({n}, 41), g = test::random_tensor({n}, 42), m0 = test::random_tensor({n}, 43, -0.1f, 0.1f), v0 = test::random_tensor({n}, 44, 0.f, 0.01f);
       Tensor rp = p0.clone(), rm = m0.clone(), rv = v0.clone();
       cpu_backend().adam_update(rp, g, rm, rv, p, 7);
       for (unsigned grid : grids_for(n)) {
         Tensor gp = p0.clone(), gm = m0.clone(), gv = v0.clone();
         emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::adam_kernel, gp.data(), g.data(), gm.data(),
                     gv.data(), cuda::adam_scalars(p, 7), n);
-        CHECK(bit_equal(gp, rp));
-        CHECK(bit_equal(gm, rm));
-        CHECK(bit_equal(gv, rv));
+        CHECK(test::same_bits(gp, rp));
+        CHECK(test::same_bits(gm, rm));
+        CHECK(test::same_bits(gv, rv));
       }
     }
   }
@@ -273,7 +265,7 @@ TEST_CASE("elementwise kernel matches the CPU backend for every op") {
   Backend& cpu = cpu_backend();
   const Shape s{2, 3, 5, 7};
   const int64_t n = shape_numel(s);
-  Tensor a = rnd(s, 51, -6.f, 6.f), b = rnd(s, 52), v = rnd({2, 3}, 53);
+  Tensor a = test::random_tensor(s, 51, -6.f, 6.f), b = test::random_tensor(s, 52), v = test::random_tensor({2, 3}, 53);
   Tensor ss = Tensor::full({1}, 7.3f), zero = Tensor::zeros({1});  // a sum of squares; 0 gives 0, not NaN
   struct Case {
     cuda::EwOp op;
@@ -315,7 +307,7 @@ TEST_CASE("elementwise kernel matches the CPU backend for every op") {
       Tensor y = Tensor::full(s, NAN);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::elementwise_kernel, k.op, a.data(),
                   k.b ? k.b->data() : nullptr, y.data(), k.alpha, k.beta, n, k.b_div, k.b_mod);
-      if (k.exact) CHECK(bit_equal(y, ref));
+      if (k.exact) CHECK(test::same_bits(y, ref));
       else CHECK(test::max_abs_diff(y.data(), ref.data(), size_t(n)) <= 2e-6 * 6);
     }
   }
@@ -333,7 +325,7 @@ TEST_CASE("group_norm_backward kernels match the CPU backend, with and without S
         CAPTURE(silu);
         CAPTURE(want_dx);
         const int64_t N = k.s[0], C = k.s[1], HW = k.s[2] * k.s[3], G = k.groups;
-        Tensor x = rnd(k.s, 61, 2.f, 5.f), dy = rnd(k.s, 62), gamma = rnd({C}, 63, 0.5f, 1.5f), beta = rnd({C}, 64);
+        Tensor x = test::random_tensor(k.s, 61, 2.f, 5.f), dy = test::random_tensor(k.s, 62), gamma = test::random_tensor({C}, 63, 0.5f, 1.5f), beta = test::random_tensor({C}, 64);
         Tensor y = Tensor::zeros(k.s), mean = Tensor::zeros({N * G}), rstd = Tensor::zeros({N * G});
         cpu_backend().group_norm(x, gamma, beta, G, 1e-5f, silu, y, mean, rstd);
         Tensor rdx = Tensor::zeros(k.s), rdg = Tensor::zeros({C}), rdb = Tensor::zeros({C});
@@ -378,7 +370,7 @@ TEST_CASE("group_norm_backward kernels match the CPU backend, with and without S
 TEST_CASE("softmax_backward kernel matches the CPU backend") {
   for (Shape s : {Shape{1, 1}, Shape{3, 5}, Shape{4, 256}, Shape{2, 3, 1000}}) {
     CAPTURE(shape_str(s));
-    Tensor x = rnd(s, 71, -4.f, 4.f), dy = rnd(s, 72), y = Tensor::zeros(s), ref = Tensor::zeros(s);
+    Tensor x = test::random_tensor(s, 71, -4.f, 4.f), dy = test::random_tensor(s, 72), y = Tensor::zeros(s), ref = Tensor::zeros(s);
     cpu_backend().softmax(x, y);
     cpu_backend().softmax_backward(y, dy, ref);
     Tensor dx = Tensor::full(s, NAN);
@@ -393,7 +385,7 @@ TEST_CASE("softmax_backward kernel matches the CPU backend") {
 TEST_CASE("row and column sum kernels match sum_hw and the linear bias gradient") {
   for (Shape s : {Shape{1, 1, 1, 1}, Shape{2, 3, 7, 5}, Shape{1, 2, 40, 41}}) {
     CAPTURE(shape_str(s));
-    Tensor x = rnd(s, 81), ref = Tensor::zeros({s[0], s[1]});
+    Tensor x = test::random_tensor(s, 81), ref = Tensor::zeros({s[0], s[1]});
     cpu_backend().sum_hw(x, ref);
     Tensor got = Tensor::full({s[0], s[1]}, NAN);
     emu::launch(dim3(unsigned(s[0] * s[1])), dim3(cuda::kReduceBlock), cuda::row_sum_kernel, x.data(), got.data(),
@@ -406,14 +398,14 @@ TEST_CASE("row and column sum kernels match sum_hw and the linear bias gradient"
   for (Dims d : {Dims{1, 1, 1}, Dims{37, 3, 300}, Dims{5, 2, 7}}) {
     CAPTURE(d.rows);
     CAPTURE(d.out);
-    Tensor x = rnd({d.rows, d.in}, 82), w = rnd({d.out, d.in}, 83), dy = rnd({d.rows, d.out}, 84);
+    Tensor x = test::random_tensor({d.rows, d.in}, 82), w = test::random_tensor({d.out, d.in}, 83), dy = test::random_tensor({d.rows, d.out}, 84);
     Tensor ref = Tensor::zeros({d.out});
     cpu_backend().linear_backward(dy, x, w, nullptr, nullptr, &ref);
     for (unsigned grid : grids_for(d.out)) {
       Tensor got = Tensor::full({d.out}, NAN);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::column_sum_kernel, dy.data(), got.data(), d.rows,
                   d.out);
-      CHECK(bit_equal(got, ref));  // both add the rows in order in double
+      CHECK(test::same_bits(got, ref));  // both add the rows in order in double
     }
   }
 }
@@ -423,7 +415,7 @@ TEST_CASE("whole-tensor sum and sum of squares kernels match the CPU backend") {
     for (bool squares : {false, true}) {
       CAPTURE(n);
       CAPTURE(squares);
-      Tensor x = rnd({n}, 91, -2.f, 3.f), ref = Tensor::zeros({1});
+      Tensor x = test::random_tensor({n}, 91, -2.f, 3.f), ref = Tensor::zeros({1});
       if (squares) cpu_backend().sum_squares(x, ref);
       else cpu_backend().sum(x, ref);
       for (unsigned parts : {cuda::sum_partial_blocks(n), 2u}) {
@@ -445,7 +437,7 @@ TEST_CASE("copy_channels kernel concatenates and splits like the CPU backend") {
   for (Shape sa : {Shape{1, 1, 1, 1}, Shape{2, 3, 5, 7}}) {
     const Shape sb{sa[0], sa[1] + 1, sa[2], sa[3]}, sy{sa[0], 2 * sa[1] + 1, sa[2], sa[3]};
     CAPTURE(shape_str(sa));
-    Tensor a = rnd(sa, 101), b = rnd(sb, 102), ref = Tensor::zeros(sy);
+    Tensor a = test::random_tensor(sa, 101), b = test::random_tensor(sb, 102), ref = Tensor::zeros(sy);
     cpu_backend().concat_channels(a, b, ref);
     const int64_t hw = sa[2] * sa[3];
     for (unsigned grid : grids_for(b.numel())) {
@@ -454,14 +446,14 @@ TEST_CASE("copy_channels kernel concatenates and splits like the CPU backend") {
                   sy[1], int64_t(0), hw, a.numel(), true);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::copy_channels_kernel, b.data(), sb[1], y.data(),
                   sy[1], sa[1], hw, b.numel(), true);
-      CHECK(bit_equal(y, ref));
+      CHECK(test::same_bits(y, ref));
       Tensor ga = Tensor::full(sa, NAN), gb = Tensor::full(sb, NAN);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::copy_channels_kernel, ga.data(), sa[1], y.data(),
                   sy[1], int64_t(0), hw, ga.numel(), false);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::copy_channels_kernel, gb.data(), sb[1], y.data(),
                   sy[1], sa[1], hw, gb.numel(), false);
-      CHECK(bit_equal(ga, a));
-      CHECK(bit_equal(gb, b));
+      CHECK(test::same_bits(ga, a));
+      CHECK(test::same_bits(gb, b));
     }
   }
 }
@@ -472,7 +464,7 @@ TEST_CASE("avg_pool2 and upsample_nearest2 kernels (and backward) equal the CPU 
     CAPTURE(shape_str(s));
     const int64_t planes = s[0] * s[1], H = s[2], W = s[3];
     const Shape sp{s[0], s[1], H / 2, W / 2}, su{s[0], s[1], 2 * H, 2 * W};
-    Tensor x = rnd(s, 111), dp = rnd(sp, 112), du = rnd(su, 113);
+    Tensor x = test::random_tensor(s, 111), dp = test::random_tensor(sp, 112), du = test::random_tensor(su, 113);
     Tensor rp = Tensor::zeros(sp), rpb = Tensor::zeros(s), ru = Tensor::zeros(su), rub = Tensor::zeros(s);
     cpu_backend().avg_pool2(x, rp);
     cpu_backend().avg_pool2_backward(dp, rpb);
@@ -490,10 +482,10 @@ TEST_CASE("avg_pool2 and upsample_nearest2 kernels (and backward) equal the CPU 
                   u.numel());
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::upsample_nearest2_backward_kernel, du.data(),
                   ub.data(), H, W, planes * H * W);
-      CHECK(bit_equal(p, rp));
-      CHECK(bit_equal(pb, rpb));
-      CHECK(bit_equal(u, ru));
-      CHECK(bit_equal(ub, rub));
+      CHECK(test::same_bits(p, rp));
+      CHECK(test::same_bits(pb, rpb));
+      CHECK(test::same_bits(u, ru));
+      CHECK(test::same_bits(ub, rub));
     }
   }
 }
@@ -510,7 +502,7 @@ TEST_CASE("timestep_embedding kernel equals the CPU backend bit for bit") {
       Tensor y = Tensor::full({5, dim}, NAN);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::timestep_embedding_kernel, t.data(), y.data(),
                   int64_t(5), dim);
-      CHECK(bit_equal(y, ref));
+      CHECK(test::same_bits(y, ref));
     }
   }
 }
@@ -520,7 +512,7 @@ TEST_CASE("pooled_cosine_distance kernel equals mean_pool3x3 + cosine_distance o
   // than a block, and pixels whose feature vector is zero (the eps clamp).
   for (Shape s : {Shape{1, 1, 1, 1}, Shape{1, 1, 3, 1}, Shape{2, 5, 7, 9}, Shape{1, 3, 19, 17}, Shape{2, 1, 1, 13}}) {
     CAPTURE(shape_str(s));
-    Tensor a = rnd(s, 121), b = rnd(s, 122);
+    Tensor a = test::random_tensor(s, 121), b = test::random_tensor(s, 122);
     const int64_t HW = s[2] * s[3];
     for (int64_t c = 0; c < s[1]; ++c) {  // sample 0: a is zero on the first row's 3x3 reach
       for (int64_t i = 0; i < std::min<int64_t>(HW, 2 * s[3]); ++i) a.data()[c * HW + i] = 0.f;
@@ -533,11 +525,11 @@ TEST_CASE("pooled_cosine_distance kernel equals mean_pool3x3 + cosine_distance o
       Tensor y = Tensor::full({s[0], 1, s[2], s[3]}, NAN);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::pooled_cosine_distance_kernel, a.data(), b.data(),
                   y.data(), s[1], s[2], s[3], n, 1e-8f);
-      CHECK(bit_equal(y, ref));
+      CHECK(test::same_bits(y, ref));
     }
   }
   // Identical inputs are at distance 0 up to rounding; opposite ones at 2.
-  Tensor a = rnd({1, 4, 6, 5}, 123), neg = Tensor::empty({1, 4, 6, 5}), y = Tensor::full({1, 1, 6, 5}, NAN);
+  Tensor a = test::random_tensor({1, 4, 6, 5}, 123), neg = Tensor::empty({1, 4, 6, 5}), y = Tensor::full({1, 1, 6, 5}, NAN);
   for (int64_t i = 0; i < a.numel(); ++i) neg.data()[i] = -a.data()[i];
   emu::launch(dim3(1), dim3(cuda::kElementwiseBlock), cuda::pooled_cosine_distance_kernel, a.data(), a.data(),
               y.data(), int64_t(4), int64_t(6), int64_t(5), int64_t(30), 1e-8f);
@@ -560,7 +552,7 @@ TEST_CASE("gaussian_blur kernels (two passes) equal the CPU blur bit for bit") {
                         Case{{1, 1, 37, 41}, 33, 4.f}, Case{{2, 3, 9, 6}, 5, 1.f}, Case{{1, 1, 4, 4}, 1, 1.f}}) {
     CAPTURE(shape_str(t.s));
     CAPTURE(t.kernel);
-    Tensor x = rnd(t.s, 131, 0.f, 3.f);
+    Tensor x = test::random_tensor(t.s, 131, 0.f, 3.f);
     Tensor ref = hostops::gaussian_blur(x, t.kernel, t.sigma);
     const std::vector<float> k = hostops::gaussian_kernel1d(t.kernel, t.sigma);
     cuda::BlurTaps taps{};
@@ -575,7 +567,7 @@ TEST_CASE("gaussian_blur kernels (two passes) equal the CPU blur bit for bit") {
                   n, taps);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::gaussian_blur_columns_kernel,
                   static_cast<const double*>(tmp.data()), y.data(), H, W, n, taps);
-      CHECK(bit_equal(y, ref));
+      CHECK(test::same_bits(y, ref));
     }
   }
 }
@@ -591,7 +583,7 @@ TEST_CASE("resize_bilinear kernel equals the CPU's align_corners resize bit for 
     CAPTURE(shape_str(t.in));
     CAPTURE(t.H);
     CAPTURE(t.W);
-    Tensor x = rnd(t.in, 141);
+    Tensor x = test::random_tensor(t.in, 141);
     Tensor ref = hostops::resize_bilinear_align_corners(x, t.H, t.W);
     const int64_t planes = t.in[0] * t.in[1], n = planes * t.H * t.W;
     for (unsigned grid : grids_for(n)) {
@@ -599,7 +591,7 @@ TEST_CASE("resize_bilinear kernel equals the CPU's align_corners resize bit for 
       Tensor y = Tensor::full({t.in[0], t.in[1], t.H, t.W}, NAN);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::resize_bilinear_kernel, x.data(), y.data(),
                   t.in[2], t.in[3], t.H, t.W, n);
-      CHECK(bit_equal(y, ref));
+      CHECK(test::same_bits(y, ref));
     }
   }
 }
@@ -680,7 +672,7 @@ TEST_CASE("topk_score kernel equals the CPU's top-k mean bit for bit and its sof
 TEST_CASE("imagenet_normalise kernel equals the CPU normalisation bit for bit, in place too") {
   for (Shape s : {Shape{1, 3, 1, 1}, Shape{2, 3, 7, 9}, Shape{1, 3, 19, 17}}) {
     CAPTURE(shape_str(s));
-    Tensor x = rnd(s, 151);
+    Tensor x = test::random_tensor(s, 151);
     Tensor ref = hostops::imagenet_normalise(x);
     const int64_t n = x.numel();
     for (unsigned grid : grids_for(n)) {
@@ -688,11 +680,11 @@ TEST_CASE("imagenet_normalise kernel equals the CPU normalisation bit for bit, i
       Tensor y = Tensor::full(s, NAN);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::imagenet_normalise_kernel, x.data(), y.data(),
                   s[2] * s[3], n);
-      CHECK(bit_equal(y, ref));
+      CHECK(test::same_bits(y, ref));
       Tensor inplace = x.clone();
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::imagenet_normalise_kernel,
                   static_cast<const float*>(inplace.data()), inplace.data(), s[2] * s[3], n);
-      CHECK(bit_equal(inplace, ref));
+      CHECK(test::same_bits(inplace, ref));
     }
   }
   // The three channels get their own statistics: -1 maps to -mean_c / std_c.
@@ -707,7 +699,7 @@ TEST_CASE("imagenet_normalise kernel equals the CPU normalisation bit for bit, i
 TEST_CASE("pixel_distance kernel equals the CPU pixel term bit for bit") {
   for (Shape s : {Shape{1, 3, 1, 1}, Shape{2, 3, 7, 9}, Shape{3, 3, 16, 17}}) {
     CAPTURE(shape_str(s));
-    Tensor a = rnd(s, 161), b = rnd(s, 162);
+    Tensor a = test::random_tensor(s, 161), b = test::random_tensor(s, 162);
     Tensor ref = hostops::pixel_distance(a, b);
     const int64_t hw = s[2] * s[3], n = s[0] * hw;
     for (unsigned grid : grids_for(n)) {
@@ -715,11 +707,11 @@ TEST_CASE("pixel_distance kernel equals the CPU pixel term bit for bit") {
       Tensor y = Tensor::full({s[0], 1, s[2], s[3]}, NAN);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::pixel_distance_kernel, a.data(), b.data(),
                   y.data(), hw, n);
-      CHECK(bit_equal(y, ref));
+      CHECK(test::same_bits(y, ref));
     }
   }
   // An image against itself is at distance 0 everywhere.
-  Tensor a = rnd({1, 3, 4, 5}, 163), y = Tensor::full({1, 1, 4, 5}, NAN);
+  Tensor a = test::random_tensor({1, 3, 4, 5}, 163), y = Tensor::full({1, 1, 4, 5}, NAN);
   emu::launch(dim3(1), dim3(cuda::kElementwiseBlock), cuda::pixel_distance_kernel, a.data(), a.data(), y.data(),
               int64_t(20), int64_t(20));
   for (int64_t i = 0; i < 20; ++i) CHECK(y.at(i) == 0.f);
@@ -730,7 +722,7 @@ TEST_CASE("max_pool3x3_s2 kernel equals the CPU max pool bit for bit, NaN and -i
   // not), one pixel, one row, and planes larger than a block.
   for (Shape s : {Shape{1, 1, 1, 1}, Shape{1, 2, 1, 6}, Shape{2, 3, 7, 9}, Shape{1, 2, 8, 8}, Shape{1, 1, 33, 35}}) {
     CAPTURE(shape_str(s));
-    Tensor x = rnd(s, 171, -3.f, 3.f);
+    Tensor x = test::random_tensor(s, 171, -3.f, 3.f);
     x.data()[0] = NAN;  // std::max keeps the running max past a NaN unless the NaN comes first
     if (x.numel() > 3) x.data()[3] = -INFINITY;
     Tensor ref = hostops::max_pool3x3_s2(x);
@@ -740,7 +732,7 @@ TEST_CASE("max_pool3x3_s2 kernel equals the CPU max pool bit for bit, NaN and -i
       Tensor y = Tensor::full(ref.shape(), 7.f);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::max_pool3x3_s2_kernel, x.data(), y.data(), s[2],
                   s[3], Ho, Wo, n);
-      CHECK(bit_equal(y, ref));
+      CHECK(test::same_bits(y, ref));
     }
   }
 }
@@ -753,7 +745,7 @@ TEST_CASE("whole-tensor max kernels match the CPU backend's max exactly") {
     for (int where : {0, 1, 2}) {
       CAPTURE(n);
       CAPTURE(where);
-      Tensor x = rnd({n}, 181, -5.f, -1.f);
+      Tensor x = test::random_tensor({n}, 181, -5.f, -1.f);
       if (where == 1) x.data()[0] = -0.5f;
       if (where == 2) x.data()[n - 1] = -0.25f;
       Tensor ref = Tensor::full({1}, NAN);
@@ -764,7 +756,7 @@ TEST_CASE("whole-tensor max kernels match the CPU backend's max exactly") {
         emu::launch(dim3(parts), dim3(cuda::kReduceBlock), cuda::max_partials_kernel, x.data(), n, partial.data());
         emu::launch(dim3(1), dim3(cuda::kReduceBlock), cuda::max_finish_kernel,
                     static_cast<const float*>(partial.data()), int64_t(parts), out.data());
-        CHECK(bit_equal(out, ref));
+        CHECK(test::same_bits(out, ref));
       }
     }
   }
@@ -773,7 +765,7 @@ TEST_CASE("whole-tensor max kernels match the CPU backend's max exactly") {
 TEST_CASE("anomaly_mix kernel equals the CPU backend's mix bit for bit, max(P) = 0 included") {
   const Shape s{2, 1, 9, 31};
   const int64_t n = shape_numel(s);
-  Tensor f = rnd(s, 191, 0.f, 2.f), p = rnd(s, 192, 0.f, 0.5f);
+  Tensor f = test::random_tensor(s, 191, 0.f, 2.f), p = test::random_tensor(s, 192, 0.f, 0.5f);
   for (float max_p_value : {0.37f, 0.f}) {
     CAPTURE(max_p_value);
     Tensor max_f = Tensor::full({1}, 1.9f), max_p = Tensor::full({1}, max_p_value), ref = Tensor::empty(s);
@@ -783,14 +775,14 @@ TEST_CASE("anomaly_mix kernel equals the CPU backend's mix bit for bit, max(P) =
       Tensor y = Tensor::full(s, NAN);
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::anomaly_mix_kernel, f.data(), p.data(),
                   max_f.data(), max_p.data(), 7.f, y.data(), n);
-      CHECK(bit_equal(y, ref));
+      CHECK(test::same_bits(y, ref));
       Tensor inplace = f.clone();  // y aliasing f, as the engine may call it
       emu::launch(dim3(grid), dim3(cuda::kElementwiseBlock), cuda::anomaly_mix_kernel,
                   static_cast<const float*>(inplace.data()), p.data(), max_f.data(), max_p.data(), 7.f,
                   inplace.data(), n);
-      CHECK(bit_equal(inplace, ref));
+      CHECK(test::same_bits(inplace, ref));
     }
-    if (max_p_value == 0.f) CHECK(bit_equal(ref, f));  // nothing added when the images agree
+    if (max_p_value == 0.f) CHECK(test::same_bits(ref, f));  // nothing added when the images agree
   }
 }
 
@@ -819,7 +811,7 @@ TEST_CASE("bf16 casts: round to nearest even, NaN and infinities kept; the kerne
   // nearer of the two bf16 neighbours, and the round trip is exact for bf16 values.
   for (int64_t n : {int64_t(1), int64_t(1000), int64_t(4099)}) {
     CAPTURE(n);
-    Tensor x = rnd({n}, 201, -1e4f, 1e4f);
+    Tensor x = test::random_tensor({n}, 201, -1e4f, 1e4f);
     std::vector<uint16_t> b(size_t(n), 0xdead);
     std::vector<float> back(size_t(n), NAN);
     for (unsigned grid : grids_for(n)) {
@@ -882,7 +874,7 @@ TEST_CASE("transpose_to_bf16 / transpose_from_bf16 kernels: y[b, c, r] = x[b, r,
     CAPTURE(t.C);
     CAPTURE(t.z);
     const int64_t total = t.n * t.R * t.C;
-    Tensor x = rnd({total}, 211, -50.f, 50.f);
+    Tensor x = test::random_tensor({total}, 211, -50.f, 50.f);
     const dim3 grid(cuda::transpose_tiles_along(t.C, cuda::kTransposeTile),
                     cuda::transpose_tiles_along(t.R, cuda::kTransposeTile),
                     t.z ? t.z : cuda::transpose_batch_blocks(t.n));
@@ -1008,7 +1000,7 @@ TEST_CASE("fused attention layout: the transposes and sdpa_layout.h describe the
   // 2 samples x 2 heads of 16 channels over 40 tokens (no multiple of the tile).
   const int64_t B = 2, heads = 2, ch = 16, L = 40;
   const Shape qs{B, 3 * heads * ch, L}, as{B, heads * ch, L};
-  Tensor qkv = rnd(qs, 221, -2.f, 2.f), da = rnd(as, 222);
+  Tensor qkv = test::random_tensor(qs, 221, -2.f, 2.f), da = test::random_tensor(as, 222);
   Tensor ra = Tensor::zeros(as), rdqkv = Tensor::zeros(qs);
   cpu_backend().attention(qkv, int(heads), ra);
   cpu_backend().attention_backward(qkv, da, int(heads), rdqkv);

@@ -1,4 +1,4 @@
-#include "tools/bench_twin.h"
+#include "bench/harness/pytorch_twin_runner.h"
 #include "engine/core/common.h"
 #include <sys/wait.h>
 #include <unistd.h>
