@@ -2,6 +2,7 @@
 // timed and how it is reported) lives in bench/harness/.
 #include "tools/command.h"
 #include "tools/trace_flag.h"
+#include "bench/harness/peak.h"
 #include "bench/harness/sampler_bench.h"
 #include "bench/harness/unet_bench.h"
 #include <memory>
@@ -13,6 +14,7 @@ using bench::UNetBenchArgs;
 using bench::bench_unet;
 using bench::bench_sampler;
 using bench::bench_gemm;
+using bench::bench_peak;
 
 cli::Registrar reg("bench", 80, [](CLI::App& app) {
   auto* c = app.add_subcommand("bench", "Benchmarks (medians after a warm-up); record results in bench/RESULTS.md");
@@ -59,6 +61,11 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
   g->add_flag("--json", a->json, "also print one JSON object on the last line");
   cli::add_trace_option(g, a->trace);
   g->callback(traced([](const UNetBenchArgs& x) { bench_gemm(x.threads, x.json); }));
+  auto* pk = c->add_subcommand("peak", "the cores' FP32 FMA throughput (and BF16 dot products where the CPU has "
+                               "AVX512-BF16), 1 and N threads");
+  pk->add_option("--threads", a->threads, "threads of the N-thread figure (0: the engine's default)");
+  pk->add_flag("--json", a->json, "also print one JSON object on the last line");
+  pk->callback([a] { bench_peak(a->threads, a->json); });
   auto* s = c->add_subcommand("sampler", "the whole two-round sampler per image (authors' bottle settings)");
   add_common(s);
   s->callback(traced(bench_sampler));

@@ -1,6 +1,8 @@
 #include "bench/harness/sampler_bench.h"
 #include "bench/harness/measure.h"
 #include "bench/harness/op_report.h"
+#include "bench/harness/peak.h"
+#include "engine/core/ops.h"
 #include "engine/core/json_mini.h"
 #include "engine/detect/anomaly_map.h"
 #include "engine/diffusion/sampler.h"
@@ -36,6 +38,12 @@ void bench_sampler(const UNetBenchArgs& a) {
     net.forward(Var(y), t);
     be.synchronize();
   });
+  ops::reset_flop_count();
+  net.forward(Var(y), t);
+  const double fwd_gflops = double(ops::flop_count()) / fwd / 1e9;
+  const bool on_cpu = be.device() == Device::CPU;
+  const double peak = on_cpu ? fp32_peak_gflops(be.threads()) : 0;
+  const std::string of_peak = on_cpu ? cat(fwd_gflops / peak) : "null";
   SamplerSettings ss;
   ss.group = int(B);
   Sampler sampler(net, ss);
@@ -80,6 +88,9 @@ void bench_sampler(const UNetBenchArgs& a) {
   std::printf("  two rounds (T 200/200, skip 20, rho 50/100): %.3f s per image, %.1f forward-equivalents "
               "(ideal 40, the authors' code 60)\n",
               per_image, total / fwd);
+  if (on_cpu)
+    std::printf("  forward          %.1f GFLOP/s, %.0f%% of the FMA peak (%.1f GFLOP/s fp32, %d threads)\n", fwd_gflops,
+                100.0 * fwd_gflops / peak, peak, be.threads());
   print_paths(be);
   std::string op_rows;
   if (a.ops) {
@@ -91,8 +102,8 @@ void bench_sampler(const UNetBenchArgs& a) {
   }
   if (a.json)
     std::printf("{\"sampler_s_per_image\": %.6f, \"forward_s\": %.6f, \"forward_equivalents\": %.2f, "
-                "\"device\": \"%s\", \"precision\": \"%s\"%s%s}\n",
-                per_image, fwd, total / fwd, be.name(), precision_name(be.precision()), paths_key(be).c_str(),
+                "\"forward_of_peak\": %s, \"device\": \"%s\", \"precision\": \"%s\"%s%s}\n",
+                per_image, fwd, total / fwd, of_peak.c_str(), be.name(), precision_name(be.precision()), paths_key(be).c_str(),
                 a.ops ? cat(", \"ops\": [", op_rows, "]").c_str() : "");
 }
 

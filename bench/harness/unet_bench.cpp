@@ -1,6 +1,7 @@
 #include "bench/harness/unet_bench.h"
 #include "bench/harness/measure.h"
 #include "bench/harness/op_report.h"
+#include "bench/harness/peak.h"
 #include "engine/core/json_mini.h"
 #include "engine/core/ops.h"
 #include "engine/io/safetensors.h"
@@ -48,6 +49,7 @@ struct UNetBench {
     double forward = 0, guidance = 0, train = 0;
     double sgemm = 0;             // ceiling GFLOP/s, timed beside the forward runs
     double forward_of_sgemm = 0;  // median of the per-run forward / ceiling ratios
+    double fp32_peak = 0;         // the cores' FMA peak (bench/harness/peak.h), CPU only
   };
   // One run of each timed phase; each ends when the backend has finished.
   void run_forward() {
@@ -105,6 +107,7 @@ struct UNetBench {
       if (ceiling) {
         r.sgemm = median_of(c);
         r.forward_of_sgemm = median_of(frac);
+        r.fp32_peak = fp32_peak_gflops(be.threads());
       }
     }
     r.guidance = median_seconds(1, runs, [&] {
@@ -242,11 +245,12 @@ void bench_unet(const UNetBenchArgs& a) {
   const double flops_per_image = b.flops_per_image;
   const double gflops = flops_per_image * double(a.batch) / fwd / 1e9;
   const double sgemm = tm.sgemm, of_sgemm = tm.forward_of_sgemm;
+  const double of_peak = tm.fp32_peak > 0 ? gflops / tm.fp32_peak : 0;
   const double rss = peak_rss_mb();
   print_unet_header(a, b);
   const bool on_cpu = be.device() == Device::CPU;
   std::printf("  forward          %.4f s   (%.3f GFLOP/image, %.1f GFLOP/s", fwd, flops_per_image / 1e9, gflops);
-  if (on_cpu) std::printf(", %.0f%% of sgemm", 100.0 * of_sgemm);
+  if (on_cpu) std::printf(", %.0f%% of sgemm, %.0f%% of the FMA peak", 100.0 * of_sgemm, 100.0 * of_peak);
   std::printf(")\n");
   std::printf("  guidance         %.4f s   (%.2fx forward)\n", guid, guid / fwd);
   std::printf("  train step       %.4f s   (%.2fx forward)\n", train, train / fwd);
@@ -254,6 +258,8 @@ void bench_unet(const UNetBenchArgs& a) {
     std::printf("  sgemm ceiling    %.1f GFLOP/s (1536^3, best of 3 after each forward run; %% of sgemm is the "
                 "median of the per-run ratios)\n",
                 sgemm);
+  if (on_cpu)
+    std::printf("  FMA peak         %.1f GFLOP/s (fp32, %d threads; mdps bench peak)\n", tm.fp32_peak, be.threads());
   std::printf("  peak RSS         %.0f MB (allocator peak %.0f MB%s)\n", rss,
               double(be.stats().peak_bytes.load()) / 1048576.0, on_cpu ? "" : " on the device");
   print_paths(be);
@@ -268,13 +274,15 @@ void bench_unet(const UNetBenchArgs& a) {
   if (a.json) {
     // On a device the CPU ceiling does not apply: its two keys are null.
     const std::string ceiling = on_cpu ? cat(sgemm) : "null", fraction = on_cpu ? cat(of_sgemm) : "null";
+    const std::string peak = on_cpu ? cat(tm.fp32_peak) : "null", of_peak_s = on_cpu ? cat(of_peak) : "null";
     const std::string ops_key = a.ops ? cat(", \"ops\": [", op_rows, "]") : "";
     std::printf(
         "{\"forward_s\": %.6f, \"guidance_s\": %.6f, \"train_step_s\": %.6f, \"forward_gflops\": %.3f, "
         "\"peak_rss_mb\": %.1f, \"sgemm_gflops\": %s, \"gflop_per_image\": %.4f, \"threads\": %d, "
-        "\"forward_of_sgemm\": %s, \"device\": \"%s\", \"precision\": \"%s\"%s%s}\n",
+        "\"forward_of_sgemm\": %s, \"fp32_peak_gflops\": %s, \"forward_of_peak\": %s, \"device\": \"%s\", "
+        "\"precision\": \"%s\"%s%s}\n",
         fwd, guid, train, gflops, rss, ceiling.c_str(), flops_per_image / 1e9, be.threads(), fraction.c_str(),
-        be.name(), precision_name(be.precision()), paths_key(be).c_str(), ops_key.c_str());
+        peak.c_str(), of_peak_s.c_str(), be.name(), precision_name(be.precision()), paths_key(be).c_str(), ops_key.c_str());
   }
 }
 

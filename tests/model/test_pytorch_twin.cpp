@@ -98,6 +98,31 @@ TEST_CASE("bench --device: cuda runs on the device where one exists, else a clea
   CHECK(r.out.find("--precision bf16: the cpu backend computes in fp32 only") != std::string::npos);
 }
 
+TEST_CASE("bench peak: the FMA peak on 1 and N threads, and the forward's fraction of it") {
+  Run p = run(test::binary_dir() + "/mdps bench peak --threads 2 --json");
+  CAPTURE(p.out);
+  REQUIRE(p.status == 0);
+  json::Value j = last_json_line(p.out);
+  const std::string isa = j.find("isa")->str;
+  CHECK((isa == "avx512" || isa == "avx2" || isa == "scalar"));
+  CHECK(number(j, "threads") == 2);
+  CHECK(number(j, "fp32_peak_gflops_1") > 0);
+  CHECK(number(j, "fp32_peak_gflops") > 0);
+  const json::Value* bf16 = j.find("bf16_peak_gflops");
+  REQUIRE(bf16);
+  if (bf16->kind != json::Kind::Null) CHECK(bf16->number > 0);  // null: the CPU has no AVX512-BF16
+  Run u = run(test::binary_dir() + "/mdps bench unet --json --runs 1 --image-size 16 --base-channels 32 --batch 1 "
+              "--threads 1");
+  CAPTURE(u.out);
+  REQUIRE(u.status == 0);
+  json::Value ju = last_json_line(u.out);
+  // forward_of_peak is the forward's GFLOP/s over the measured peak of the same threads.
+  CHECK(number(ju, "forward_of_peak") > 0);
+  CHECK(number(ju, "forward_of_peak") ==
+        doctest::Approx(number(ju, "forward_gflops") / number(ju, "fp32_peak_gflops")).epsilon(1e-3));
+  CHECK(u.out.find("of the FMA peak") != std::string::npos);
+}
+
 TEST_CASE("bench --ops: the time per op of each phase, in text and JSON, the FLOPs adding up") {
   Run r = run(test::binary_dir() +
               "/mdps bench unet --ops --json --runs 1 --image-size 16 --base-channels 32 --batch 2 --threads 1");

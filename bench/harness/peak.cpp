@@ -1,0 +1,168 @@
+#include "bench/harness/peak.h"
+#include "bench/harness/measure.h"
+#include "engine/core/backend.h"
+#include "engine/core/common.h"
+#include <immintrin.h>
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+namespace mdps::bench {
+namespace {
+
+// Each kernel runs `iters` rounds of kChains independent FMAs on registers
+// and returns a value that depends on every chain, so nothing is optimised
+// away. kChains covers a 4-cycle FMA latency on two FMA ports (8 in flight)
+// with room to spare.
+constexpr int kChains = 12;
+
+__attribute__((target("avx512f"))) float fma_avx512(long iters) {
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(float(c) * 1e-3f);
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (long i = 0; i < iters; ++i)
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
+  __m512 s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
+  return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) float fma_avx2(long iters) {
+  __m256 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_set1_ps(float(c) * 1e-3f);
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  for (long i = 0; i < iters; ++i)
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
+  __m256 s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = _mm256_add_ps(s, acc[c]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  float t = 0;
+  for (float v : out) t += v;
+  return t;
+}
+
+float fma_scalar(long iters) {
+  float acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = float(c) * 1e-3f;
+  for (long i = 0; i < iters; ++i)
+    for (int c = 0; c < kChains; ++c) acc[c] = __builtin_fmaf(acc[c], 0.999999f, 1e-7f);
+  float t = 0;
+  for (float v : acc) t += v;
+  return t;
+}
+
+// vdpbf16ps: each of the 16 float lanes adds two bf16 products.
+__attribute__((target("avx512f,avx512bf16"))) float dot_bf16(long iters) {
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(float(c) * 1e-3f);
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3380);  // 1, ~6e-8
+  for (long i = 0; i < iters; ++i)
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+  __m512 s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
+  return _mm512_reduce_add_ps(s);
+}
+
+struct Kernel {
+  float (*run)(long);
+  double flop_per_iter;  // per round of kChains instructions
+};
+
+// Seconds for `iters` rounds on each of `threads` threads at once (the
+// slowest thread's time).
+double timed(const Kernel& k, long iters, int threads) {
+  std::vector<double> secs(size_t(threads), 0.0);
+  std::vector<float> sink(size_t(threads), 0.f);
+  auto body = [&](int t) {
+    auto t0 = Clock::now();
+    sink[size_t(t)] = k.run(iters);
+    secs[size_t(t)] = std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(body, t);
+  body(0);
+  for (auto& th : pool) th.join();
+  volatile float keep = 0;
+  for (float v : sink) keep = keep + v;
+  (void)keep;
+  return *std::max_element(secs.begin(), secs.end());
+}
+
+// GFLOP/s of `threads` threads: iterations sized to about `seconds`, best of 3.
+double gflops(const Kernel& k, int threads, double seconds) {
+  long iters = 1 << 16;
+  double s = timed(k, iters, 1);
+  while (s < seconds / 8 && iters < (1L << 40)) {
+    iters *= 4;
+    s = timed(k, iters, 1);
+  }
+  iters = std::max(1L, long(double(iters) * seconds / std::max(s, 1e-9)));
+  double best = 1e30;
+  for (int r = 0; r < 3; ++r) best = std::min(best, timed(k, iters, threads));
+  return k.flop_per_iter * double(iters) * threads / best / 1e9;
+}
+
+Kernel fp32_kernel(std::string& isa) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) {
+    isa = "avx512";
+    return {fma_avx512, 2.0 * 16 * kChains};
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    isa = "avx2";
+    return {fma_avx2, 2.0 * 8 * kChains};
+  }
+  isa = "scalar";
+  return {fma_scalar, 2.0 * kChains};
+}
+
+bool cpu_has_bf16_dot() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+}
+
+}  // namespace
+
+PeakResult measure_peak(int threads, double seconds) {
+  MDPS_CHECK(threads >= 1, "bench peak: --threads must be >= 1, got ", threads);
+  PeakResult r;
+  r.threads = threads;
+  const Kernel k = fp32_kernel(r.isa);
+  r.fp32_gflops_1 = gflops(k, 1, seconds);
+  r.fp32_gflops_n = threads == 1 ? r.fp32_gflops_1 : gflops(k, threads, seconds);
+  r.has_bf16 = cpu_has_bf16_dot();
+  if (r.has_bf16) {
+    const Kernel b{dot_bf16, 4.0 * 16 * kChains};  // 16 lanes x 2 pairs x (mul + add)
+    r.bf16_gflops_1 = gflops(b, 1, seconds);
+    r.bf16_gflops_n = threads == 1 ? r.bf16_gflops_1 : gflops(b, threads, seconds);
+  }
+  return r;
+}
+
+double fp32_peak_gflops(int threads) {
+  std::string isa;
+  return gflops(fp32_kernel(isa), std::max(1, threads), 0.1);
+}
+
+void bench_peak(int threads, bool json) {
+  if (threads <= 0) threads = cpu_backend().threads();
+  const PeakResult r = measure_peak(threads);
+  std::printf("mdps bench peak: %s (%s)\n", r.isa.c_str(), machine_line().c_str());
+  std::printf("  fp32 FMA         %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n", r.fp32_gflops_1,
+              r.fp32_gflops_n, r.threads);
+  if (r.has_bf16)
+    std::printf("  bf16 dot (vdpbf16ps) %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n", r.bf16_gflops_1,
+                r.bf16_gflops_n, r.threads);
+  else
+    std::printf("  bf16 dot         not available (no AVX512-BF16)\n");
+  if (json) {
+    const std::string b1 = r.has_bf16 ? cat(r.bf16_gflops_1) : "null", bn = r.has_bf16 ? cat(r.bf16_gflops_n) : "null";
+    std::printf("{\"isa\": \"%s\", \"threads\": %d, \"fp32_peak_gflops_1\": %.3f, \"fp32_peak_gflops\": %.3f, "
+                "\"bf16_peak_gflops_1\": %s, \"bf16_peak_gflops\": %s}\n",
+                r.isa.c_str(), r.threads, r.fp32_gflops_1, r.fp32_gflops_n, b1.c_str(), bn.c_str());
+  }
+}
+
+}  // namespace mdps::bench

@@ -1,0 +1,32 @@
+// The cores' arithmetic peak, measured: `mdps bench peak`, and the
+// denominator of `forward_of_peak` in `mdps bench unet|sampler`.
+//
+// FP32: independent fused multiply-add chains on the widest vector unit the
+// CPU has (AVX-512, else AVX2+FMA, else scalar), enough chains to cover the
+// FMA latency, on 1 thread and on N threads at once (one chain set per
+// thread). BF16: the AVX512-BF16 dot-product instruction (vdpbf16ps: 2 FLOP
+// per bf16 pair, float32 accumulation) where the CPU has it. The kernel is
+// chosen at run time from cpuid, whatever -march the binary was built with.
+#pragma once
+#include <string>
+
+namespace mdps::bench {
+
+struct PeakResult {
+  std::string isa;            // "avx512", "avx2", "scalar"
+  int threads = 1;
+  double fp32_gflops_1 = 0;   // one thread
+  double fp32_gflops_n = 0;   // `threads` threads together
+  bool has_bf16 = false;
+  double bf16_gflops_1 = 0, bf16_gflops_n = 0;  // 0 without AVX512-BF16
+};
+
+// Runs each kernel for about `seconds` per measurement (best of 3).
+PeakResult measure_peak(int threads, double seconds = 0.2);
+// FP32 FMA peak of `threads` threads, GFLOP/s (what forward_of_peak divides by).
+double fp32_peak_gflops(int threads);
+
+// `mdps bench peak`: the table, and with json one JSON object on the last line.
+void bench_peak(int threads, bool json);
+
+}  // namespace mdps::bench
