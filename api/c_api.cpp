@@ -4,7 +4,7 @@
 #include "include/mdps/mdps_c.h"
 #include "include/mdps/mdps.h"
 #include "engine/io/image.h"
-#include "engine/option_checks.h"
+#include "engine/core/option_checks.h"
 #include <cmath>
 #include <cstddef>
 #include <cstring>

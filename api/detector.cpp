@@ -7,7 +7,7 @@
 #include "engine/eval/evaluate.h"
 #include "engine/io/image.h"
 #include "engine/detect/presets.h"
-#include "engine/option_checks.h"
+#include "engine/core/option_checks.h"
 #include <algorithm>
 #include <cmath>
 #include <mutex>

@@ -16,8 +16,8 @@
 #include <doctest/doctest.h>
 // The case table leaves trailing fields at their defaults.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#include "engine/image.h"
-#include "engine/safetensors.h"
+#include "engine/io/image.h"
+#include "engine/io/safetensors.h"
 #include "include/mdps/mdps_c.h"
 #include "tests/test_util.h"
 #include "tests/tiny_fixtures.h"

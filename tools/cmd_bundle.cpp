@@ -4,7 +4,7 @@
 #include "tools/command.h"
 #include "tools/detector_files.h"
 #include "tools/eval_flags.h"
-#include "engine/file_checks.h"
+#include "engine/core/file_checks.h"
 #include <cstdio>
 #include <filesystem>
 

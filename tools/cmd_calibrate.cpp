@@ -6,7 +6,7 @@
 #include "tools/eval_flags.h"
 #include "engine/eval/calibrate.h"
 #include "engine/core/json_mini.h"
-#include "engine/file_checks.h"
+#include "engine/core/file_checks.h"
 #include <cstdio>
 
 namespace mdps {

@@ -3,7 +3,7 @@
 // Python and without executing anything from the checkpoint.
 #include "tools/command.h"
 #include "engine/io/torch_checkpoint.h"
-#include "engine/file_checks.h"
+#include "engine/core/file_checks.h"
 #include <cstdio>
 #include <memory>
 #include <string>

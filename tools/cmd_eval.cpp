@@ -7,7 +7,7 @@
 #include "tools/eval_shard.h"
 #include "engine/core/json_mini.h"
 #include "engine/core/thread_pool.h"
-#include "engine/file_checks.h"
+#include "engine/core/file_checks.h"
 #include <cstdio>
 #include <filesystem>
 

@@ -7,7 +7,7 @@
 #include "engine/diffusion/sampler.h"
 #include "engine/io/safetensors.h"
 #include "engine/core/thread_pool.h"
-#include "engine/file_checks.h"
+#include "engine/core/file_checks.h"
 #include <algorithm>
 #include <cctype>
 #include <chrono>

@@ -10,8 +10,8 @@
 #include "engine/eval/colormap.h"
 #include "engine/io/image.h"
 #include "engine/eval/score_files.h"
-#include "engine/csv.h"
-#include "engine/file_checks.h"
+#include "engine/core/csv.h"
+#include "engine/core/file_checks.h"
 #include <chrono>
 #include <cmath>
 #include <cstdio>

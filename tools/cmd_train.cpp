@@ -3,7 +3,7 @@
 #include "tools/command.h"
 #include "tools/trace_flag.h"
 #include "engine/diffusion/trainer.h"
-#include "engine/file_checks.h"
+#include "engine/core/file_checks.h"
 #include <filesystem>
 #include <chrono>
 #include <cstdio>

@@ -9,8 +9,8 @@
 //
 // The order number sorts the subcommands in --help.
 #pragma once
-#include "engine/image_decode.h"
-#include "engine/option_checks.h"
+#include "engine/io/image_decode.h"
+#include "engine/core/option_checks.h"
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
@@ -37,7 +37,7 @@ inline CLI::Option* add_precision_option(CLI::App* c, std::string& value) {
 }
 
 // --threads, the same bounds on every command and in the library
-// (check_threads, engine/option_checks.h).
+// (check_threads, engine/core/option_checks.h).
 inline CLI::Option* add_threads_option(CLI::App* c, int& value) {
   return c
       ->add_option("--threads", value,
@@ -60,7 +60,7 @@ inline CLI::Option* add_threads_option(CLI::App* c, int& value) {
 }
 
 // --max-image-pixels on every command that decodes image files
-// (engine/image_decode.h): larger images are refused before decoding.
+// (engine/io/image_decode.h): larger images are refused before decoding.
 inline CLI::Option* add_image_limit_option(CLI::App* c) {
   return c->add_option_function<uint64_t>(
       "--max-image-pixels", [](const uint64_t& n) { set_max_image_pixels(n); },

@@ -7,7 +7,7 @@
 #pragma once
 #include "engine/detect/bundle.h"
 #include "engine/eval/evaluate.h"
-#include "engine/option_checks.h"
+#include "engine/core/option_checks.h"
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>

@@ -8,8 +8,8 @@
 // option or file at fault.
 #include "tools/command.h"
 #include "engine/core/common.h"
-#include "engine/atomic_file.h"
-#include "engine/option_checks.h"
+#include "engine/core/atomic_file.h"
+#include "engine/core/option_checks.h"
 #include <algorithm>
 #include <cstdio>
 #include <cstring>

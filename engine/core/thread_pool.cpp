@@ -1,5 +1,5 @@
 #include "engine/core/thread_pool.h"
-#include "engine/option_checks.h"
+#include "engine/core/option_checks.h"
 #include <system_error>
 #include <algorithm>
 #include <atomic>

@@ -1,6 +1,6 @@
 #include "engine/detect/presets.h"
 #include "engine/core/common.h"
-#include "engine/file_checks.h"
+#include "engine/core/file_checks.h"
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>

@@ -1,5 +1,5 @@
 #include "engine/detect/settings.h"
-#include "engine/option_checks.h"
+#include "engine/core/option_checks.h"
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -76,7 +76,7 @@ void EvalSettings::set(const std::string& key, const std::string& v) {
     throw UsageError(cat("unknown setting '", key, "'"));
 }
 
-// The one check of every protocol setting (engine/option_checks.h): the
+// The one check of every protocol setting (engine/core/option_checks.h): the
 // command line, presets, bundles and the library all end here.
 void EvalSettings::validate() const {
   MDPS_USAGE_CHECK(batch >= 1 && batch <= kMaxBatch, "--batch must be in 1..", kMaxBatch, ", got ", batch);

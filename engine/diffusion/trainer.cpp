@@ -8,8 +8,8 @@
 #include "engine/model/optimizer.h"
 #include "engine/io/safetensors.h"
 #include "engine/diffusion/schedule.h"
-#include "engine/csv.h"
-#include "engine/option_checks.h"
+#include "engine/core/csv.h"
+#include "engine/core/option_checks.h"
 #include <cerrno>
 #include <cstring>
 #include <chrono>

@@ -4,7 +4,7 @@
 #include "engine/core/json_mini.h"
 #include "engine/eval/metrics.h"
 #include "engine/io/safetensors.h"
-#include "engine/csv.h"
+#include "engine/core/csv.h"
 #include <algorithm>
 #include <chrono>
 #include <cmath>

@@ -2,7 +2,7 @@
 // PNG output is encoded in memory and written through the checked atomic
 // writer (engine/atomic_file.h).
 #include "engine/io/image.h"
-#include "engine/atomic_file.h"
+#include "engine/core/atomic_file.h"
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

@@ -7,7 +7,7 @@
 // pipeline fed theirs.
 #pragma once
 #include "engine/core/tensor.h"
-#include "engine/image_decode.h"
+#include "engine/io/image_decode.h"
 #include <string>
 #include <vector>
 

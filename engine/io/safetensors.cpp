@@ -1,6 +1,6 @@
 #include "engine/io/safetensors.h"
-#include "engine/atomic_file.h"
-#include "engine/file_checks.h"
+#include "engine/core/atomic_file.h"
+#include "engine/core/file_checks.h"
 #include "kernels/shared/bf16.h"
 #include "engine/core/json_mini.h"
 #include <algorithm>

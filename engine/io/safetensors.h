@@ -98,9 +98,10 @@ class SafeTensorsWriter {
   size_t size() const { return entries_.size(); }
   // The complete file image.
   std::vector<uint8_t> serialize() const;
-  // Writes PATH.tmp.<pid>, fsyncs it and renames it over `path`, so readers
-  // never see a half-written file; on failure the temp file is removed and
-  // an existing `path` is left untouched.
+  // Streams the file through AtomicFile (engine/core/atomic_file.h): a
+  // temporary name, every write checked, fsynced and renamed over `path`, so
+  // readers never see a half-written file; on failure the temp file is
+  // removed and an existing `path` is left untouched.
   void write(const std::string& path) const;
 
  private:

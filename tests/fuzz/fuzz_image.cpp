@@ -1,9 +1,9 @@
-// libFuzzer target for image decoding (engine/image_decode.h): any byte string
+// libFuzzer target for image decoding (engine/io/image_decode.h): any byte string
 // either decodes to an image whose size matches its pixel buffer, or is
 // rejected with mdps::Error. Anything else (a crash, a sanitizer report,
 // another exception type, an allocation beyond the pixel limit) is a bug.
-#include "engine/image_decode.h"
-#include "engine/common.h"
+#include "engine/io/image_decode.h"
+#include "engine/core/common.h"
 #include <cstdint>
 #include <cstdlib>
 

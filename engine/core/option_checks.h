@@ -6,7 +6,7 @@
 // in EvalSettings::validate, which every command and the Detector call; the
 // functions here are the bounds it and the other commands share.
 #pragma once
-#include "engine/common.h"
+#include "engine/core/common.h"
 #include <cstdint>
 #include <string>
 

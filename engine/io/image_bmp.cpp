@@ -2,7 +2,7 @@
 // none of stb's other decoders (GIF, PSD, HDR, PIC, PNM, TGA, and its own
 // PNG and JPEG) is reachable from mdps, and nothing clashes with the libstb
 // library that image_decode.cpp uses for PNG writing.
-#include "engine/image_bmp.h"
+#include "engine/io/image_bmp.h"
 #include <climits>
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "engine/option_checks.h"
+#include "engine/core/option_checks.h"
 #include <cmath>
 #include <sched.h>
 #include <thread>

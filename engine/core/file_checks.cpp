@@ -1,5 +1,5 @@
-#include "engine/file_checks.h"
-#include "engine/option_checks.h"
+#include "engine/core/file_checks.h"
+#include "engine/core/option_checks.h"
 #include <map>
 #include <cerrno>
 #include <cstring>

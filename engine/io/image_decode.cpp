@@ -2,10 +2,10 @@
 // callbacks; every function here that calls them keeps only trivially
 // destructible locals between setjmp and the library calls, and turns the
 // recorded message into an mdps::Error after the jump.
-#include "engine/image_decode.h"
-#include "engine/common.h"
-#include "engine/file_checks.h"
-#include "engine/image_bmp.h"
+#include "engine/io/image_decode.h"
+#include "engine/core/common.h"
+#include "engine/core/file_checks.h"
+#include "engine/io/image_bmp.h"
 #include <atomic>
 #include <cerrno>
 #include <csetjmp>
