@@ -364,6 +364,12 @@ Verdict judge(const Case& c, const std::string& dir, const Fixtures& fx, const s
       return Verdict::DataLost;
     }
   }
+  // A damaged output (a truncated PNG, an unquoted CSV) is data lost, even
+  // after an exit status of 0.
+  if (c.check) {
+    why = c.check(dir, r);
+    if (!why.empty()) return Verdict::DataLost;
+  }
   // An output that should not exist: after a failure it is a partial or
   // corrupt file (data lost); after a wrong success, the success is the fault.
   for (const auto& a : c.absent)
@@ -382,10 +388,6 @@ Verdict judge(const Case& c, const std::string& dir, const Fixtures& fx, const s
       for (auto& t : tmp) fs::remove(t);
       return Verdict::DataLost;
     }
-  }
-  if (c.check) {
-    why = c.check(dir, r);
-    if (!why.empty()) return Verdict::DataLost;
   }
   if (r.hung) {
     why = "no exit within " + std::to_string(c.timeout) + " s";
