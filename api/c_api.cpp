@@ -4,7 +4,10 @@
 #include "include/mdps/mdps_c.h"
 #include "include/mdps/mdps.h"
 #include "engine/io/image.h"
+#include "engine/core/option_checks.h"
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <new>
 #include <string>
 
@@ -30,7 +33,11 @@ mdps_status guarded(F&& f) {
     g_last_error.clear();
     return f();
   } catch (const std::bad_alloc&) {
-    return fail(MDPS_ERR_OUT_OF_MEMORY, "out of memory");
+    return fail(MDPS_ERR_OUT_OF_MEMORY, "out of memory (an allocation of the C++ runtime failed)");
+  } catch (const mdps::OutOfMemoryError& e) {
+    return fail(MDPS_ERR_OUT_OF_MEMORY, e.what());
+  } catch (const mdps::UsageError& e) {
+    return fail(MDPS_ERR_INVALID_ARGUMENT, e.what());  // an option out of its range
   } catch (const std::exception& e) {
     return fail(MDPS_ERR_FAILED, e.what());
   } catch (...) {
@@ -39,6 +46,9 @@ mdps_status guarded(F&& f) {
 }
 
 std::string str(const char* s) { return s ? s : ""; }
+
+// The size of the first mdps_options (version 1: up to pixel_threshold).
+constexpr uint32_t kMinOptionsSize = uint32_t(offsetof(mdps_options, pixel_threshold) + sizeof(float));
 
 // "k=v;k=v" -> pairs; a part without '=' is an error naming it.
 std::vector<std::pair<std::string, std::string>> parse_overrides(const std::string& text) {
@@ -69,6 +79,7 @@ void mdps_options_init(mdps_options* o) {
   if (!o) return;
   const mdps::DetectorOptions d;
   *o = mdps_options{};
+  o->struct_size = sizeof(mdps_options);
   o->round1_t = d.round1_t;
   o->round1_rho = d.round1_rho;
   o->round2_t = d.round2_t;
@@ -84,9 +95,21 @@ void mdps_options_init(mdps_options* o) {
   o->pixel_threshold = d.pixel_threshold;
 }
 
-mdps_status mdps_detector_create(const mdps_options* o, mdps_detector** out) {
+mdps_status mdps_detector_create(const mdps_options* given, mdps_detector** out) {
   if (out) *out = nullptr;
-  if (!o || !out) return fail(MDPS_ERR_INVALID_ARGUMENT, "mdps_detector_create: options and out must not be NULL");
+  if (!given || !out)
+    return fail(MDPS_ERR_INVALID_ARGUMENT, "mdps_detector_create: options and out must not be NULL");
+  // The ABI rule (docs/embedding.md): a caller's struct_size says which
+  // fields it has; those it lacks (an older header) keep their defaults.
+  if (given->struct_size < kMinOptionsSize || given->struct_size > sizeof(mdps_options))
+    return fail(MDPS_ERR_INVALID_ARGUMENT,
+                "mdps_options.struct_size is " + std::to_string(given->struct_size) +
+                    ": fill the options with mdps_options_init first (this library reads " +
+                    std::to_string(kMinOptionsSize) + " to " + std::to_string(sizeof(mdps_options)) + " bytes)");
+  mdps_options copy;
+  mdps_options_init(&copy);
+  std::memcpy(&copy, given, given->struct_size);
+  const mdps_options* o = &copy;
   if (!o->unet_path || !*o->unet_path)
     return fail(MDPS_ERR_INVALID_ARGUMENT, "mdps_options.unet_path: no U-Net model given");
   return guarded([&] {

@@ -7,6 +7,7 @@
 #include "engine/eval/evaluate.h"
 #include "engine/io/image.h"
 #include "engine/detect/presets.h"
+#include "engine/core/option_checks.h"
 #include <algorithm>
 #include <cmath>
 #include <mutex>
@@ -104,7 +105,7 @@ struct Detector::Impl {
 
 Detector::Detector(const DetectorOptions& o) : impl_(std::make_unique<Impl>()) {
   MDPS_CHECK(!o.unet_path.empty(), "DetectorOptions.unet_path: no U-Net model given");
-  MDPS_CHECK(o.threads >= 0, "DetectorOptions.threads must be >= 0, got ", o.threads);
+  check_threads(o.threads, "DetectorOptions.threads");
   std::lock_guard<std::mutex> lock(engine_lock());
   Impl& d = *impl_;
   std::optional<Bundle> bundle = Bundle::open_if_bundle(o.unet_path);

@@ -5,7 +5,7 @@
 # libmdps is shared by default: it absorbs the static engine (and the CUDA
 # backend when built) and exports only the API. With BUILD_SHARED_LIBS=OFF it
 # is static, and mdps.pc / mdpsConfig.cmake name every library a static link
-# needs (the engine archives, OpenBLAS, stb, pthread, libstdc++, CUDA).
+# needs (the engine archives, OpenBLAS, stb, libpng, libjpeg, pthread, libstdc++, CUDA).
 # Included by the top-level CMakeLists.txt after the engine and CUDA targets.
 option(BUILD_SHARED_LIBS "Build libmdps as a shared library" ON)
 include(GNUInstallDirs)
@@ -34,8 +34,8 @@ if(MDPS_WITH_CUDA)
   string(APPEND MDPS_STATIC_CMAKE_LIBS ";\${_mdps_libdir}/libmdps_cuda.a;\${_mdps_libdir}/libmdps_engine.a"
          ";${CUDAToolkit_LIBRARY_DIR}/libcudart.so;${CUDAToolkit_LIBRARY_DIR}/libcublas.so;${CUDNN_LIBRARY}")
 endif()
-string(APPEND MDPS_STATIC_LIBS " ${OPENBLAS_LIBRARY} ${STB_LIBRARY} -lpthread -lstdc++ -lm")
-string(APPEND MDPS_STATIC_CMAKE_LIBS ";${OPENBLAS_LIBRARY};${STB_LIBRARY};-lpthread;-lstdc++;-lm")
+string(APPEND MDPS_STATIC_LIBS " ${OPENBLAS_LIBRARY} ${STB_LIBRARY} -lpng -ljpeg -lpthread -lstdc++ -lm")
+string(APPEND MDPS_STATIC_CMAKE_LIBS ";${OPENBLAS_LIBRARY};${STB_LIBRARY};-lpng;-ljpeg;-lpthread;-lstdc++;-lm")
 if(BUILD_SHARED_LIBS)
   set(MDPS_PC_LIBS "-lmdps")
   set(MDPS_PC_LIBS_PRIVATE "")

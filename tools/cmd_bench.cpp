@@ -26,7 +26,7 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
     s->add_option("--batch", a->batch, "batch size")->capture_default_str();
     s->add_option("--heads", a->heads, "attention heads")->capture_default_str();
     s->add_option("--res-blocks", a->res_blocks, "res blocks per level")->capture_default_str();
-    s->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
+    cli::add_threads_option(s, a->threads);
     s->add_option("--runs", a->runs, "timed runs (median)")->capture_default_str();
     s->add_flag("--json", a->json, "also print one JSON object on the last line");
     cli::add_trace_option(s, a->trace);
@@ -57,7 +57,7 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
                 "write the benchmarked (randomly initialised) U-Net to this model file, e.g. for the twin");
   u->callback(traced(bench_unet));
   auto* g = c->add_subcommand("gemm", "the machine's sgemm ceiling through the engine's BLAS");
-  g->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  cli::add_threads_option(g, a->threads);
   g->add_flag("--json", a->json, "also print one JSON object on the last line");
   cli::add_trace_option(g, a->trace);
   g->callback(traced([](const UNetBenchArgs& x) { bench_gemm(x.threads, x.json); }));

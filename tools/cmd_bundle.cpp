@@ -4,6 +4,7 @@
 #include "tools/command.h"
 #include "tools/detector_files.h"
 #include "tools/eval_flags.h"
+#include "engine/core/file_checks.h"
 #include <cstdio>
 #include <filesystem>
 
@@ -17,6 +18,7 @@ struct BundleArgs {
 };
 
 void run_bundle(const BundleArgs& a) {
+  check_distinct_files({{"--model", a.model}, {"--features", a.features}}, {{"--out", a.out}});
   cli::DetectorFiles d = cli::open_detector(a.model, a.features, cpu_backend());
   EvalSettings s;
   const std::string preset = a.flags.build(s, "", d.base_settings());

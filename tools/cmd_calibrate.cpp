@@ -6,6 +6,7 @@
 #include "tools/eval_flags.h"
 #include "engine/eval/calibrate.h"
 #include "engine/core/json_mini.h"
+#include "engine/core/file_checks.h"
 #include <cstdio>
 
 namespace mdps {
@@ -22,12 +23,23 @@ struct CalibrateArgs {
 };
 
 void run_calibrate(const CalibrateArgs& a) {
-  MDPS_CHECK(a.detector.empty() != a.model.empty(), "give the detector as --detector BUNDLE or as --model M ",
-             "[--features F], not both");
-  MDPS_CHECK(a.normal.empty() != a.labelled.empty(), "give the images as --normal DIR (quantiles of normal ",
-             "images) or --labelled ROOT (F1-optimal on a labelled set), not both");
-  MDPS_CHECK(!a.normal.empty() || (!a.quantile_opt->count() && !a.pixel_quantile_opt->count()),
-             "--quantile and --pixel-quantile apply to --normal; --labelled finds the F1-optimal thresholds");
+  MDPS_USAGE_CHECK(!a.detector.empty() || !a.model.empty(), "give the detector: --detector BUNDLE, or --model M ",
+                   "[--features F]");
+  MDPS_USAGE_CHECK(a.detector.empty() != a.model.empty(), "give the detector as --detector BUNDLE or as --model M ",
+                   "[--features F], not both");
+  MDPS_USAGE_CHECK(!a.normal.empty() || !a.labelled.empty(), "give the calibration images: --normal DIR (quantiles ",
+                   "of normal images) or --labelled ROOT (F1-optimal on a labelled set)");
+  MDPS_USAGE_CHECK(a.normal.empty() != a.labelled.empty(), "give the images as --normal DIR (quantiles of normal ",
+                   "images) or --labelled ROOT (F1-optimal on a labelled set), not both");
+  // NaN passes CLI11's range check (every comparison with it is false).
+  MDPS_USAGE_CHECK(a.quantile >= 0 && a.quantile <= 1, "--quantile must be in [0, 1], got ", a.quantile);
+  MDPS_USAGE_CHECK(a.pixel_quantile >= 0 && a.pixel_quantile <= 1, "--pixel-quantile must be in [0, 1], got ",
+                   a.pixel_quantile);
+  MDPS_USAGE_CHECK(!a.normal.empty() || (!a.quantile_opt->count() && !a.pixel_quantile_opt->count()),
+                   "--quantile and --pixel-quantile apply to --normal; --labelled finds the F1-optimal thresholds");
+  // --out may be --detector itself (documented: the bundle is read whole first).
+  check_distinct_files({{"--model", a.model}, {"--features", a.features}}, {{"--out", a.out}, {"--json", a.json}});
+  check_distinct_files({{"--detector", a.detector}}, {{"--json", a.json}});
   Backend& be = backend_by_name(a.device, parse_precision(a.precision));
   if (a.threads > 0) be.set_threads(a.threads);
   const std::string source = a.detector.empty() ? a.model : a.detector;
@@ -98,7 +110,8 @@ cli::Registrar reg("calibrate", 56, [](CLI::App& app) {
   c->add_option("--out", a->out, "the bundle to write, with the thresholds (may be --detector itself)")->required();
   c->add_option("--json", a->json, "also write the thresholds and every image's score as JSON");
   a->flags.add_all(c, false);
-  c->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  cli::add_threads_option(c, a->threads);
+  cli::add_image_limit_option(c);
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   cli::add_precision_option(c, a->precision);
   c->add_flag("--quiet", a->quiet, "no progress line");

@@ -3,6 +3,7 @@
 // Python and without executing anything from the checkpoint.
 #include "tools/command.h"
 #include "engine/io/torch_checkpoint.h"
+#include "engine/core/file_checks.h"
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -16,6 +17,8 @@ struct ConvertArgs {
 };
 
 void run_convert(const ConvertArgs& a) {
+  check_distinct_files({{"IN", a.in}}, {{"OUT", a.out}});
+  require_regular_file(a.in, "IN");
   ConvertResult r = convert_torch_file(a.in, a.opt);
   std::printf("%s: %s-format checkpoint, state dict %s\n", a.in.c_str(), r.format.c_str(),
               r.used_key.empty() ? "at the top level" : ("under '" + r.used_key + "'").c_str());

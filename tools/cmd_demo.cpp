@@ -100,7 +100,7 @@ cli::Registrar reg("demo", 5, [](CLI::App& app) {
   c->add_flag("--quick", a->quick, "shorter training (CI)");
   c->add_option("--steps", a->steps, "training steps (default 1000, --quick 300)");
   c->add_option("--seed", a->seed, "seed of the data, the weights and the sampler")->capture_default_str();
-  c->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  cli::add_threads_option(c, a->threads);
   c->add_option("--min-auroc", a->min_auroc, "fail below this image AUROC")->capture_default_str();
   c->callback([a] { run_demo(*a); });
 });

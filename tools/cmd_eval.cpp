@@ -6,6 +6,7 @@
 #include "tools/eval_flags.h"
 #include "tools/eval_shard.h"
 #include "engine/core/json_mini.h"
+#include "engine/core/file_checks.h"
 #include <cstdio>
 #include <filesystem>
 
@@ -67,8 +68,8 @@ void run_eval(const EvalArgs& a) {
     cli::run_eval_merge(a.shard, a.out);
     return;
   }
-  MDPS_CHECK(!a.model.empty(), "--model is required (except with --merge)");
-  MDPS_CHECK(!a.dataset.empty(), "--dataset is required (except with --merge)");
+  MDPS_USAGE_CHECK(!a.model.empty(), "--model is required (except with --merge)");
+  MDPS_USAGE_CHECK(!a.dataset.empty(), "--dataset is required (except with --merge)");
   Backend& be = backend_by_name(a.device, parse_precision(a.precision));
   if (a.threads > 0) be.set_threads(a.threads);
   cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
@@ -114,13 +115,19 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
       ->required();
   a->flags.add_all(c, true);
   a->shard.add(c);
-  c->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  cli::add_threads_option(c, a->threads);
+  cli::add_image_limit_option(c);
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   cli::add_precision_option(c, a->precision);
   c->add_flag("--no-panels", a->no_panels, "do not write the panel PNGs");
   c->add_flag("--quiet", a->quiet, "no progress line");
   cli::add_trace_option(c, a->trace);
   c->callback([a] {
+    // Before the trace session starts: it writes its file even when the command fails.
+    const fs::path out(a->out);
+    check_distinct_files({{"--model", a->model}, {"--features", a->features}},
+                         {{"--trace", a->trace}, {"--out", (out / "report.json").string()},
+                          {"--out", (out / "images.csv").string()}, {"--out", (out / "maps.safetensors").string()}});
     trace::Session trace_session(a->trace);
     run_eval(*a);
     trace_session.finish();

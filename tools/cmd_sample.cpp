@@ -6,7 +6,9 @@
 #include "engine/io/image.h"
 #include "engine/diffusion/sampler.h"
 #include "engine/io/safetensors.h"
+#include "engine/core/file_checks.h"
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <memory>
 #include <cstdio>
@@ -31,6 +33,20 @@ std::string with_suffix(const std::string& path, const std::string& suffix) {
   return (p.parent_path() / (p.stem().string() + suffix + p.extension().string())).string();
 }
 
+// The files sample writes: the reconstruction(s) and the mask next to --out.
+void check_sample_files(const SampleArgs& a, int samples) {
+  std::string ext = std::filesystem::path(a.out).extension().string();
+  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+  MDPS_USAGE_CHECK(ext == ".png", "--out '", a.out, "': reconstructions are written as PNG; give a name ending in .png");
+  std::vector<NamedPath> inputs{{"--model", a.model}, {"--image", a.image}, {"--features", a.features}};
+  if (a.mask != "auto" && a.mask != "none") inputs.push_back({"--mask", a.mask});
+  std::vector<NamedPath> outputs{{"--trace", a.trace}};
+  for (int k = 0; k < samples; ++k)
+    outputs.push_back({"--out", samples == 1 ? a.out : with_suffix(a.out, "_" + std::to_string(k))});
+  if (a.mask != "none") outputs.push_back({"--out (its mask)", with_suffix(a.out, "_mask")});
+  check_distinct_files(inputs, outputs);
+}
+
 void run_sample(const SampleArgs& a) {
   Backend& be = backend_by_name(a.device, parse_precision(a.precision));
   if (a.threads > 0) be.set_threads(a.threads);
@@ -53,10 +69,17 @@ void run_sample(const SampleArgs& a) {
   MdpsRounds r = es.rounds;
   if (a.mask != "auto") r.round1.t_start = 0;
   const int samples = r.samples;
+  if (samples != 1) check_sample_files(a, samples);  // a bundle's Ns
 
   Tensor given_mask;
   if (a.mask != "auto" && a.mask != "none") {
+    // As eval's ground-truth masks: the mask must cover its image exactly,
+    // then it follows the image to the model's size.
     Image m = load_image_gray(a.mask);
+    int iw = 0, ih = 0;
+    load_image_rgb8(a.image, iw, ih);
+    MDPS_USAGE_CHECK(m.width == iw && m.height == ih, "--mask '", a.mask, "' is ", m.width, "x", m.height,
+                     " but --image '", a.image, "' is ", iw, "x", ih, "; a mask must have its image's size");
     if (m.width != size || m.height != size) m = resize_nearest(m, size, size);
     std::vector<float> v(m.pixels.size());
     for (size_t i = 0; i < v.size(); ++i) v[i] = m.pixels[i] > 0.f ? 1.f : 0.f;
@@ -152,12 +175,15 @@ cli::Registrar reg("sample", 30, [](CLI::App& app) {
   a->setting_options["ddim-eta"] =
       c->add_option("--ddim-eta", a->ddim_eta, "DDIM noise (1: the authors'; 0: deterministic)")->capture_default_str();
   a->setting_options["seed"] = c->add_option("--seed", a->seed, "Philox seed")->capture_default_str();
-  c->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
+  cli::add_threads_option(c, a->threads);
+  cli::add_image_limit_option(c);
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   cli::add_precision_option(c, a->precision);
   c->add_option("--save-steps", a->save_steps, "write every x_t of the final round into this folder");
   cli::add_trace_option(c, a->trace);
   c->callback([a] {
+    // Before the trace session starts: it writes its file even when the command fails.
+    check_sample_files(*a, a->setting_options.at("samples")->count() ? a->samples : 1);
     trace::Session trace_session(a->trace);
     run_sample(*a);
     trace_session.finish();

@@ -10,6 +10,8 @@
 #include "engine/eval/colormap.h"
 #include "engine/io/image.h"
 #include "engine/eval/score_files.h"
+#include "engine/core/csv.h"
+#include "engine/core/file_checks.h"
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -43,41 +45,53 @@ DetectorOptions detector_options(const ScoreArgs& a) {
   o.threads = a.threads;
   if (a.thresholds.image_opt->count()) o.image_threshold = a.thresholds.image;
   if (a.thresholds.pixel_opt->count()) o.pixel_threshold = a.thresholds.pixel;
-  MDPS_CHECK(!a.thresholds.image_opt->count() || std::isfinite(a.thresholds.image), "--image-threshold: ",
-             a.thresholds.image, " is not finite");
-  MDPS_CHECK(!a.thresholds.pixel_opt->count() || std::isfinite(a.thresholds.pixel), "--pixel-threshold: ",
-             a.thresholds.pixel, " is not finite");
+  MDPS_USAGE_CHECK(!a.thresholds.image_opt->count() || std::isfinite(a.thresholds.image), "--image-threshold: ",
+                   a.thresholds.image, " is not finite");
+  MDPS_USAGE_CHECK(!a.thresholds.pixel_opt->count() || std::isfinite(a.thresholds.pixel), "--pixel-threshold: ",
+                   a.thresholds.pixel, " is not finite");
   return o;
 }
 
-// Decoded file pixels as 8-bit RGB (load_image's values are whole numbers).
-std::vector<uint8_t> to_bytes(const Image& img) {
-  std::vector<uint8_t> b(img.pixels.size());
-  for (size_t i = 0; i < b.size(); ++i) b[i] = uint8_t(img.pixels[i]);
-  return b;
+// The images shown in the overlay, at the model's size S.
+Image shown_image(const std::vector<uint8_t>& rgb, int w, int h, int S) {
+  Image img(w, h, 3);
+  for (size_t k = 0; k < img.pixels.size(); ++k) img.pixels[k] = rgb[k];
+  return w == S && h == S ? img : resize_bilinear(img, S, S, true);
 }
 
 void run_score(const ScoreArgs& a) {
   std::vector<std::string> paths = expand_image_paths(a.images);
   MDPS_CHECK(!paths.empty(), "--images: no images given");
+  // The output names, checked against every input before anything runs.
+  std::vector<std::string> stems;
+  {
+    std::map<std::string, int> seen;
+    for (const auto& p : paths) {
+      std::string stem = fs::path(p).stem().string();
+      if (seen[stem]++) stem += "_" + std::to_string(seen[stem] - 1);  // same name from two folders
+      stems.push_back(stem);
+    }
+    std::vector<NamedPath> inputs{{"--model", a.model}, {"--features", a.features}}, outputs;
+    for (const auto& p : paths) inputs.push_back({"--images", p});
+    for (const auto& stem : stems)
+      for (const char* suffix : {"_heatmap.png", "_overlay.png", "_recon.png", "_mask.png"})
+        outputs.push_back({"--out", (fs::path(a.out) / (stem + suffix)).string()});
+    outputs.push_back({"--out", (fs::path(a.out) / "scores.csv").string()});
+    check_distinct_files(inputs, outputs);
+  }
   Detector det(detector_options(a));
   const int S = det.image_size();
-  // Every file is decoded before any sampling starts (a bad one fails first).
-  std::vector<Image> files;
+  // Every file is decoded before any sampling starts (a bad one fails first),
+  // kept as 8-bit RGB (3 bytes a pixel).
   std::vector<std::vector<uint8_t>> bytes;
   std::vector<ImageView> views;
   for (const auto& p : paths) {
-    files.push_back(load_image(p));
-    bytes.push_back(to_bytes(files.back()));
-  }
-  for (size_t i = 0; i < paths.size(); ++i) {
     ImageView v;
-    v.pixels = bytes[i].data();
-    v.width = files[i].width;
-    v.height = files[i].height;
+    bytes.push_back(load_image_rgb8(p, v.width, v.height));
     v.channels = 3;
     views.push_back(v);
   }
+  for (size_t i = 0; i < paths.size(); ++i) views[i].pixels = bytes[i].data();
   const EvalProgressFn line = cli::progress_line("score", a.quiet);
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<ScoreResult> res = det.score_batch(views, [&](size_t done, size_t total, double secs) {
@@ -89,15 +103,13 @@ void run_score(const ScoreArgs& a) {
   float lo = INFINITY, hi = -INFINITY;  // one colour scale over all images of the call
   for (const auto& r : res)
     for (float v : r.heat_map) lo = std::min(lo, v), hi = std::max(hi, v);
-  std::string csv = decide ? "file,score,decision\n" : "file,score\n";
-  std::map<std::string, int> seen;
+  std::string csv = decide ? csv_row({"file", "score", "decision"}) : csv_row({"file", "score"});
   int ng = 0;
   for (size_t i = 0; i < paths.size(); ++i) {
     const ScoreResult& r = res[i];
-    std::string stem = fs::path(paths[i]).stem().string();
-    if (seen[stem]++) stem += "_" + std::to_string(seen[stem] - 1);  // same name from two folders
+    const std::string& stem = stems[i];
     Image heat = colormap_jet(r.heat_map.data(), S, S, lo, hi);
-    Image shown = files[i].width == S && files[i].height == S ? files[i] : resize_bilinear(files[i], S, S, true);
+    Image shown = shown_image(bytes[i], views[i].width, views[i].height, S);
     save_png((fs::path(a.out) / (stem + "_heatmap.png")).string(), heat);
     save_png((fs::path(a.out) / (stem + "_overlay.png")).string(), overlay(shown, heat, 0.5f));
     Image recon(S, S, 3);
@@ -112,7 +124,7 @@ void run_score(const ScoreArgs& a) {
     std::snprintf(sc, sizeof sc, "%.9g", double(r.image_score));
     const char* decision = r.anomalous ? "NG" : "OK";
     ng += decide && r.anomalous;
-    csv += cat(paths[i], ",", sc, decide ? std::string(",") + decision : std::string(), "\n");
+    csv += decide ? csv_row({paths[i], sc, decision}) : csv_row({paths[i], sc});
     std::printf("%s\t%s%s%s\n", paths[i].c_str(), sc, decide ? "\t" : "", decide ? decision : "");
   }
   write_text_atomic((fs::path(a.out) / "scores.csv").string(), csv);
@@ -139,7 +151,8 @@ cli::Registrar reg("score", 40, [](CLI::App& app) {
       ->required();
   a->flags.add_all(c, false);
   a->thresholds.add(c, " (default: the bundle's, else none)");
-  c->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  cli::add_threads_option(c, a->threads);
+  cli::add_image_limit_option(c);
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   cli::add_precision_option(c, a->precision);
   c->add_flag("--quiet", a->quiet, "no progress line");

@@ -3,6 +3,8 @@
 #include "tools/command.h"
 #include "tools/trace_flag.h"
 #include "engine/diffusion/trainer.h"
+#include "engine/core/file_checks.h"
+#include <filesystem>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -75,12 +77,26 @@ class ProgressDisplay {
   double last_draw_ = -1e9;
 };
 
+// Nothing the run writes may destroy what it reads or another output, and a
+// finished run is never replaced by accident (a long run by a short one).
+void check_train_files(const TrainOptions& o, const std::string& trace, bool overwrite) {
+  const std::string csv = o.write_csv ? (o.log_csv.empty() ? default_csv_path(o.out_path) : o.log_csv) : "";
+  // --out may be the --resume checkpoint: it is read whole before the first write.
+  check_distinct_files({{"--resume", o.resume}}, {{"--log-csv", csv}, {"--trace", trace}});
+  check_distinct_files({}, {{"--out", o.out_path}, {"--log-csv", csv}, {"--trace", trace}});
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(o.out_path, ec);
+  MDPS_USAGE_CHECK(!exists || overwrite || (!o.resume.empty() && same_file(o.out_path, o.resume)), "--out '",
+                   o.out_path, "' already exists: continue that run with --resume ", o.out_path,
+                   ", or replace it with --overwrite");
+}
+
 struct Flags {
   TrainOptions o;
   int image_size = 256, base_channels = 64, res_blocks = 2, heads = 4, batch = 8;
   std::string channel_mult, attention;
   float lr = 3e-4f, weight_decay = 0.05f;
-  bool adamw = false, quiet = false;
+  bool adamw = false, quiet = false, overwrite = false;
   std::string trace;
   uint64_t seed = 0;
   int64_t steps = 0, epochs = 0;
@@ -107,11 +123,15 @@ cli::Registrar reg("train", 20, [](CLI::App& app) {
   auto* steps = cmd->add_option("--steps", f->steps, "total optimiser steps of the run (counting resumed ones)");
   epochs->excludes(steps);
   auto* seed = cmd->add_option("--seed", f->seed, "seed of the weights, order, timesteps and noise (default 0)");
-  cmd->add_option("--threads", o.threads, "CPU threads (default: all cores)");
+  cli::add_threads_option(cmd, o.threads);
+  cli::add_image_limit_option(cmd);
   cmd->add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cli::add_precision_option(cmd, o.precision);
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "also write --out every N steps");
   cmd->add_option("--resume", o.resume, "continue from this checkpoint up to --steps");
+  cmd->add_flag("--overwrite", f->overwrite,
+                "replace an existing --out (without it, an existing --out is refused unless it is the --resume "
+                "checkpoint)");
   cmd->add_flag("--skip-bad", o.skip_bad, "skip unreadable images with a warning instead of failing");
   cmd->add_option("--log-csv", o.log_csv, "CSV of step,loss,seconds (default: OUT with extension .csv)");
   cmd->add_flag("--quiet", f->quiet, "no progress output");
@@ -132,7 +152,8 @@ cli::Registrar reg("train", 20, [](CLI::App& app) {
     if (seed->count()) o.seed = f->seed;
     if (steps->count()) o.steps = f->steps;
     if (epochs->count()) o.epochs = f->epochs;
-    MDPS_CHECK(!o.data_dir.empty() || !o.resume.empty(), "--data: give the folder of training images");
+    MDPS_USAGE_CHECK(!o.data_dir.empty() || !o.resume.empty(), "--data: give the folder of training images");
+    check_train_files(o, f->trace, f->overwrite);
     ProgressDisplay display(f->quiet);
     trace::Session trace_session(f->trace);
     TrainResult r = train(o, [&](const TrainProgress& p) { display(p); });

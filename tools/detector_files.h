@@ -7,6 +7,7 @@
 #pragma once
 #include "engine/detect/bundle.h"
 #include "engine/eval/evaluate.h"
+#include "engine/core/option_checks.h"
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>
@@ -78,8 +79,8 @@ struct ThresholdFlags {
     Thresholds t = d.bundle ? d.bundle->thresholds() : Thresholds{};
     if (image_opt && image_opt->count()) t.image = image;
     if (pixel_opt && pixel_opt->count()) t.pixel = pixel;
-    MDPS_CHECK(!t.has_image() || std::isfinite(t.image), "--image-threshold: ", t.image, " is not finite");
-    MDPS_CHECK(!t.has_pixel() || std::isfinite(t.pixel), "--pixel-threshold: ", t.pixel, " is not finite");
+    MDPS_USAGE_CHECK(!t.has_image() || std::isfinite(t.image), "--image-threshold: ", t.image, " is not finite");
+    MDPS_USAGE_CHECK(!t.has_pixel() || std::isfinite(t.pixel), "--pixel-threshold: ", t.pixel, " is not finite");
     return t;
   }
 };

@@ -21,6 +21,14 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+// An allocation the engine sized failed; what() names the file, option or
+// tensor and the bytes asked for. The C API reports it as
+// MDPS_ERR_OUT_OF_MEMORY.
+class OutOfMemoryError : public Error {
+ public:
+  explicit OutOfMemoryError(const std::string& what) : Error(what) {}
+};
+
 namespace detail {
 inline void append(std::ostringstream&) {}
 template <typename T, typename... R>

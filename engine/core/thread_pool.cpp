@@ -1,4 +1,6 @@
 #include "engine/core/thread_pool.h"
+#include "engine/core/option_checks.h"
+#include <system_error>
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -82,7 +84,18 @@ struct ThreadPool::Impl {
     stop = false;
     nthreads = std::max(1, n_threads);
     const int64_t gen = generation;
-    for (int i = 1; i < nthreads; ++i) workers.emplace_back([this, i, gen] { worker_loop(i, gen); });
+    try {
+      for (int i = 1; i < nthreads; ++i) workers.emplace_back([this, i, gen] { worker_loop(i, gen); });
+    } catch (const std::system_error& e) {
+      // The system refused a thread (limits, memory): back to one thread, and
+      // say which setting asked for them.
+      const size_t started = workers.size() + 1;
+      shutdown();
+      stop = false;
+      nthreads = 1;
+      throw Error(cat("--threads ", n_threads, ": the system refused to start more than ", started,
+                      " threads (", e.what(), "); give fewer threads"));
+    }
   }
   void shutdown() {
     {
@@ -95,10 +108,9 @@ struct ThreadPool::Impl {
   }
 };
 
-ThreadPool::ThreadPool() : impl_(new Impl) {
-  unsigned hc = std::thread::hardware_concurrency();
-  impl_->start(hc ? int(hc) : 1);
-}
+// The default: the CPUs of this process's affinity mask, not the machine's
+// (hardware_concurrency), so taskset, cpusets and Slurm are not oversubscribed.
+ThreadPool::ThreadPool() : impl_(new Impl) { impl_->start(available_cpus()); }
 ThreadPool::~ThreadPool() {
   impl_->shutdown();
   delete impl_;
@@ -108,10 +120,7 @@ ThreadPool& ThreadPool::global() {
   return pool;
 }
 void ThreadPool::set_threads(int n) {
-  if (n <= 0) {
-    unsigned hc = std::thread::hardware_concurrency();
-    n = hc ? int(hc) : 1;
-  }
+  if (n <= 0) n = available_cpus();
   if (n == impl_->nthreads) return;
   impl_->start(n);
 }

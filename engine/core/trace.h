@@ -165,7 +165,8 @@ class Session {
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
-  // Writes now (rather than at destruction), reporting errors as mdps::Error.
+  // Writes now (rather than at destruction); a failure to write is a warning
+  // on stderr, never an error of the command.
   void finish();
 
  private:

@@ -1,4 +1,5 @@
 #include "engine/detect/anomaly_map.h"
+#include <cmath>
 #include "engine/core/trace.h"
 
 namespace mdps {
@@ -74,7 +75,18 @@ AnomalyMaps anomaly_map(const ResNetFeatures* features, const Tensor& image, con
 std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k) {
   MDPS_CHECK(maps.defined() && maps.ndim() == 4 && maps.dim(1) == 1 && maps.numel() > 0, "image score: maps ",
              maps.defined() ? maps.describe() : std::string("undefined"), " are not [N,1,H,W]");
+  // A non-finite map or score is an error, never a decision: NaN > threshold
+  // is false and would pass the image as OK.
+  const std::vector<float> v = maps.to_vector();
+  const size_t plane = size_t(maps.dim(2)) * size_t(maps.dim(3));
+  for (size_t i = 0; i < v.size(); ++i)
+    MDPS_CHECK(std::isfinite(v[i]), "the anomaly map of image ", i / plane + 1, " of ", maps.dim(0), " is not finite (",
+               v[i], " at pixel ", i % plane, "): the model or the feature extractor computes non-finite values ",
+               "(weights too large, or a diverged training); no score or decision is given");
   std::vector<double> s = maps.backend().image_scores(maps, kind, k);
+  for (size_t i = 0; i < s.size(); ++i)
+    MDPS_CHECK(std::isfinite(float(s[i])), "the image score of image ", i + 1, " of ", s.size(), " is not finite (",
+               s[i], "); no decision is given");
   return std::vector<float>(s.begin(), s.end());
 }
 

@@ -1,5 +1,6 @@
 #include "engine/detect/presets.h"
 #include "engine/core/common.h"
+#include "engine/core/file_checks.h"
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@ std::string trim(const std::string& s) {
 }  // namespace
 
 PresetValues read_preset(const std::string& path) {
+  require_regular_file(path, "preset");  // a FIFO would block the read below
   std::ifstream in(path);
   MDPS_CHECK(in.good(), "preset '", path, "': cannot be read");
   PresetValues out;

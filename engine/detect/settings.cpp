@@ -1,4 +1,5 @@
 #include "engine/detect/settings.h"
+#include "engine/core/option_checks.h"
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -10,13 +11,14 @@ namespace {
 int to_int(const std::string& key, const std::string& v) {
   char* end = nullptr;
   long x = std::strtol(v.c_str(), &end, 10);
-  MDPS_CHECK(!v.empty() && end && *end == 0, "--", key, ": '", v, "' is not an integer");
+  MDPS_USAGE_CHECK(!v.empty() && end && *end == 0 && x >= INT32_MIN && x <= INT32_MAX, "--", key, ": '", v,
+                   "' is not an integer");
   return int(x);
 }
 float to_float(const std::string& key, const std::string& v) {
   char* end = nullptr;
   float x = std::strtof(v.c_str(), &end);
-  MDPS_CHECK(!v.empty() && end && *end == 0 && std::isfinite(x), "--", key, ": '", v, "' is not a number");
+  MDPS_USAGE_CHECK(!v.empty() && end && *end == 0 && std::isfinite(x), "--", key, ": '", v, "' is not a number");
   return x;
 }
 std::vector<int> to_int_list(const std::string& key, const std::string& v) {
@@ -24,7 +26,7 @@ std::vector<int> to_int_list(const std::string& key, const std::string& v) {
   std::stringstream ss(v);
   std::string item;
   while (std::getline(ss, item, ',')) out.push_back(to_int(key, item));
-  MDPS_CHECK(!out.empty(), "--", key, ": empty list");
+  MDPS_USAGE_CHECK(!out.empty(), "--", key, ": empty list");
   return out;
 }
 
@@ -60,30 +62,44 @@ void EvalSettings::set(const std::string& key, const std::string& v) {
   else if (key == "seed") {
     char* end = nullptr;
     unsigned long long x = std::strtoull(v.c_str(), &end, 10);
-    MDPS_CHECK(!v.empty() && v[0] != '-' && end && *end == 0, "--seed: '", v, "' is not a non-negative integer");
+    MDPS_USAGE_CHECK(!v.empty() && v[0] != '-' && end && *end == 0, "--seed: '", v,
+                     "' is not a non-negative integer");
     seed = uint64_t(x);
   }
   else if (key == "mask-scope") {
-    MDPS_CHECK(v == "image" || v == "dataset", "--mask-scope: '", v, "' is not image or dataset");
+    MDPS_USAGE_CHECK(v == "image" || v == "dataset", "--mask-scope: '", v, "' is not image or dataset");
     dataset_scope = v == "dataset";
   } else if (key == "image-score") {
-    MDPS_CHECK(v == "authors" || v == "topk-mean", "--image-score: '", v, "' is not authors or topk-mean");
+    MDPS_USAGE_CHECK(v == "authors" || v == "topk-mean", "--image-score: '", v, "' is not authors or topk-mean");
     score_kind = v == "authors" ? ImageScoreKind::Authors : ImageScoreKind::TopKMean;
   } else
-    throw Error(cat("unknown setting '", key, "'"));
+    throw UsageError(cat("unknown setting '", key, "'"));
 }
 
+// The one check of every protocol setting (engine/core/option_checks.h): the
+// command line, presets, bundles and the library all end here.
 void EvalSettings::validate() const {
-  MDPS_CHECK(batch >= 1, "--batch must be >= 1, got ", batch);
-  MDPS_CHECK(limit >= 0, "--limit must be >= 0, got ", limit);
-  MDPS_CHECK(crop > 0.f && crop <= 1.f, "--crop must be in (0, 1], got ", crop);
-  MDPS_CHECK(rounds.samples >= 1, "--samples must be >= 1, got ", rounds.samples);
-  MDPS_CHECK(sampler.skip >= 1, "--skip must be >= 1, got ", sampler.skip);
-  MDPS_CHECK(rounds.round2.t_start > 0 && rounds.round2.t_start < 1000, "--t-start must be in 1..999, got ",
-             rounds.round2.t_start);
-  MDPS_CHECK(rounds.round1.t_start >= 0 && rounds.round1.t_start < 1000, "--round1-t must be in 0..999, got ",
-             rounds.round1.t_start);
-  MDPS_CHECK(score_k >= 1, "image score k must be >= 1");
+  MDPS_USAGE_CHECK(batch >= 1 && batch <= kMaxBatch, "--batch must be in 1..", kMaxBatch, ", got ", batch);
+  MDPS_USAGE_CHECK(limit >= 0, "--limit must be >= 0, got ", limit);
+  MDPS_USAGE_CHECK(crop > 0.f && crop <= 1.f, "--crop must be in (0, 1], got ", crop);
+  MDPS_USAGE_CHECK(rounds.samples >= 1 && rounds.samples <= kMaxSamples, "--samples must be in 1..", kMaxSamples,
+                   ", got ", rounds.samples);
+  MDPS_USAGE_CHECK(sampler.skip >= 1, "--skip must be >= 1, got ", sampler.skip);
+  MDPS_USAGE_CHECK(rounds.round2.t_start > 0 && rounds.round2.t_start < 1000, "--t-start must be in 1..999, got ",
+                   rounds.round2.t_start);
+  MDPS_USAGE_CHECK(rounds.round1.t_start >= 0 && rounds.round1.t_start < 1000, "--round1-t must be in 0..999, got ",
+                   rounds.round1.t_start);
+  MDPS_USAGE_CHECK(score_k >= 1, "image score k must be >= 1");
+  // NaN compares false with everything: each float is checked to be finite.
+  check_non_negative(rounds.lambda, "--lambda");
+  MDPS_USAGE_CHECK(rounds.lambda <= 1.f, "--lambda must be in [0, 1] (the mask threshold min + lambda (max - min)), "
+                   "got ", rounds.lambda);
+  check_non_negative(rounds.round2.rho, "--rho");
+  check_non_negative(rounds.round1.rho, "--round1-rho");
+  check_non_negative(map.eta, "--eta");
+  check_non_negative(sampler.ddim_eta, "--ddim-eta");
+  check_non_negative(map.blur_sigma, "--blur-sigma");
+  MDPS_USAGE_CHECK(map.blur_kernel >= 1, "--blur-kernel must be >= 1, got ", map.blur_kernel);
 }
 
 std::string EvalSettings::to_json() const {

@@ -8,6 +8,10 @@
 #include "engine/model/optimizer.h"
 #include "engine/io/safetensors.h"
 #include "engine/diffusion/schedule.h"
+#include "engine/core/csv.h"
+#include "engine/core/option_checks.h"
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -233,6 +237,14 @@ Tensor upload(const Shape& shape, const std::vector<float>& v, Backend& be) {
   return be.device() == Device::CPU ? t : t.to(be);
 }
 
+// One record of the loss log, flushed at once (`tail -f` follows the run) and
+// checked: a full disk stops the run with the file named, not a silent gap.
+void log_line(FILE* f, const std::string& line, const std::string& path) {
+  const bool ok = std::fwrite(line.data(), 1, line.size(), f) == line.size() && std::fflush(f) == 0;
+  MDPS_CHECK(ok, "--log-csv '", path, "': writing failed: ", std::strerror(errno),
+             " (the checkpoint written last is kept)");
+}
+
 void check_output_path(const std::string& out) {
   MDPS_CHECK(!out.empty(), "--out: no output file given");
   fs::path p(out);
@@ -271,9 +283,9 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
   MDPS_CHECK(!(o.steps && o.epochs), "give --steps or --epochs, not both");
   if (o.steps) {
     target = *o.steps;
+    check_steps(target, "--steps");
   } else if (o.epochs) {
-    MDPS_CHECK(*o.epochs > 0, "--epochs ", *o.epochs, " must be positive");
-    target = (*o.epochs * n_images + s.batch - 1) / s.batch;
+    target = steps_for_epochs(*o.epochs, n_images, s.batch);  // checked: no overflow
   } else {
     MDPS_CHECK(st, "give the length of the run: --steps N or --epochs N");
     target = st->target_steps;
@@ -284,6 +296,7 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
              first, "); --steps is the total step count of the run");
   MDPS_CHECK(o.checkpoint_every >= 0, "--checkpoint-every ", o.checkpoint_every, " must not be negative");
 
+  check_threads(o.threads, "--threads");
   Backend& be = backend_by_name(o.device, parse_precision(o.precision));
   if (o.threads > 0) be.set_threads(o.threads);
   if (o.threads > 0 && be.device() != Device::CPU) cpu_backend().set_threads(o.threads);
@@ -327,8 +340,8 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
     r.csv_path = o.log_csv.empty() ? default_csv_path(o.out_path) : o.log_csv;
     const bool append = st && fs::exists(r.csv_path);
     csv = std::fopen(r.csv_path.c_str(), append ? "a" : "w");
-    MDPS_CHECK(csv, "--log-csv '", r.csv_path, "': cannot open for writing");
-    if (!append) std::fprintf(csv, "step,loss,seconds\n");
+    MDPS_CHECK(csv, "--log-csv '", r.csv_path, "': cannot open for writing: ", std::strerror(errno));
+    if (!append) log_line(csv, csv_row({"step", "loss", "seconds"}), r.csv_path);
   }
   struct CsvCloser {
     FILE*& f;
@@ -384,12 +397,15 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
       window.pop_front();
     }
     const double secs = elapsed();
-    if (csv) std::fprintf(csv, "%lld,%.6g,%.3f\n", static_cast<long long>(done), double(lv), secs);
-
-    if (o.checkpoint_every > 0 && done % o.checkpoint_every == 0 && done != target) {
-      if (csv) std::fflush(csv);
-      save_checkpoint(o.out_path, net, adam, state);
+    if (csv) {
+      char loss[32], sec[32];
+      std::snprintf(loss, sizeof loss, "%.6g", double(lv));
+      std::snprintf(sec, sizeof sec, "%.3f", secs);
+      log_line(csv, csv_row({std::to_string(done), loss, sec}), r.csv_path);
     }
+
+    if (o.checkpoint_every > 0 && done % o.checkpoint_every == 0 && done != target)
+      save_checkpoint(o.out_path, net, adam, state);
     if (progress) {
       TrainProgress p;
       p.step = done;
@@ -409,7 +425,11 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
 
   set_position(target);
   save_checkpoint(o.out_path, net, adam, state);
-  if (csv) std::fflush(csv);
+  if (csv) {
+    FILE* f = csv;
+    csv = nullptr;
+    MDPS_CHECK(std::fclose(f) == 0, "--log-csv '", r.csv_path, "': closing failed: ", std::strerror(errno));
+  }
   r.final_step = target;
   r.seconds = elapsed();
   r.images_per_s = r.seconds > 0 ? double(target - first) * s.batch / r.seconds : 0;

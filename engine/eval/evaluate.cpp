@@ -4,6 +4,7 @@
 #include "engine/core/json_mini.h"
 #include "engine/eval/metrics.h"
 #include "engine/io/safetensors.h"
+#include "engine/core/csv.h"
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -392,17 +393,11 @@ void write_eval_report(const EvalResult& r, const std::string& settings_json, co
   json::parse(report, "report.json");  // never write a report other readers would reject
   write_text_atomic((fs::path(out_dir) / "report.json").string(), report);
 
-  std::string csv = "file,type,label,score\n";
+  std::string csv = csv_row({"file", "type", "label", "score"});
   for (size_t i = 0; i < N; ++i) {
-    std::string f = r.samples[i].image_path;
-    if (f.find_first_of(",\"\n") != std::string::npos) {
-      std::string q = "\"";
-      for (char c : f) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-      f = q + "\"";
-    }
     char sc[32];
     std::snprintf(sc, sizeof sc, "%.9g", double(r.scores[i]));
-    csv += cat(f, ",", r.samples[i].defect_type, ",", r.samples[i].label, ",", sc, "\n");
+    csv += csv_row({r.samples[i].image_path, r.samples[i].defect_type, std::to_string(r.samples[i].label), sc});
   }
   write_text_atomic((fs::path(out_dir) / "images.csv").string(), csv);
 

@@ -1,8 +1,8 @@
-// Decoding and encoding go through Debian's libstb (already linked), so no
-// implementation macros are defined here.
+// Decoding is engine/image_decode.h (libpng, libjpeg-turbo, a BMP-only stb);
+// PNG output is encoded in memory and written through the checked atomic
+// writer (engine/atomic_file.h).
 #include "engine/io/image.h"
-#include <stb_image.h>
-#include <stb_image_write.h>
+#include "engine/core/atomic_file.h"
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -17,34 +17,22 @@ namespace fs = std::filesystem;
 namespace mdps {
 namespace {
 
-std::vector<unsigned char> read_file_bytes(const std::string& path) {
-  std::error_code ec;
-  auto st = fs::status(path, ec);
-  MDPS_CHECK(fs::exists(st), "cannot read image '", path, "': no such file");
-  MDPS_CHECK(!fs::is_directory(st), "cannot read image '", path, "': it is a directory");
-  std::ifstream f(path, std::ios::binary);
-  MDPS_CHECK(f.good(), "cannot read image '", path, "': cannot open the file");
-  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  MDPS_CHECK(!f.bad(), "cannot read image '", path, "': read error");
-  MDPS_CHECK(!bytes.empty(), "cannot decode image '", path, "': the file is empty");
-  MDPS_CHECK(bytes.size() <= size_t(INT32_MAX), "cannot decode image '", path, "': the file is too large");
-  return bytes;
-}
-
-struct StbFree {
-  void operator()(unsigned char* p) const { stbi_image_free(p); }
-};
-
-// Decodes to `want` channels (0: the file's own), returns the channel count.
-std::unique_ptr<unsigned char, StbFree> decode(const std::string& path, int want, int& w, int& h, int& c) {
-  auto bytes = read_file_bytes(path);
-  unsigned char* data = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c, want);
-  if (!data) {
-    const char* why = stbi_failure_reason();
-    throw Error(cat("cannot decode image '", path, "': ", why ? why : "unknown error"));
+// 8-bit samples with `want` channels: 3 (RGB: gray repeated, alpha dropped)
+// or 1 (gray as is; colour: the maximum of R, G, B).
+std::vector<uint8_t> convert_channels(const DecodedImage& d, int want) {
+  const size_t n = size_t(d.width) * size_t(d.height);
+  const int c = d.channels;
+  std::vector<uint8_t> out(n * size_t(want));
+  const uint8_t* p = d.pixels.data();
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* px = p + i * size_t(c);
+    if (want == 3) {
+      for (int k = 0; k < 3; ++k) out[i * 3 + size_t(k)] = c >= 3 ? px[k] : px[0];
+    } else {
+      out[i] = c >= 3 ? std::max({px[0], px[1], px[2]}) : px[0];
+    }
   }
-  MDPS_CHECK(w > 0 && h > 0, "cannot decode image '", path, "': zero size");
-  return std::unique_ptr<unsigned char, StbFree>(data);
+  return out;
 }
 
 inline uint8_t to_u8(float v) {
@@ -150,11 +138,10 @@ void check_resize_args(const Image& in, int w, int h, const char* what) {
              in.pixels.size(), " values, not ", in.width, "x", in.height, "x", in.channels);
 }
 
-Image resize_u8(const Image& in, int w, int h) {
-  const int ch = in.channels;
-  std::vector<uint8_t> cur(in.pixels.size());
-  for (size_t i = 0; i < cur.size(); ++i) cur[i] = to_u8(in.pixels[i]);
-  int cw = in.width, chh = in.height;
+// Pillow's 8-bit path on 8-bit samples (HWC, `ch` channels): no float copy
+// of the full-size image is ever made.
+Image resize_u8_samples(std::vector<uint8_t> cur, int in_w, int in_h, int ch, int w, int h) {
+  int cw = in_w, chh = in_h;
   std::vector<uint8_t> next;
   auto pass = [&](bool horizontal, int in_size, int out_size) {
     Coeffs co = precompute(in_size, out_size);
@@ -166,13 +153,20 @@ Image resize_u8(const Image& in, int w, int h) {
       return clip8(ss);
     });
     cur.swap(next);
+    std::vector<uint8_t>().swap(next);  // release the larger buffer early
     (horizontal ? cw : chh) = out_size;
   };
-  if (w != in.width) pass(true, in.width, w);
-  if (h != in.height) pass(false, in.height, h);
+  if (w != in_w) pass(true, in_w, w);
+  if (h != in_h) pass(false, in_h, h);
   Image out(w, h, ch);
   for (size_t i = 0; i < cur.size(); ++i) out.pixels[i] = cur[i];
   return out;
+}
+
+Image resize_u8(const Image& in, int w, int h) {
+  std::vector<uint8_t> cur(in.pixels.size());
+  for (size_t i = 0; i < cur.size(); ++i) cur[i] = to_u8(in.pixels[i]);
+  return resize_u8_samples(std::move(cur), in.width, in.height, in.channels, w, h);
 }
 
 Image resize_float(const Image& in, int w, int h) {
@@ -199,24 +193,26 @@ Image resize_float(const Image& in, int w, int h) {
 
 }  // namespace
 
+std::vector<uint8_t> load_image_rgb8(const std::string& path, int& width, int& height) {
+  DecodedImage d = decode_image_file(path);
+  width = d.width;
+  height = d.height;
+  return d.channels == 3 ? std::move(d.pixels) : convert_channels(d, 3);
+}
+
 Image load_image(const std::string& path) {
-  int w = 0, h = 0, c = 0;
-  auto data = decode(path, 3, w, h, c);
+  int w = 0, h = 0;
+  std::vector<uint8_t> px = load_image_rgb8(path, w, h);
   Image img(w, h, 3);
-  const unsigned char* p = data.get();
-  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = p[i];
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = px[i];
   return img;
 }
 
 Image load_image_gray(const std::string& path) {
-  int w = 0, h = 0, c = 0;
-  auto data = decode(path, 0, w, h, c);
-  Image img(w, h, 1);
-  const unsigned char* p = data.get();
-  for (size_t i = 0; i < size_t(w) * h; ++i) {
-    const unsigned char* px = p + i * c;
-    img.pixels[i] = (c >= 3) ? std::max({px[0], px[1], px[2]}) : px[0];
-  }
+  DecodedImage d = decode_image_file(path);
+  std::vector<uint8_t> g = d.channels == 1 ? std::move(d.pixels) : convert_channels(d, 1);
+  Image img(d.width, d.height, 1);
+  for (size_t i = 0; i < g.size(); ++i) img.pixels[i] = g[i];
   return img;
 }
 
@@ -266,18 +262,8 @@ void save_png(const std::string& path, const Image& img) {
   fs::path parent = target.parent_path();
   MDPS_CHECK(parent.empty() || fs::is_directory(parent, ec), "cannot write PNG '", path, "': folder '",
              parent.string(), "' does not exist");
-  std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  int ok = stbi_write_png(tmp.c_str(), img.width, img.height, img.channels, bytes.data(), img.width * img.channels);
-  if (!ok) {
-    fs::remove(tmp, ec);
-    throw Error(cat("cannot write PNG '", path, "': writing '", tmp, "' failed"));
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    std::error_code ignore;
-    fs::remove(tmp, ignore);
-    throw Error(cat("cannot write PNG '", path, "': ", ec.message()));
-  }
+  const std::vector<uint8_t> png = encode_png(bytes.data(), img.width, img.height, img.channels);
+  write_file_atomic(path, png.data(), png.size());
 }
 
 Tensor image_to_tensor(const Image& img) { return images_to_tensor({img}); }
@@ -320,9 +306,16 @@ Image tensor_to_image(const Tensor& t, int index) {
 
 Image load_model_image(const std::string& path, int size) {
   MDPS_CHECK(size > 0, "load_model_image: size ", size, " must be positive");
-  Image img = load_image(path);
-  if (img.width == size && img.height == size) return img;
-  return resize_bilinear(img, size, size, true);
+  // Decoded to 8 bits and resized in 8 bits (Pillow's path): the full-size
+  // image never exists as floats, so a large photo costs 3 bytes a pixel.
+  int w = 0, h = 0;
+  std::vector<uint8_t> px = load_image_rgb8(path, w, h);
+  if (w == size && h == size) {
+    Image img(w, h, 3);
+    for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = px[i];
+    return img;
+  }
+  return resize_u8_samples(std::move(px), w, h, 3, size, size);
 }
 
 }  // namespace mdps

@@ -1,4 +1,6 @@
 #include "engine/io/safetensors.h"
+#include "engine/core/atomic_file.h"
+#include "engine/core/file_checks.h"
 #include "kernels/shared/bf16.h"
 #include "engine/core/json_mini.h"
 #include <algorithm>
@@ -132,8 +134,8 @@ T load_as(StDType t, const uint8_t* p, size_t i) {
 
 SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
   Fd f;
-  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  MDPS_CHECK(f.fd >= 0, path, ": cannot open: ", errno_str());
+  // Checked before opening: a FIFO would block open() forever.
+  f.fd = open_regular_file(path, "cannot read");
   struct stat st;
   MDPS_CHECK(::fstat(f.fd, &st) == 0, path, ": cannot stat: ", errno_str());
   MDPS_CHECK(S_ISREG(st.st_mode), path, ": not a regular file");
@@ -285,6 +287,17 @@ Tensor SafeTensorsFile::read_f32(const std::string& name) const {
   return out;
 }
 
+Tensor SafeTensorsFile::read_weights(const std::string& name) const {
+  Tensor t = read_f32(name);
+  const float* v = t.data();
+  const size_t n = size_t(t.numel());
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[i]))
+      throw Error(cat(label_, ": tensor '", name, "' holds a non-finite value (", v[i], " at element ", i, " of ", n,
+                      "): the file is damaged or the training diverged; it cannot give meaningful scores"));
+  return t;
+}
+
 std::vector<float> SafeTensorsFile::read_f32_vector(const std::string& name) const {
   const StTensorInfo& t = info(name);
   const uint8_t* p = raw(name);
@@ -415,46 +428,12 @@ std::vector<uint8_t> SafeTensorsWriter::serialize() const {
   return out;
 }
 
-namespace {
-void write_all(int fd, const uint8_t* p, size_t n, const std::string& tmp) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    MDPS_CHECK(w > 0, tmp, ": write failed: ", w < 0 ? errno_str() : std::string("no progress"));
-    p += w;
-    n -= size_t(w);
-  }
-}
-}  // namespace
-
 void SafeTensorsWriter::write(const std::string& path) const {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  MDPS_CHECK(fd >= 0, path, ": cannot create temporary file '", tmp, "': ", errno_str());
-  try {
-    // Streamed entry by entry so a large checkpoint is not copied once more.
-    std::string head = header();
-    write_all(fd, reinterpret_cast<const uint8_t*>(head.data()), head.size(), tmp);
-    for (auto& kv : entries_) write_all(fd, kv.second.bytes.data(), kv.second.bytes.size(), tmp);
-    MDPS_CHECK(::fsync(fd) == 0, tmp, ": fsync failed: ", errno_str());
-    int rc = ::close(fd);
-    fd = -1;
-    MDPS_CHECK(rc == 0, tmp, ": close failed: ", errno_str());
-    MDPS_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, path, ": cannot rename '", tmp, "' into place: ",
-               errno_str());
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Make the rename itself durable; failure here loses nothing already written.
-  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-  if (dir.empty()) dir = "/";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  // Streamed entry by entry so a large checkpoint is not copied once more.
+  AtomicFile f(path);
+  f.write(header());
+  for (auto& kv : entries_) f.write(kv.second.bytes.data(), kv.second.bytes.size());
+  f.commit();
 }
 
 }  // namespace mdps

@@ -58,6 +58,10 @@ class SafeTensorsFile {
   // Any dtype converted to a float32 CPU tensor of the stored shape.
   Tensor read_f32(const std::string& name) const;
   std::vector<float> read_f32_vector(const std::string& name) const;
+  // read_f32 for model weights: a NaN or infinity anywhere is an error naming
+  // the file and the tensor (non-finite weights score every image NaN, and
+  // NaN > threshold would pass every image as OK).
+  Tensor read_weights(const std::string& name) const;
   // Exact for F64 (and for every F32/F16/BF16 and small-integer value).
   std::vector<double> read_f64(const std::string& name) const;
   // Integer dtypes only (I64/I32/I16/I8/U8/BOOL), exact.
@@ -94,9 +98,10 @@ class SafeTensorsWriter {
   size_t size() const { return entries_.size(); }
   // The complete file image.
   std::vector<uint8_t> serialize() const;
-  // Writes PATH.tmp.<pid>, fsyncs it and renames it over `path`, so readers
-  // never see a half-written file; on failure the temp file is removed and
-  // an existing `path` is left untouched.
+  // Streams the file through AtomicFile (engine/core/atomic_file.h): a
+  // temporary name, every write checked, fsynced and renamed over `path`, so
+  // readers never see a half-written file; on failure the temp file is
+  // removed and an existing `path` is left untouched.
   void write(const std::string& path) const;
 
  private:

@@ -43,7 +43,7 @@ void Adam::load(const SafeTensorsFile& f) {
       MDPS_CHECK(f.has(name), f.path(), ": optimiser state '", name, "' is missing");
       MDPS_CHECK(f.info(name).shape == dst->shape(), f.path(), ": optimiser state '", name, "' has shape ",
                  shape_str(f.info(name).shape), ", expected ", shape_str(dst->shape()));
-      dst->copy_from(f.read_f32(name));
+      dst->copy_from(f.read_weights(name));
     }
   }
   step_ = f.read_i64("optim.step").at(0);

@@ -25,7 +25,7 @@ struct Reader {
     const std::string full = prefix + name;
     MDPS_CHECK(f.has(full), "ResNet weights ", f.path(), ": missing tensor '", full,
                "' (not a torchvision-style ResNet, or the wrong prefix '", prefix, "')");
-    Tensor t = f.read_f32(full);
+    Tensor t = f.read_weights(full);
     if (expected)
       MDPS_CHECK(t.shape() == *expected, "ResNet weights ", f.path(), ": tensor '", full, "' has shape ",
                  shape_str(t.shape()), ", expected ", shape_str(*expected));

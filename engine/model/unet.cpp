@@ -313,7 +313,7 @@ void UNet::load(const SafeTensorsFile& file, const std::string& prefix) {
     throw Error(msg);
   }
   for (auto& np : params_) {
-    Tensor host = file.read_f32(by_name[np.name]);
+    Tensor host = file.read_weights(by_name[np.name]);
     np.var.value.copy_from(host);
   }
 }

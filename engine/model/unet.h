@@ -13,6 +13,10 @@ namespace mdps {
 class SafeTensorsFile;
 
 struct UNetConfig {
+  // Bounds of validate(): far above any model mdps trains, far below what
+  // would exhaust memory while building the network.
+  static constexpr int kMaxImageSize = 4096, kMaxChannels = 4096, kMaxResBlocks = 16;
+  static constexpr size_t kMaxLevels = 10;
   int image_size = 256;
   int base_channels = 64;
   int heads = 4;

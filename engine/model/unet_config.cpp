@@ -1,6 +1,7 @@
 // UNetConfig: defaults, validation, and the JSON form stored in model files.
 #include "engine/model/unet.h"
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -15,8 +16,22 @@ std::vector<int> UNetConfig::default_channel_mults(int image_size) {
 void UNetConfig::validate() const {
   MDPS_CHECK(image_size > 0 && base_channels > 0 && heads > 0 && in_channels > 0 && res_blocks > 0,
              "U-Net config: sizes must be positive (", to_json(), ")");
+  // Sane bounds, checked before a single weight is allocated: a model file's
+  // metadata is read from disk and may claim anything (num_res_blocks 100000
+  // would otherwise build until memory runs out).
+  MDPS_CHECK(image_size <= kMaxImageSize, "U-Net config: img_size ", image_size, " is above ", kMaxImageSize);
+  MDPS_CHECK(base_channels <= kMaxChannels, "U-Net config: base_channels ", base_channels, " is above ", kMaxChannels);
+  MDPS_CHECK(heads <= kMaxChannels, "U-Net config: n_heads ", heads, " is above ", kMaxChannels);
+  MDPS_CHECK(in_channels <= 16, "U-Net config: in_channels ", in_channels, " is above 16");
+  MDPS_CHECK(res_blocks <= kMaxResBlocks, "U-Net config: num_res_blocks ", res_blocks, " is above ", kMaxResBlocks);
+  MDPS_CHECK(attention_resolutions.size() <= 16, "U-Net config: more than 16 attention resolutions");
   auto m = mults();
   MDPS_CHECK(!m.empty(), "U-Net config: no channel multipliers");
+  MDPS_CHECK(m.size() <= kMaxLevels, "U-Net config: ", m.size(), " channel multipliers (levels), more than ",
+             kMaxLevels);
+  for (int mult : m)
+    MDPS_CHECK(mult > 0 && int64_t(mult) * base_channels <= kMaxChannels, "U-Net config: channel multiplier ", mult,
+               " gives ", int64_t(mult) * base_channels, " channels (1..", kMaxChannels, ")");
   int64_t div = int64_t(1) << (m.size() - 1);
   MDPS_CHECK(image_size % div == 0, "image size ", image_size, " is not divisible by ", div,
              ", as a U-Net with ", m.size(), " levels needs");
@@ -101,7 +116,8 @@ std::vector<int> parse_int_list(const std::string& s, const std::string& what) {
   while (std::getline(ss, item, ',')) {
     char* end = nullptr;
     long x = std::strtol(item.c_str(), &end, 10);
-    MDPS_CHECK(end && *end == 0 && !item.empty(), "U-Net config: ", what, " '", s, "' is not a list of integers");
+    MDPS_CHECK(end && *end == 0 && !item.empty() && x >= -1000000 && x <= 1000000, "U-Net config: ", what, " '", s,
+               "' is not a list of integers");
     v.push_back(int(x));
   }
   return v;
@@ -113,6 +129,8 @@ int parse_int(const std::map<std::string, std::string>& m, const char* key, int 
   char* end = nullptr;
   double x = std::strtod(it->second.c_str(), &end);
   MDPS_CHECK(end && *end == 0, "U-Net config: ", key, " = '", it->second, "' is not a number");
+  MDPS_CHECK(x == std::floor(x) && std::fabs(x) <= 1e9, "U-Net config: ", key, " = ", it->second,
+             " is not an integer in range");
   return int(x);
 }
 }  // namespace

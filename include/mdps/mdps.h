@@ -13,7 +13,8 @@
 // Errors: every failure (a missing or malformed file, a bad option, bad
 // pixels) is thrown as a std::runtime_error whose what() names the thing at
 // fault and the problem; nothing ever exits the process. Out of memory is
-// std::bad_alloc.
+// std::bad_alloc, or, for the engine's own buffers, a std::runtime_error
+// whose message says "out of memory allocating N bytes" and for what.
 //
 // Ownership: the caller owns the pixels it passes (read during the call only,
 // never kept) and every ScoreResult it gets back. A Detector owns its model

@@ -34,12 +34,18 @@ typedef enum mdps_status {
   MDPS_OK = 0,
   MDPS_ERR_INVALID_ARGUMENT = 1, /* a null pointer, a bad size or channel count */
   MDPS_ERR_FAILED = 2,           /* the engine failed: a file, an option, the device (see mdps_last_error) */
-  MDPS_ERR_OUT_OF_MEMORY = 3
+  MDPS_ERR_OUT_OF_MEMORY = 3    /* an allocation failed; the message names what and how many bytes */
 } mdps_status;
 
 /* Every field as DetectorOptions in mdps.h; fill with mdps_options_init
- * first, then set what differs. NULL strings mean the default. */
+ * first, then set what differs. NULL strings mean the default.
+ * ABI: struct_size (set by mdps_options_init to this header's
+ * sizeof(mdps_options)) tells the library which fields the caller knows. New
+ * fields are only ever appended; a library reading a smaller struct_size uses
+ * the defaults for the fields after it, and refuses a struct_size larger than
+ * its own or below the first version's (see docs/embedding.md). */
 typedef struct mdps_options {
+  uint32_t struct_size;        /* sizeof(mdps_options); set by mdps_options_init */
   const char* unet_path;       /* required: a model, checkpoint or detector bundle */
   const char* features_path;   /* NULL or "": pixel term only */
   const char* features_prefix; /* NULL or "": automatic */

@@ -42,7 +42,7 @@ void* CpuBackend::raw_alloc(size_t bytes) {
     trim_cache();
     p = std::aligned_alloc(64, rounded);
   }
-  if (!p) throw Error(cat("out of memory allocating ", bytes, " bytes on the CPU"));
+  if (!p) throw OutOfMemoryError(cat("out of memory allocating ", bytes, " bytes on the CPU"));
   stats_.on_alloc(bytes, MemCategoryScope::current());
   return p;
 }

@@ -73,8 +73,9 @@ class CachingAllocator {
       drop_cache();
       p = mem_.malloc(size);
     }
-    MDPS_CHECK(p, mem_.name(), ": out of memory allocating ", bytes, " bytes (", in_use_,
-               " bytes in use by live tensors and scratch, the cache returned to the driver)");
+    if (!p)
+      throw OutOfMemoryError(cat(mem_.name(), ": out of memory allocating ", bytes, " bytes (", in_use_,
+                                 " bytes in use by live tensors and scratch, the cache returned to the driver)"));
     live_[p] = size;
     in_use_ += size;
     return p;

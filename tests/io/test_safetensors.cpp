@@ -345,7 +345,7 @@ TEST_CASE("malformed files on disk name the path") {
   write_file(trunc, {});
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(trunc), doctest::Contains("file is too short (0 bytes)"), Error);
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(dir + "/missing.safetensors"),
-                       doctest::Contains((dir + "/missing.safetensors: cannot open: No such file").c_str()), Error);
+                       doctest::Contains(("'" + dir + "/missing.safetensors': no such file").c_str()), Error);
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(dir), doctest::Contains("not a regular file"), Error);
 }
 
@@ -442,7 +442,8 @@ TEST_CASE("the atomic writer leaves no temporary file and keeps the old file on 
   }
   SUBCASE("a missing directory is an error naming the path") {
     CHECK_THROWS_WITH_AS(first.write(dir + "/no/such/dir/x.safetensors"),
-                         doctest::Contains((dir + "/no/such/dir/x.safetensors: cannot create temporary file").c_str()), Error);
+                         doctest::Contains(("cannot write '" + dir + "/no/such/dir/x.safetensors': cannot create").c_str()),
+                         Error);
     CHECK(listing() == std::vector<std::string>{"ckpt.safetensors"});
   }
   SUBCASE("a failing write (file size limit) keeps the old file") {
@@ -463,7 +464,7 @@ TEST_CASE("the atomic writer leaves no temporary file and keeps the old file on 
     }
     setrlimit(RLIMIT_FSIZE, &saved);
     std::signal(SIGXFSZ, old_handler);
-    CHECK(msg.find("write failed") != std::string::npos);
+    CHECK(msg.find("cannot write '" + path + "': File too large") != std::string::npos);
     CHECK(listing() == std::vector<std::string>{"ckpt.safetensors"});
     CHECK(read_file(path) == old_bytes);
   }

@@ -2,7 +2,7 @@
 # Installs the Debian packages mdps builds with (skips what is already there).
 # The CUDA toolkit (nvcc, cuDNN, cuBLAS) is optional and not installed here.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ clang libclang-rt-dev libopenblas-dev libstb-dev libcli11-dev doctest-dev)
+pkgs=(cmake ninja-build g++ clang libclang-rt-dev libopenblas-dev libstb-dev libpng-dev libjpeg-dev libcli11-dev doctest-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README step 2, and what CI runs): builds the release tree
 # if needed, runs every CTest suite, then the `fast` suites again under
-# ASan+UBSan, then the safetensors and PyTorch-checkpoint fuzzers for a
-# bounded time (FUZZ_SECONDS, TORCH_FUZZ_SECONDS). Each stage prints its
+# ASan+UBSan, then the safetensors, PyTorch-checkpoint and image fuzzers for a
+# bounded time (FUZZ_SECONDS, TORCH_FUZZ_SECONDS, IMAGE_FUZZ_SECONDS). Each stage prints its
 # time; the whole run is budgeted well inside CI's 90 minutes on 2 cores.
 #   MDPS_SKIP_INSTALL=1 / MDPS_SKIP_SANITIZERS=1 / MDPS_SKIP_FUZZ=1 skip those stages locally.
 set -uo pipefail
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../.."
 JOBS=${JOBS:-2}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 TORCH_FUZZ_SECONDS=${TORCH_FUZZ_SECONDS:-30}
+IMAGE_FUZZ_SECONDS=${IMAGE_FUZZ_SECONDS:-30}
 status=0
 t_all=$(date +%s)
 
@@ -48,7 +49,7 @@ if [ -z "${MDPS_SKIP_FUZZ:-}" ]; then
   if command -v clang++ >/dev/null; then
     stage fuzz-configure 300 env CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DMDPS_FUZZ=ON -DMDPS_BUILD_TESTS=OFF -DMDPS_CUDA=OFF >/dev/null
-    stage fuzz-build 900 cmake --build build-fuzz -j"$JOBS" --target fuzz_safetensors fuzz_torch_pickle
+    stage fuzz-build 900 cmake --build build-fuzz -j"$JOBS" --target fuzz_safetensors fuzz_torch_pickle fuzz_image
     mkdir -p build-fuzz/corpus
     cp -n tests/fuzz/corpus/* build-fuzz/corpus/ 2>/dev/null || true
     stage fuzz-run $((FUZZ_SECONDS + 120)) build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time="$FUZZ_SECONDS" \
@@ -59,6 +60,12 @@ if [ -z "${MDPS_SKIP_FUZZ:-}" ]; then
     stage fuzz-torch-run $((TORCH_FUZZ_SECONDS + 120)) build-fuzz/tests/fuzz/fuzz_torch_pickle \
       -max_total_time="$TORCH_FUZZ_SECONDS" -rss_limit_mb=2048 -max_len=65536 -dict=tests/fuzz/torch_pickle.dict \
       build-fuzz/corpus-torch
+    # Image decoding (libpng, libjpeg-turbo, the BMP-only stb), seeded with tiny images.
+    mkdir -p build-fuzz/corpus-image
+    cp -n tests/fuzz/corpus-image/* build-fuzz/corpus-image/ 2>/dev/null || true
+    stage fuzz-image-run $((IMAGE_FUZZ_SECONDS + 120)) build-fuzz/tests/fuzz/fuzz_image \
+      -max_total_time="$IMAGE_FUZZ_SECONDS" -rss_limit_mb=2048 -max_len=65536 -dict=tests/fuzz/image.dict \
+      build-fuzz/corpus-image
   else
     echo "=== [fuzz] skipped: clang++ not found"
   fi
