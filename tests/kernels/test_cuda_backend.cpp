@@ -27,6 +27,15 @@ namespace {
 
 Backend& gpu() {
   Backend* b = cuda_backend();
+#ifdef MDPS_CUDA_STANDIN
+  static bool said = false;
+  if (b && !said) {
+    // Never to be read as a GPU result (docs/gpu.md, "CPU stand-ins").
+    std::printf("NOTE: the CUDA backend runs on the CPU stand-ins of the CUDA runtime, cuBLAS and cuDNN "
+                "(tests/standin), not on a GPU\n");
+    said = true;
+  }
+#endif
   if (!b) {
 #ifdef MDPS_WITH_CUDA
     std::printf("SKIPPED: no CUDA device\n");
@@ -515,7 +524,8 @@ TEST_CASE("cuda: attention and its backward match the CPU (fp32: cuBLAS + softma
   // Asked again, a built plan is reused and a refused shape is not retried.
   const size_t plans = cg.attention_plans(), refused = cg.attention_refused();
   g.set_precision(Precision::BF16);
-  Tensor qkv = on_gpu(rnd({1, 36, 37}, 73)), a = gpu_empty({1, 12, 37});
+  // The refused shape of the loop: 3 heads of 12 channels over 37 tokens.
+  Tensor qkv = on_gpu(rnd({1, 3 * 3 * 12, 37}, 73)), a = gpu_empty({1, 3 * 12, 37});
   g.attention(qkv, 3, a);
   CHECK(cg.attention_plans() == plans);
   CHECK(cg.attention_refused() == refused);
@@ -597,5 +607,18 @@ TEST_CASE("cuda: the caching allocator reuses freed blocks without waiting") {
     CHECK(v.front() == float(i));
     CHECK(v.back() == float(i));
   }
+}
+#endif
+
+#ifdef MDPS_CUDA_STANDIN
+#include "tests/standin/standin.h"
+// Last in the file, so last to run: no stand-in call of the whole suite was
+// refused as misuse (a refusal the backend turned into a fallback would
+// otherwise pass quietly), and no device fault is pending.
+TEST_CASE("cuda stand-in: the suite made no call the documented API refuses") {
+  gpu().synchronize();
+  CHECK(standin::misuse_count() == 0);
+  CHECK(standin::last_misuse() == "");
+  CHECK_FALSE(standin::faulted());
 }
 #endif
