@@ -45,3 +45,12 @@ target_link_libraries(mdps_cuda PUBLIC mdps_cuda_standin ${CMAKE_DL_LIBS})
 # As in cuda.cmake: a cycle of static libraries, linked by repetition.
 target_link_libraries(mdps_cuda PRIVATE mdps_engine)
 target_link_libraries(mdps_engine PUBLIC mdps_cuda)
+
+# -DMDPS_STANDIN_COVERAGE=ON: gcov line coverage of the backend alone
+# (kernels/cuda, launchers included) under the stand-ins, for docs/gpu.md;
+# the rest of the tree keeps its flags.
+option(MDPS_STANDIN_COVERAGE "gcov instrumentation of mdps_cuda in the stand-in build" OFF)
+if(MDPS_STANDIN_COVERAGE)
+  target_compile_options(mdps_cuda PRIVATE --coverage -O0)
+  target_link_options(mdps_cuda INTERFACE --coverage)
+endif()

@@ -3,7 +3,8 @@
 // the GPU and for the host.
 //   - under nvcc: kernel<<<grid, block, 0, stream>>>(args...);
 //   - on the host (the CUDA stand-in build, -DMDPS_CUDA_STANDIN=ON): the kernel
-//     runs through the emulation (kernels/cuda/emu/cuda_emu.h), handed to the
+//     runs through the emulation (kernels/cuda/emu/cuda_emu.h, launch_direct:
+//     barrier-free kernels past their first block as plain calls), handed to the
 //     stand-in CUDA runtime (tests/standin/), which checks the stream, the
 //     launch configuration and that every pointer argument lies in a live
 //     device allocation, as a GPU would fault on any other, and records the
@@ -43,7 +44,7 @@ struct HostLaunch {
   template <typename... Args>
   void operator()(Args... args) const {
     const void* ptrs[] = {launch_pointer(args)..., nullptr};
-    auto run = [&] { ::mdps::emu::launch(grid, block, kernel, args...); };
+    auto run = [&] { ::mdps::emu::launch_direct(grid, block, kernel, args...); };
     using Run = decltype(run);
     standin_launch(stream, grid.x, grid.y, grid.z, block.x, block.y, block.z, ptrs, sizeof...(Args),
                    [](void* c) { (*static_cast<Run*>(c))(); }, &run);

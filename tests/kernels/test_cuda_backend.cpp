@@ -10,6 +10,8 @@
 #include "kernels/shared/bf16.h"
 #include "engine/model/resnet.h"
 #include "engine/io/safetensors.h"
+#include "engine/core/ops.h"
+#include "engine/model/unet.h"
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -609,6 +611,39 @@ TEST_CASE("cuda: the caching allocator reuses freed blocks without waiting") {
   }
 }
 #endif
+
+// The U-Net on the device against the authors' PyTorch tensors (the golden
+// of test_unet_golden): the forward's eps and the guidance gradient through
+// the tape, every conv, group norm, attention and product on the device.
+TEST_CASE("cuda: U-Net forward and guidance gradient on the device match the golden (unet64_forward)") {
+  Backend& g = gpu();
+  auto f = SafeTensorsFile::open(test::golden_dir() + "/unet64_forward.safetensors");
+  UNet net(UNet::config_from_file(f), g);
+  net.load(f, "unet.");
+  const Tensor x = f.read_f32("x_t"), t = f.read_f32("t"), y = f.read_f32("y");
+  const std::vector<float> abar = f.read_f32_vector("alpha_bar");
+  Var eps = net.forward(Var(on_gpu(x)), on_gpu(t));
+  CHECK(eps.value.device() == Device::CUDA);
+  CHECK(rel(eps.value, f.read_f32("eps")) < 1e-4);
+  // ||x0_hat - y|| over the batch, x0_hat = (x_t - sqrt(1-a) eps) / sqrt(a), as test_unet_golden.
+  std::vector<float> inv_sqrt_a, coef;
+  for (float a : abar) {
+    inv_sqrt_a.push_back(float(1.0 / std::sqrt(double(a))));
+    coef.push_back(float(std::sqrt(1.0 - double(a)) / std::sqrt(double(a))));
+  }
+  Tape tape;
+  Var xv = make_leaf(on_gpu(x), MemCategory::InputGrad);
+  Var obj;
+  {
+    TapeScope rec(tape);
+    Var e = net.forward(xv, on_gpu(t));
+    Var x0 = ops::sub(ops::scale_per_sample(xv, inv_sqrt_a), ops::scale_per_sample(e, coef));
+    obj = ops::frobenius_norm(ops::sub(x0, Var(on_gpu(y))));
+  }
+  tape.backward(obj);
+  CHECK(xv.grad().device() == Device::CUDA);
+  CHECK(rel(xv.grad(), f.read_f32("guidance_grad")) < 1e-4);
+}
 
 #ifdef MDPS_CUDA_STANDIN
 #include "tests/standin/standin.h"

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <mutex>
 #include <set>
+#include <vector>
 #include <string>
 
 struct cublasContext {
@@ -92,19 +93,27 @@ cublasStatus_t gemm(const char* fn, cublasHandle_t h, cublasOperation_t ta, cubl
     return CUBLAS_STATUS_EXECUTION_FAILED;
   }
   const float a = *alpha, b = *beta;
+  // op(A) as m rows of k and op(B) as n rows of k, dense, then dot products
+  // summed over l in order.
+  std::vector<float> opA(size_t(m) * k), opB(size_t(n) * k);
   for (int bt = 0; bt < batch; ++bt) {
     const In* Ab = A + bt * sA;
     const In* Bb = B + bt * sB;
     float* Cb = C + bt * sC;
+    if (reads_ab) {
+      for (int i = 0; i < m; ++i)
+        for (int l = 0; l < k; ++l) opA[size_t(i) * k + l] = load(Ab, tA ? l + size_t(i) * lda : i + size_t(l) * lda);
+      for (int j = 0; j < n; ++j)
+        for (int l = 0; l < k; ++l) opB[size_t(j) * k + l] = load(Bb, tB ? j + size_t(l) * ldb : l + size_t(j) * ldb);
+    }
     for (int j = 0; j < n; ++j)
       for (int i = 0; i < m; ++i) {
         float acc = 0.f;
-        if (reads_ab)
-          for (int l = 0; l < k; ++l) {
-            const float x = load(Ab, tA ? l + size_t(i) * lda : i + size_t(l) * lda);
-            const float y = load(Bb, tB ? j + size_t(l) * ldb : l + size_t(j) * ldb);
-            acc += x * y;
-          }
+        if (reads_ab) {
+          const float* x = &opA[size_t(i) * k];
+          const float* y = &opB[size_t(j) * k];
+          for (int l = 0; l < k; ++l) acc += x[l] * y[l];
+        }
         float& c = Cb[i + size_t(j) * ldc];
         c = b == 0.f ? a * acc : a * acc + b * c;  // beta 0: C is not read (NaN there stays out)
       }

@@ -22,6 +22,7 @@
 #include "tests/standin/standin.h"
 #include <cudnn.h>
 #include <cuda_runtime.h>
+#include <algorithm>
 #include <mutex>
 #include <set>
 #include <string>
@@ -253,6 +254,22 @@ size_t filter_elems(const cudnnFilterStruct& w) { return size_t(w.dim[0]) * w.di
 
 float scalar(const void* p) { return *static_cast<const float*>(p); }
 
+// The operands as dense NCHW / KCRS floats, rounded as the math type says.
+std::vector<float> dense_x(const Conv& c, const cudnnTensorStruct& d, const void* p) {
+  std::vector<float> v(size_t(c.N) * c.C * c.H * c.W);
+  size_t i = 0;
+  for (int n = 0; n < c.N; ++n)
+    for (int ch = 0; ch < c.C; ++ch)
+      for (int h = 0; h < c.H; ++h)
+        for (int w = 0; w < c.W; ++w) v[i++] = in(p, c.type, tensor_offset(d, n, ch, h, w), c.tf32);
+  return v;
+}
+std::vector<float> dense_w(const Conv& c, const cudnnFilterStruct& d, const void* p) {
+  std::vector<float> v(filter_elems(d));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = in(p, c.type, i, c.tf32);
+  return v;
+}
+
 }  // namespace
 
 namespace mdps::standin {
@@ -465,24 +482,31 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, const 
       s != CUDNN_STATUS_SUCCESS)
     return s;
   const float a = scalar(alpha), b = scalar(beta);
+  // Dense float copies of the inputs (rounded as the math type says), then
+  // each output summed over (ci, r, s) in that order.
+  std::vector<float> X = dense_x(c, *xd, x), Wt = dense_w(c, *wd, w);
+  std::vector<float> acc(size_t(c.P) * c.Q);
   for (int n = 0; n < c.N; ++n)
-    for (int k = 0; k < c.K; ++k)
-      for (int p = 0; p < c.P; ++p)
-        for (int q = 0; q < c.Q; ++q) {
-          float acc = 0.f;
-          for (int ci = 0; ci < c.C; ++ci)
-            for (int r = 0; r < c.R; ++r) {
+    for (int k = 0; k < c.K; ++k) {
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int ci = 0; ci < c.C; ++ci)
+        for (int r = 0; r < c.R; ++r)
+          for (int s = 0; s < c.S; ++s) {
+            const float wv = Wt[((size_t(k) * c.C + ci) * c.R + r) * c.S + s];
+            for (int p = 0; p < c.P; ++p) {
               const int hh = p * cv->u - cv->pad_h + r * cv->dil_h;
               if (hh < 0 || hh >= c.H) continue;
-              for (int s = 0; s < c.S; ++s) {
+              const float* xr = &X[((size_t(n) * c.C + ci) * c.H + hh) * c.W];
+              float* ar = &acc[size_t(p) * c.Q];
+              for (int q = 0; q < c.Q; ++q) {
                 const int ww = q * cv->v - cv->pad_w + s * cv->dil_w;
-                if (ww < 0 || ww >= c.W) continue;
-                acc += in(x, c.type, tensor_offset(*xd, n, ci, hh, ww), c.tf32) *
-                       in(w, c.type, filter_offset(*wd, k, ci, r, s), c.tf32);
+                if (ww >= 0 && ww < c.W) ar[q] += xr[ww] * wv;
               }
             }
-          blend(y, c.type, tensor_offset(*yd, n, k, p, q), a, acc, b);
-        }
+          }
+      for (int p = 0; p < c.P; ++p)
+        for (int q = 0; q < c.Q; ++q) blend(y, c.type, tensor_offset(*yd, n, k, p, q), a, acc[size_t(p) * c.Q + q], b);
+    }
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -502,22 +526,29 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, c
     return s;
   const float a = scalar(alpha), b = scalar(beta);
   std::vector<float> acc(size_t(c.N) * c.C * c.H * c.W, 0.f);
+  std::vector<float> DY(size_t(c.N) * c.K * c.P * c.Q), Wt = dense_w(c, *wd, w);
   for (int n = 0; n < c.N; ++n)
     for (int k = 0; k < c.K; ++k)
       for (int p = 0; p < c.P; ++p)
-        for (int q = 0; q < c.Q; ++q) {
-          const float g = in(dy, c.type, tensor_offset(*dyd, n, k, p, q), c.tf32);
-          for (int ci = 0; ci < c.C; ++ci)
-            for (int r = 0; r < c.R; ++r) {
+        for (int q = 0; q < c.Q; ++q)
+          DY[((size_t(n) * c.K + k) * c.P + p) * c.Q + q] = in(dy, c.type, tensor_offset(*dyd, n, k, p, q), c.tf32);
+  for (int n = 0; n < c.N; ++n)
+    for (int k = 0; k < c.K; ++k)
+      for (int ci = 0; ci < c.C; ++ci)
+        for (int r = 0; r < c.R; ++r)
+          for (int s = 0; s < c.S; ++s) {
+            const float wv = Wt[((size_t(k) * c.C + ci) * c.R + r) * c.S + s];
+            for (int p = 0; p < c.P; ++p) {
               const int hh = p * cv->u - cv->pad_h + r * cv->dil_h;
               if (hh < 0 || hh >= c.H) continue;
-              for (int s = 0; s < c.S; ++s) {
+              const float* g = &DY[((size_t(n) * c.K + k) * c.P + p) * c.Q];
+              float* ar = &acc[((size_t(n) * c.C + ci) * c.H + hh) * c.W];
+              for (int q = 0; q < c.Q; ++q) {
                 const int ww = q * cv->v - cv->pad_w + s * cv->dil_w;
-                if (ww < 0 || ww >= c.W) continue;
-                acc[((size_t(n) * c.C + ci) * c.H + hh) * c.W + ww] += g * in(w, c.type, filter_offset(*wd, k, ci, r, s), c.tf32);
+                if (ww >= 0 && ww < c.W) ar[ww] += g[q] * wv;
               }
             }
-        }
+          }
   for (int n = 0; n < c.N; ++n)
     for (int ci = 0; ci < c.C; ++ci)
       for (int hh = 0; hh < c.H; ++hh)
