@@ -45,6 +45,8 @@ target_link_libraries(mdps_cuda PUBLIC mdps_cuda_standin ${CMAKE_DL_LIBS})
 # As in cuda.cmake: a cycle of static libraries, linked by repetition.
 target_link_libraries(mdps_cuda PRIVATE mdps_engine)
 target_link_libraries(mdps_engine PUBLIC mdps_cuda)
+# The core's backend lookup (engine/core/backend.cpp) offers the CUDA backend.
+target_compile_definitions(mdps_core PUBLIC MDPS_WITH_CUDA=1)
 
 # -DMDPS_STANDIN_COVERAGE=ON: gcov line coverage of the backend alone
 # (kernels/cuda, launchers included) under the stand-ins, for docs/gpu.md;

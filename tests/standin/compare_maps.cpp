@@ -5,7 +5,7 @@
 // differences; exits 1 when a map value differs by more than TOL (default
 // 1e-3, docs/gpu.md says why) or the shapes or labels differ, 2 on a bad
 // argument.
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>

@@ -10,7 +10,7 @@
 #include "tests/standin/standin.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/launchers.h"
-#include "engine/tensor.h"
+#include "engine/core/tensor.h"
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
