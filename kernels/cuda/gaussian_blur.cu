@@ -1,5 +1,6 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/gaussian_blur_kernel.cuh"
 
 namespace mdps::cuda {
@@ -13,9 +14,9 @@ void launch_gaussian_blur(const float* x, double* tmp, float* y, int64_t planes,
   BlurTaps t{};
   for (int i = 0; i < kernel; ++i) t.w[i] = taps[i];
   t.kernel = kernel;
-  gaussian_blur_rows_kernel<<<elementwise_blocks(n), kElementwiseBlock, 0, stream>>>(x, tmp, W, n, t);
+  MDPS_LAUNCH(gaussian_blur_rows_kernel, elementwise_blocks(n), kElementwiseBlock, stream)(x, tmp, W, n, t);
   check_launch("gaussian_blur rows");
-  gaussian_blur_columns_kernel<<<elementwise_blocks(n), kElementwiseBlock, 0, stream>>>(tmp, y, H, W, n, t);
+  MDPS_LAUNCH(gaussian_blur_columns_kernel, elementwise_blocks(n), kElementwiseBlock, stream)(tmp, y, H, W, n, t);
   check_launch("gaussian_blur columns");
 }
 

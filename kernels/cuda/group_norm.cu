@@ -1,5 +1,6 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/group_norm_kernel.cuh"
 
 namespace mdps::cuda {
@@ -9,7 +10,7 @@ void launch_group_norm(const float* x, const float* gamma, const float* beta, fl
   const int64_t blocks = n_samples * groups;
   if (blocks == 0 || cg * hw == 0) return;
   MDPS_CHECK(blocks < (int64_t(1) << 31), "group_norm: ", blocks, " (sample, group) pairs exceed the grid limit");
-  group_norm_kernel<<<unsigned(blocks), kReduceBlock, 0, stream>>>(x, gamma, beta, y, mean, rstd, groups, cg, hw,
+  MDPS_LAUNCH(group_norm_kernel, unsigned(blocks), kReduceBlock, stream)(x, gamma, beta, y, mean, rstd, groups, cg, hw,
                                                                     eps, silu);
   check_launch("group_norm");
 }

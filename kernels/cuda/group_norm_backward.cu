@@ -1,5 +1,6 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/group_norm_backward_kernel.cuh"
 
 namespace mdps::cuda {
@@ -12,11 +13,11 @@ void launch_group_norm_backward(const float* dy, const float* x, const float* ga
   if (blocks == 0 || C == 0) return;
   MDPS_CHECK(blocks < (int64_t(1) << 31), "group_norm_backward: ", blocks,
              " (sample, group) pairs exceed the grid limit");
-  group_norm_backward_kernel<<<unsigned(blocks), kReduceBlock, 0, stream>>>(dy, x, gamma, beta, mean, rstd, groups,
+  MDPS_LAUNCH(group_norm_backward_kernel, unsigned(blocks), kReduceBlock, stream)(dy, x, gamma, beta, mean, rstd, groups,
                                                                              cg, hw, silu, dx, sum_dz, sum_dzx);
   check_launch("group_norm_backward");
   if (!dgamma && !dbeta) return;
-  group_norm_param_grad_kernel<<<elementwise_blocks(C), kElementwiseBlock, 0, stream>>>(sum_dz, sum_dzx, n_samples,
+  MDPS_LAUNCH(group_norm_param_grad_kernel, elementwise_blocks(C), kElementwiseBlock, stream)(sum_dz, sum_dzx, n_samples,
                                                                                          C, dgamma, dbeta);
   check_launch("group_norm_backward parameters");
 }

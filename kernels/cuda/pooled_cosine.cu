@@ -1,5 +1,6 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/pooled_cosine_kernel.cuh"
 
 namespace mdps::cuda {
@@ -8,7 +9,7 @@ void launch_pooled_cosine_distance(const float* a, const float* b, float* y, int
                                    int64_t W, float eps, Stream stream) {
   const int64_t n = N * H * W;
   if (n == 0) return;
-  pooled_cosine_distance_kernel<<<elementwise_blocks(n), kElementwiseBlock, 0, stream>>>(a, b, y, C, H, W, n, eps);
+  MDPS_LAUNCH(pooled_cosine_distance_kernel, elementwise_blocks(n), kElementwiseBlock, stream)(a, b, y, C, H, W, n, eps);
   check_launch("pooled_cosine_distance");
 }
 

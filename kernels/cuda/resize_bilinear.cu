@@ -1,5 +1,6 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/resize_bilinear_kernel.cuh"
 
 namespace mdps::cuda {
@@ -9,7 +10,7 @@ void launch_resize_bilinear(const float* x, float* y, int64_t planes, int64_t Hi
   const int64_t n = planes * H * W;
   if (n == 0) return;
   MDPS_CHECK(Hi >= 1 && Wi >= 1, "resize_bilinear: empty input ", Hi, "x", Wi);
-  resize_bilinear_kernel<<<elementwise_blocks(n), kElementwiseBlock, 0, stream>>>(x, y, Hi, Wi, H, W, n);
+  MDPS_LAUNCH(resize_bilinear_kernel, elementwise_blocks(n), kElementwiseBlock, stream)(x, y, Hi, Wi, H, W, n);
   check_launch("resize_bilinear");
 }
 

@@ -1,5 +1,6 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/topk_score_kernel.cuh"
 
 namespace mdps::cuda {
@@ -13,7 +14,7 @@ void launch_topk_score(const float* maps, int64_t n_maps, int64_t n, int k, bool
              " values the CUDA top-k sorts in shared memory");
   MDPS_CHECK(n < (int64_t(1) << 32), "image score: maps of ", n, " pixels overflow the 32-bit histograms");
   MDPS_CHECK(n_maps < (int64_t(1) << 31), "image score: ", n_maps, " maps exceed the grid limit");
-  topk_score_kernel<<<unsigned(n_maps), kTopKBlock, 0, stream>>>(maps, n, k, softmax, out);
+  MDPS_LAUNCH(topk_score_kernel, unsigned(n_maps), kTopKBlock, stream)(maps, n, k, softmax, out);
   check_launch("topk_score");
 }
 

@@ -1,5 +1,6 @@
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/transpose_bf16_kernel.cuh"
 #include "engine/core/common.h"
 
@@ -16,14 +17,14 @@ dim3 transpose_grid(int64_t n, int64_t R, int64_t C) {
 
 void launch_transpose_to_bf16(const float* x, uint16_t* y, int64_t n, int64_t R, int64_t C, Stream stream) {
   if (n == 0 || R == 0 || C == 0) return;
-  transpose_to_bf16_kernel<<<transpose_grid(n, R, C), dim3(kTransposeTile, kTransposeRows), 0, stream>>>(x, y, n, R,
+  MDPS_LAUNCH(transpose_to_bf16_kernel, transpose_grid(n, R, C), dim3(kTransposeTile, kTransposeRows), stream)(x, y, n, R,
                                                                                                          C);
   check_launch("transpose_to_bf16");
 }
 
 void launch_transpose_from_bf16(const uint16_t* x, float* y, int64_t n, int64_t R, int64_t C, Stream stream) {
   if (n == 0 || R == 0 || C == 0) return;
-  transpose_from_bf16_kernel<<<transpose_grid(n, R, C), dim3(kTransposeTile, kTransposeRows), 0, stream>>>(x, y, n,
+  MDPS_LAUNCH(transpose_from_bf16_kernel, transpose_grid(n, R, C), dim3(kTransposeTile, kTransposeRows), stream)(x, y, n,
                                                                                                            R, C);
   check_launch("transpose_from_bf16");
 }

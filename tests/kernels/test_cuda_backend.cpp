@@ -10,6 +10,8 @@
 #include "kernels/shared/bf16.h"
 #include "engine/model/resnet.h"
 #include "engine/io/safetensors.h"
+#include "engine/core/ops.h"
+#include "engine/model/unet.h"
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +29,15 @@ namespace {
 
 Backend& gpu() {
   Backend* b = cuda_backend();
+#ifdef MDPS_CUDA_STANDIN
+  static bool said = false;
+  if (b && !said) {
+    // Never to be read as a GPU result (docs/gpu.md, "CPU stand-ins").
+    std::printf("NOTE: the CUDA backend runs on the CPU stand-ins of the CUDA runtime, cuBLAS and cuDNN "
+                "(tests/standin), not on a GPU\n");
+    said = true;
+  }
+#endif
   if (!b) {
 #ifdef MDPS_WITH_CUDA
     std::printf("SKIPPED: no CUDA device\n");
@@ -512,7 +523,8 @@ TEST_CASE("cuda: attention and its backward match the CPU (fp32: cuBLAS + softma
   // Asked again, a built plan is reused and a refused shape is not retried.
   const size_t plans = cg.attention_plans(), refused = cg.attention_refused();
   g.set_precision(Precision::BF16);
-  Tensor qkv = on_gpu(test::random_tensor({1, 36, 37}, 73)), a = gpu_empty({1, 12, 37});
+  // The refused shape of the loop: 3 heads of 12 channels over 37 tokens.
+  Tensor qkv = on_gpu(test::random_tensor({1, 3 * 3 * 12, 37}, 73)), a = gpu_empty({1, 3 * 12, 37});
   g.attention(qkv, 3, a);
   CHECK(cg.attention_plans() == plans);
   CHECK(cg.attention_refused() == refused);
@@ -594,5 +606,51 @@ TEST_CASE("cuda: the caching allocator reuses freed blocks without waiting") {
     CHECK(v.front() == float(i));
     CHECK(v.back() == float(i));
   }
+}
+#endif
+
+// The U-Net on the device against the authors' PyTorch tensors (the golden
+// of test_unet_golden): the forward's eps and the guidance gradient through
+// the tape, every conv, group norm, attention and product on the device.
+TEST_CASE("cuda: U-Net forward and guidance gradient on the device match the golden (unet64_forward)") {
+  Backend& g = gpu();
+  auto f = SafeTensorsFile::open(test::golden_dir() + "/unet64_forward.safetensors");
+  UNet net(UNet::config_from_file(f), g);
+  net.load(f, "unet.");
+  const Tensor x = f.read_f32("x_t"), t = f.read_f32("t"), y = f.read_f32("y");
+  const std::vector<float> abar = f.read_f32_vector("alpha_bar");
+  Var eps = net.forward(Var(on_gpu(x)), on_gpu(t));
+  CHECK(eps.value.device() == Device::CUDA);
+  CHECK(rel(eps.value, f.read_f32("eps")) < 1e-4);
+  // ||x0_hat - y|| over the batch, x0_hat = (x_t - sqrt(1-a) eps) / sqrt(a), as test_unet_golden.
+  std::vector<float> inv_sqrt_a, coef;
+  for (float a : abar) {
+    inv_sqrt_a.push_back(float(1.0 / std::sqrt(double(a))));
+    coef.push_back(float(std::sqrt(1.0 - double(a)) / std::sqrt(double(a))));
+  }
+  Tape tape;
+  Var xv = make_leaf(on_gpu(x), MemCategory::InputGrad);
+  Var obj;
+  {
+    TapeScope rec(tape);
+    Var e = net.forward(xv, on_gpu(t));
+    Var x0 = ops::sub(ops::scale_per_sample(xv, inv_sqrt_a), ops::scale_per_sample(e, coef));
+    obj = ops::frobenius_norm(ops::sub(x0, Var(on_gpu(y))));
+  }
+  tape.backward(obj);
+  CHECK(xv.grad().device() == Device::CUDA);
+  CHECK(rel(xv.grad(), f.read_f32("guidance_grad")) < 1e-4);
+}
+
+#ifdef MDPS_CUDA_STANDIN
+#include "tests/standin/standin.h"
+// Last in the file, so last to run: no stand-in call of the whole suite was
+// refused as misuse (a refusal the backend turned into a fallback would
+// otherwise pass quietly), and no device fault is pending.
+TEST_CASE("cuda stand-in: the suite made no call the documented API refuses") {
+  gpu().synchronize();
+  CHECK(standin::misuse_count() == 0);
+  CHECK(standin::last_misuse() == "");
+  CHECK_FALSE(standin::faulted());
 }
 #endif

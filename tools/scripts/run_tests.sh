@@ -4,7 +4,12 @@
 # ASan+UBSan, then the safetensors, PyTorch-checkpoint and image fuzzers for a
 # bounded time (FUZZ_SECONDS, TORCH_FUZZ_SECONDS, IMAGE_FUZZ_SECONDS). Each stage prints its
 # time; the whole run is budgeted well inside CI's 90 minutes on 2 cores.
-#   MDPS_SKIP_INSTALL=1 / MDPS_SKIP_SANITIZERS=1 / MDPS_SKIP_FUZZ=1 skip those stages locally.
+#   MDPS_SKIP_INSTALL=1 / MDPS_SKIP_SANITIZERS=1 / MDPS_SKIP_FUZZ=1 / MDPS_SKIP_STANDIN=1 skip those stages locally.
+# The `standin` stages build the CUDA backend against the CPU stand-ins of the
+# CUDA runtime, cuBLAS and cuDNN (-DMDPS_CUDA_STANDIN=ON, docs/gpu.md) and run
+# it: test_cuda_backend and test_cuda_standin, then `mdps eval --device cuda`
+# against `--device cpu` on the demo data. Stand-in results, never GPU results;
+# without the CUDA headers the stages report themselves skipped.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 JOBS=${JOBS:-2}
@@ -45,6 +50,31 @@ if [ -z "${MDPS_SKIP_SANITIZERS:-}" ]; then
     stage asan-test 1200 bash -c "ctest --test-dir build-asan -L fast --output-on-failure -j$JOBS 2>&1 | tee build-asan/ctest.log; exit \${PIPESTATUS[0]}"
 fi
 
+if [ -z "${MDPS_SKIP_STANDIN:-}" ]; then
+  stage standin-configure 300 cmake -S . -B build-standin -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDPS_CUDA=OFF \
+    -DMDPS_CUDA_STANDIN=ON >/dev/null
+  if [ -f build-standin/standin-skipped.txt ]; then
+    echo "=== [standin] skipped: $(cat build-standin/standin-skipped.txt)"
+    standin_skipped=1
+  else
+    stage standin-build 1800 cmake --build build-standin -j"$JOBS" --target mdps test_cuda_backend \
+      test_cuda_standin standin_compare_maps
+    stage standin-test 900 bash -c "ctest --test-dir build-standin -R '^test_cuda_(backend|standin)\$' --output-on-failure 2>&1 | tee build-standin/ctest.log; exit \${PIPESTATUS[0]}"
+    # The whole evaluation (U-Net sampler, ResNet map, scores) on the stand-ins
+    # against the CPU: a tiny demo prior, 3 test images, 2 + 4 DDIM steps.
+    SD=build-standin/eval-check
+    rm -rf "$SD"
+    EVAL_ARGS="--dataset $SD/demo/data/demo --threads $JOBS --round1-t 200 --t-start 400 --skip 100 --limit 1 \
+      --blur-sigma 1 --blur-kernel 9 --no-panels --quiet --model $SD/demo/model.safetensors"
+    FEATURES=../shared/weights/resnet18_imagenet_l1-l3.safetensors
+    [ -f "$FEATURES" ] && EVAL_ARGS="$EVAL_ARGS --features $FEATURES"
+    stage standin-eval 1200 bash -c "build-standin/mdps demo --quick --steps 40 --out $SD/demo >/dev/null &&
+      build-standin/mdps eval $EVAL_ARGS --out $SD/cpu --device cpu >/dev/null &&
+      build-standin/mdps eval $EVAL_ARGS --out $SD/cuda --device cuda >/dev/null &&
+      build-standin/tests/standin_compare_maps $SD/cpu $SD/cuda 1e-5"
+  fi
+fi
+
 if [ -z "${MDPS_SKIP_FUZZ:-}" ]; then
   if command -v clang++ >/dev/null; then
     stage fuzz-configure 300 env CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -74,7 +104,7 @@ fi
 echo "=== all stages: $(($(date +%s) - t_all))s, status $status"
 # One closing line over both CTest runs (skipped = CUDA suites without a device).
 passed=0 failed=0 skipped=0
-for log in build/ctest.log build-asan/ctest.log; do
+for log in build/ctest.log build-asan/ctest.log build-standin/ctest.log; do
   [ -f "$log" ] || continue
   total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
   nfail=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' "$log" | tail -1)
@@ -83,5 +113,7 @@ for log in build/ctest.log build-asan/ctest.log; do
   passed=$((passed + total - nfail - nskip)); failed=$((failed + nfail)); skipped=$((skipped + nskip))
 done
 [ $status -ne 0 ] && [ $failed -eq 0 ] && failed=1  # a stage failed outside CTest (build, fuzz)
+# The stand-in stage without the CUDA headers: its two suites count as skipped.
+[ -n "${standin_skipped:-}" ] && skipped=$((skipped + 2))
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -49,6 +49,45 @@
 #include <memory>
 #include <vector>
 
+// Fiber switches: glibc's swapcontext saves and restores the signal mask with
+// a system call on every switch, which dominated whole-model runs through the
+// emulation (the CUDA stand-in build). On x86-64 the switch is a few
+// instructions instead (callee-saved registers, MXCSR and the x87 control
+// word, then the stack pointer: what the SysV ABI requires a call to keep);
+// under AddressSanitizer, which follows swapcontext, and elsewhere ucontext.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(MDPS_EMU_UCONTEXT)
+#define MDPS_EMU_FAST_SWITCH 1
+extern "C" void mdps_emu_switch(void** save_sp, void* load_sp);
+// Weak: every translation unit that includes this header defines it.
+__asm__(
+    ".text\n"
+    ".weak mdps_emu_switch\n"
+    ".type mdps_emu_switch,@function\n"
+    "mdps_emu_switch:\n"
+    "  pushq %rbp\n"
+    "  pushq %rbx\n"
+    "  pushq %r12\n"
+    "  pushq %r13\n"
+    "  pushq %r14\n"
+    "  pushq %r15\n"
+    "  subq $8, %rsp\n"
+    "  stmxcsr (%rsp)\n"
+    "  fnstcw 4(%rsp)\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  ldmxcsr (%rsp)\n"
+    "  fldcw 4(%rsp)\n"
+    "  addq $8, %rsp\n"
+    "  popq %r15\n"
+    "  popq %r14\n"
+    "  popq %r13\n"
+    "  popq %r12\n"
+    "  popq %rbx\n"
+    "  popq %rbp\n"
+    "  ret\n"
+    ".size mdps_emu_switch,.-mdps_emu_switch\n");
+#endif
+
 // Internal linkage: nvcc emits a host-side launch stub with the kernel's
 // mangled name, and a program linking both must not merge the two.
 #define MDPS_KERNEL static inline
@@ -84,6 +123,7 @@ enum class Wait : uint8_t { None, Block, Warp, Done };
 
 struct Fiber {
   ucontext_t ctx;
+  void* sp = nullptr;  // MDPS_EMU_FAST_SWITCH: the suspended stack
   std::unique_ptr<char[]> stack;
   uint3 tid;
   Wait wait = Wait::None;
@@ -92,11 +132,14 @@ struct Fiber {
 struct BlockState {
   std::vector<Fiber> fibers;
   ucontext_t scheduler;
+  void* scheduler_sp = nullptr;
   Fiber* current = nullptr;
   std::map<const void*, std::vector<unsigned char>> shared;
   std::vector<uint64_t> exchange;  // one slot per thread, for warp shuffles
   std::function<void()> body;
   int64_t barriers_passed = 0;
+  int64_t warp_waits = 0;
+  bool direct = false;  // launch_direct's plain calls: no fiber to suspend
 };
 
 inline BlockState*& state() {
@@ -124,9 +167,15 @@ inline unsigned linear_tid(const uint3& t) { return t.x + blockDim.x * (t.y + bl
 // Back to the scheduler until the barrier of this kind opens.
 inline void wait_at(Wait kind) {
   BlockState* s = state();
+  if (s->direct) device_fail("a barrier or shuffle in a kernel whose first block reached none (launch_direct)");
+  if (kind == Wait::Warp) ++s->warp_waits;
   Fiber* f = s->current;
   f->wait = kind;
+#ifdef MDPS_EMU_FAST_SWITCH
+  mdps_emu_switch(&f->sp, s->scheduler_sp);
+#else
   swapcontext(&f->ctx, &s->scheduler);
+#endif
   // Resumed: the scheduler restored the built-ins for this fiber.
 }
 
@@ -134,8 +183,35 @@ inline void fiber_entry() {
   BlockState* s = state();
   s->body();
   s->current->wait = Wait::Done;
+#ifdef MDPS_EMU_FAST_SWITCH
+  void* dead = nullptr;
+  mdps_emu_switch(&dead, s->scheduler_sp);  // never resumed
+  std::abort();
+#endif
   // uc_link returns to the scheduler.
 }
+
+#ifdef MDPS_EMU_FAST_SWITCH
+// A fresh stack whose first switch "returns" into fiber_entry, as if
+// mdps_emu_switch had been called from it: the saved registers (zero), the
+// current MXCSR and x87 control word, fiber_entry's address, and a dummy
+// return address so the entry sees the ABI's stack alignment.
+inline void* fresh_stack(char* stack, size_t bytes) {
+  uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t(15);
+  void** p = reinterpret_cast<void**>(top);
+  *--p = nullptr;                                       // fiber_entry's return address (never used)
+  *--p = reinterpret_cast<void*>(&fiber_entry);          // popped by ret
+  for (int i = 0; i < 6; ++i) *--p = nullptr;            // rbp rbx r12 r13 r14 r15
+  uint32_t mxcsr = 0;
+  uint16_t fpcw = 0;
+  __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+  __asm__ volatile("fnstcw %0" : "=m"(fpcw));
+  --p;
+  std::memcpy(reinterpret_cast<char*>(p), &mxcsr, 4);
+  std::memcpy(reinterpret_cast<char*>(p) + 4, &fpcw, 2);
+  return p;
+}
+#endif
 
 // Runs one block to completion.
 inline void run_block(BlockState& s, const uint3& block) {
@@ -148,11 +224,15 @@ inline void run_block(BlockState& s, const uint3& block) {
     if (!f.stack) f.stack.reset(new char[kStackBytes]);
     f.tid = {i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y)};
     f.wait = Wait::None;
+#ifdef MDPS_EMU_FAST_SWITCH
+    f.sp = fresh_stack(f.stack.get(), kStackBytes);
+#else
     getcontext(&f.ctx);
     f.ctx.uc_stack.ss_sp = f.stack.get();
     f.ctx.uc_stack.ss_size = kStackBytes;
     f.ctx.uc_link = &s.scheduler;
     makecontext(&f.ctx, fiber_entry, 0);
+#endif
   }
   const unsigned nwarps = (nthreads + warpSize - 1) / warpSize;
   for (;;) {
@@ -162,7 +242,11 @@ inline void run_block(BlockState& s, const uint3& block) {
       s.current = &f;
       blockIdx = block;
       threadIdx = f.tid;
+#ifdef MDPS_EMU_FAST_SWITCH
+      mdps_emu_switch(&s.scheduler_sp, f.sp);
+#else
       swapcontext(&s.scheduler, &f.ctx);
+#endif
     }
     bool progressed = false, live = false;
     // A warp exchange opens when every live lane of the warp waits at it.
@@ -207,8 +291,13 @@ inline LaunchStats& last_launch() {
   return st;
 }
 
+// direct: the host build of the launchers (kernels/cuda/kernel_launch.h) runs
+// the first block on fibers and, when none of its threads reached a barrier
+// or shuffle, every other thread as a plain call (no context switches: the
+// stand-in build runs whole models through the emulation). A later thread
+// that reaches a barrier then aborts loudly, never computes quietly.
 template <typename Kernel, typename... Args>
-void launch(dim3 grid, dim3 block, Kernel kernel, Args... args) {
+void launch_impl(bool direct, dim3 grid, dim3 block, Kernel kernel, Args... args) {
   MDPS_CHECK(grid.x >= 1 && grid.y >= 1 && grid.z >= 1, "cuda_emu: empty grid");
   const uint64_t nthreads = uint64_t(block.x) * block.y * block.z;
   MDPS_CHECK(nthreads >= 1 && nthreads <= 1024, "cuda_emu: block of ", nthreads, " threads (CUDA allows 1..1024)");
@@ -220,11 +309,23 @@ void launch(dim3 grid, dim3 block, Kernel kernel, Args... args) {
   blockDim = block;
   LaunchStats st;
   try {
+    bool first = true;
     for (unsigned z = 0; z < grid.z; ++z)
       for (unsigned y = 0; y < grid.y; ++y)
         for (unsigned x = 0; x < grid.x; ++x) {
-          run_block(s, uint3{x, y, z});
+          if (s.direct) {
+            s.shared.clear();
+            blockIdx = uint3{x, y, z};
+            for (unsigned i = 0; i < unsigned(nthreads); ++i) {
+              threadIdx = uint3{i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
+              s.body();
+            }
+          } else {
+            run_block(s, uint3{x, y, z});
+          }
           ++st.blocks;
+          if (first && direct && s.barriers_passed == 0 && s.warp_waits == 0) s.direct = true;
+          first = false;
         }
   } catch (...) {
     state() = nullptr;
@@ -234,6 +335,15 @@ void launch(dim3 grid, dim3 block, Kernel kernel, Args... args) {
   st.barriers = s.barriers_passed;
   last_launch() = st;
   state() = nullptr;
+}
+
+template <typename Kernel, typename... Args>
+void launch(dim3 grid, dim3 block, Kernel kernel, Args... args) {
+  launch_impl(false, grid, block, kernel, args...);
+}
+template <typename Kernel, typename... Args>
+void launch_direct(dim3 grid, dim3 block, Kernel kernel, Args... args) {
+  launch_impl(true, grid, block, kernel, args...);
 }
 
 // Lane `src` of this warp's exchange, after every lane stored its own value.
