@@ -48,8 +48,13 @@ def test_evaluate_equals_mdps_eval(tiny, tmp_path):
     seen = []
     report = mdps.evaluate(model, root, progress=seen.append, **FAST)
     assert [p.total for p in seen] == [7] and seen[-1].done == 7
-    for key in ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max"):
+    for key in ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max", "image_ap", "pixel_ap"):
         assert 0.0 <= report[key] <= 1.0, key
+    # anomalib's names for the same values.
+    for theirs, ours in (("image_AUROC", "image_auroc"), ("pixel_AUROC", "pixel_auroc"), ("pixel_AUPRO", "aupro"),
+                         ("image_F1Max", "image_f1_max"), ("pixel_F1Max", "pixel_f1_max"), ("image_AP", "image_ap"),
+                         ("pixel_AP", "pixel_ap")):
+        assert report[theirs] == report[ours], theirs
     assert report["images"] == 7 and set(report["per_type"]) == {"blob", "scratch"}
     assert report["settings"]["t_start"] == 100 and report["settings"]["skip"] == 50
     run_cli("eval", "--model", model, "--dataset", root, "--out", tmp_path / "cli", "--no-panels", "--quiet",
