@@ -6,6 +6,7 @@
 #include "tools/command.h"
 #include "tools/detector_files.h"
 #include "tools/eval_flags.h"
+#include "tools/score_images.h"
 #include "include/mdps/mdps.h"
 #include "engine/eval/colormap.h"
 #include "engine/io/image.h"
@@ -61,7 +62,6 @@ void run_score(const ScoreArgs& a) {
   std::vector<std::string> paths = expand_image_paths(a.images);
   MDPS_CHECK(!paths.empty(), "--images: no images given");
   Detector det(detector_options(a));
-  const int S = det.image_size();
   // Every file is decoded before any sampling starts (a bad one fails first).
   std::vector<Image> files;
   std::vector<std::vector<uint8_t>> bytes;
@@ -96,18 +96,7 @@ void run_score(const ScoreArgs& a) {
     const ScoreResult& r = res[i];
     std::string stem = fs::path(paths[i]).stem().string();
     if (seen[stem]++) stem += "_" + std::to_string(seen[stem] - 1);  // same name from two folders
-    Image heat = colormap_jet(r.heat_map.data(), S, S, lo, hi);
-    Image shown = files[i].width == S && files[i].height == S ? files[i] : resize_bilinear(files[i], S, S, true);
-    save_png((fs::path(a.out) / (stem + "_heatmap.png")).string(), heat);
-    save_png((fs::path(a.out) / (stem + "_overlay.png")).string(), overlay(shown, heat, 0.5f));
-    Image recon(S, S, 3);
-    recon.pixels = r.reconstruction;
-    save_png((fs::path(a.out) / (stem + "_recon.png")).string(), recon);
-    if (!r.defect_mask.empty()) {
-      Image mask(S, S, 1);
-      for (size_t k = 0; k < r.defect_mask.size(); ++k) mask.pixels[k] = r.defect_mask[k] ? 255.f : 0.f;
-      save_png((fs::path(a.out) / (stem + "_mask.png")).string(), mask);
-    }
+    cli::write_score_images(a.out, stem, files[i], r, lo, hi, det.pixel_threshold());
     char sc[32];
     std::snprintf(sc, sizeof sc, "%.9g", double(r.image_score));
     const char* decision = r.anomalous ? "NG" : "OK";

@@ -69,6 +69,18 @@ def test_evaluate_equals_mdps_eval(tiny, tmp_path):
     assert len(os.listdir(tmp_path / "kept" / "panels")) == 3
 
 
+def test_config_file_passes_through(tiny, tmp_path):
+    """`config=` is `--config FILE`: a run written down repeats the keywords."""
+    root, model = tiny
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("".join(f"{k.replace('_', '-')} = {v}\n" for k, v in FAST.items()) + "limit = 1\n")
+    from_file = mdps.evaluate(model, root, config=cfg)
+    from_keywords = mdps.evaluate(model, root, limit=1, **FAST)
+    assert from_file["settings"] == from_keywords["settings"] and from_file["settings"]["t_start"] == 100
+    assert from_file["image_auroc"] == from_keywords["image_auroc"]
+    assert from_file["pixel_ap"] == from_keywords["pixel_ap"]
+
+
 def test_evaluate_errors(tiny, tmp_path):
     root, model = tiny
     with pytest.raises(mdps.Error, match="no-such-data"):
