@@ -6,6 +6,7 @@
 #include "tools/command.h"
 #include "tools/detector_files.h"
 #include "tools/eval_flags.h"
+#include "tools/score_images.h"
 #include "include/mdps/mdps.h"
 #include "engine/eval/colormap.h"
 #include "engine/io/image.h"
@@ -52,11 +53,12 @@ DetectorOptions detector_options(const ScoreArgs& a) {
   return o;
 }
 
-// The images shown in the overlay, at the model's size S.
-Image shown_image(const std::vector<uint8_t>& rgb, int w, int h, int S) {
+// An input image as decoded (8-bit RGB) at its own size, for the pictures
+// written beside its score; one at a time, so memory stays bounded by one.
+Image rgb8_image(const std::vector<uint8_t>& rgb, int w, int h) {
   Image img(w, h, 3);
   for (size_t k = 0; k < img.pixels.size(); ++k) img.pixels[k] = rgb[k];
-  return w == S && h == S ? img : resize_bilinear(img, S, S, true);
+  return img;
 }
 
 void run_score(const ScoreArgs& a) {
@@ -80,7 +82,6 @@ void run_score(const ScoreArgs& a) {
     check_distinct_files(inputs, outputs);
   }
   Detector det(detector_options(a));
-  const int S = det.image_size();
   // Every file is decoded before any sampling starts (a bad one fails first),
   // kept as 8-bit RGB (3 bytes a pixel).
   std::vector<std::vector<uint8_t>> bytes;
@@ -108,18 +109,8 @@ void run_score(const ScoreArgs& a) {
   for (size_t i = 0; i < paths.size(); ++i) {
     const ScoreResult& r = res[i];
     const std::string& stem = stems[i];
-    Image heat = colormap_jet(r.heat_map.data(), S, S, lo, hi);
-    Image shown = shown_image(bytes[i], views[i].width, views[i].height, S);
-    save_png((fs::path(a.out) / (stem + "_heatmap.png")).string(), heat);
-    save_png((fs::path(a.out) / (stem + "_overlay.png")).string(), overlay(shown, heat, 0.5f));
-    Image recon(S, S, 3);
-    recon.pixels = r.reconstruction;
-    save_png((fs::path(a.out) / (stem + "_recon.png")).string(), recon);
-    if (!r.defect_mask.empty()) {
-      Image mask(S, S, 1);
-      for (size_t k = 0; k < r.defect_mask.size(); ++k) mask.pixels[k] = r.defect_mask[k] ? 255.f : 0.f;
-      save_png((fs::path(a.out) / (stem + "_mask.png")).string(), mask);
-    }
+    cli::write_score_images(a.out, stem, rgb8_image(bytes[i], views[i].width, views[i].height), r, lo, hi,
+                            det.pixel_threshold());
     char sc[32];
     std::snprintf(sc, sizeof sc, "%.9g", double(r.image_score));
     const char* decision = r.anomalous ? "NG" : "OK";

@@ -114,9 +114,18 @@ inline std::string format_duration(double s) {
   return buf;
 }
 
+// Set by an embedding that runs the commands in-process (the Python module,
+// python/src/module.cpp): it then gets every command's progress instead of
+// the line on stderr.
+inline EvalProgressFn& progress_hook() {
+  static EvalProgressFn hook;
+  return hook;
+}
+
 // "[label] 16/83 images  0.52 s/image  ETA 0m35s" on stderr: redrawn in place
 // on a terminal, else one line per batch.
 inline EvalProgressFn progress_line(const std::string& label, bool quiet) {
+  if (progress_hook()) return progress_hook();
   if (quiet) return {};
   const bool tty = isatty(fileno(stderr)) != 0;
   return [label, tty](size_t done, size_t total, double secs, int pass) {

@@ -38,10 +38,16 @@ double guarded(F f) {
   }
 }
 
+// Each metric under the engine's name and again under anomalib's (its
+// metric collection's prefix_ClassName keys), so either reader finds it.
 std::string metrics_json(const EvalMetrics& m) {
   return cat("\"image_auroc\": ", num(m.image_auroc), ", \"pixel_auroc\": ", num(m.pixel_auroc),
              ", \"aupro\": ", num(m.aupro), ", \"image_f1_max\": ", num(m.image_f1_max),
-             ", \"pixel_f1_max\": ", num(m.pixel_f1_max));
+             ", \"pixel_f1_max\": ", num(m.pixel_f1_max), ", \"image_ap\": ", num(m.image_ap),
+             ", \"pixel_ap\": ", num(m.pixel_ap), ", \"image_AUROC\": ", num(m.image_auroc),
+             ", \"pixel_AUROC\": ", num(m.pixel_auroc), ", \"pixel_AUPRO\": ", num(m.aupro),
+             ", \"image_F1Max\": ", num(m.image_f1_max), ", \"pixel_F1Max\": ", num(m.pixel_f1_max),
+             ", \"image_AP\": ", num(m.image_ap), ", \"pixel_AP\": ", num(m.pixel_ap));
 }
 
 std::string pct(double v) {
@@ -87,14 +93,16 @@ EvalMetrics compute_metrics(const std::vector<float>& maps, const std::vector<ui
   EvalMetrics m;
   m.image_auroc = guarded([&] { return roc_auc(s, labels); });
   m.image_f1_max = guarded([&] { return f1_max(s, labels).f1; });
+  m.image_ap = guarded([&] { return average_precision(s, labels); });
   m.pixel_auroc = guarded([&] { return pixel_roc_auc(mp, kp, H, W); });
   m.aupro = guarded([&] { return aupro(mp, kp, H, W, 0.3); });
-  m.pixel_f1_max = guarded([&] {
+  {
     std::vector<double> ps(maps.begin(), maps.end());
     std::vector<int> pl(masks.size());
     for (size_t i = 0; i < masks.size(); ++i) pl[i] = masks[i] ? 1 : 0;
-    return f1_max(ps, pl).f1;
-  });
+    m.pixel_f1_max = guarded([&] { return f1_max(ps, pl).f1; });
+    m.pixel_ap = guarded([&] { return average_precision(ps, pl); });
+  }
   return m;
 }
 
@@ -419,13 +427,14 @@ std::string format_eval_table(const EvalResult& r) {
   char buf[256];
   std::snprintf(buf, sizeof buf, "%.3f", r.seconds_per_image);
   std::string out = cat(r.name, " (", r.samples.size(), " test images, ", buf, " s/image)\n");
-  std::snprintf(buf, sizeof buf, "%-22s %6s %8s %8s %8s %8s %8s\n", "type", "images", "img-AUC", "pix-AUC", "AUPRO",
-                "img-F1", "pix-F1");
+  std::snprintf(buf, sizeof buf, "%-22s %6s %8s %8s %8s %8s %8s %8s %8s\n", "type", "images", "img-AUC", "pix-AUC",
+                "AUPRO", "img-F1", "pix-F1", "img-AP", "pix-AP");
   out += buf;
   auto row = [&](const std::string& name, int n, const EvalMetrics& m) {
-    std::snprintf(buf, sizeof buf, "%-22s %6d %8s %8s %8s %8s %8s\n", name.c_str(), n, pct(m.image_auroc).c_str(),
-                  pct(m.pixel_auroc).c_str(), pct(m.aupro).c_str(), pct(m.image_f1_max).c_str(),
-                  pct(m.pixel_f1_max).c_str());
+    std::snprintf(buf, sizeof buf, "%-22s %6d %8s %8s %8s %8s %8s %8s %8s\n", name.c_str(), n,
+                  pct(m.image_auroc).c_str(), pct(m.pixel_auroc).c_str(), pct(m.aupro).c_str(),
+                  pct(m.image_f1_max).c_str(), pct(m.pixel_f1_max).c_str(), pct(m.image_ap).c_str(),
+                  pct(m.pixel_ap).c_str());
     out += buf;
   };
   for (const auto& [type, m] : r.per_type) row(type, r.type_counts.at(type), m);
@@ -449,6 +458,8 @@ std::string write_eval_summary(const std::vector<EvalResult>& results, const std
     add(mean.aupro, r.overall.aupro);
     add(mean.image_f1_max, r.overall.image_f1_max);
     add(mean.pixel_f1_max, r.overall.pixel_f1_max);
+    add(mean.image_ap, r.overall.image_ap);
+    add(mean.pixel_ap, r.overall.pixel_ap);
     items += cat(items.empty() ? "" : ",\n    ", "{\"category\": ", json::quote(r.name), ", \"images\": ",
                  r.samples.size(), ", ", metrics_json(r.overall), ", \"seconds_per_image\": ",
                  num(r.seconds_per_image), "}");
@@ -459,6 +470,7 @@ std::string write_eval_summary(const std::vector<EvalResult>& results, const std
   }
   const double k = results.empty() ? 1.0 : double(results.size());
   mean.image_auroc /= k, mean.pixel_auroc /= k, mean.aupro /= k, mean.image_f1_max /= k, mean.pixel_f1_max /= k;
+  mean.image_ap /= k, mean.pixel_ap /= k;
   std::snprintf(buf, sizeof buf, "%-22s %6s %8s %8s %8s %8s %8s\n", "mean", "", pct(mean.image_auroc).c_str(),
                 pct(mean.pixel_auroc).c_str(), pct(mean.aupro).c_str(), pct(mean.image_f1_max).c_str(),
                 pct(mean.pixel_f1_max).c_str());

@@ -28,8 +28,10 @@
 namespace mdps {
 
 // Every metric as a fraction in [0,1]; NaN when undefined (e.g. one class only).
+// ap: average precision (engine/metrics.h).
 struct EvalMetrics {
   double image_auroc = 0, pixel_auroc = 0, aupro = 0, image_f1_max = 0, pixel_f1_max = 0;
+  double image_ap = 0, pixel_ap = 0;
 };
 
 // maps/masks: N images of H x W (masks nonzero = defect). Metrics that cannot

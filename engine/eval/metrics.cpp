@@ -87,6 +87,24 @@ F1Max f1_max_impl(const std::vector<S>& scores, const std::vector<L>& labels) {
   return best;
 }
 
+template <typename P, typename S, typename L>
+double average_precision_impl(const std::vector<S>& scores, const std::vector<L>& labels) {
+  MDPS_CHECK(scores.size() == labels.size(), "average_precision: ", scores.size(), " scores but ", labels.size(),
+             " labels");
+  std::vector<P> v = sorted_pairs<P>(scores.data(), labels.data(), scores.size(), "average_precision");
+  uint64_t pos = 0;
+  for (const P& p : v) pos += p.label;
+  MDPS_CHECK(pos > 0, "average_precision: no positive labels among ", v.size());
+  // Recall only grows when tp does: sum (tp - tp_prev) / pos * tp / (tp + fp).
+  double ap = 0.0;
+  uint64_t prev_tp = 0;
+  sweep(v, [&](double, uint64_t tp, uint64_t fp) {
+    if (tp > prev_tp) ap += double(tp - prev_tp) / double(pos) * (double(tp) / double(tp + fp));
+    prev_tp = tp;
+  });
+  return ap;
+}
+
 // 8-connected components of one mask: labels[i] = 0 for normal pixels, else
 // first_id + k for component k; returns the number of components and appends
 // their sizes.
@@ -168,6 +186,14 @@ F1Max f1_max(const std::vector<double>& scores, const std::vector<int>& labels) 
 
 F1Max f1_max(const std::vector<float>& scores, const std::vector<int64_t>& labels) {
   return f1_max_impl<Scored>(scores, labels);
+}
+
+double average_precision(const std::vector<double>& scores, const std::vector<int>& labels) {
+  return average_precision_impl<ScoredD>(scores, labels);
+}
+
+double average_precision(const std::vector<float>& scores, const std::vector<int64_t>& labels) {
+  return average_precision_impl<Scored>(scores, labels);
 }
 
 double aupro(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks, int H, int W,

@@ -1,6 +1,7 @@
 // Evaluation metrics of anomaly detection, in double precision:
 // image/pixel ROC AUC (as scikit-learn's roc_auc_score), F1-max (as anomalib's
-// F1Max) and AUPRO (as the MVTec AD evaluation code).
+// F1Max), average precision (as scikit-learn's average_precision_score) and
+// AUPRO (as the MVTec AD evaluation code).
 //
 // Labels are 0 (normal) or 1 (anomalous); anything else is an error, as are
 // NaN scores and size mismatches. A higher score means "more anomalous".
@@ -33,6 +34,14 @@ struct F1Max {
 };
 F1Max f1_max(const std::vector<double>& scores, const std::vector<int>& labels);
 F1Max f1_max(const std::vector<float>& scores, const std::vector<int64_t>& labels);
+
+// Average precision, as scikit-learn's average_precision_score and
+// torchmetrics' BinaryAveragePrecision (anomalib's AP): sum over the distinct
+// thresholds t, descending, of (R_t - R_prev) P_t with P and R of "score >= t"
+// (a step function, no interpolation; tied scores are one threshold). Throws
+// without any positive label.
+double average_precision(const std::vector<double>& scores, const std::vector<int>& labels);
+double average_precision(const std::vector<float>& scores, const std::vector<int64_t>& labels);
 
 // Area under the per-region-overlap curve up to max_fpr, divided by max_fpr,
 // following MVTec AD's evaluation code (pro_curve_util.compute_pro and

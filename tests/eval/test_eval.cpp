@@ -51,7 +51,7 @@ std::string read_text(const std::string& path) {
 
 // The metrics of maps/masks/labels/scores straight from engine/eval/metrics.h.
 struct Recomputed {
-  double image_auroc, pixel_auroc, aupro, image_f1, pixel_f1;
+  double image_auroc, pixel_auroc, aupro, image_f1, pixel_f1, image_ap, pixel_ap;
 };
 Recomputed recompute(const std::vector<float>& maps, const std::vector<float>& masks, const std::vector<int64_t>& labels,
                      const std::vector<float>& scores, int H, int W, const std::vector<size_t>& pick) {
@@ -70,8 +70,8 @@ Recomputed recompute(const std::vector<float>& maps, const std::vector<float>& m
     px.insert(px.end(), maps.begin() + i * hw, maps.begin() + (i + 1) * hw);
     for (size_t k = 0; k < hw; ++k) pl.push_back(m8[i * hw + k]);
   }
-  return {roc_auc(sc, lb), pixel_roc_auc(mp, kp, H, W), aupro(mp, kp, H, W, 0.3), f1_max(sc, lb).f1,
-          f1_max(px, pl).f1};
+  return {roc_auc(sc, lb),     pixel_roc_auc(mp, kp, H, W),   aupro(mp, kp, H, W, 0.3), f1_max(sc, lb).f1,
+          f1_max(px, pl).f1, average_precision(sc, lb), average_precision(px, pl)};
 }
 
 void check_metrics(const json::Value& obj, const Recomputed& r) {
@@ -81,6 +81,14 @@ void check_metrics(const json::Value& obj, const Recomputed& r) {
   CHECK(report_value(obj, "aupro") == doctest::Approx(r.aupro).epsilon(1e-8));
   CHECK(report_value(obj, "image_f1_max") == doctest::Approx(r.image_f1).epsilon(1e-8));
   CHECK(report_value(obj, "pixel_f1_max") == doctest::Approx(r.pixel_f1).epsilon(1e-8));
+  CHECK(report_value(obj, "image_ap") == doctest::Approx(r.image_ap).epsilon(1e-8));
+  CHECK(report_value(obj, "pixel_ap") == doctest::Approx(r.pixel_ap).epsilon(1e-8));
+  // The same values under anomalib's names.
+  const std::pair<const char*, const char*> anomalib[] = {
+      {"image_AUROC", "image_auroc"}, {"pixel_AUROC", "pixel_auroc"}, {"pixel_AUPRO", "aupro"},
+      {"image_F1Max", "image_f1_max"}, {"pixel_F1Max", "pixel_f1_max"}, {"image_AP", "image_ap"},
+      {"pixel_AP", "pixel_ap"}};
+  for (const auto& [theirs, ours] : anomalib) CHECK(report_value(obj, theirs) == report_value(obj, ours));
 }
 
 }  // namespace

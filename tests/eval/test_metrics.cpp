@@ -5,6 +5,7 @@
 #include "engine/eval/metrics.h"
 #include "engine/io/safetensors.h"
 #include "tests/test_util.h"
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -108,6 +109,53 @@ TEST_CASE("f1_max on hand cases") {
 
   CHECK_THROWS_WITH_AS(f1_max(std::vector<double>{0.1, 0.2}, std::vector<int>{0, 0}),
                        doctest::Contains("positive"), Error);
+}
+
+TEST_CASE("average_precision on hand cases") {
+  // Descending thresholds, AP = sum (R_t - R_prev) P_t, pos = 3:
+  // 0.9: tp1 fp0 R 1/3 P 1 -> 1/3; 0.8: R unchanged; 0.7: tp2 fp1 R 2/3 P 2/3 -> 2/9;
+  // 0.6: unchanged; 0.5: tp3 fp2 R 1 P 3/5 -> 1/5. AP = 34/45 (scikit-learn: 0.7555...).
+  CHECK(average_precision(std::vector<double>{0.9, 0.8, 0.7, 0.6, 0.5}, std::vector<int>{1, 0, 1, 0, 1}) ==
+        doctest::Approx(34.0 / 45.0).epsilon(1e-15));
+  // Input order does not matter; float scores and int64 labels give the same.
+  CHECK(average_precision(std::vector<float>{0.5f, 0.7f, 0.9f, 0.6f, 0.8f}, std::vector<int64_t>{1, 1, 1, 0, 0}) ==
+        doctest::Approx(34.0 / 45.0).epsilon(1e-7));
+  // Tied scores are one threshold: 0.5 holds a positive and a negative -> tp1
+  // fp1 R 1/2 P 1/2 -> 1/4; 0.3 the same again -> 1/4. AP = 1/2 (an
+  // interpolating or per-sample sum would give more).
+  CHECK(average_precision(std::vector<double>{0.5, 0.5, 0.3, 0.3}, std::vector<int>{1, 0, 1, 0}) ==
+        doctest::Approx(0.5).epsilon(1e-15));
+  // 0.9: R 1/2 P 1 -> 1/2; 0.5 (a positive and a negative): tp2 fp1 R 1 P 2/3 -> 1/3. AP = 5/6.
+  CHECK(average_precision(std::vector<double>{0.9, 0.5, 0.5, 0.1}, std::vector<int>{1, 1, 0, 0}) ==
+        doctest::Approx(5.0 / 6.0).epsilon(1e-15));
+  // A perfect ranking is 1; all positives ranked last: AP = mean over k of k / (negatives + k).
+  CHECK(average_precision(std::vector<double>{3, 2, 1}, std::vector<int>{1, 1, 0}) == 1.0);
+  CHECK(average_precision(std::vector<double>{3, 2, 1}, std::vector<int>{0, 0, 1}) == doctest::Approx(1.0 / 3.0));
+  CHECK_THROWS_WITH_AS(average_precision(std::vector<double>{0.1, 0.2}, std::vector<int>{0, 0}),
+                       doctest::Contains("positive"), Error);
+  CHECK_THROWS_WITH_AS(average_precision(std::vector<double>{0.1, 0.2}, std::vector<int>{1, 2}),
+                       doctest::Contains("0 or 1"), Error);
+  CHECK_THROWS_WITH_AS(average_precision(std::vector<double>{0.1, NAN}, std::vector<int>{1, 0}),
+                       doctest::Contains("NaN"), Error);
+}
+
+TEST_CASE("average_precision equals the mean precision at each positive on untied data") {
+  // Without ties, AP = (1/pos) sum over positives of the precision at its rank.
+  std::vector<double> s;
+  std::vector<int> l;
+  for (int i = 0; i < 40; ++i) {
+    s.push_back(double((i * 37) % 41) + 0.25 * (i % 3));
+    l.push_back((i * 7) % 5 < 2 ? 1 : 0);
+  }
+  std::vector<size_t> order(s.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return s[a] > s[b]; });
+  double sum = 0;
+  int tp = 0, pos = 0;
+  for (size_t k = 0; k < order.size(); ++k)
+    if (l[order[k]]) sum += double(++tp) / double(k + 1);
+  for (int x : l) pos += x;
+  CHECK(average_precision(s, l) == doctest::Approx(sum / pos).epsilon(1e-12));
 }
 
 TEST_CASE("aupro: one image, one 2-pixel region") {

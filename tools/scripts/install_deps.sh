@@ -2,7 +2,9 @@
 # Installs the Debian packages mdps builds with (skips what is already there).
 # The CUDA toolkit (nvcc, cuDNN, cuBLAS) is optional and not installed here.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ clang libclang-rt-dev libopenblas-dev libstb-dev libpng-dev libjpeg-dev libcli11-dev doctest-dev)
+pkgs=(cmake ninja-build g++ clang libclang-rt-dev libopenblas-dev libstb-dev libpng-dev libjpeg-dev libcli11-dev doctest-dev
+  # the Python package (python/, tools/scripts/test_python.sh)
+  pybind11-dev python3-dev python3-venv python3-numpy python3-pytest)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

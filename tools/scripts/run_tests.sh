@@ -4,12 +4,14 @@
 # ASan+UBSan, then the safetensors, PyTorch-checkpoint and image fuzzers for a
 # bounded time (FUZZ_SECONDS, TORCH_FUZZ_SECONDS, IMAGE_FUZZ_SECONDS). Each stage prints its
 # time; the whole run is budgeted well inside CI's 90 minutes on 2 cores.
-#   MDPS_SKIP_INSTALL=1 / MDPS_SKIP_SANITIZERS=1 / MDPS_SKIP_FUZZ=1 / MDPS_SKIP_STANDIN=1 skip those stages locally.
+#   MDPS_SKIP_INSTALL=1 / MDPS_SKIP_PYTHON=1 / MDPS_SKIP_SANITIZERS=1 / MDPS_SKIP_FUZZ=1 / MDPS_SKIP_STANDIN=1 skip those stages locally.
 # The `standin` stages build the CUDA backend against the CPU stand-ins of the
 # CUDA runtime, cuBLAS and cuDNN (-DMDPS_CUDA_STANDIN=ON, docs/gpu.md) and run
 # it: test_cuda_backend and test_cuda_standin, then `mdps eval --device cuda`
 # against `--device cpu` on the demo data. Stand-in results, never GPU results;
 # without the CUDA headers the stages report themselves skipped.
+# The Python package is installed with pip and tested with pytest
+# (tools/scripts/test_python.sh).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 JOBS=${JOBS:-2}
@@ -40,6 +42,12 @@ stage test 1800 bash -c "ctest --test-dir build --output-on-failure -j$JOBS 2>&1
 # against the installed package and run (tools/scripts/test_install.sh).
 if [ -z "${MDPS_SKIP_INSTALL:-}" ]; then
   stage install-embed 1200 env JOBS="$JOBS" MDPS_INSTALL_BUILD=build-install tools/scripts/test_install.sh
+fi
+
+# The Python package as users get it: `pip install .` into a venv, then its
+# pytest suite against build/mdps (tools/scripts/test_python.sh).
+if [ -z "${MDPS_SKIP_PYTHON:-}" ]; then
+  stage python 1800 env MDPS_PYTHON_BUILD=build-python tools/scripts/test_python.sh
 fi
 
 if [ -z "${MDPS_SKIP_SANITIZERS:-}" ]; then
@@ -112,6 +120,13 @@ for log in build/ctest.log build-asan/ctest.log build-standin/ctest.log; do
   [ -n "$total" ] || continue
   passed=$((passed + total - nfail - nskip)); failed=$((failed + nfail)); skipped=$((skipped + nskip))
 done
+# pytest's closing line ("3 passed, 1 failed, 2 skipped in 40.1s"; errors count as failed).
+if [ -z "${MDPS_SKIP_PYTHON:-}" ] && [ -f build-python/pytest.log ]; then
+  line=$(grep -E '^=*[ ]*[0-9]+ (passed|failed|skipped|error)|no tests ran' build-python/pytest.log | tail -1)
+  count() { echo "$line" | grep -oE "[0-9]+ $1" | grep -oE '[0-9]+' || echo 0; }
+  passed=$((passed + $(count passed))); failed=$((failed + $(count failed) + $(count error)))
+  skipped=$((skipped + $(count skipped)))
+fi
 [ $status -ne 0 ] && [ $failed -eq 0 ] && failed=1  # a stage failed outside CTest (build, fuzz)
 # The stand-in stage without the CUDA headers: its two suites count as skipped.
 [ -n "${standin_skipped:-}" ] && skipped=$((skipped + 2))
