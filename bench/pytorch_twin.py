@@ -14,7 +14,10 @@ reader, and timing exactly what `mdps bench unet` times:
 each as the median of --runs after one warm-up, and the peak RSS of the train
 step measured in a child process that does nothing else. `--sampler` times the
 whole two-round sampler (authors' bottle settings) instead. `--check GOLDEN`
-compares eps and the guidance gradient with a golden file.
+compares eps and the guidance gradient with a golden file. `--protocol DUMP`
+runs the authors' whole evaluation protocol on the inputs and noise of
+`mdps eval --dump-intermediates DUMP` and compares every stage with the
+engine's.
 
 Optional: nothing else in mdps needs Python. Run it with Debian's interpreter
 (/usr/bin/python3, python3-torch). See bench/README.md.
