@@ -14,7 +14,10 @@ reader, and timing exactly what `mdps bench unet` times:
 each as the median of --runs after one warm-up, and the peak RSS of the train
 step measured in a child process that does nothing else. `--sampler` times the
 whole two-round sampler (authors' bottle settings) instead. `--check GOLDEN`
-compares eps and the guidance gradient with a golden file.
+compares eps and the guidance gradient with a golden file. `--protocol DUMP`
+runs the authors' whole evaluation protocol on the inputs and noise of
+`mdps eval --dump-intermediates DUMP` and compares every stage with the
+engine's.
 
 Optional: nothing else in mdps needs Python. Run it with Debian's interpreter
 (/usr/bin/python3, python3-torch). See bench/README.md.
@@ -374,9 +377,13 @@ def pixel_map(a, b):
     return (na - nb).abs().mean(dim=1, keepdim=True)
 
 
-def sample_round(net, y, t_start, rho, skip=20, mask=None):
-    """Sampler::sample, authors' variant: the taped forward's eps is reused for the step."""
-    z = torch.randn_like(y)
+def sample_round(net, y, t_start, rho, skip=20, mask=None, draw=None):
+    """Sampler::sample, authors' variant: the taped forward's eps is reused for the step.
+
+    draw() gives the Gaussian draws (the start noise z, then one per step);
+    default torch.randn_like(y)."""
+    draw = draw or (lambda: torch.randn_like(y))
+    z = draw()
     aT = alpha_bar(t_start)
     x = math.sqrt(aT) * y + math.sqrt(1 - aT) * z
     ts = list(range(0, t_start, skip))[::-1]
@@ -394,7 +401,7 @@ def sample_round(net, y, t_start, rho, skip=20, mask=None):
             with torch.no_grad():
                 eps = net(x, tt)
         x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
-        x = math.sqrt(an) * x0 + math.sqrt(max(0.0, 1 - an - sigma * sigma)) * eps + sigma * torch.randn_like(y)
+        x = math.sqrt(an) * x0 + math.sqrt(max(0.0, 1 - an - sigma * sigma)) * eps + sigma * draw()
     return x
 
 
@@ -416,6 +423,193 @@ def run_sampler(args):
     total = time.perf_counter() - t0
     return {"sampler_s_per_image": total / args.batch, "forward_s": fwd, "forward_equivalents": total / fwd,
             "threads": torch.get_num_threads()}
+
+
+# ---- --protocol: the authors' two-round evaluation protocol against the engine's dump -----
+#
+# Written from the spec (mdps-method.md sections 3-6), not from the authors' code:
+# round 1 unmasked on every batch, anomaly maps, the mask threshold
+# min + lambda (max - min) over the maps of the whole set (mask-scope dataset)
+# or of each image, round 2 with the normal region replaced, final maps. The
+# guidance norm and the eta maxima are taken over each evaluation batch; Ns
+# repeats run one after another on the same batch, as the authors' loop does.
+# The Gaussian draws are the engine's own, read from the dump that
+# `mdps eval --dump-intermediates` writes (engine/protocol_dump.h).
+
+def load_resnet(path):
+    """A torchvision-layout ResNet (BasicBlock or Bottleneck, BatchNorm in eval
+    mode) from safetensors weights; returns f(x) -> [layer1, layer2, layer3]."""
+    sd, _ = read_safetensors(path)
+    for prefix in ("", "resnet.", "module.", "model.", "backbone."):
+        if prefix + "conv1.weight" in sd and prefix + "layer1.0.conv1.weight" in sd:
+            break
+    else:
+        raise SystemExit(f"pytorch_twin: {path}: not a ResNet (no conv1.weight / layer1.0.conv1.weight)")
+    w = lambda n: sd[prefix + n]
+
+    def conv_bn(x, conv, bn, stride):
+        k = w(conv + ".weight")
+        x = F.conv2d(x, k, stride=stride, padding=k.shape[-1] // 2)
+        return F.batch_norm(x, w(bn + ".running_mean"), w(bn + ".running_var"), w(bn + ".weight"),
+                            w(bn + ".bias"), training=False, eps=1e-5)
+
+    def block(x, p, stride):
+        if prefix + p + "conv3.weight" in sd:  # Bottleneck: the stride on the 3x3 (torchvision)
+            h = F.relu(conv_bn(x, p + "conv1", p + "bn1", 1))
+            h = F.relu(conv_bn(h, p + "conv2", p + "bn2", stride))
+            h = conv_bn(h, p + "conv3", p + "bn3", 1)
+        else:  # BasicBlock (ResNet-18/34)
+            h = F.relu(conv_bn(x, p + "conv1", p + "bn1", stride))
+            h = conv_bn(h, p + "conv2", p + "bn2", 1)
+        has_down = prefix + p + "downsample.0.weight" in sd
+        idn = conv_bn(x, p + "downsample.0", p + "downsample.1", stride) if has_down else x
+        return F.relu(h + idn)
+
+    def features(x):
+        x = F.max_pool2d(F.relu(conv_bn(x, "conv1", "bn1", 2)), 3, 2, 1)
+        out = []
+        for layer in (1, 2, 3):
+            b = 0
+            while prefix + f"layer{layer}.{b}.conv1.weight" in sd:
+                x = block(x, f"layer{layer}.{b}.", 2 if layer > 1 and b == 0 else 1)
+                b += 1
+            out.append(x)
+        return out
+
+    return features
+
+
+def imagenet_normalise(t):
+    return ((t + 1) / 2 - _MEAN) / _STD
+
+
+def gaussian_blur_reflect(x, kernel, sigma):
+    """Separable Gaussian (taps exp(-d^2 / 2 sigma^2), normalised), reflect border."""
+    d = torch.arange(kernel, dtype=torch.float64) - kernel // 2
+    g = torch.exp(-d * d / (2.0 * sigma * sigma))
+    g = (g / g.sum()).float()
+    r = kernel // 2
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, kernel))
+    return F.conv2d(x, g.view(1, 1, kernel, 1))
+
+
+def anomaly_map(features, image, recon, eta, layers, blur_sigma, blur_kernel):
+    """Eq. 18 as the authors compute it: [N,1,H,W]; the maxima over the batch."""
+    pixel = pixel_map(recon, image)
+    if features is None:
+        mix = pixel
+    else:
+        H, W = image.shape[-2:]
+        fi, fr = features(imagenet_normalise(image)), features(imagenet_normalise(recon))
+        feat = torch.zeros_like(pixel)
+        # 3x3 mean pooling with zero padding (the padding counted), 1 - cosine over
+        # channels, bilinear resize with align_corners=True, summed over the stages
+        pool = lambda f: F.avg_pool2d(f, 3, 1, 1, count_include_pad=True)
+        for layer in layers:
+            d = 1 - F.cosine_similarity(pool(fi[layer - 1]), pool(fr[layer - 1]), dim=1, eps=1e-8)
+            feat = feat + F.interpolate(d[:, None], size=(H, W), mode="bilinear", align_corners=True)
+        mix = feat + eta * feat.max() / pixel.max() * pixel
+    return gaussian_blur_reflect(mix, blur_kernel, blur_sigma) / 2
+
+
+def run_protocol_check(path, model, features_path):
+    """Every stage of the twin's protocol on the dump's inputs and noise, against the
+    engine's intermediates. Plain stage names: that stage fed the engine's own
+    inputs to it (the stage alone); '(chained)': the twin's protocol end to end
+    (its own reconstructions, maps and mask)."""
+    T, meta = read_safetensors(path)
+    st = json.loads(meta["settings"])
+    nb = int(meta["batches"])
+    if st.get("variant") != "authors" or st.get("guidance_norm") != "l2":
+        raise SystemExit("pytorch_twin --protocol: the twin runs the authors' variant with the l2 norm only")
+    net, _ = load_unet(model)
+    net.eval()
+    set_requires_grad(net, False)
+    feats = load_resnet(features_path) if features_path else None
+    ns, skip, lam = int(st["samples"]), int(st["skip"]), float(st["lambda"])
+    two = int(st["round1_t"]) > 0
+    dataset_scope = st["mask_scope"] == "dataset"
+    amap = lambda y, r: anomaly_map(feats, y, r, float(st["eta"]), [int(v) for v in st["layers"]],
+                                    float(st["blur_sigma"]), int(st["blur_kernel"]))
+
+    def draws(prefix, n, rep):
+        k = 0
+
+        def draw():
+            nonlocal k
+            t = T[f"{prefix}noise{k}"]
+            k += 1
+            return t[rep * n:(rep + 1) * n]
+        return draw
+
+    def sample(y, mask, prefix, t_start, rho):
+        # Ns repeats one after another, each its own guidance group (the authors' loop)
+        return torch.cat([sample_round(net, y, t_start, rho, skip, mask, draws(prefix, y.shape[0], r))
+                          for r in range(ns)])
+
+    def mean_map(y, rec):
+        n = y.shape[0]
+        return sum(amap(y, rec[r * n:(r + 1) * n]) for r in range(ns)) / ns
+
+    def threshold(maps, lo, hi):
+        # float32 arithmetic, as the engine and the authors' torch code
+        lo, hi = torch.as_tensor(lo, dtype=torch.float32), torch.as_tensor(hi, dtype=torch.float32)
+        return (maps > lo + torch.tensor(lam, dtype=torch.float32) * (hi - lo)).float()
+
+    stats = {}
+
+    def acc(stage, a, b):
+        a, b = a.double(), b.double()
+        s = stats.setdefault(stage, [0.0, 0.0, 0.0])
+        s[0] += float(((a - b) ** 2).sum())
+        s[1] += float((b ** 2).sum())
+        s[2] = max(s[2], float((a - b).abs().max()))
+
+    mism = {"isolated": 0, "chained": 0}
+    mask_pixels = 0
+    batches = [T[f"b{b}.y"] for b in range(nb)]
+    r1, ranges = {}, {}
+    if two:
+        for b, y in enumerate(batches):
+            rec = sample(y, None, f"b{b}.round1.", int(st["round1_t"]), float(st["round1_rho"]))
+            acc("round1.recon", rec, T[f"b{b}.round1.recon"])
+            acc("round1.map", mean_map(y, T[f"b{b}.round1.recon"]), T[f"b{b}.round1.map"])
+            r1[b] = mean_map(y, rec)
+            acc("round1.map (chained)", r1[b], T[f"b{b}.round1.map"])
+        if dataset_scope:
+            eng = torch.cat([T[f"b{b}.round1.map"] for b in range(nb)])
+            twin = torch.cat([r1[b] for b in range(nb)])
+            if float(eng.min()) != float(T["round1_min"][0]) or float(eng.max()) != float(T["round1_max"][0]):
+                raise SystemExit("pytorch_twin --protocol: round1_min/max are not the range of the round-1 maps")
+            ranges = {"isolated": (float(eng.min()), float(eng.max())),
+                      "chained": (float(twin.min()), float(twin.max()))}
+    for b, y in enumerate(batches):
+        mask = None
+        if two:
+            em = T[f"b{b}.mask"]
+            mask_pixels += em.numel()
+            for kind, maps in (("isolated", T[f"b{b}.round1.map"]), ("chained", r1[b])):
+                if dataset_scope:
+                    lo, hi = ranges[kind]
+                else:
+                    lo = maps.amin(dim=(1, 2, 3), keepdim=True)
+                    hi = maps.amax(dim=(1, 2, 3), keepdim=True)
+                m = threshold(maps, lo, hi)
+                mism[kind] += int((m != em).sum())
+                if kind == "chained":
+                    mask = m
+        rec = sample(y, T[f"b{b}.mask"] if two else None, f"b{b}.round2.", int(st["t_start"]), float(st["rho"]))
+        acc("round2.recon", rec, T[f"b{b}.round2.recon"])
+        acc("map", mean_map(y, T[f"b{b}.round2.recon"]), T[f"b{b}.map"])
+        if two:  # chained: the twin's own mask
+            rec = sample(y, mask, f"b{b}.round2.", int(st["t_start"]), float(st["rho"]))
+        acc("map (chained)", mean_map(y, rec), T[f"b{b}.map"])
+    out = {k: {"rel_l2": math.sqrt(v[0] / max(v[1], 1e-300)), "max_abs": v[2]} for k, v in stats.items()}
+    if two:
+        out["mask_mismatch"] = {"isolated": mism["isolated"], "chained": mism["chained"], "pixels": mask_pixels}
+    out["batches"] = nb
+    return out
 
 
 # ---- --check: eps and the guidance gradient against a golden file --------------------
@@ -449,6 +643,10 @@ def main():
     p.add_argument("--check", metavar="GOLDEN", help="compare eps (and the guidance gradient) with a golden file; "
                    "exit 1 above 1e-4 relative L2")
     p.add_argument("--model", help="safetensors model (unet_config metadata); default: random weights")
+    p.add_argument("--protocol", metavar="DUMP", help="run the authors' two-round protocol on the inputs and noise "
+                   "of `mdps eval --dump-intermediates DUMP` and compare every stage (needs --model, "
+                   "and --features unless the map is the pixel term only)")
+    p.add_argument("--features", help="ResNet weights (.safetensors) for --protocol")
     p.add_argument("--sampler", action="store_true", help="time the two-round sampler instead of the U-Net")
     p.add_argument("--train-rss-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--image-size", type=int, default=64)
@@ -466,6 +664,13 @@ def main():
     if args.runs < 1 or args.batch < 1:
         raise SystemExit("pytorch_twin: --runs and --batch must be >= 1")
 
+    if args.protocol:
+        if not args.model:
+            raise SystemExit("pytorch_twin: --protocol needs --model (the U-Net the dump was made with)")
+        out = run_protocol_check(args.protocol, args.model, args.features)
+        out["torch"] = torch.__version__
+        print(json.dumps(out) if args.json else json.dumps(out, indent=1))
+        return
     if args.check:
         out = run_check(args.check)
         ok = all(v <= 1e-4 for v in out.values())

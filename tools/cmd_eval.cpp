@@ -18,7 +18,7 @@ namespace {
 struct EvalArgs {
   cli::SettingFlags flags;
   cli::ShardFlags shard;
-  std::string model, features, dataset, out, device = "cpu", precision = "fp32", trace;
+  std::string model, features, dataset, out, device = "cpu", precision = "fp32", trace, dump;
   int threads = 0;
   bool no_panels = false, quiet = false;
 };
@@ -31,6 +31,7 @@ EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const s
   EvalSettings s;
   std::string preset = a.flags.build(s, ds.layout + "/" + name, d.base_settings());
   std::unique_ptr<ResNetFeatures> fe = d.load_features(s);
+  s.dump_intermediates = a.dump;
   if (!a.quiet)
     std::fprintf(stderr, "mdps eval: %s (%s layout)%s%s, %s\n", root.c_str(), ds.layout.c_str(),
                  preset.empty() ? "" : ", preset ", preset.c_str(),
@@ -79,10 +80,19 @@ void run_eval(const EvalArgs& a) {
     a.flags.build(s, "", d.base_settings());
     d.load_features(s);
   }
+  MDPS_CHECK(a.dump.empty() || !a.shard.sharded(), "--dump-intermediates takes a whole run, not --shard or --pass");
+  if (!a.dump.empty()) {
+    // Fail before the (long) sampling, not when the file is written at the end.
+    fs::path dir = fs::path(a.dump).parent_path();
+    MDPS_CHECK(dir.empty() || fs::is_directory(dir), "--dump-intermediates '", a.dump, "': the folder '",
+               dir.string(), "' does not exist");
+  }
   if (is_category_root(a.dataset)) {
     eval_category(a, d, a.dataset, a.out);
     return;
   }
+  MDPS_CHECK(a.dump.empty(), "--dump-intermediates '", a.dump, "': takes one category root, not the folder of ",
+             "categories '", a.dataset, "'");
   std::vector<std::string> cats = list_categories(a.dataset);
   MDPS_CHECK(!cats.empty(), "--dataset '", a.dataset,
              "': neither a category (train/good or train/ok) nor a folder of categories");
@@ -120,6 +130,9 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   cli::add_precision_option(c, a->precision);
   c->add_flag("--no-panels", a->no_panels, "do not write the panel PNGs");
+  c->add_option("--dump-intermediates", a->dump,
+                "write every intermediate (inputs, noise, round-1 reconstructions and maps, masks, final "
+                "reconstructions and maps) to this .safetensors file, for bench/pytorch_twin.py --protocol");
   c->add_flag("--quiet", a->quiet, "no progress line");
   cli::add_trace_option(c, a->trace);
   c->callback([a] {

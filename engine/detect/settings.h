@@ -25,6 +25,9 @@ struct EvalSettings {
   float crop = 1.f;   // centre-crop fraction of maps and masks before the metrics and scores
   uint64_t seed = 0;
   bool panels = true; // OUT/panels/<type>_<stem>.png
+  // Not a detector setting: run_protocol writes every intermediate there
+  // (engine/eval/protocol_dump.h; `mdps eval --dump-intermediates`). Empty: none.
+  std::string dump_intermediates;
   // Sets one value by its `mdps eval` option name without dashes (the preset
   // keys: t-start, rho, round1-t, round1-rho, lambda, eta, skip, samples,
   // crop, ...). Throws for an unknown key or a bad value.

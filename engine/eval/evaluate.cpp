@@ -3,6 +3,7 @@
 #include "engine/io/image.h"
 #include "engine/core/json_mini.h"
 #include "engine/eval/metrics.h"
+#include "engine/eval/protocol_dump.h"
 #include "engine/io/safetensors.h"
 #include "engine/core/csv.h"
 #include <algorithm>
@@ -208,6 +209,7 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
              part.round1_maps ? part.round1_maps->size() : 0, " round-1 map values given for ", N, " images of ", S,
              "x", S);
 
+  ProtocolDump dump(st.dump_intermediates);
   // Pass 1 (dataset scope): all round-1 maps first, for the global min/max.
   std::vector<float> round1_maps;
   float lo = part.round1_min, hi = part.round1_max;
@@ -217,14 +219,21 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
       size_t begin = b * B, end = std::min(N, begin + B);
       Tensor y = load_checked(begin, end);
       PhiloxNoise noise(st.seed, 2 * (b0 + b));
-      Tensor rec = sampler.sample(repeat_batch(y, ns), Tensor(), st.rounds.round1, noise, nullptr, y.dim(0));
-      std::vector<float> m = mean_map(y, rec).to_vector();
+      Tensor rec = sampler.sample(repeat_batch(y, ns), Tensor(), st.rounds.round1,
+                                  dump.noise(noise, cat("b", b, ".round1.")), nullptr, y.dim(0));
+      Tensor map1 = mean_map(y, rec);
+      dump.add(cat("b", b, ".y"), y);
+      dump.add(cat("b", b, ".round1.recon"), rec);
+      dump.add(cat("b", b, ".round1.map"), map1);
+      std::vector<float> m = map1.to_vector();
       std::copy(m.begin(), m.end(), round1_maps.begin() + begin * plane);
       if (progress) progress(end, N, elapsed(), 1);
     }
     auto [a, c] = std::minmax_element(round1_maps.begin(), round1_maps.end());
     lo = *a;
     hi = *c;
+    dump.add("round1_min", Tensor::full({1}, lo));
+    dump.add("round1_max", Tensor::full({1}, hi));
   }
 
   ProtocolOutput out;
@@ -248,14 +257,23 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
         mask = threshold_mask(Tensor::from_vector({n, 1, S, S}, m), st.rounds.lambda, lo, hi).to(be);
       } else {
         PhiloxNoise noise(st.seed, 2 * (b0 + b));
-        Tensor rec = sampler.sample(ys, Tensor(), st.rounds.round1, noise, nullptr, n);
-        mask = threshold_mask(mean_map(y, rec), st.rounds.lambda);
+        Tensor rec = sampler.sample(ys, Tensor(), st.rounds.round1, dump.noise(noise, cat("b", b, ".round1.")),
+                                    nullptr, n);
+        Tensor map1 = mean_map(y, rec);
+        dump.add(cat("b", b, ".round1.recon"), rec);
+        dump.add(cat("b", b, ".round1.map"), map1);
+        mask = threshold_mask(map1, st.rounds.lambda);
       }
+      dump.add(cat("b", b, ".mask"), mask);
     }
+    if (!(two_rounds && st.dataset_scope)) dump.add(cat("b", b, ".y"), y);
     PhiloxNoise noise(st.seed, 2 * (b0 + b) + 1);
-    Tensor rec = sampler.sample(ys, mask.defined() ? repeat_batch(mask, ns) : Tensor(), st.rounds.round2, noise,
-                                nullptr, n);
-    std::vector<float> m = mean_map(y, rec).to_vector();
+    Tensor rec = sampler.sample(ys, mask.defined() ? repeat_batch(mask, ns) : Tensor(), st.rounds.round2,
+                                dump.noise(noise, cat("b", b, ".round2.")), nullptr, n);
+    Tensor map2 = mean_map(y, rec);
+    dump.add(cat("b", b, ".round2.recon"), rec);
+    dump.add(cat("b", b, ".map"), map2);
+    std::vector<float> m = map2.to_vector();
     std::copy(m.begin(), m.end(), out.maps.begin() + begin * plane);
     Tensor first = rec.slice_batch(0, n).to(cpu_backend());
     for (int64_t i = 0; i < n; ++i) {
@@ -267,6 +285,7 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
     if (progress) progress(end, N, elapsed(), st.dataset_scope && two_rounds ? 2 : 0);
   }
   out.seconds = elapsed();
+  dump.write(st.to_json(), nbatches);
   return out;
 }
 
