@@ -45,6 +45,7 @@ EvalSettings build_settings(const DetectorOptions& o, const Bundle* bundle) {
     s.seed = o.seed;
     s.set("variant", o.variant);
     s.set("image-score", o.image_score);
+    s.set("protocol", o.protocol);
   }
   if (!o.preset.empty()) {
     const std::string path = find_preset(o.preset, preset_search_dirs(MDPS_API_PRESET_DIR));
@@ -139,7 +140,7 @@ Detector::Detector(Detector&&) noexcept = default;
 Detector& Detector::operator=(Detector&&) noexcept = default;
 
 int Detector::image_size() const { return impl_->net->config().image_size; }
-std::string Detector::settings_json() const { return impl_->settings.to_json(); }
+std::string Detector::settings_json() const { return impl_->settings.at_size(image_size()).to_json(); }
 float Detector::image_threshold() const { return impl_->image_threshold; }
 float Detector::pixel_threshold() const { return impl_->pixel_threshold; }
 
@@ -176,8 +177,9 @@ std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& ima
       d.settings, [&](size_t done, size_t total, double seconds, int) {
         if (progress) progress(done, total, seconds);
       });
-  std::vector<float> scores =
-      image_scores(Tensor::from_vector({int64_t(N), 1, S, S}, po.maps), d.settings.score_kind, d.settings.score_k);
+  const EvalSettings sized = d.settings.at_size(S);
+  std::vector<float> scores = image_scores(Tensor::from_vector({int64_t(N), 1, S, S}, po.maps), sized.score_kind,
+                                           sized.score_k, sized.score_fraction);
 
   std::vector<ScoreResult> out(N);
   for (size_t i = 0; i < N; ++i) {

@@ -48,6 +48,7 @@ void run_calibrate(const CalibrateArgs& a) {
              ": not a detector bundle (write one with `mdps bundle`, or pass a model as --model)");
   EvalSettings s;
   a.flags.build(s, "", d.base_settings());
+  if (d.bundle) s.normal = d.bundle->normal_stats();
   std::unique_ptr<ResNetFeatures> fe = d.load_features(s);
   if (!a.quiet && !fe) std::fprintf(stderr, "mdps calibrate: no feature extractor, the map is the pixel term only\n");
 
@@ -61,6 +62,8 @@ void run_calibrate(const CalibrateArgs& a) {
     c = calibrate_f1(*d.net, fe.get(), ds, s, cli::progress_line("calibrate", a.quiet));
   }
 
+  // --normal under the calibrated protocol replaces the statistics too.
+  if (c.normal) s.normal = c.normal;
   std::optional<SafeTensorsFile> features_file;
   const ResNetSource rs = d.resnet_source(features_file);
   write_bundle(a.out, *d.net, rs, s, c.thresholds, d.provenance());
@@ -78,6 +81,7 @@ void run_calibrate(const CalibrateArgs& a) {
                 double(c.thresholds.image), c.quantile, c.scores.size(), ng);
     std::printf("pixel threshold %.9g (quantile %g of their %zu map pixels)\n", double(c.thresholds.pixel),
                 c.pixel_quantile, c.scores.size() * size_t(c.map_size) * size_t(c.map_size));
+    if (c.normal) std::printf("normal statistics (calibrated protocol): %s\n", c.normal->to_json().c_str());
   } else {
     std::printf("image threshold %.9g (best image F1 %.4f over %zu labelled images; %zu NG)\n",
                 double(c.thresholds.image), c.image_f1, c.scores.size(), ng);
@@ -96,7 +100,8 @@ cli::Registrar reg("calibrate", 56, [](CLI::App& app) {
   c->add_option("--features", a->features, "ResNet weights (.safetensors) for --model (or replacing the bundle's)")
       ->check(CLI::ExistingFile);
   c->add_option("--normal", a->normal,
-                "held-out normal images: a folder of images, or a category root (its test/good)");
+                "held-out normal images: a folder of images, or a category root (its test/good); under the "
+                "calibrated protocol also the statistics the detector's maps and masks use");
   c->add_option("--labelled", a->labelled,
                 "instead of --normal: a labelled category (MVTec AD / BTAD layout); F1-optimal thresholds");
   a->quantile_opt =

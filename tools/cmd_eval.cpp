@@ -5,8 +5,11 @@
 #include "tools/trace_flag.h"
 #include "tools/eval_flags.h"
 #include "tools/eval_shard.h"
+#include "engine/eval/calibrate.h"
 #include "engine/core/json_mini.h"
 #include "engine/core/file_checks.h"
+#include "engine/eval/metrics.h"
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -18,10 +21,43 @@ namespace {
 struct EvalArgs {
   cli::SettingFlags flags;
   cli::ShardFlags shard;
-  std::string model, features, dataset, out, device = "cpu", precision = "fp32", trace, dump;
-  int threads = 0;
+  std::string model, features, dataset, out, device = "cpu", precision = "fp32", trace, dump, normal;
+  int threads = 0, repeat = 1, calib_images = 16;
   bool no_panels = false, quiet = false;
 };
+
+// The normal images an uncalibrated detector takes its statistics from
+// (calibrated protocol): --normal, else `calib_images` of the data set's
+// training images, evenly spaced in file order.
+std::vector<std::string> calibration_images(const EvalArgs& a, const Dataset& ds, std::string& source) {
+  if (!a.normal.empty()) {
+    source = a.normal;
+    return normal_images(a.normal);
+  }
+  MDPS_CHECK(!ds.train.empty(), "--dataset ", ds.root, ": no training images to calibrate on (give --normal DIR)");
+  const size_t n = std::min(ds.train.size(), size_t(a.calib_images));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(ds.train[i * ds.train.size() / n]);
+  source = cat(ds.root, "/train (training images: the statistics may be optimistic; give --normal with held-out ones)");
+  return out;
+}
+
+// mean and sample standard deviation (n - 1; 0 for one value); NaN values propagate.
+std::pair<double, double> mean_std(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m += x;
+  m /= double(v.size());
+  double q = 0;
+  for (double x : v) q += (x - m) * (x - m);
+  return {m, v.size() > 1 ? std::sqrt(q / double(v.size() - 1)) : 0.0};
+}
+
+std::string jnum(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
 
 EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const std::string& root,
                          const std::string& out_dir) {
@@ -30,30 +66,154 @@ EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const s
   std::string name = fs::path(root).filename().string();
   EvalSettings s;
   std::string preset = a.flags.build(s, ds.layout + "/" + name, d.base_settings());
+  if (d.bundle) s.normal = d.bundle->normal_stats();
   std::unique_ptr<ResNetFeatures> fe = d.load_features(s);
   s.dump_intermediates = a.dump;
+  MDPS_CHECK(a.dump.empty() || s.protocol == Protocol::Authors, "--dump-intermediates '", a.dump,
+             "': records the authors' protocol; add --protocol authors (this run is ", protocol_name(s.protocol), ")");
   if (!a.quiet)
-    std::fprintf(stderr, "mdps eval: %s (%s layout)%s%s, %s\n", root.c_str(), ds.layout.c_str(),
+    std::fprintf(stderr, "mdps eval: %s (%s layout)%s%s, %s, %s protocol\n", root.c_str(), ds.layout.c_str(),
                  preset.empty() ? "" : ", preset ", preset.c_str(),
                  fe ? (d.features_path.empty() ? "the bundle's ResNet features" : "ResNet features")
-                    : "pixel term only (no --features)");
+                    : "pixel term only (no --features)",
+                 protocol_name(s.protocol));
   const std::string features = d.features_source();
   std::string extra = cat("\"model\": ", json::quote(a.model), ", \"bundle\": ", d.bundle ? "true" : "false",
                           ", \"features\": ", features.empty() ? std::string("null") : json::quote(features),
                           ", \"dataset\": ", json::quote(root), ", \"preset\": ",
                           preset.empty() ? std::string("null") : json::quote(preset), ", \"device\": ",
                           json::quote(net.backend().name()));
+  // Calibrated protocol without the bundle's statistics: take them from
+  // normal images first (again for every seed of --repeat: they are part of
+  // the detector the seed makes).
+  const bool calibrate_here = s.protocol == Protocol::Calibrated && !s.normal;
+  std::string calib_source;
+  std::vector<std::string> calib_files;
+  if (calibrate_here) calib_files = calibration_images(a, ds, calib_source);
+  MDPS_CHECK(a.normal.empty() || calibrate_here, "--normal: the detector ",
+             s.protocol == Protocol::Authors ? "runs the authors' protocol, which takes no normal statistics"
+                                             : "already carries normal statistics (the bundle's)");
+  double calib_seconds = 0;
+  auto calibrate = [&](EvalSettings& st) {
+    if (!calibrate_here) return;
+    if (!a.quiet)
+      std::fprintf(stderr, "mdps eval: calibrating on %zu normal images (%s), seed %llu\n", calib_files.size(),
+                   calib_source.c_str(), (unsigned long long)st.seed);
+    Calibration c = calibrate_quantile(net, fe.get(), calib_files, st, 0.99, 0.999,
+                                       cli::progress_line(name + " calibration", a.quiet));
+    st.normal = c.normal;
+    calib_seconds += c.seconds;
+  };
+  auto calibration_json = [&](const EvalSettings& st) {
+    if (st.protocol == Protocol::Authors) return std::string("null");
+    if (!calibrate_here)
+      return cat("{\"source\": ", st.normal ? "\"bundle\"" : "null", ", \"stats\": ",
+                 st.normal ? st.normal->to_json() : std::string("null"), "}");
+    return cat("{\"source\": ", json::quote(calib_source), ", \"images\": ", calib_files.size(),
+               ", \"seconds\": ", jnum(calib_seconds), ", \"stats\": ", st.normal->to_json(), "}");
+  };
   if (a.shard.sharded()) {
+    MDPS_CHECK(a.repeat == 1, "--repeat runs whole evaluations; it does not combine with --shard");
+    calibrate(s);
     // Parts of one run share the model and features bytes, not just their paths.
     std::string identity = cat("model ", file_digest(a.model), " features ",
                                features.empty() ? std::string("none") : file_digest(features));
     cli::run_eval_shard(a.shard, net, fe.get(), ds, s, identity, extra, out_dir, !a.no_panels, a.quiet);
     return {};  // a shard has no metrics; only a single category root gets here
   }
-  EvalResult r = evaluate(net, fe.get(), ds, s, a.no_panels ? "" : (fs::path(out_dir) / "panels").string(),
-                          cli::progress_line(name, a.quiet));
-  write_eval_report(r, s, out_dir, extra);
+  std::vector<EvalResult> runs;
+  std::vector<uint64_t> seeds;
+  EvalSettings first;
+  std::string first_calibration;
+  for (int r = 0; r < a.repeat; ++r) {
+    EvalSettings st = s;
+    st.seed = s.seed + uint64_t(r);
+    calibrate(st);
+    const bool panels = !a.no_panels && r == 0;
+    runs.push_back(evaluate(net, fe.get(), ds, st, panels ? (fs::path(out_dir) / "panels").string() : "",
+                            cli::progress_line(a.repeat > 1 ? cat(name, " seed ", st.seed) : name, a.quiet)));
+    seeds.push_back(st.seed);
+    if (r == 0) {
+      first = st;
+      first_calibration = calibration_json(st);
+    }
+  }
+  EvalResult& r = runs.front();
+  extra += cat(", \"protocol\": \"", protocol_name(s.protocol), "\", \"calibration\": ", first_calibration);
+  // Every image score kind on the same maps, so the kinds can be compared.
+  const ImageScoreKind kinds[] = {ImageScoreKind::Authors, ImageScoreKind::TopKMean, ImageScoreKind::Max,
+                                  ImageScoreKind::TopFraction};
+  const EvalSettings sized = first.at_size(net.config().image_size);
+  auto auroc_by_kind = [&](const EvalResult& x) {
+    std::vector<int> labels;
+    for (const auto& smp : x.samples) labels.push_back(smp.label);
+    std::vector<double> out;
+    for (ImageScoreKind k : kinds) {
+      std::vector<float> sc = image_scores(Tensor::from_vector({int64_t(x.samples.size()), 1, x.H, x.W}, x.maps), k,
+                                           sized.score_k, sized.score_fraction);
+      double auc = NAN;
+      try {
+        auc = roc_auc(std::vector<double>(sc.begin(), sc.end()), labels);
+      } catch (const Error&) {
+      }
+      out.push_back(auc);
+    }
+    return out;
+  };
+  std::vector<std::vector<double>> by_kind;  // [run][kind]
+  for (const auto& x : runs) by_kind.push_back(auroc_by_kind(x));
+  {
+    std::string js;
+    for (size_t k = 0; k < std::size(kinds); ++k) {
+      std::vector<double> v;
+      std::string vals;
+      for (const auto& row : by_kind) {
+        v.push_back(row[k]);
+        vals += cat(vals.empty() ? "" : ", ", jnum(row[k]));
+      }
+      auto [mean, sd] = mean_std(v);
+      js += cat(js.empty() ? "" : ", ", "\"", image_score_name(kinds[k]), "\": {\"mean\": ", jnum(mean),
+                ", \"std\": ", jnum(sd), ", \"values\": [", vals, "]}");
+    }
+    extra += cat(", \"image_auroc_by_score\": {", js, "}");
+  }
+  std::string table_extra;
+  if (a.repeat > 1) {
+    std::string js = "\"seeds\": [";
+    for (size_t i = 0; i < seeds.size(); ++i) js += cat(i ? ", " : "", seeds[i]);
+    js += "]";
+    using M = double EvalMetrics::*;
+    const std::pair<const char*, M> metrics[] = {{"image_auroc", &EvalMetrics::image_auroc},
+                                                 {"pixel_auroc", &EvalMetrics::pixel_auroc},
+                                                 {"aupro", &EvalMetrics::aupro},
+                                                 {"image_f1_max", &EvalMetrics::image_f1_max},
+                                                 {"pixel_f1_max", &EvalMetrics::pixel_f1_max}};
+    char buf[160];
+    for (const auto& [key, m] : metrics) {
+      std::vector<double> v;
+      std::string vals;
+      for (const auto& x : runs) {
+        v.push_back(x.overall.*m);
+        vals += cat(vals.empty() ? "" : ", ", jnum(x.overall.*m));
+      }
+      auto [mean, sd] = mean_std(v);
+      js += cat(", \"", key, "\": {\"mean\": ", jnum(mean), ", \"std\": ", jnum(sd), ", \"values\": [", vals, "]}");
+      std::snprintf(buf, sizeof buf, "%-14s mean %7.2f  std %6.2f  (%zu seeds)\n", key, 100.0 * mean, 100.0 * sd,
+                    runs.size());
+      table_extra += buf;
+    }
+    std::vector<double> spi;
+    for (const auto& x : runs) spi.push_back(x.seconds_per_image);
+    auto [mean, sd] = mean_std(spi);
+    js += cat(", \"seconds_per_image\": {\"mean\": ", jnum(mean), ", \"std\": ", jnum(sd), "}");
+    extra += cat(", \"repeat\": {", js, "}");
+  }
+  for (const auto& w : r.warnings) std::fprintf(stderr, "mdps eval: warning: %s\n", w.c_str());
+  write_eval_report(r, first.at_size(net.config().image_size), out_dir, extra);
   std::printf("%s", format_eval_table(r).c_str());
+  if (!table_extra.empty())
+    std::printf("over %d seeds from %llu (the table above: seed %llu):\n%s", a.repeat,
+                (unsigned long long)s.seed, (unsigned long long)s.seed, table_extra.c_str());
   std::printf("report: %s\n", (fs::path(out_dir) / "report.json").string().c_str());
   if (!a.no_panels) std::printf("panels: %s\n", (fs::path(out_dir) / "panels").string().c_str());
   std::fflush(stdout);
@@ -124,6 +284,21 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
                 "output folder: report.json, images.csv, maps.safetensors, panels/ (with --shard: the part file)")
       ->required();
   a->flags.add_all(c, true);
+  c->add_option("--normal", a->normal,
+                "calibrated protocol, a model without normal statistics: calibrate on these held-out normal images "
+                "(a folder, or a category root's test/good) before evaluating (default: --calib-images of the "
+                "data set's training images)")
+      ->check(CLI::ExistingDirectory);
+  c->add_option("--calib-images", a->calib_images,
+                "calibrated protocol without --normal or a calibrated bundle: this many training images, evenly "
+                "spaced")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  c->add_option("--repeat", a->repeat,
+                "run N seeds (--seed, --seed+1, ...) and report each metric's mean and standard deviation "
+                "(report.json `repeat`); files and panels are seed --seed's")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   a->shard.add(c);
   cli::add_threads_option(c, a->threads);
   cli::add_image_limit_option(c);

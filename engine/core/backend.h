@@ -66,8 +66,13 @@ Precision parse_precision(const std::string& s);
 
 // How a map becomes an image score (engine/detect/anomaly_map.h).
 enum class ImageScoreKind {
-  Authors,  // sum of the k largest values of a softmax over all pixels of the map
-  TopKMean  // mean of the k largest map values (the paper's wording)
+  Authors,   // sum of the k largest values of a softmax over all pixels of the map
+  TopKMean,  // mean of the k largest map values (the paper's wording)
+  // The two below hold at every map size; image_scores() (engine/anomaly_map.h)
+  // computes both as TopKMean with k = 1 and k = ceil(fraction * H * W), so a
+  // backend only ever sees the first two.
+  Max,          // the largest map value (of the blurred map)
+  TopFraction,  // mean of the largest `fraction` of the map's pixels
 };
 
 struct AdamParams {

@@ -5,7 +5,10 @@
 //                1 - cos(mean3x3(F_l(recon)), mean3x3(F_l(image))), resized
 //                bilinearly (align_corners) to the image size
 //   combined   = blur(F + eta * max(F) / max(P) * P) / 2, maxima over the
-//                whole batch, Gaussian blur (sigma 4, kernel 33, reflect).
+//                whole batch (the authors), or given (TermMaxima: taken from
+//                normal images by `mdps calibrate`, so that an image's map
+//                depends on nothing but the image and the detector),
+//                Gaussian blur (sigma 4, kernel 33, reflect).
 // Without a feature extractor the map is blur(P) / 2 (F is reported as
 // zeros): the formula above would weight P by max(F) = 0 and leave nothing.
 // When max(P) = 0 (the reconstruction equals the image) the pixel term adds
@@ -33,11 +36,26 @@ struct AnomalyMaps {
 // sampler's mask map where no feature extractor is used).
 Tensor pixel_anomaly_map(const Tensor& a, const Tensor& b);
 
-// image, recon: [N,3,H,W] in [-1,1].
-AnomalyMaps anomaly_map(const ResNetFeatures* features, const Tensor& image, const Tensor& recon,
-                        const AnomalyMapSettings& settings);
+// The maxima of the feature and pixel terms the eta combination divides by.
+struct TermMaxima {
+  float feature = 0.f, pixel = 0.f;
+};
 
-// One score per map of [N,1,H,W]; k is clamped to H*W.
-std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k = 500);
+// image, recon: [N,3,H,W] in [-1,1]. maxima: null = over the batch (the authors).
+AnomalyMaps anomaly_map(const ResNetFeatures* features, const Tensor& image, const Tensor& recon,
+                        const AnomalyMapSettings& settings, const TermMaxima* maxima = nullptr);
+// The combination step alone, on terms anomaly_map computed (feature
+// undefined: no feature extractor, the map is blur(pixel) / 2). The same
+// arithmetic as anomaly_map, so terms kept and combined later give the same
+// bits as a map computed at once with the same maxima.
+Tensor combine_anomaly_terms(const Tensor& pixel, const Tensor& feature, const AnomalyMapSettings& settings,
+                             const TermMaxima* maxima = nullptr);
+
+// One score per map of [N,1,H,W]; k is clamped to H*W; fraction (in (0,1])
+// is used by TopFraction only.
+std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k = 500, float fraction = 0.01f);
+// "authors", "topk-mean", "max", "topk-fraction"; parse throws for others.
+const char* image_score_name(ImageScoreKind kind);
+ImageScoreKind parse_image_score(const std::string& name);
 
 }  // namespace mdps

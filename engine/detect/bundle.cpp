@@ -82,6 +82,7 @@ void write_bundle(const std::string& path, const UNet& net, const ResNetSource& 
   w.set_metadata("resnet_layers", std::to_string(deepest));
   if (thresholds.has_image()) w.set_metadata("image_threshold", float_text(thresholds.image));
   if (thresholds.has_pixel()) w.set_metadata("pixel_threshold", float_text(thresholds.pixel));
+  if (settings.normal) w.set_metadata("normal_stats", settings.normal->to_json());
   w.set_metadata("engine_version", MDPS_VERSION);
   if (!provenance.model.empty()) w.set_metadata("source_model", provenance.model);
   if (!provenance.features.empty()) w.set_metadata("source_features", provenance.features);
@@ -167,12 +168,14 @@ Bundle Bundle::open(const std::string& path) {
     b.thresholds_.image = parse_threshold(path, "image_threshold", get("image_threshold"));
   if (md.count("pixel_threshold"))
     b.thresholds_.pixel = parse_threshold(path, "pixel_threshold", get("pixel_threshold"));
+  if (md.count("normal_stats")) b.normal_ = NormalStats::from_json(get("normal_stats"), path + ": metadata 'normal_stats'");
   return b;
 }
 
 EvalSettings Bundle::settings() const {
   EvalSettings s;
   for (const auto& [k, v] : settings_) s.set(k, v);
+  s.normal = normal_;
   return s;
 }
 

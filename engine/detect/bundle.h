@@ -14,6 +14,11 @@
 //     resnet_layers        D ("0": no feature extractor, the pixel term only)
 //     image_threshold      "%.9g" text; absent: no image decision
 //     pixel_threshold      "%.9g" text; absent: no defect mask
+//     normal_stats         NormalStats::to_json() (engine/evaluate.h): what the
+//                          calibrated protocol takes from normal images;
+//                          absent: not calibrated (each image uses its own)
+//   A bundle whose settings have no "protocol" (written before issue 18) is
+//   the authors' protocol, so it scores as it always did.
 //     engine_version, source_model, source_features   (provenance only)
 //
 // Because the U-Net lives under `unet.`, load_unet / UNet::from_file read a
@@ -54,7 +59,8 @@ struct BundleProvenance {
   std::string model, features;  // the paths the parts came from (informative)
 };
 
-// Writes the bundle to `path` atomically (a temp name, then rename). The
+// Writes the bundle to `path` atomically (a temp name, then rename), with
+// settings.normal as normal_stats when it is set. The
 // ResNet tensors up to the deepest of settings.map.layers are copied as
 // stored; throws naming the source when one of them is missing.
 void write_bundle(const std::string& path, const UNet& net, const ResNetSource& resnet, const EvalSettings& settings,
@@ -82,6 +88,7 @@ class Bundle {
   int resnet_layers() const { return resnet_layers_; }  // 0: none
   bool has_features() const { return resnet_layers_ > 0; }
   const Thresholds& thresholds() const { return thresholds_; }
+  const std::optional<NormalStats>& normal_stats() const { return normal_; }
   std::string metadata(const std::string& key) const;  // "" when absent
 
   std::unique_ptr<UNet> load_unet(Backend& backend) const;
@@ -96,6 +103,7 @@ class Bundle {
   PresetValues settings_;
   int resnet_layers_ = 0;
   Thresholds thresholds_;
+  std::optional<NormalStats> normal_;
 };
 
 // Decisions as the thresholds give them (the definitions above), used by

@@ -1,5 +1,7 @@
 #include "engine/detect/settings.h"
 #include "engine/core/option_checks.h"
+#include "engine/core/json_mini.h"
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -52,13 +54,28 @@ void EvalSettings::set(const std::string& key, const std::string& v) {
   else if (key == "variant") sampler.variant = parse_variant(v);
   else if (key == "guidance-norm") sampler.norm = parse_guidance_norm(v);
   else if (key == "eta") map.eta = to_float(key, v);
-  else if (key == "blur-sigma") map.blur_sigma = to_float(key, v);
-  else if (key == "blur-kernel") map.blur_kernel = to_int(key, v);
+  else if (key == "blur-sigma") {
+    auto_blur_sigma = v == "auto";
+    if (!auto_blur_sigma) map.blur_sigma = to_float(key, v);
+  } else if (key == "blur-kernel") {
+    auto_blur_kernel = v == "auto";
+    if (!auto_blur_kernel) map.blur_kernel = to_int(key, v);
+  }
   else if (key == "layers") map.layers = to_int_list(key, v);
   else if (key == "crop") crop = to_float(key, v);
   else if (key == "batch") batch = to_int(key, v);
   else if (key == "limit") limit = to_int(key, v);
-  else if (key == "image-score-k") score_k = to_int(key, v);
+  else if (key == "image-score-k") {
+    auto_score_k = v == "auto";
+    if (!auto_score_k) score_k = to_int(key, v);
+  } else if (key == "image-score-fraction") score_fraction = to_float(key, v);
+  else if (key == "protocol") {
+    MDPS_USAGE_CHECK(v == "authors" || v == "calibrated", "--protocol: '", v, "' is not calibrated or authors");
+    protocol = v == "authors" ? Protocol::Authors : Protocol::Calibrated;
+  } else if (key == "gt-resize") {
+    MDPS_USAGE_CHECK(v == "bilinear" || v == "nearest", "--gt-resize: '", v, "' is not bilinear or nearest");
+    gt_resize = v == "nearest" ? GtResize::Nearest : GtResize::Bilinear;
+  }
   else if (key == "seed") {
     char* end = nullptr;
     unsigned long long x = std::strtoull(v.c_str(), &end, 10);
@@ -70,8 +87,7 @@ void EvalSettings::set(const std::string& key, const std::string& v) {
     MDPS_USAGE_CHECK(v == "image" || v == "dataset", "--mask-scope: '", v, "' is not image or dataset");
     dataset_scope = v == "dataset";
   } else if (key == "image-score") {
-    MDPS_USAGE_CHECK(v == "authors" || v == "topk-mean", "--image-score: '", v, "' is not authors or topk-mean");
-    score_kind = v == "authors" ? ImageScoreKind::Authors : ImageScoreKind::TopKMean;
+    score_kind = parse_image_score(v);
   } else
     throw UsageError(cat("unknown setting '", key, "'"));
 }
@@ -100,6 +116,62 @@ void EvalSettings::validate() const {
   check_non_negative(sampler.ddim_eta, "--ddim-eta");
   check_non_negative(map.blur_sigma, "--blur-sigma");
   MDPS_USAGE_CHECK(map.blur_kernel >= 1, "--blur-kernel must be >= 1, got ", map.blur_kernel);
+  MDPS_USAGE_CHECK(score_fraction > 0.f && score_fraction <= 1.f, "--image-score-fraction must be in (0, 1], got ",
+             score_fraction);
+  MDPS_USAGE_CHECK(protocol == Protocol::Authors || !dataset_scope,
+             "--mask-scope dataset is the authors' protocol (--protocol authors); the calibrated protocol takes the "
+             "mask range from normal images");
+}
+
+const char* protocol_name(Protocol p) { return p == Protocol::Authors ? "authors" : "calibrated"; }
+
+EvalSettings EvalSettings::at_size(int S) const {
+  MDPS_CHECK(S >= 1, "image size ", S, " must be positive");
+  EvalSettings s = *this;
+  if (protocol == Protocol::Calibrated) {
+    const double f = double(S) / 256.0;
+    if (auto_blur_sigma) s.map.blur_sigma = float(4.0 * f);
+    if (auto_blur_kernel) {
+      int k = int(std::lround(33.0 * f));
+      if (k % 2 == 0) ++k;
+      s.map.blur_kernel = std::max(3, k);
+    }
+    if (auto_score_k) s.score_k = std::max(1, int(std::lround(500.0 * f * f)));
+  }
+  s.auto_blur_sigma = s.auto_blur_kernel = s.auto_score_k = false;
+  return s;
+}
+
+std::string NormalStats::to_json() const {
+  auto n = [](float v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.9g", double(v));
+    return std::string(buf);
+  };
+  return cat("{\"images\": ", images, ", \"round1_max_feature\": ", n(round1.feature), ", \"round1_max_pixel\": ",
+             n(round1.pixel), ", \"round1_min\": ", n(round1_min), ", \"round1_max\": ", n(round1_max),
+             ", \"final_max_feature\": ", n(final.feature), ", \"final_max_pixel\": ", n(final.pixel), "}");
+}
+
+NormalStats NormalStats::from_json(const std::string& text, const std::string& what) {
+  const json::Value v = json::parse(text, what);
+  MDPS_CHECK(v.kind == json::Kind::Object, what, ": not a JSON object");
+  auto num_of = [&](const char* key) {
+    const json::Value* x = v.find(key);
+    MDPS_CHECK(x && x->kind == json::Kind::Number && std::isfinite(x->number), what, ": no finite number '", key, "'");
+    return x->number;
+  };
+  NormalStats s;
+  s.images = int(num_of("images"));
+  s.round1.feature = float(num_of("round1_max_feature"));
+  s.round1.pixel = float(num_of("round1_max_pixel"));
+  s.round1_min = float(num_of("round1_min"));
+  s.round1_max = float(num_of("round1_max"));
+  s.final.feature = float(num_of("final_max_feature"));
+  s.final.pixel = float(num_of("final_max_pixel"));
+  MDPS_CHECK(s.images >= 1 && s.round1_min <= s.round1_max, what, ": statistics of ", s.images,
+             " images with round-1 range [", s.round1_min, ", ", s.round1_max, "] are not usable");
+  return s;
 }
 
 std::string EvalSettings::to_json() const {
@@ -112,9 +184,12 @@ std::string EvalSettings::to_json() const {
              ", \"rho\": ", numf(rounds.round2.rho), ", \"lambda\": ", numf(rounds.lambda),
              ", \"samples\": ", rounds.samples, ", \"eta\": ", numf(map.eta), ", \"blur_sigma\": ",
              numf(map.blur_sigma), ", \"blur_kernel\": ", map.blur_kernel, ", \"layers\": [", layers, "], \"image_score\": \"",
-             score_kind == ImageScoreKind::Authors ? "authors" : "topk-mean", "\", \"image_score_k\": ", score_k,
+             image_score_name(score_kind), "\", \"image_score_k\": ", score_k,
+             ", \"image_score_fraction\": ", numf(score_fraction), ", \"protocol\": \"", protocol_name(protocol),
+             "\", \"normal_stats\": ", normal ? normal->to_json() : std::string("null"),
              ", \"mask_scope\": \"", dataset_scope ? "dataset" : "image", "\", \"batch\": ", batch,
-             ", \"limit\": ", limit, ", \"crop\": ", numf(crop), ", \"seed\": ", seed, "}");
+             ", \"limit\": ", limit, ", \"gt_resize\": \"", gt_resize == GtResize::Nearest ? "nearest" : "bilinear",
+             "\", \"crop\": ", numf(crop), ", \"seed\": ", seed, "}");
 }
 
 PresetValues EvalSettings::values() const {
@@ -130,7 +205,9 @@ PresetValues EvalSettings::values() const {
   };
   std::string layers;
   for (size_t i = 0; i < map.layers.size(); ++i) layers += (i ? "," : "") + std::to_string(map.layers[i]);
-  return {{"variant", sampler.variant == Variant::Paper ? "paper" : "authors"},
+  const bool cal = protocol == Protocol::Calibrated;
+  return {{"protocol", protocol_name(protocol)},
+          {"variant", sampler.variant == Variant::Paper ? "paper" : "authors"},
           {"guidance-norm", sampler.norm == GuidanceNorm::L2 ? "l2" : "squared"},
           {"skip", std::to_string(sampler.skip)},
           {"ddim-eta", f(sampler.ddim_eta)},
@@ -141,11 +218,12 @@ PresetValues EvalSettings::values() const {
           {"lambda", f(rounds.lambda)},
           {"samples", std::to_string(rounds.samples)},
           {"eta", f(map.eta)},
-          {"blur-sigma", f(map.blur_sigma)},
-          {"blur-kernel", std::to_string(map.blur_kernel)},
+          {"blur-sigma", cal && auto_blur_sigma ? std::string("auto") : f(map.blur_sigma)},
+          {"blur-kernel", cal && auto_blur_kernel ? std::string("auto") : std::to_string(map.blur_kernel)},
           {"layers", layers},
-          {"image-score", score_kind == ImageScoreKind::Authors ? "authors" : "topk-mean"},
-          {"image-score-k", std::to_string(score_k)},
+          {"image-score", image_score_name(score_kind)},
+          {"image-score-k", cal && auto_score_k ? std::string("auto") : std::to_string(score_k)},
+          {"image-score-fraction", f(score_fraction)},
           {"mask-scope", dataset_scope ? "dataset" : "image"},
           {"batch", std::to_string(batch)},
           {"crop", f(crop)},

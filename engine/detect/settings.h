@@ -9,9 +9,50 @@
 #include "engine/detect/presets.h"
 #include "engine/diffusion/sampler.h"
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace mdps {
+
+// How ground-truth masks reach the model's size before the metrics.
+enum class GtResize {
+  Bilinear,  // the authors' (torchvision Resize on the PIL image): Pillow bilinear
+             // with its antialiasing support when shrinking, 8-bit, then > 0,
+             // so every pixel a defect touches counts and thin defects survive
+  Nearest,   // Pillow nearest neighbour, then > 0 (mdps before issue 18)
+};
+
+// Which protocol turns images into maps (docs/cli.md "Protocols").
+enum class Protocol {
+  // The authors' code exactly: batches of `batch` images share the guidance
+  // norm and the eta maxima, the mask range is per image or over the test set
+  // (mask_scope), noise streams follow the batch index, blur and image-score
+  // pixel count are the 256x256 values whatever the size. An image's score
+  // depends on the images it is evaluated with.
+  Authors,
+  // Scores that depend only on the image and the detector: one image at a
+  // time (its Ns samples as one batch through the U-Net, the guidance norm per
+  // sample), noise streams derived from the seed and the image's pixels, the
+  // eta maxima and the mask range from normal images (NormalStats, `mdps
+  // calibrate --normal`; without them: the image's own), blur and image-score
+  // pixel count scaled with the image size (engine/eval/calibrated_protocol.h).
+  Calibrated,
+};
+const char* protocol_name(Protocol p);
+
+// What the calibrated protocol takes from normal images (`mdps calibrate
+// --normal`, stored in a detector bundle): the maxima of the pixel and
+// feature terms of round 1 and of the final round over all their samples, and
+// the range (min, max) of their round-1 maps, from which the mask threshold is
+// min + lambda (max - min).
+struct NormalStats {
+  int images = 0;
+  TermMaxima round1, final;
+  float round1_min = 0.f, round1_max = 0.f;
+  std::string to_json() const;
+  // Reads to_json()'s text; throws naming `what` for anything else.
+  static NormalStats from_json(const std::string& text, const std::string& what);
+};
 
 struct EvalSettings {
   SamplerSettings sampler;  // sampler.group is set to `batch`
@@ -28,6 +69,18 @@ struct EvalSettings {
   // Not a detector setting: run_protocol writes every intermediate there
   // (engine/eval/protocol_dump.h; `mdps eval --dump-intermediates`). Empty: none.
   std::string dump_intermediates;
+  GtResize gt_resize = GtResize::Bilinear;  // --gt-resize (evaluation only, not stored in a bundle)
+  // The struct's default reproduces the authors (the golden tests); the
+  // command line and the library's DetectorOptions default to Calibrated.
+  Protocol protocol = Protocol::Authors;
+  std::optional<NormalStats> normal;  // Calibrated: from a bundle or a calibration run
+  float score_fraction = 0.01f;       // --image-score-fraction (topk-fraction)
+  // Calibrated protocol only: while set, blur sigma, blur kernel and the
+  // image-score pixel count follow the image size S (sigma 4 S/256, kernel
+  // 33 S/256 made odd and >= 3, k 500 (S/256)^2 >= 1; the authors' values at
+  // 256). set() of the key clears its flag; "auto" sets it again. Under the
+  // authors' protocol the fields are used as they are.
+  bool auto_blur_sigma = true, auto_blur_kernel = true, auto_score_k = true;
   // Sets one value by its `mdps eval` option name without dashes (the preset
   // keys: t-start, rho, round1-t, round1-rho, lambda, eta, skip, samples,
   // crop, ...). Throws for an unknown key or a bad value.
@@ -37,8 +90,11 @@ struct EvalSettings {
   // Every setting of the detector as (set() key, text) pairs that set() reads
   // back to the same values bit for bit: what a detector
   // bundle stores. `limit` is left out: it selects test images, it is not
-  // part of a detector.
+  // part of a detector; so is gt_resize; `normal` is stored beside them.
   PresetValues values() const;
+  // A copy with the size-dependent values in effect for a model of size S
+  // (the auto ones of the calibrated protocol replaced), the flags cleared.
+  EvalSettings at_size(int S) const;
 };
 
 }  // namespace mdps

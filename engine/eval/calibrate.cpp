@@ -3,6 +3,7 @@
 #include "engine/eval/metrics.h"
 #include "engine/eval/score_files.h"
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 
@@ -57,8 +58,29 @@ Calibration calibrate_quantile(const UNet& model, const ResNetFeatures* features
                                double pixel_q, const EvalProgressFn& progress) {
   check_q(q, "--quantile");
   check_q(pixel_q, "--pixel-quantile");
-  FileScores fs = score_files(model, features, images, settings, progress);
+  FileScores fs;
+  std::optional<NormalStats> normal;
+  if (settings.protocol == Protocol::Calibrated) {
+    MDPS_CHECK(!images.empty(), "no images given");
+    const int S = model.config().image_size;
+    for (const auto& p : images) fs.images.push_back(load_model_image(p, S));
+    const auto t0 = std::chrono::steady_clock::now();
+    normal = collect_normal_stats(
+        model, features, images.size(),
+        [&](size_t b, size_t e) {
+          return images_to_tensor(std::vector<Image>(fs.images.begin() + long(b), fs.images.begin() + long(e)));
+        },
+        settings, progress, &fs.protocol.maps);
+    fs.protocol.size = S;
+    fs.protocol.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const EvalSettings sized = settings.at_size(S);
+    fs.scores = image_scores(Tensor::from_vector({int64_t(images.size()), 1, S, S}, fs.protocol.maps),
+                             sized.score_kind, sized.score_k, sized.score_fraction);
+  } else {
+    fs = score_files(model, features, images, settings, progress);
+  }
   Calibration c;
+  c.normal = normal;
   c.method = "quantile";
   c.quantile = q;
   c.pixel_quantile = pixel_q;
@@ -112,6 +134,7 @@ std::string calibration_json(const Calibration& c, const std::string& extra) {
     js += cat(",\n  \"quantile\": ", num(c.quantile), ",\n  \"pixel_quantile\": ", num(c.pixel_quantile));
   else
     js += cat(",\n  \"image_f1\": ", num(c.image_f1), ",\n  \"pixel_f1\": ", num(c.pixel_f1));
+  if (c.normal) js += cat(",\n  \"normal_stats\": ", c.normal->to_json());
   js +=
       cat(",\n  \"images\": ", c.files.size(), ",\n  \"map_size\": ", c.map_size, ",\n  \"seconds\": ", num(c.seconds),
           extra.empty() ? "" : ",\n  ", extra, ",\n  \"scores\": [\n    ", items, "\n  ]\n}\n");

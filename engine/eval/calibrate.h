@@ -9,6 +9,7 @@
 #include "engine/io/dataset.h"
 #include "engine/eval/evaluate.h"
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,13 +38,18 @@ struct Calibration {
   std::vector<int> labels;  // method f1: 0 normal, 1 defective
   int map_size = 0;
   double seconds = 0;
+  // Calibrated protocol, method quantile: the normal images' statistics,
+  // computed in the same run (their scores above are scored with them).
+  std::optional<NormalStats> normal;
 };
 
 // The normal images --normal DIR names: a category root's normal test images
 // (test/good, BTAD test/ok), else the images in the folder.
 std::vector<std::string> normal_images(const std::string& dir);
 
-// Scores `images` (normal ones) and takes the quantiles.
+// Scores `images` (normal ones) and takes the quantiles. Under the calibrated
+// protocol the run first takes the images' NormalStats (collect_normal_stats)
+// and scores them with those, as a detector carrying them would.
 Calibration calibrate_quantile(const UNet& model, const ResNetFeatures* features,
                                const std::vector<std::string>& images, const EvalSettings& settings, double q,
                                double pixel_q, const EvalProgressFn& progress = {});

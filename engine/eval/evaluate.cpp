@@ -1,4 +1,5 @@
 #include "engine/eval/evaluate.h"
+#include "engine/eval/calibrated_protocol.h"
 #include "engine/eval/colormap.h"
 #include "engine/io/image.h"
 #include "engine/core/json_mini.h"
@@ -143,7 +144,17 @@ std::unique_ptr<UNet> load_unet(const std::string& path, Backend& backend) {
   }
 }
 
-EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size_t end, int size) {
+std::vector<uint8_t> resize_gt_mask(const Image& gt, int size, GtResize how) {
+  MDPS_CHECK(gt.channels == 1, "resize_gt_mask: a mask has one channel, got ", gt.channels);
+  Image r = gt;
+  if (gt.width != size || gt.height != size)
+    r = how == GtResize::Nearest ? resize_nearest(gt, size, size) : resize_bilinear(gt, size, size, true);
+  std::vector<uint8_t> m(size_t(size) * size);
+  for (size_t k = 0; k < m.size(); ++k) m[k] = r.pixels[k] > 0.f ? 1 : 0;
+  return m;
+}
+
+EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size_t end, int size, GtResize how) {
   EvalBatch b;
   for (size_t i = begin; i < end; ++i) {
     const Sample& s = samples[i];
@@ -153,8 +164,7 @@ EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size
       Image gt = load_image_gray(s.mask_path);
       MDPS_CHECK(gt.width == raw.width && gt.height == raw.height, "ground-truth mask '", s.mask_path, "' is ",
                  gt.width, "x", gt.height, " but its image '", s.image_path, "' is ", raw.width, "x", raw.height);
-      if (gt.width != size || gt.height != size) gt = resize_nearest(gt, size, size);
-      for (size_t k = 0; k < m.size(); ++k) m[k] = gt.pixels[k] > 0.f ? 1 : 0;
+      m = resize_gt_mask(gt, size, how);
     } else {
       MDPS_CHECK(s.label == 0, "defective test image '", s.image_path, "' has no ground-truth mask");
     }
@@ -168,6 +178,11 @@ EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size
 ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
                             const EvalSettings& st, const EvalProgressFn& progress, const ProtocolPart& part) {
   st.validate();
+  if (st.protocol == Protocol::Calibrated) {
+    MDPS_CHECK(!part.round1_only && !part.round1_maps, "protocol: the two-pass mask of --mask-scope dataset is the ",
+               "authors' protocol");
+    return run_calibrated_protocol(model, features, N, load, st, progress);
+  }
   Backend& be = model.backend();
   const int S = model.config().image_size;
   SamplerSettings ss = st.sampler;
@@ -328,7 +343,7 @@ EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, c
   std::vector<uint8_t> full_masks(N * plane);
   // Every image and mask is checked before the (long) sampling starts.
   for (size_t i = 0; i < N; ++i) {
-    EvalBatch lb = load_eval_batch(r.samples, i, i + 1, S);
+    EvalBatch lb = load_eval_batch(r.samples, i, i + 1, S, st.gt_resize);
     std::copy(lb.masks.begin(), lb.masks.end(), full_masks.begin() + i * plane);
   }
   ProtocolOutput po = run_protocol(
@@ -346,7 +361,9 @@ EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, c
     r.masks.resize(c.size());
     for (size_t i = 0; i < c.size(); ++i) r.masks[i] = c[i] > 0.f ? 1 : 0;
   }
-  r.scores = image_scores(Tensor::from_vector({int64_t(N), 1, side, side}, r.maps), st.score_kind, st.score_k);
+  const EvalSettings sized = st.at_size(S);
+  r.scores = image_scores(Tensor::from_vector({int64_t(N), 1, side, side}, r.maps), sized.score_kind, sized.score_k,
+                          sized.score_fraction);
   r.seconds = po.seconds;
   r.seconds_per_image = r.seconds / double(N);
 
@@ -373,6 +390,7 @@ void compute_eval_metrics(EvalResult& r) {
   const size_t hw = size_t(r.H) * r.W;
   r.type_counts.clear();
   r.per_type.clear();
+  r.warnings.clear();
   for (const auto& s : r.samples) r.type_counts[s.defect_type]++;
   std::vector<int> labels;
   for (const auto& s : r.samples) labels.push_back(s.label);
@@ -391,6 +409,19 @@ void compute_eval_metrics(EvalResult& r) {
       sc.push_back(r.scores[i]);
     }
     r.per_type[type] = compute_metrics(m, k, l, sc, r.H, r.W);
+    // Masks that vanished at the map size: say so instead of a silent null.
+    int defective = 0, empty = 0;
+    for (size_t i = 0; i < N; ++i) {
+      if (r.samples[i].defect_type != type || r.samples[i].label == 0) continue;
+      ++defective;
+      empty += std::none_of(r.masks.begin() + i * hw, r.masks.begin() + (i + 1) * hw, [](uint8_t v) { return v != 0; });
+    }
+    if (defective > 0 && empty == defective)
+      r.warnings.push_back(cat("type '", type, "': all ", defective, " ground-truth masks are empty at ", r.H, "x", r.W,
+                               " (after resizing and the crop); its pixel metrics are undefined (null)"));
+    else if (empty > 0)
+      r.warnings.push_back(cat("type '", type, "': ", empty, " of ", defective, " ground-truth masks are empty at ", r.H,
+                               "x", r.W, " (after resizing and the crop)"));
   }
 }
 
@@ -409,13 +440,15 @@ void write_eval_report(const EvalResult& r, const std::string& settings_json, co
                     ", ", metrics_json(m), "}");
   int normal = 0;
   for (const auto& x : r.samples) normal += x.label == 0;
+  std::string warnings;
+  for (const auto& w : r.warnings) warnings += cat(warnings.empty() ? "" : ", ", json::quote(w));
   std::string report =
       cat("{\n  \"engine\": \"mdps\",\n  \"engine_version\": \"", MDPS_VERSION, "\",\n  \"category\": ",
           json::quote(r.name), ",\n  \"layout\": ", json::quote(r.layout), ",\n  \"images\": ", N,
           ",\n  \"normal_images\": ", normal, ",\n  \"anomalous_images\": ", N - size_t(normal),
           ",\n  \"map_size\": [", r.H, ", ", r.W, "],\n  ", metrics_json(r.overall), ",\n  \"per_type\": {\n    ",
           per_type, "\n  },\n  \"seconds\": ", num(r.seconds), ",\n  \"seconds_per_image\": ",
-          num(r.seconds_per_image), ",\n  \"settings\": ", settings_json, extra.empty() ? "" : ",\n  ", extra,
+          num(r.seconds_per_image), ",\n  \"warnings\": [", warnings, "],\n  \"settings\": ", settings_json, extra.empty() ? "" : ",\n  ", extra,
           "\n}\n");
   json::parse(report, "report.json");  // never write a report other readers would reject
   write_text_atomic((fs::path(out_dir) / "report.json").string(), report);

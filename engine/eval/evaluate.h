@@ -2,7 +2,9 @@
 // MVTec AD / BTAD layout in, anomaly maps, image scores and every metric out,
 // plus the report files `mdps eval` writes.
 //
-// Batches of `batch` test images in file order: round 1 (Ns repeats
+// Two protocols (Protocol, engine/detect/settings.h). The calibrated one:
+// engine/eval/calibrated_protocol.h. The authors' one:
+// batches of `batch` test images in file order: round 1 (Ns repeats
 // stacked), anomaly maps averaged over Ns, the mask (per image, or with
 // mask_scope "dataset" min/max over all round-1 maps of the set: two passes),
 // round 2, final maps averaged over Ns, image scores. The evaluation batch is
@@ -51,6 +53,10 @@ struct EvalResult {
   std::map<std::string, EvalMetrics> per_type;  // that type's images plus the good ones
   std::map<std::string, int> type_counts;
   double seconds = 0, seconds_per_image = 0;
+  // Problems the metrics cannot show by themselves, e.g. a defect type whose
+  // ground-truth masks all vanished at the map size (its pixel metrics are
+  // then undefined). Written to report.json and printed by `mdps eval`.
+  std::vector<std::string> warnings;
 };
 
 // done images, total images, seconds since the start; pass is 1 or 2 with
@@ -82,23 +88,39 @@ struct ProtocolPart {
   float round1_min = 0.f, round1_max = 0.f;
 };
 using BatchLoader = std::function<Tensor(size_t begin, size_t end)>;
+// The calibrated protocol's noise key of one image [1,3,S,S] (host values at
+// the model's size): FNV-1a over its float bytes, so the same pixels draw the
+// same noise wherever the image sits in a run.
+uint64_t image_noise_key(const Tensor& y);
 ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
                             const EvalSettings& settings, const EvalProgressFn& progress = {},
                             const ProtocolPart& part = {});
 Image recon_image(const ProtocolOutput& p, size_t i);
 
+// The calibrated protocol on N normal images without statistics: round 1 on
+// all, the round-1 maxima and map range over all of them, then round 2 with
+// the masks that range gives, and the final maxima. Returns the statistics;
+// `final_maps` (if given) receives the N*S*S final maps scored with them,
+// exactly as run_protocol with these statistics would compute them.
+NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
+                                 const EvalSettings& settings, const EvalProgressFn& progress = {},
+                                 std::vector<float>* final_maps = nullptr);
+
 // The test samples after --limit (at most `limit` per type, in file order).
 std::vector<Sample> limit_samples(const std::vector<Sample>& test, int limit);
 
 // samples[begin, end) at the model's size S: images [n,3,S,S] in [-1,1] and
-// ground-truth masks n*S*S (0/1, nearest-neighbour resized). Throws for an
+// ground-truth masks n*S*S (0/1, resized as `gt` says). Throws for an
 // unreadable file or a mask whose size differs from its image.
 struct EvalBatch {
   Tensor y;
   std::vector<Image> images;
   std::vector<uint8_t> masks;
 };
-EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size_t end, int size);
+EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size_t end, int size,
+                          GtResize gt = GtResize::Bilinear);
+// A ground-truth mask image (any size) as size x size 0/1 values.
+std::vector<uint8_t> resize_gt_mask(const Image& gt, int size, GtResize how);
 
 // Loads `samples` at the model's size and runs the protocol; writes the panels
 // into panels_dir when it is not empty. Throws for unreadable images,
@@ -118,7 +140,8 @@ EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, c
 // defective images: the metrics need both.
 void check_normal_and_defective(const std::vector<Sample>& samples, const std::string& root);
 // evaluate()'s other half: type_counts, overall and per-type metrics from
-// r.samples, r.maps, r.masks and r.scores.
+// r.samples, r.maps, r.masks and r.scores; r.warnings for defect types whose
+// masks are empty at the map size.
 void compute_eval_metrics(EvalResult& r);
 
 // report.json, images.csv, maps.safetensors into out_dir (created), each

@@ -20,8 +20,9 @@ FileScores score_files(const UNet& model, const ResNetFeatures* features, const 
         return images_to_tensor(std::vector<Image>(r.images.begin() + long(b), r.images.begin() + long(e)));
       },
       settings, progress);
-  r.scores = image_scores(Tensor::from_vector({int64_t(paths.size()), 1, S, S}, r.protocol.maps), settings.score_kind,
-                          settings.score_k);
+  const EvalSettings sized = settings.at_size(S);
+  r.scores = image_scores(Tensor::from_vector({int64_t(paths.size()), 1, S, S}, r.protocol.maps), sized.score_kind,
+                          sized.score_k, sized.score_fraction);
   return r;
 }
 

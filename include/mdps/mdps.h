@@ -68,7 +68,13 @@ struct DetectorOptions {
   int samples = 1;           // --samples (Ns)
   int batch = 8;             // --batch: images per guidance group in score_batch
   std::string variant = "authors";      // --variant: authors or paper
-  std::string image_score = "authors";  // --image-score: authors or topk-mean
+  std::string image_score = "authors";  // --image-score: authors, topk-mean, max or topk-fraction
+  // --protocol: "calibrated" (an image's score depends only on the image and
+  // the detector: no coupling between the images of a batch; with a bundle
+  // from `mdps calibrate --normal`, the normal images' statistics) or
+  // "authors" (the authors' batch-coupled code; the default until the
+  // calibrated protocol measures as well on real data: bench/RESULTS.md).
+  std::string protocol = "authors";
   uint64_t seed = 0;                    // --seed
 
   // A preset (e.g. "mvtec/bottle" or a path to an .ini). Its values replace
@@ -127,9 +133,10 @@ class Detector {
   Detector& operator=(const Detector&) = delete;
 
   // One image of any size; it is resized (bilinear, as Pillow) to
-  // image_size() x image_size() first. Scoring an image alone equals scoring
-  // it in a batch of one: with the authors' variant the guidance couples the
-  // images of a batch, so a batch's scores differ slightly from single calls.
+  // image_size() x image_size() first. With the calibrated protocol an
+  // image's result is the same alone, in any batch and in `mdps eval`, bit
+  // for bit; with the authors' protocol the guidance and the map's maxima
+  // couple the images of a batch, so a batch's scores differ from single calls.
   ScoreResult score(const uint8_t* pixels, int width, int height, int channels, int stride_bytes = 0);
   ScoreResult score(const ImageView& image);
   // Several images, in groups of options.batch (the evaluation batch).

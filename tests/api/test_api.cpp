@@ -85,7 +85,9 @@ TEST_CASE("pixels from memory score as the same image read from a file by the pr
   const std::string model = tiny_model(dir);
   const int w = 40, h = 24;
   auto rgba = test_image(w, h, 1);
-  Detector det(fast_options(model));
+  DetectorOptions o = fast_options(model);
+  o.protocol = "authors";  // the reference below is the authors' protocol's EvalSettings
+  Detector det(o);
   REQUIRE(det.image_size() == 32);
   ScoreResult r = det.score(rgba.data(), w, h, 4);
   CHECK(r.width == 32);
@@ -270,6 +272,7 @@ TEST_CASE("a detector bundle in place of the model: its settings and thresholds,
   auto rgba = test_image(40, 24, 7);
   // The separate files with fast settings, and a bundle of the same.
   DetectorOptions sep = fast_options(model);
+  sep.protocol = "authors";  // as the EvalSettings below
   Detector det_sep(sep);
   ScoreResult r0 = det_sep.score(rgba.data(), 40, 24, 4);
   auto net = load_unet(model, cpu_backend());

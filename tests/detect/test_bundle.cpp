@@ -492,7 +492,7 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
   INFO(read_text(log));
   REQUIRE(run_mdps("bundle --model " + p.model + feat +
                        " --round1-t 40 --round1-rho 5 --t-start 40 --rho 7 --lambda 0.2 --blur-kernel 9"
-                       " --blur-sigma 2 --eta 3.5 --batch 4 --seed 3 --out " +
+                       " --blur-sigma 2 --eta 3.5 --batch 4 --seed 3 --protocol authors --out " +
                        d + "/cli.safetensors",
                    log) == 0);
   Bundle cli = Bundle::open(d + "/cli.safetensors");
@@ -570,7 +570,8 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
                        d + "/ev1",
                    log) == 0);
   REQUIRE(run_mdps("eval --model " + p.model + feat + flags + " --dataset " + root +
-                       " --blur-kernel 9 --blur-sigma 2 --batch 4 --threads 2 --quiet --no-panels --out " + d + "/ev2",
+                       " --blur-kernel 9 --blur-sigma 2 --batch 4 --protocol authors --threads 2 --quiet --no-panels --out " +
+                       d + "/ev2",
                    log) == 0);
   CHECK(read_text(d + "/ev1/images.csv") == read_text(d + "/ev2/images.csv"));
   CHECK(read_text(d + "/ev1/report.json").find("\"bundle\": true") != std::string::npos);

@@ -1,0 +1,220 @@
+#include "engine/eval/calibrated_protocol.h"
+#include "engine/diffusion/noise.h"
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+namespace mdps {
+namespace {
+
+// Row r of every draw comes from the stream of sample r of this image and
+// round; each row keeps its own position, so a row's values never depend on
+// how many samples are drawn beside it.
+class ImageNoise : public NoiseSource {
+ public:
+  ImageNoise(uint64_t seed, uint64_t key, int round, int samples)
+      : seed_(seed), key_(key), round_(round), pos_(size_t(samples), 0) {}
+  void normal(Tensor& out) override {
+    MDPS_CHECK(out.defined() && out.dim(0) == int64_t(pos_.size()), "image noise: ", out.describe(), " for ",
+               pos_.size(), " samples");
+    for (size_t r = 0; r < pos_.size(); ++r) {
+      Tensor row = out.slice_batch(int64_t(r), int64_t(r) + 1);
+      row.backend().philox_normal(row, seed_, image_noise_stream(key_, round_, int(r)), pos_[r]);
+      pos_[r] += uint64_t(row.numel());
+    }
+  }
+
+ private:
+  uint64_t seed_, key_;
+  int round_;
+  std::vector<uint64_t> pos_;
+};
+
+// What both the protocol and the statistics run need for one image at a time.
+struct OneImage {
+  const UNet& model;
+  const ResNetFeatures* features;
+  EvalSettings st;  // at the model's size
+  Sampler sampler;
+  int S, ns;
+  bool two_rounds;
+
+  OneImage(const UNet& m, const ResNetFeatures* f, const EvalSettings& settings)
+      : model(m),
+        features(f),
+        st(settings.at_size(m.config().image_size)),
+        sampler(m, [&] {
+          SamplerSettings ss = settings.sampler;
+          ss.group = 1;  // the guidance norm of every sample is its own
+          return ss;
+        }()),
+        S(m.config().image_size),
+        ns(settings.rounds.samples),
+        two_rounds(settings.rounds.round1.t_start > 0) {
+    st.validate();
+  }
+
+  // Image i as host [1,3,S,S] (checked) and on the model's backend.
+  std::pair<Tensor, Tensor> load(const BatchLoader& loader, size_t i) const {
+    Tensor host = loader(i, i + 1).to(cpu_backend());
+    check_shape(host, {1, 3, S, S}, "image");
+    return {host, host.to(model.backend())};
+  }
+  // Ns samples of one round [ns,3,S,S] with the image's own noise streams.
+  Tensor sample(const Tensor& y, const Tensor& mask, int round, uint64_t key) const {
+    ImageNoise noise(st.seed, key, round, ns);
+    const RoundSettings& rs = round == 1 ? st.rounds.round1 : st.rounds.round2;
+    return sampler.sample(repeat_batch(y, ns), mask.defined() ? repeat_batch(mask, ns) : Tensor(), rs, noise, nullptr,
+                          1);
+  }
+  // Eq. 19: the mean of the samples' maps, in sample order (as the authors' protocol).
+  static Tensor mean(const std::vector<Tensor>& maps) {
+    Tensor out = Tensor::zeros(maps[0].shape(), maps[0].backend());
+    for (const Tensor& m : maps) m.backend().axpby(1.f / float(maps.size()), m, 1.f, out);
+    return out;
+  }
+  Tensor mean_map(const Tensor& y, const Tensor& rec, const TermMaxima* maxima) const {
+    std::vector<Tensor> maps;
+    for (int k = 0; k < ns; ++k) maps.push_back(anomaly_map(features, y, rec.slice_batch(k, k + 1), st.map, maxima).combined);
+    return mean(maps);
+  }
+  // The samples' terms on the host: pixel then feature (when there is a
+  // feature extractor) per sample, and their maxima folded into `max`.
+  std::vector<std::vector<float>> terms(const Tensor& y, const Tensor& rec, TermMaxima& max) const {
+    std::vector<std::vector<float>> out;
+    for (int k = 0; k < ns; ++k) {
+      AnomalyMaps am = anomaly_map(features, y, rec.slice_batch(k, k + 1), st.map);
+      out.push_back(am.pixel.to_vector());
+      for (float v : out.back()) max.pixel = std::max(max.pixel, v);
+      if (features) {
+        out.push_back(am.feature.to_vector());
+        for (float v : out.back()) max.feature = std::max(max.feature, v);
+      }
+    }
+    return out;
+  }
+  // terms() combined with the maxima: the same bits as mean_map with them.
+  Tensor combine(const std::vector<std::vector<float>>& t, const TermMaxima& maxima) const {
+    std::vector<Tensor> maps;
+    const size_t per = features ? 2 : 1;
+    Backend& be = model.backend();
+    for (int k = 0; k < ns; ++k) {
+      Tensor p = Tensor::from_vector({1, 1, S, S}, t[size_t(k) * per]).to(be);
+      Tensor f = features ? Tensor::from_vector({1, 1, S, S}, t[size_t(k) * per + 1]).to(be) : Tensor();
+      maps.push_back(combine_anomaly_terms(p, f, st.map, &maxima));
+    }
+    return mean(maps);
+  }
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+uint64_t image_noise_stream(uint64_t key, int round, int k) {
+  uint64_t z = key ^ (uint64_t(uint32_t(round)) << 32) ^ uint64_t(uint32_t(k)) ^ 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t image_noise_key(const Tensor& y) {
+  MDPS_CHECK(y.defined() && y.ndim() == 4 && y.dim(0) == 1, "image noise key: ", y.describe(), " is not one image");
+  const std::vector<float> v = y.to_vector();
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64
+  for (float f : v) {
+    unsigned char b[sizeof f];
+    std::memcpy(b, &f, sizeof f);
+    for (unsigned char c : b) h = (h ^ c) * 0x100000001b3ull;
+  }
+  return h;
+}
+
+ProtocolOutput run_calibrated_protocol(const UNet& model, const ResNetFeatures* features, size_t N,
+                                       const BatchLoader& load, const EvalSettings& settings,
+                                       const EvalProgressFn& progress) {
+  const OneImage one(model, features, settings);
+  const NormalStats* stats = one.st.normal ? &*one.st.normal : nullptr;
+  const int S = one.S;
+  const size_t plane = size_t(S) * S;
+  const auto t0 = std::chrono::steady_clock::now();
+  ProtocolOutput out;
+  out.size = S;
+  out.maps.resize(N * plane);
+  out.recon.resize(N);
+  for (size_t i = 0; i < N; ++i) {
+    auto [host, y] = one.load(load, i);
+    const uint64_t key = image_noise_key(host);
+    Tensor mask;
+    if (one.two_rounds) {
+      Tensor m1 = one.mean_map(y, one.sample(y, Tensor(), 1, key), stats ? &stats->round1 : nullptr);
+      mask = stats ? threshold_mask(m1, one.st.rounds.lambda, stats->round1_min, stats->round1_max)
+                   : threshold_mask(m1, one.st.rounds.lambda);
+    }
+    Tensor rec = one.sample(y, mask, 2, key);
+    std::vector<float> m = one.mean_map(y, rec, stats ? &stats->final : nullptr).to_vector();
+    std::copy(m.begin(), m.end(), out.maps.begin() + i * plane);
+    Image im = tensor_to_image(rec.slice_batch(0, 1).to(cpu_backend()), 0);
+    auto& px = out.recon[i];
+    px.resize(im.pixels.size());
+    for (size_t k = 0; k < px.size(); ++k) px[k] = uint8_t(std::lround(std::clamp(im.pixels[k], 0.f, 255.f)));
+    if (progress) progress(i + 1, N, seconds_since(t0), 0);
+  }
+  out.seconds = seconds_since(t0);
+  return out;
+}
+
+NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
+                                 const EvalSettings& settings, const EvalProgressFn& progress,
+                                 std::vector<float>* final_maps) {
+  MDPS_CHECK(N >= 1, "calibration: no normal images");
+  MDPS_CHECK(settings.protocol == Protocol::Calibrated, "calibration statistics belong to the calibrated protocol");
+  const OneImage one(model, features, settings);
+  const size_t plane = size_t(one.S) * one.S;
+  const auto t0 = std::chrono::steady_clock::now();
+  NormalStats stats;
+  stats.images = int(N);
+  // Pass 1: round 1 of every image, its terms kept until the maxima are known.
+  std::vector<std::vector<float>> round1_maps(N);
+  if (one.two_rounds) {
+    std::vector<std::vector<std::vector<float>>> terms(N);
+    for (size_t i = 0; i < N; ++i) {
+      auto [host, y] = one.load(load, i);
+      terms[i] = one.terms(y, one.sample(y, Tensor(), 1, image_noise_key(host)), stats.round1);
+      if (progress) progress(i + 1, N, seconds_since(t0), 1);
+    }
+    stats.round1_min = INFINITY;
+    stats.round1_max = -INFINITY;
+    for (size_t i = 0; i < N; ++i) {
+      round1_maps[i] = one.combine(terms[i], stats.round1).to_vector();
+      auto [lo, hi] = std::minmax_element(round1_maps[i].begin(), round1_maps[i].end());
+      stats.round1_min = std::min(stats.round1_min, *lo);
+      stats.round1_max = std::max(stats.round1_max, *hi);
+    }
+  }
+  // Pass 2: the final round with the masks the normal range gives.
+  std::vector<std::vector<std::vector<float>>> terms(N);
+  for (size_t i = 0; i < N; ++i) {
+    auto [host, y] = one.load(load, i);
+    Tensor mask;
+    if (one.two_rounds)
+      mask = threshold_mask(Tensor::from_vector({1, 1, one.S, one.S}, round1_maps[i]), one.st.rounds.lambda,
+                            stats.round1_min, stats.round1_max)
+                 .to(model.backend());
+    terms[i] = one.terms(y, one.sample(y, mask, 2, image_noise_key(host)), stats.final);
+    if (progress) progress(i + 1, N, seconds_since(t0), one.two_rounds ? 2 : 0);
+  }
+  if (final_maps) {
+    final_maps->resize(N * plane);
+    for (size_t i = 0; i < N; ++i) {
+      std::vector<float> m = one.combine(terms[i], stats.final).to_vector();
+      std::copy(m.begin(), m.end(), final_maps->begin() + i * plane);
+    }
+  }
+  return stats;
+}
+
+}  // namespace mdps
