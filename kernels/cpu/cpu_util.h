@@ -109,7 +109,10 @@ inline float fast_exp(float x) {
   float r = xc - fx * 0.693359375f;
   r = r - fx * -2.12194440e-4f;
   float y = fast_exp_poly(r);
-  int32_t e = (int32_t(fx) + 127) << 23;
+  // The exponent is shifted as unsigned: for a NaN input (a diverged model)
+  // the signed shift of a negative value was undefined behaviour (UBSan);
+  // the result stays NaN, and finite inputs give the same bits as before.
+  const int32_t e = int32_t(uint32_t(int32_t(fx) + 127) << 23);
   float scale;
   std::memcpy(&scale, &e, sizeof scale);
   y *= scale;
