@@ -1,8 +1,10 @@
 """mdps.Detector: the same numbers as `mdps score`, numpy conversions, errors,
 callbacks and the GIL."""
 import csv
+import struct
 import threading
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -13,25 +15,33 @@ from conftest import FAST, as_flags, run_cli
 THRESHOLDS = dict(image_threshold=0.45, pixel_threshold=0.3)
 
 
-def write_pnm(path, a):
-    """A binary PPM (H x W x 3) or PGM (H x W) of uint8 pixels."""
+def write_png(path, a):
+    """An 8-bit RGB (H x W x 3) or gray (H x W) PNG, written with the standard
+    library (zlib, CRCs), so the test needs no imaging package."""
     h, w = a.shape[:2]
-    magic = b"P6" if a.ndim == 3 else b"P5"
+    color = 2 if a.ndim == 3 else 0
+    raw = b"".join(b"\x00" + np.ascontiguousarray(a[y]).tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     with open(path, "wb") as f:
-        f.write(magic + b"\n%d %d\n255\n" % (w, h) + np.ascontiguousarray(a).tobytes())
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     return str(path)
 
 
 def some_images(tiny, tmp_path):
     """Four images of different sizes and kinds: two test images of the data
-    set (PNG), a random non-square RGB and a random gray image (PNM)."""
+    set, a random non-square RGB and a random gray image (all PNG: the
+    engine decodes PNG, JPEG and BMP only)."""
     root, _ = tiny
     rng = np.random.default_rng(5)
     return [
         f"{root}/test/blob/000.png",
         f"{root}/test/good/001.png",
-        write_pnm(tmp_path / "rgb.ppm", rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)),
-        write_pnm(tmp_path / "gray.pgm", rng.integers(0, 256, (24, 20), dtype=np.uint8)),
+        write_png(tmp_path / "rgb.png", rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)),
+        write_png(tmp_path / "gray.png", rng.integers(0, 256, (24, 20), dtype=np.uint8)),
     ]
 
 

@@ -149,7 +149,7 @@ TEST_CASE("a type whose masks all vanish gets a warning, in the result and repor
   const std::string root = dir + "/thin";
   // 64x64 images for a 32x32 model; the "hole" defect is one pixel at (10, 10):
   // nearest neighbour samples odd coordinates only and deletes it.
-  for (const std::string& d : {"train/good", "test/good", "test/hole", "ground_truth/hole"})
+  for (const char* d : {"train/good", "test/good", "test/hole", "ground_truth/hole"})
     fs::create_directories(root + "/" + d);
   Image img(64, 64, 3);
   for (auto& p : img.pixels) p = 120.f;
