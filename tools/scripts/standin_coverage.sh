@@ -17,7 +17,7 @@ cmake --build "$DIR" -j"$JOBS" --target mdps test_cuda_backend test_cuda_standin
 OBJ="$DIR/CMakeFiles/mdps_cuda.dir/kernels/cuda"
 find "$OBJ" -name '*.gcda' -delete
 "$DIR/tests/test_cuda_standin" >/dev/null 2>&1
-"$DIR/tests/test_cuda_backend" >/dev/null 2>&1
+"$DIR/tests/test_cuda_backend" >"$DIR/coverage-test_cuda_backend.log" 2>&1 || { echo "test_cuda_backend failed: $DIR/coverage-test_cuda_backend.log"; exit 1; }
 D="$DIR/coverage-eval"
 rm -rf "$D"
 "$DIR/mdps" demo --quick --steps 20 --out "$D/demo" >/dev/null 2>&1
