@@ -30,7 +30,7 @@ rm -f ./*.gcov
 total=0 covered=0
 for src in ../../kernels/cuda/*.cpp ../../kernels/cuda/*.cu; do
   base=$(basename "$src")
-  gcov -o "../CMakeFiles/mdps_cuda.dir/kernels/cuda" "../../kernels/cuda/$base" >/dev/null 2>&1 || true
+  gcov -o "../CMakeFiles/mdps_cuda.dir/kernels/cuda/$base.o" "../../kernels/cuda/$base" >/dev/null 2>&1 || true
   g="$base.gcov"
   [ -f "$g" ] || { echo "$base: no coverage data"; continue; }
   n=$(grep -cE '^ *([0-9]+\*?|#####):' "$g" || true)
