@@ -12,6 +12,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/core/ops.h"
 #include "engine/model/unet.h"
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -303,7 +304,12 @@ TEST_CASE("cuda: relu, max pool, ImageNet normalisation, pixel term, max and mix
     Tensor y = gpu_empty(f.shape()), yc = Tensor::empty(f.shape());
     g.anomaly_mix(on_gpu(f), on_gpu(pixc), on_gpu(mf), on_gpu(mp), 7.f, y);
     cpu.anomaly_mix(f, pixc, mf, mp, 7.f, yc);
-    CHECK(test::max_abs_diff(y.to_vector().data(), yc.data(), size_t(yc.numel())) <= 1e-6);
+    // f + w p with w = 7 * 1.7 / 0.3 reaches ~80 here: one fma more or less
+    // (the GPU's contraction, or a -O0 build against the -O3 CPU) moves the
+    // result by an ulp or two of 80 (~1e-5), so the bound is relative.
+    float peak = 0.f;
+    for (float v : yc.to_vector()) peak = std::max(peak, std::fabs(v));
+    CHECK(test::max_abs_diff(y.to_vector().data(), yc.data(), size_t(yc.numel())) <= 1e-6 * std::max(1.f, peak));
   }
   for (float ss : {7.3f, 0.f}) {  // the guidance's normalisation, its norm read on the device
     Tensor y = gpu_empty(f.shape()), yc = Tensor::empty(f.shape()), s1 = Tensor::full({1}, ss);

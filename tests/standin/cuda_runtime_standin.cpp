@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -31,7 +32,9 @@ namespace {
 struct State {
   std::recursive_mutex mu;
   std::map<uintptr_t, size_t> live;   // start -> bytes
-  std::map<uintptr_t, size_t> freed;  // blocks freed since (not reallocated)
+  std::map<uintptr_t, size_t> freed;  // blocks freed since, still held (quarantine)
+  std::deque<std::pair<void*, size_t>> quarantine;
+  size_t quarantined = 0;
   std::set<const void*> streams, events;
   size_t live_bytes = 0, limit = size_t(16) << 30;
   int64_t misuses = 0;
@@ -274,9 +277,21 @@ cudaError_t cudaFree(void* p) {
                                      : "not the start of an allocation");
   }
   s.live_bytes -= it->second;
-  s.freed[it->first] = (it->second + 255) / 256 * 256;
+  const size_t rounded = (it->second + 255) / 256 * 256;
+  s.freed[it->first] = rounded;
   s.live.erase(it);
-  std::free(p);
+  // Held back from the host allocator for a while, so that a host buffer
+  // never takes a freed block's address (it would read as device memory) and
+  // a use after free is still recognised as one.
+  s.quarantine.emplace_back(p, rounded);
+  s.quarantined += rounded;
+  while (s.quarantined > (size_t(256) << 20) && !s.quarantine.empty()) {
+    auto [q, bytes] = s.quarantine.front();
+    s.quarantine.pop_front();
+    s.quarantined -= bytes;
+    s.freed.erase(reinterpret_cast<uintptr_t>(q));
+    std::free(q);
+  }
   return cudaSuccess;
 }
 

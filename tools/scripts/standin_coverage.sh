@@ -17,7 +17,7 @@ cmake --build "$DIR" -j"$JOBS" --target mdps test_cuda_backend test_cuda_standin
 OBJ="$DIR/CMakeFiles/mdps_cuda.dir/kernels/cuda"
 find "$OBJ" -name '*.gcda' -delete
 "$DIR/tests/test_cuda_standin" >/dev/null 2>&1
-"$DIR/tests/test_cuda_backend" >/dev/null 2>&1
+"$DIR/tests/test_cuda_backend" >"$DIR/coverage-test_cuda_backend.log" 2>&1 || { echo "test_cuda_backend failed: $DIR/coverage-test_cuda_backend.log"; exit 1; }
 D="$DIR/coverage-eval"
 rm -rf "$D"
 "$DIR/mdps" demo --quick --steps 20 --out "$D/demo" >/dev/null 2>&1
@@ -30,7 +30,7 @@ rm -f ./*.gcov
 total=0 covered=0
 for src in ../../kernels/cuda/*.cpp ../../kernels/cuda/*.cu; do
   base=$(basename "$src")
-  gcov -o "../CMakeFiles/mdps_cuda.dir/kernels/cuda" "../../kernels/cuda/$base" >/dev/null 2>&1 || true
+  gcov -o "../CMakeFiles/mdps_cuda.dir/kernels/cuda/$base.o" "../../kernels/cuda/$base" >/dev/null 2>&1 || true
   g="$base.gcov"
   [ -f "$g" ] || { echo "$base: no coverage data"; continue; }
   n=$(grep -cE '^ *([0-9]+\*?|#####):' "$g" || true)
