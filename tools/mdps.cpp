@@ -39,9 +39,16 @@ int error_exit(int code, const std::string& message) {
 }
 
 // The subcommand named on the command line, "" if none.
+// The first word that is neither an option nor the value of the main app's
+// one option that takes a value (`--config FILE`, also `--config=FILE`).
 std::string named_command(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--config") == 0) {
+      ++i;  // its value
+      continue;
+    }
     if (argv[i][0] != '-') return argv[i];
+  }
   return "";
 }
 
