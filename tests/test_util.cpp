@@ -1,5 +1,10 @@
 #include "tests/test_util.h"
 #include <cstring>
+#include <sys/wait.h>
+#include <stdexcept>
+#include <sstream>
+#include <fstream>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -69,6 +74,31 @@ std::vector<float> random_floats(size_t n, uint64_t seed, float lo, float hi) {
   return v;
 }
 
+int run_command(const std::string& cmd, std::string& output) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run: " + cmd);
+  char buf[4096];
+  size_t n;
+  output.clear();
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int run_mdps(const std::string& args, const std::string& log) {
+  const std::string bin = binary_dir() + "/mdps";
+  if (!std::filesystem::exists(bin)) throw std::runtime_error("build the mdps binary first: " + bin);
+  int st = std::system((bin + " " + args + " > " + log + " 2>&1").c_str());
+  return st;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 Tensor random_tensor(const Shape& s, uint64_t seed, float lo, float hi) {
   return Tensor::from_vector(s, random_floats(size_t(shape_numel(s)), seed, lo, hi));
 }
@@ -76,7 +106,8 @@ Tensor random_tensor(const Shape& s, uint64_t seed, float lo, float hi) {
 bool same_bits(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape()) return false;
   const std::vector<float> va = a.to_vector(), vb = b.to_vector();
-  return std::memcmp(va.data(), vb.data(), va.size() * sizeof(float)) == 0;
+  // memcmp of an empty vector's data() (null) is undefined behaviour.
+  return va.empty() || std::memcmp(va.data(), vb.data(), va.size() * sizeof(float)) == 0;
 }
 
 }  // namespace mdps::test

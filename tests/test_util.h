@@ -28,6 +28,14 @@ double max_abs_diff(const float* a, const float* b, size_t n);
 
 // Deterministic pseudo-random floats in [lo, hi) for test inputs.
 std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f);
+// Runs a shell command line (stderr joined to stdout); returns its exit
+// status (-1 when it did not exit normally) and fills `output`.
+int run_command(const std::string& cmd, std::string& output);
+// `mdps ARGS` of this build, its output into the file `log`; the exit status.
+int run_mdps(const std::string& args, const std::string& log);
+// A whole file as text ("" when it cannot be read).
+std::string read_text(const std::string& path);
+
 // A host tensor of random_floats.
 Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f);
 // The same shape and the same bits (so -0 differs from 0 and a NaN equals the

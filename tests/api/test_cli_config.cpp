@@ -15,24 +15,6 @@ namespace {
 
 const std::string kFast = "--t-start 100 --round1-t 0 --skip 50 --blur-sigma 1 --blur-kernel 9 --threads 2 --quiet";
 
-int run(const std::string& cmd, std::string& output) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  size_t n;
-  output.clear();
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
@@ -44,8 +26,8 @@ std::string scores(const std::string& args, const std::string& out) {
   std::string output;
   const std::string cmd = test::binary_dir() + "/mdps " + args;
   INFO(cmd);
-  REQUIRE(run(cmd, output) == 0);
-  const std::string csv = read_text(out + "/scores.csv");
+  REQUIRE(test::run_command(cmd, output) == 0);
+  const std::string csv = test::read_text(out + "/scores.csv");
   REQUIRE(csv.find(".png,") != std::string::npos);
   return csv;
 }
@@ -94,10 +76,10 @@ TEST_CASE("--config: unknown keys and missing files are errors; every command ta
   const std::string bad = dir + "/bad.toml";
   write_text(bad, "model = \"" + model + "\"\nimages = \"" + root + "/test/good/000.png\"\nout = \"" + dir +
                       "/o\"\nt-strat = 100\n");
-  CHECK(run(mdps + "score --config " + bad, out) != 0);
+  CHECK(test::run_command(mdps + "score --config " + bad, out) != 0);
   CHECK(out.find("t-strat") != std::string::npos);
 
-  CHECK(run(mdps + "score --config " + dir + "/missing.toml", out) != 0);
+  CHECK(test::run_command(mdps + "score --config " + dir + "/missing.toml", out) != 0);
   CHECK(out.find("missing.toml") != std::string::npos);
 
   // train: a run of one step written down.
@@ -105,12 +87,12 @@ TEST_CASE("--config: unknown keys and missing files are errors; every command ta
   write_text(t, "data = \"" + root + "\"\nout = \"" + dir + "/m.safetensors\"\nimage-size = 32\nbase-channels = 32\n"
                 "channel-mult = \"1,2\"\nres-blocks = 1\nsteps = 1\nbatch = 2\nthreads = 2\nquiet = true\n");
   INFO(out);
-  CHECK(run(mdps + "train --config " + t, out) == 0);
+  CHECK(test::run_command(mdps + "train --config " + t, out) == 0);
   CHECK(std::ifstream(dir + "/m.safetensors").good());
 
   // Each command lists it in its help.
   for (const char* cmd : {"info", "train", "score", "eval", "calibrate", "bundle", "sample", "demo", "convert"}) {
-    CHECK(run(mdps + cmd + " --help", out) == 0);
+    CHECK(test::run_command(mdps + cmd + " --help", out) == 0);
     CHECK_MESSAGE(out.find("--config FILE") != std::string::npos, cmd);
   }
 }

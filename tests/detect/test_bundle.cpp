@@ -106,19 +106,6 @@ double f1_of(const std::vector<float>& scores, const std::vector<int>& labels, f
   return tp == 0 ? 0.0 : 2 * tp / (2 * tp + fp + fn);
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-int run_mdps(const std::string& args, const std::string& log) {
-  const std::string bin = test::binary_dir() + "/mdps";
-  REQUIRE_MESSAGE(fs::exists(bin), "build the mdps binary first: ", bin);
-  return std::system((bin + " " + args + " > " + log + " 2>&1").c_str());
-}
-
 }  // namespace
 
 TEST_CASE("a bundle holds the parts and scores bit for bit as the separate files") {
@@ -489,8 +476,8 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
   const std::string root = demo_root(p.dir), d = p.dir;
   const std::string feat = features_file().empty() ? "" : " --features " + features_file();
   const std::string log = d + "/log.txt";
-  INFO(read_text(log));
-  REQUIRE(run_mdps("bundle --model " + p.model + feat +
+  INFO(test::read_text(log));
+  REQUIRE(test::run_mdps("bundle --model " + p.model + feat +
                        " --round1-t 40 --round1-rho 5 --t-start 40 --rho 7 --lambda 0.2 --blur-kernel 9"
                        " --blur-sigma 2 --eta 3.5 --batch 4 --seed 3 --protocol authors --out " +
                        d + "/cli.safetensors",
@@ -499,12 +486,12 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
   CHECK(cli.settings_values() == p.settings.values());
   CHECK_FALSE(cli.thresholds().has_image());
 
-  REQUIRE(run_mdps("calibrate --detector " + d + "/cli.safetensors --normal " + root +
+  REQUIRE(test::run_mdps("calibrate --detector " + d + "/cli.safetensors --normal " + root +
                        " --quantile 0.75 "
                        "--pixel-quantile 0.995 --quiet --threads 2 --out " +
                        d + "/cal.safetensors --json " + d + "/cal.json",
                    log) == 0);
-  json::Value js = json::parse(read_text(d + "/cal.json"), "cal.json");
+  json::Value js = json::parse(test::read_text(d + "/cal.json"), "cal.json");
   std::vector<double> sc;
   for (const auto& it : js.find("scores")->items) sc.push_back(it.find("score")->number);
   REQUIRE(sc.size() == 6);
@@ -516,10 +503,10 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
 
   // Score the defective and normal test images with the calibrated bundle.
   const std::string out = d + "/scored";
-  REQUIRE(run_mdps("score --model " + d + "/cal.safetensors --images " + root + "/test/blob " + root +
+  REQUIRE(test::run_mdps("score --model " + d + "/cal.safetensors --images " + root + "/test/blob " + root +
                        "/test/good --quiet --threads 2 --out " + out,
                    log) == 0);
-  const std::string csv = read_text(out + "/scores.csv");
+  const std::string csv = test::read_text(out + "/scores.csv");
   std::istringstream lines(csv);
   std::string line;
   std::getline(lines, line);
@@ -552,46 +539,46 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
     REQUIRE(mask.pixels.size() == rs[i].defect_mask.size());
     for (size_t k = 0; k < mask.pixels.size(); ++k) CHECK(mask.pixels[k] == (rs[i].defect_mask[k] ? 255.f : 0.f));
   }
-  CHECK(read_text(log).find(cat("decisions: ", ng, " NG")) != std::string::npos);
+  CHECK(test::read_text(log).find(cat("decisions: ", ng, " NG")) != std::string::npos);
 
   // sample and eval take the bundle too, and give what the separate files give with the same flags.
   const std::string flags =
       " --round1-t 40 --round1-rho 5 --t-start 40 --rho 7 --lambda 0.2 --eta 3.5 --seed 3";
   // (sample has no blur flags: a bundle with the default blur.)
-  REQUIRE(run_mdps("bundle --model " + p.model + feat + flags + " --out " + d + "/sb.safetensors", log) == 0);
-  REQUIRE(run_mdps("sample --model " + d + "/sb.safetensors --threads 2 --image " + files[0] + " --out " + d + "/s.png", log) == 0);
-  REQUIRE(run_mdps("sample --model " + p.model + feat + flags + " --threads 2 --image " + files[0] + " --out " + d + "/s2.png",
+  REQUIRE(test::run_mdps("bundle --model " + p.model + feat + flags + " --out " + d + "/sb.safetensors", log) == 0);
+  REQUIRE(test::run_mdps("sample --model " + d + "/sb.safetensors --threads 2 --image " + files[0] + " --out " + d + "/s.png", log) == 0);
+  REQUIRE(test::run_mdps("sample --model " + p.model + feat + flags + " --threads 2 --image " + files[0] + " --out " + d + "/s2.png",
                    log) == 0);
   REQUIRE(fs::exists(d + "/s_mask.png"));
-  CHECK_FALSE(read_text(d + "/s.png").empty());
-  CHECK(read_text(d + "/s.png") == read_text(d + "/s2.png"));
-  CHECK(read_text(d + "/s_mask.png") == read_text(d + "/s2_mask.png"));
-  REQUIRE(run_mdps("eval --model " + d + "/cal.safetensors --dataset " + root + " --quiet --no-panels --threads 2 --out " +
+  CHECK_FALSE(test::read_text(d + "/s.png").empty());
+  CHECK(test::read_text(d + "/s.png") == test::read_text(d + "/s2.png"));
+  CHECK(test::read_text(d + "/s_mask.png") == test::read_text(d + "/s2_mask.png"));
+  REQUIRE(test::run_mdps("eval --model " + d + "/cal.safetensors --dataset " + root + " --quiet --no-panels --threads 2 --out " +
                        d + "/ev1",
                    log) == 0);
-  REQUIRE(run_mdps("eval --model " + p.model + feat + flags + " --dataset " + root +
+  REQUIRE(test::run_mdps("eval --model " + p.model + feat + flags + " --dataset " + root +
                        " --blur-kernel 9 --blur-sigma 2 --batch 4 --protocol authors --threads 2 --quiet --no-panels --out " +
                        d + "/ev2",
                    log) == 0);
-  CHECK(read_text(d + "/ev1/images.csv") == read_text(d + "/ev2/images.csv"));
-  CHECK(read_text(d + "/ev1/report.json").find("\"bundle\": true") != std::string::npos);
-  REQUIRE(run_mdps("calibrate --detector " + d + "/cal.safetensors --labelled " + root +
+  CHECK(test::read_text(d + "/ev1/images.csv") == test::read_text(d + "/ev2/images.csv"));
+  CHECK(test::read_text(d + "/ev1/report.json").find("\"bundle\": true") != std::string::npos);
+  REQUIRE(test::run_mdps("calibrate --detector " + d + "/cal.safetensors --labelled " + root +
                        " --quiet --threads 2 --seed 4 --out " + d + "/f1.safetensors",
                    log) == 0);
   Bundle f1 = Bundle::open(d + "/f1.safetensors");
   CHECK(f1.settings().seed == 4);
-  CHECK(read_text(log).find("best image F1") != std::string::npos);
+  CHECK(test::read_text(log).find("best image F1") != std::string::npos);
 
   // Errors: exit 1 with `mdps: error:` and the problem.
-  CHECK(run_mdps("calibrate --detector " + p.model + " --normal " + root + " --out " + d + "/x.safetensors", log) != 0);
-  CHECK(read_text(log).find("not a detector bundle") != std::string::npos);
-  CHECK(run_mdps("calibrate --detector " + d + "/cal.safetensors --normal " + root + " --labelled " + root + " --out " +
+  CHECK(test::run_mdps("calibrate --detector " + p.model + " --normal " + root + " --out " + d + "/x.safetensors", log) != 0);
+  CHECK(test::read_text(log).find("not a detector bundle") != std::string::npos);
+  CHECK(test::run_mdps("calibrate --detector " + d + "/cal.safetensors --normal " + root + " --labelled " + root + " --out " +
                      d + "/x.safetensors",
                  log) != 0);
-  CHECK(read_text(log).find("mdps: error:") != std::string::npos);
-  CHECK(run_mdps("calibrate --detector " + d + "/cal.safetensors --labelled " + root + " --quantile 0.5 --out " + d +
+  CHECK(test::read_text(log).find("mdps: error:") != std::string::npos);
+  CHECK(test::run_mdps("calibrate --detector " + d + "/cal.safetensors --labelled " + root + " --quantile 0.5 --out " + d +
                      "/x.safetensors",
                  log) != 0);
-  CHECK(read_text(log).find("--quantile and --pixel-quantile apply to --normal") != std::string::npos);
+  CHECK(test::read_text(log).find("--quantile and --pixel-quantile apply to --normal") != std::string::npos);
   CHECK_FALSE(fs::exists(d + "/x.safetensors"));
 }

@@ -31,19 +31,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-int run_mdps(const std::string& args, const std::string& log) {
-  const std::string bin = test::binary_dir() + "/mdps";
-  REQUIRE_MESSAGE(fs::exists(bin), "build the mdps binary first: ", bin);
-  return std::system((bin + " " + args + " > " + log + " 2>&1").c_str());
-}
-
 // Two DDIM steps per round: fast, and not the defaults.
 EvalSettings fast_calibrated() {
   EvalSettings s;
@@ -172,7 +159,7 @@ TEST_CASE("a type whose masks all vanish gets a warning, in the result and repor
   CHECK(r.warnings[0].find("all 1 ground-truth masks are empty") != std::string::npos);
   CHECK(std::isnan(r.per_type.at("hole").pixel_auroc));
   write_eval_report(r, s, dir + "/out");
-  json::Value js = json::parse(read_text(dir + "/out/report.json"), "report.json");
+  json::Value js = json::parse(test::read_text(dir + "/out/report.json"), "report.json");
   REQUIRE(js.find("warnings") != nullptr);
   CHECK(js.find("warnings")->items.size() == 1);
   CHECK(js.find("settings")->find("gt_resize")->str == "nearest");
@@ -252,30 +239,30 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
   const std::string root = test::make_tiny_category(dir);
   const std::string model = test::write_tiny_model(dir);
   const std::string log = dir + "/log.txt";
-  INFO(read_text(log));
+  INFO(test::read_text(log));
   // A detector calibrated on held-out normal images (here the train images).
-  REQUIRE(run_mdps("calibrate --model " + model + kFastFlags + " --protocol calibrated --normal " + root +
+  REQUIRE(test::run_mdps("calibrate --model " + model + kFastFlags + " --protocol calibrated --normal " + root +
                        "/train/good --quiet --threads 2 --out " + dir + "/cal.safetensors",
                    log) == 0);
   Bundle b = Bundle::open(dir + "/cal.safetensors");
   REQUIRE(b.normal_stats().has_value());
   CHECK(b.normal_stats()->images == 2);
   CHECK(b.settings().protocol == Protocol::Calibrated);
-  REQUIRE(run_mdps("eval --model " + dir + "/cal.safetensors --dataset " + root +
+  REQUIRE(test::run_mdps("eval --model " + dir + "/cal.safetensors --dataset " + root +
                        " --quiet --no-panels --threads 2 --out " + dir + "/ev",
                    log) == 0);
-  REQUIRE(run_mdps("eval --model " + dir + "/cal.safetensors --dataset " + root +
+  REQUIRE(test::run_mdps("eval --model " + dir + "/cal.safetensors --dataset " + root +
                        " --batch 1 --quiet --no-panels --threads 2 --out " + dir + "/ev1",
                    log) == 0);
-  CHECK(read_text(dir + "/ev/images.csv") == read_text(dir + "/ev1/images.csv"));
-  json::Value rep = json::parse(read_text(dir + "/ev/report.json"), "report.json");
+  CHECK(test::read_text(dir + "/ev/images.csv") == test::read_text(dir + "/ev1/images.csv"));
+  json::Value rep = json::parse(test::read_text(dir + "/ev/report.json"), "report.json");
   CHECK(rep.find("protocol")->str == "calibrated");
   CHECK(rep.find("calibration")->find("source")->str == "bundle");
   CHECK(rep.find("settings")->find("protocol")->str == "calibrated");
   CHECK(rep.find("settings")->find("blur_kernel")->number == 5);  // 33 * 32 / 256 = 4.1 -> 5
 
   // The last defective image alone.
-  std::istringstream lines(read_text(dir + "/ev/images.csv"));
+  std::istringstream lines(test::read_text(dir + "/ev/images.csv"));
   std::string line, last;
   std::getline(lines, line);
   size_t row = 0, rows = 0;
@@ -286,11 +273,11 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
   REQUIRE(!last.empty());
   const std::string file = last.substr(0, last.find(','));
   const std::string score_text = last.substr(last.rfind(',') + 1);
-  REQUIRE(run_mdps("score --model " + dir + "/cal.safetensors --images " + file + " --quiet --threads 2 --out " + dir +
+  REQUIRE(test::run_mdps("score --model " + dir + "/cal.safetensors --images " + file + " --quiet --threads 2 --out " + dir +
                        "/sc",
                    log) == 0);
   // (The bundle has thresholds, so a decision follows the score.)
-  const std::string scored = read_text(dir + "/sc/scores.csv");
+  const std::string scored = test::read_text(dir + "/sc/scores.csv");
   CHECK(scored.rfind("file,score,decision\n" + file + "," + score_text + ",", 0) == 0);
 
   // The library's map equals the eval's map of that image, value for value.
@@ -306,10 +293,10 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
   CHECK(std::equal(sr.heat_map.begin(), sr.heat_map.end(), maps.begin() + row * 32 * 32));
 
   // --repeat: N seeds, each metric's mean and standard deviation.
-  REQUIRE(run_mdps("eval --model " + dir + "/cal.safetensors --dataset " + root +
+  REQUIRE(test::run_mdps("eval --model " + dir + "/cal.safetensors --dataset " + root +
                        " --repeat 2 --quiet --no-panels --threads 2 --out " + dir + "/rep",
                    log) == 0);
-  json::Value rj = json::parse(read_text(dir + "/rep/report.json"), "report.json");
+  json::Value rj = json::parse(test::read_text(dir + "/rep/report.json"), "report.json");
   const json::Value* rep2 = rj.find("repeat");
   REQUIRE(rep2 != nullptr);
   REQUIRE(rep2->find("seeds")->items.size() == 2);
@@ -319,22 +306,22 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
   CHECK(pa->find("mean")->number == doctest::Approx((a0 + a1) / 2));
   CHECK(pa->find("std")->number == doctest::Approx(std::fabs(a0 - a1) / std::sqrt(2.0)));
   CHECK(a0 == rep.find("pixel_auroc")->number);  // seed 5 first, as the single run
-  CHECK(read_text(log).find("over 2 seeds") != std::string::npos);
+  CHECK(test::read_text(log).find("over 2 seeds") != std::string::npos);
 
   // Without statistics, eval calibrates on the data set's training images and says so.
-  REQUIRE(run_mdps("eval --model " + model + kFastFlags + " --protocol calibrated --dataset " + root +
+  REQUIRE(test::run_mdps("eval --model " + model + kFastFlags + " --protocol calibrated --dataset " + root +
                        " --quiet --no-panels --threads 2 --out " + dir + "/fly",
                    log) == 0);
-  json::Value fj = json::parse(read_text(dir + "/fly/report.json"), "report.json");
+  json::Value fj = json::parse(test::read_text(dir + "/fly/report.json"), "report.json");
   CHECK(fj.find("calibration")->find("images")->number == 2);
   CHECK(fj.find("calibration")->find("source")->str.find("training images") != std::string::npos);
   // ... which is the same detector as the bundle calibrated on those images.
-  CHECK(read_text(dir + "/fly/images.csv") == read_text(dir + "/ev/images.csv"));
+  CHECK(test::read_text(dir + "/fly/images.csv") == test::read_text(dir + "/ev/images.csv"));
   // The authors' protocol on request, without calibration.
-  REQUIRE(run_mdps("eval --model " + model + kFastFlags + " --protocol authors --dataset " + root +
+  REQUIRE(test::run_mdps("eval --model " + model + kFastFlags + " --protocol authors --dataset " + root +
                        " --quiet --no-panels --threads 2 --out " + dir + "/auth",
                    log) == 0);
-  json::Value aj = json::parse(read_text(dir + "/auth/report.json"), "report.json");
+  json::Value aj = json::parse(test::read_text(dir + "/auth/report.json"), "report.json");
   CHECK(aj.find("protocol")->str == "authors");
   CHECK(aj.find("calibration")->kind == json::Kind::Null);
 }

@@ -152,18 +152,6 @@ size_t find_sig(const std::vector<uint8_t>& b, uint32_t sig, bool last = false) 
   return found;
 }
 
-// Runs a shell command line, returning its exit status and output.
-int run(const std::string& cmd, std::string& output) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  size_t n;
-  output.clear();
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 }  // namespace
 
 TEST_CASE("both formats, pickle protocols 1/2/4, convert to the tensors torch wrote (dtypes, strides, offsets, empty, 0-dim)") {
@@ -495,13 +483,13 @@ TEST_CASE("mdps convert on the command line") {
   REQUIRE_MESSAGE(fs::exists(bin), "build the mdps binary first: ", bin);
   const std::string dir = test::temp_dir("convert_cli");
   std::string out;
-  CHECK(run(bin + " convert '" + fixture("dataparallel_legacy.pth") + "' '" + dir + "/dp.safetensors'", out) == 0);
+  CHECK(test::run_command(bin + " convert '" + fixture("dataparallel_legacy.pth") + "' '" + dir + "/dp.safetensors'", out) == 0);
   CHECK(out.find("legacy-format checkpoint, state dict under 'state_dict'") != std::string::npos);
   CHECK(out.find("note: skipped 'module.extra' (int)") != std::string::npos);
   CHECK(out.find("4 tensors, 96 bytes of tensor data") != std::string::npos);
   CHECK(SafeTensorsFile::open(dir + "/dp.safetensors").has("conv.weight"));
 
-  CHECK(run(bin + " convert '" + fixture("evil.pt") + "' '" + dir + "/evil.safetensors'", out) == 1);
+  CHECK(test::run_command(bin + " convert '" + fixture("evil.pt") + "' '" + dir + "/evil.safetensors'", out) == 1);
   CHECK(out.rfind("mdps: error: ", 0) == 0);
   CHECK(out.find("evil.pt") != std::string::npos);
   CHECK(out.find("'posix.system' is not allowed") != std::string::npos);
