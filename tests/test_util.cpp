@@ -89,7 +89,7 @@ int run_mdps(const std::string& args, const std::string& log) {
   const std::string bin = binary_dir() + "/mdps";
   if (!std::filesystem::exists(bin)) throw std::runtime_error("build the mdps binary first: " + bin);
   int st = std::system((bin + " " + args + " > " + log + " 2>&1").c_str());
-  return st;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 std::string read_text(const std::string& path) {

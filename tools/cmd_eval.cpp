@@ -35,9 +35,8 @@ std::vector<std::string> calibration_images(const EvalArgs& a, const Dataset& ds
     return normal_images(a.normal);
   }
   MDPS_CHECK(!ds.train.empty(), "--dataset ", ds.root, ": no training images to calibrate on (give --normal DIR)");
-  const size_t n = std::min(ds.train.size(), size_t(a.calib_images));
   std::vector<std::string> out;
-  for (size_t i = 0; i < n; ++i) out.push_back(ds.train[i * ds.train.size() / n]);
+  for (size_t i : evenly_spaced(ds.train.size(), size_t(a.calib_images))) out.push_back(ds.train[i]);
   source = cat(ds.root, "/train (training images: the statistics may be optimistic; give --normal with held-out ones)");
   return out;
 }

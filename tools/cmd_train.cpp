@@ -2,6 +2,9 @@
 // itself is engine/diffusion/trainer.h.
 #include "tools/command.h"
 #include "tools/trace_flag.h"
+#include "tools/detector_files.h"
+#include "tools/eval_flags.h"
+#include "engine/eval/calibrate.h"
 #include "engine/diffusion/trainer.h"
 #include "engine/core/file_checks.h"
 #include <filesystem>
@@ -99,8 +102,31 @@ struct Flags {
   bool adamw = false, quiet = false, overwrite = false;
   std::string trace;
   uint64_t seed = 0;
-  int64_t steps = 0, epochs = 0;
+  int64_t steps = 0, epochs = 0, holdout = 0;
+  std::string calibrate, features;  // --calibrate BUNDLE [--features F]
 };
+
+// --calibrate: the finished model calibrated on the held-out images under the
+// calibrated protocol (`mdps calibrate --protocol calibrated --normal`), as a
+// detector bundle: statistics and thresholds from normal images the model has
+// never seen.
+void calibrate_on_holdout(const Flags& f, const TrainResult& r) {
+  Backend& be = backend_by_name(f.o.device, parse_precision(f.o.precision));
+  cli::DetectorFiles d = cli::open_detector(r.out_path, f.features, be);
+  EvalSettings s;
+  s.protocol = Protocol::Calibrated;
+  s.validate();
+  std::unique_ptr<ResNetFeatures> fe = d.load_features(s);
+  Calibration c = calibrate_quantile(*d.net, fe.get(), r.held_out, s, 0.99, 0.999,
+                                     cli::progress_line("calibrate", f.quiet));
+  s.normal = c.normal;
+  std::optional<SafeTensorsFile> features_file;
+  write_bundle(f.calibrate, *d.net, d.resnet_source(features_file), s, c.thresholds, d.provenance());
+  if (!f.quiet)
+    std::printf("detector bundle: %s (calibrated protocol; image threshold %.9g, pixel threshold %.9g, from %zu "
+                "held-out images)\n", f.calibrate.c_str(), double(c.thresholds.image), double(c.thresholds.pixel),
+                r.held_out.size());
+}
 
 cli::Registrar reg("train", 20, [](CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train the diffusion prior (U-Net) on a folder of normal images");
@@ -123,6 +149,15 @@ cli::Registrar reg("train", 20, [](CLI::App& app) {
   auto* steps = cmd->add_option("--steps", f->steps, "total optimiser steps of the run (counting resumed ones)");
   epochs->excludes(steps);
   auto* seed = cmd->add_option("--seed", f->seed, "seed of the weights, order, timesteps and noise (default 0)");
+  auto* holdout = cmd->add_option("--holdout", f->holdout,
+                                  "keep N images of --data out of training, evenly spaced in file order: normal "
+                                  "images the model never sees, for calibration (default 0)");
+  cmd->add_option("--calibrate", f->calibrate,
+                  "after training, calibrate on the --holdout images (calibrated protocol, quantiles 0.99 / 0.999 "
+                  "as `mdps calibrate`) and write this detector bundle");
+  cmd->add_option("--features", f->features,
+                  "with --calibrate: the ResNet weights (.safetensors) of the bundle's perceptual term")
+      ->check(CLI::ExistingFile);
   cli::add_threads_option(cmd, o.threads);
   cli::add_image_limit_option(cmd);
   cmd->add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
@@ -152,6 +187,17 @@ cli::Registrar reg("train", 20, [](CLI::App& app) {
     if (seed->count()) o.seed = f->seed;
     if (steps->count()) o.steps = f->steps;
     if (epochs->count()) o.epochs = f->epochs;
+    if (holdout->count()) o.holdout = f->holdout;
+    MDPS_USAGE_CHECK(f->calibrate.empty() || (holdout->count() && f->holdout > 0) || !o.resume.empty(),
+                     "--calibrate needs --holdout N: the images to calibrate on are the held-out ones");
+    MDPS_USAGE_CHECK(f->features.empty() || !f->calibrate.empty(), "--features is the perceptual term of the "
+                     "--calibrate bundle; give --calibrate BUNDLE too");
+    if (!f->calibrate.empty()) {
+      check_distinct_files({{"--data", o.data_dir}, {"--features", f->features}},
+                           {{"--calibrate", f->calibrate}, {"--out", o.out_path}});
+      MDPS_USAGE_CHECK(!same_file(f->calibrate, o.out_path), "--calibrate '", f->calibrate,
+                       "' is --out; give the bundle its own name");
+    }
     MDPS_USAGE_CHECK(!o.data_dir.empty() || !o.resume.empty(), "--data: give the folder of training images");
     check_train_files(o, f->trace, f->overwrite);
     ProgressDisplay display(f->quiet);
@@ -165,8 +211,15 @@ cli::Registrar reg("train", 20, [](CLI::App& app) {
                   static_cast<long long>(r.images), duration(r.seconds).c_str(), r.images_per_s);
       std::printf("final loss (mean of the last 20 steps): %.5f\n", r.final_loss_avg);
       if (!r.skipped.empty()) std::printf("skipped %zu unreadable images\n", r.skipped.size());
+      if (!r.held_out.empty())
+        std::printf("held out %zu images (not trained on), the first %s\n", r.held_out.size(),
+                    r.held_out.front().c_str());
       std::printf("checkpoint: %s\n", r.out_path.c_str());
       if (!r.csv_path.empty()) std::printf("loss log: %s\n", r.csv_path.c_str());
+    }
+    if (!f->calibrate.empty()) {
+      MDPS_CHECK(!r.held_out.empty(), "--calibrate: the run held out no images (--holdout 0)");
+      calibrate_on_holdout(*f, r);
     }
   });
 });

@@ -45,6 +45,7 @@ std::string join(const std::vector<int>& v) {
 
 std::string text(int v) { return std::to_string(v); }
 std::string text(uint64_t v) { return std::to_string(v); }
+std::string text(int64_t v) { return std::to_string(v); }
 std::string text(float v) { return float_to_text(v); }
 std::string text(bool v) { return v ? "on" : "off"; }
 std::string text(const std::vector<int>& v) { return join(v); }
@@ -107,10 +108,10 @@ struct ImageSet {
   std::vector<std::string> skipped;
 };
 
-ImageSet load_images(const std::string& dir, int size, bool skip_bad,
+ImageSet load_images(const std::vector<std::string>& files, const std::string& dir, int size, bool skip_bad,
                      const std::function<void(const std::string&)>& warn) {
   ImageSet set;
-  for (const auto& path : training_images(dir)) {
+  for (const auto& path : files) {
     try {
       Image img = load_model_image(path, size);
       set.images.push_back(image_to_tensor(img).to_vector());
@@ -273,7 +274,21 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
     MDPS_CHECK(st, "--data: no training folder given");
     data_dir = st->data;
   }
-  ImageSet set = load_images(data_dir, s.config.image_size, o.skip_bad, warn);
+  // --holdout: the held-out files are chosen before decoding, by position, so
+  // a resumed run holds out the same ones.
+  std::vector<std::string> files = training_images(data_dir), held;
+  const int64_t holdout = resolve(o.holdout, int64_t(0), st ? std::optional<int64_t>(st->holdout) : std::nullopt,
+                                  "--holdout", ck ? ck->path() : "");
+  MDPS_CHECK(holdout >= 0 && holdout < int64_t(files.size()), "--holdout ", holdout, " must be in 0..",
+             files.size() - 1, ": '", data_dir, "' has ", files.size(), " images and at least one must be trained on");
+  if (holdout > 0) {
+    std::vector<std::string> kept;
+    std::vector<bool> out(files.size(), false);
+    for (size_t i : evenly_spaced(files.size(), size_t(holdout))) out[i] = true;
+    for (size_t i = 0; i < files.size(); ++i) (out[i] ? held : kept).push_back(files[i]);
+    files = std::move(kept);
+  }
+  ImageSet set = load_images(files, data_dir, s.config.image_size, o.skip_bad, warn);
   const int64_t n_images = int64_t(set.images.size());
   if (st)
     MDPS_CHECK(st->images == n_images, "--resume '", o.resume, "': the checkpoint was trained on ", st->images,
@@ -320,6 +335,7 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
   r.batch = s.batch;
   r.out_path = o.out_path;
   r.skipped = set.skipped;
+  r.held_out = held;
 
   TrainState state;
   state.seed = s.seed;
@@ -328,6 +344,7 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
   state.adam = s.adam;
   state.data = data_dir;
   state.images = n_images;
+  state.holdout = holdout;
   auto set_position = [&](int64_t step) {
     state.step = step;
     state.rng_position = uint64_t(step) * uint64_t(s.batch);

@@ -35,6 +35,10 @@ struct TrainOptions {
   std::optional<float> lr, weight_decay;                            // 3e-4, 0.05
   std::optional<bool> adamw;                                        // false: coupled L2 as the authors
   std::optional<uint64_t> seed;                                     // 0
+  // Images of the data folder kept out of training, evenly spaced in file
+  // order (evenly_spaced, engine/io/dataset.h): normal images the model has
+  // never seen, for `mdps calibrate` (TrainResult::held_out). 0: none.
+  std::optional<int64_t> holdout;                                   // 0
 
   // Length: the total step count, or whole epochs (steps = ceil(epochs * N / batch)).
   // Neither: the checkpoint's target when resuming, else an error.
@@ -76,6 +80,7 @@ struct TrainResult {
   double images_per_s = 0;
   std::string out_path, csv_path;
   std::vector<std::string> skipped;  // unreadable files passed over (--skip-bad)
+  std::vector<std::string> held_out; // the --holdout images, in file order (not trained on)
 };
 
 // Validates everything (data, config, resume compatibility, output folder)

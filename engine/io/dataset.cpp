@@ -133,4 +133,11 @@ Dataset read_dataset(const std::string& root_str) {
   return ds;
 }
 
+std::vector<size_t> evenly_spaced(size_t n, size_t k) {
+  k = std::min(k, n);
+  std::vector<size_t> out;
+  for (size_t i = 0; i < k; ++i) out.push_back(i * n / k);
+  return out;
+}
+
 }  // namespace mdps

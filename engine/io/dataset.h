@@ -39,6 +39,11 @@ std::vector<std::string> list_images(const std::string& dir);
 // plain folder of images.
 std::vector<std::string> training_images(const std::string& dir);
 
+// `k` of `n` items evenly spaced in order: indices i n / k for i < k (all of
+// them when k >= n). How `mdps eval --calib-images` and `mdps train
+// --holdout` pick images, so both pick the same ones.
+std::vector<size_t> evenly_spaced(size_t n, size_t k);
+
 // True when `dir` has train/good or train/ok (MVTec or BTAD layout).
 bool is_category_root(const std::string& dir);
 

@@ -80,6 +80,7 @@ void save_checkpoint(const std::string& path, const UNet& net, const Adam& adam,
   w.set_metadata("adamw", s.adam.decoupled ? "1" : "0");
   w.set_metadata("data", s.data);
   w.set_metadata("images", std::to_string(s.images));
+  w.set_metadata("holdout", std::to_string(s.holdout));
   w.set_metadata("image_size", std::to_string(net.config().image_size));
   w.write(path);
 }
@@ -102,7 +103,8 @@ TrainState read_train_state(const SafeTensorsFile& f) {
   s.adam.decoupled = meta_int(f, "adamw") != 0;
   s.data = meta(f, "data");
   s.images = meta_int(f, "images");
-  MDPS_CHECK(s.step >= 0 && s.batch > 0 && s.images > 0, f.path(), ": checkpoint metadata is inconsistent (step ",
+  s.holdout = f.metadata().count("holdout") ? meta_int(f, "holdout") : 0;
+  MDPS_CHECK(s.step >= 0 && s.batch > 0 && s.images > 0 && s.holdout >= 0, f.path(), ": checkpoint metadata is inconsistent (step ",
              s.step, ", batch ", s.batch, ", images ", s.images, ")");
   return s;
 }

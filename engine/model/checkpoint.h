@@ -30,6 +30,7 @@ struct TrainState {
   AdamParams adam;
   std::string data;          // the --data folder as given
   int64_t images = 0;        // images trained on
+  int64_t holdout = 0;       // images of `data` held out (--holdout; 0 in checkpoints older than it)
 };
 
 // A model file (no optimiser state).

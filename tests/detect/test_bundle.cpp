@@ -5,6 +5,7 @@
 // and `mdps bundle` / `calibrate` / `score` agree with the library.
 #include "engine/detect/bundle.h"
 #include "engine/eval/calibrate.h"
+#include "engine/io/dataset.h"
 #include "engine/io/demo_data.h"
 #include "engine/io/image.h"
 #include "engine/core/json_mini.h"
@@ -581,4 +582,56 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
                  log) != 0);
   CHECK(test::read_text(log).find("--quantile and --pixel-quantile apply to --normal") != std::string::npos);
   CHECK_FALSE(fs::exists(d + "/x.safetensors"));
+}
+
+TEST_CASE("mdps train --holdout --calibrate: a calibrated bundle from the held-out images") {
+  const std::string d = test::temp_dir("train_calibrate");
+  DemoDataOptions o;
+  o.size = 16;
+  o.train = 7;
+  o.test_good = 1;
+  o.test_defect = 1;
+  write_demo_dataset(d + "/demo", o);
+  const std::string root = d + "/demo";
+  const std::vector<std::string> train = training_images(root);
+  REQUIRE(train.size() == 7);
+  const std::string feat = features_file().empty() ? "" : " --features " + features_file();
+  const std::string log = d + "/log.txt";
+  INFO(test::read_text(log));
+  const std::string tiny = " --image-size 16 --base-channels 32 --channel-mult 1,2 --res-blocks 1 --attention 8"
+                           " --heads 2 --batch 2 --steps 2 --threads 2 --quiet";
+  REQUIRE(test::run_mdps("train --data " + root + " --out " + d + "/m.safetensors" + tiny + " --holdout 3 --calibrate " +
+                             d + "/det.safetensors" + feat,
+                         log) == 0);
+  Bundle b = Bundle::open(d + "/det.safetensors");
+  REQUIRE(b.normal_stats().has_value());
+  CHECK(b.normal_stats()->images == 3);
+  CHECK(b.thresholds().has_image());
+
+  // The same as `mdps calibrate --protocol calibrated --normal` on a folder of
+  // exactly the held-out images (evenly spaced: 0, 2, 4 of 7).
+  const std::string held = d + "/held";
+  fs::create_directories(held);
+  for (size_t i : evenly_spaced(train.size(), 3))
+    fs::copy_file(train[i], held + "/" + fs::path(train[i]).filename().string());
+  REQUIRE(test::run_mdps("calibrate --protocol calibrated --model " + d + "/m.safetensors" + feat + " --normal " + held +
+                             " --quiet --threads 2 --out " + d + "/cal.safetensors",
+                         log) == 0);
+  Bundle c = Bundle::open(d + "/cal.safetensors");
+  CHECK(c.thresholds().image == b.thresholds().image);
+  CHECK(c.thresholds().pixel == b.thresholds().pixel);
+  REQUIRE(c.normal_stats().has_value());
+  CHECK(c.normal_stats()->to_json() == b.normal_stats()->to_json());
+  CHECK(c.settings_values() == b.settings_values());
+
+  // --calibrate needs held-out images; the bundle may not be --out.
+  CHECK(test::run_mdps("train --data " + root + " --out " + d + "/x.safetensors" + tiny + " --calibrate " + d +
+                           "/y.safetensors",
+                       log) == 2);
+  CHECK(test::read_text(log).find("--calibrate needs --holdout") != std::string::npos);
+  CHECK(test::run_mdps("train --data " + root + " --out " + d + "/x.safetensors" + tiny + " --holdout 2 --calibrate " +
+                           d + "/x.safetensors",
+                       log) == 2);
+  CHECK(!fs::exists(d + "/x.safetensors"));
+  CHECK(!fs::exists(d + "/y.safetensors"));
 }

@@ -341,3 +341,56 @@ TEST_CASE("bad input: a clear error and no output file") {
     CHECK(error_of(o).find("does not exist") != std::string::npos);
   }
 }
+
+TEST_CASE("--holdout keeps evenly spaced images out of training, and a resumed run keeps them out") {
+  std::string dir = test::temp_dir("holdout_data"), out = test::temp_dir("holdout_out");
+  write_images(dir, 10, 16);
+  TrainOptions a = tiny(dir, out + "/a.safetensors");
+  a.steps = 6;
+  a.holdout = 3;
+  TrainResult ra = train(a);
+  // evenly_spaced(10, 3) = 0, 3, 6: img000, img003, img006.
+  REQUIRE(ra.held_out.size() == 3);
+  CHECK(fs::path(ra.held_out[0]).filename() == "img000.png");
+  CHECK(fs::path(ra.held_out[1]).filename() == "img003.png");
+  CHECK(fs::path(ra.held_out[2]).filename() == "img006.png");
+  CHECK(ra.images == 7);
+  CHECK(read_train_state(SafeTensorsFile::open(out + "/a.safetensors")).holdout == 3);
+
+  // Training on the 7 kept images in a folder of their own gives the same weights:
+  // the held-out ones never reached the optimiser.
+  std::string kept = test::temp_dir("holdout_kept");
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name != "img000.png" && name != "img003.png" && name != "img006.png") fs::copy_file(e.path(), kept + "/" + name);
+  }
+  TrainOptions k = tiny(kept, out + "/k.safetensors");
+  k.steps = 6;
+  train(k);
+  check_same_weights(out + "/a.safetensors", out + "/k.safetensors");
+
+  // Resumed without --holdout: the checkpoint's split is used.
+  TrainOptions b = tiny(dir, out + "/b.safetensors");
+  b.steps = 3;
+  b.holdout = 3;
+  train(b);
+  TrainOptions c;
+  c.data_dir = dir;
+  c.out_path = out + "/b2.safetensors";
+  c.resume = out + "/b.safetensors";
+  c.steps = 6;
+  c.threads = 2;
+  TrainResult rc = train(c);
+  CHECK(rc.held_out == ra.held_out);
+  check_same_weights(out + "/a.safetensors", out + "/b2.safetensors");
+
+  // A different --holdout on resume, or one that leaves nothing to train on, is refused.
+  TrainOptions d = c;
+  d.holdout = 2;
+  CHECK(error_of(d).find("--holdout 2 differs") != std::string::npos);
+  TrainOptions e = tiny(dir, out + "/e.safetensors");
+  e.steps = 1;
+  e.holdout = 10;
+  CHECK(error_of(e).find("--holdout 10 must be in 0..9") != std::string::npos);
+  CHECK(!fs::exists(out + "/e.safetensors"));
+}
