@@ -3,7 +3,10 @@
 //
 // - One image at a time; its Ns posterior samples run as one batch through
 //   the U-Net, and the guidance norm is taken per sample (a group of one),
-//   so no image ever shares a norm or a maximum with another.
+//   so no image ever shares a norm or a maximum with another. With the
+//   authors' L2 norm, rho is divided by sqrt(kAuthorsGroup): the strength
+//   their norm over a batch of 8 alike images gives each one.
+// NOTE: kAuthorsGroup is the authors' evaluation batch, not --batch.
 // - Noise: every sample draws from its own Philox stream, derived from the
 //   seed, image_noise_key(image) (a hash of the image's pixels at the model's
 //   size), the round and the sample index. The same pixels draw the same noise
@@ -19,6 +22,9 @@
 #include "engine/eval/evaluate.h"
 
 namespace mdps {
+
+// The authors' evaluation batch: the images that share one guidance norm.
+constexpr int kAuthorsGroup = 8;
 
 // run_protocol's body for the calibrated protocol (run_protocol dispatches).
 ProtocolOutput run_calibrated_protocol(const UNet& model, const ResNetFeatures* features, size_t N,

@@ -69,12 +69,12 @@ struct DetectorOptions {
   int batch = 8;             // --batch: images per guidance group in score_batch
   std::string variant = "authors";      // --variant: authors or paper
   std::string image_score = "authors";  // --image-score: authors, topk-mean, max or topk-fraction
-  // --protocol: "calibrated" (an image's score depends only on the image and
-  // the detector: no coupling between the images of a batch; with a bundle
-  // from `mdps calibrate --normal`, the normal images' statistics) or
-  // "authors" (the authors' batch-coupled code; the default until the
-  // calibrated protocol measures as well on real data: bench/RESULTS.md).
-  std::string protocol = "authors";
+  // --protocol: "calibrated" (the default: an image's score depends only on
+  // the image and the detector, no coupling between the images of a batch;
+  // with a bundle from `mdps calibrate --normal`, the normal images'
+  // statistics) or "authors" (the authors' batch-coupled code, as the
+  // presets and the golden tests).
+  std::string protocol = "calibrated";
   uint64_t seed = 0;                    // --seed
 
   // A preset (e.g. "mvtec/bottle" or a path to an .ini). Its values replace
