@@ -198,7 +198,9 @@ EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const s
                                                  {"pixel_auroc", &EvalMetrics::pixel_auroc},
                                                  {"aupro", &EvalMetrics::aupro},
                                                  {"image_f1_max", &EvalMetrics::image_f1_max},
-                                                 {"pixel_f1_max", &EvalMetrics::pixel_f1_max}};
+                                                 {"pixel_f1_max", &EvalMetrics::pixel_f1_max},
+                                                 {"image_ap", &EvalMetrics::image_ap},
+                                                 {"pixel_ap", &EvalMetrics::pixel_ap}};
     char buf[160];
     for (const auto& [key, m] : metrics) {
       std::vector<double> v;

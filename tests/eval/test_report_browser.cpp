@@ -56,7 +56,9 @@ const std::string& chromium() {
 
 // Headless Chromium with a throwaway profile; stdout only (its log goes to a file).
 int run_chromium(const std::string& args, const std::string& dir, std::string& out) {
-  return test::run_command("timeout 60 '" + chromium() + "' --headless --disable-gpu --no-sandbox --no-first-run " +
+  // --disable-dev-shm-usage: containers often have a tiny /dev/shm.
+  return test::run_command("timeout 60 '" + chromium() +
+                               "' --headless --disable-gpu --no-sandbox --disable-dev-shm-usage --no-first-run "
                                "--user-data-dir='" + dir + "/profile' " + args + " 2>'" + dir + "/chromium.log'",
                            out);
 }
