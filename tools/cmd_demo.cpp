@@ -3,6 +3,7 @@
 // non-zero when the image AUROC is not clearly above chance, so CI notices
 // a regression anywhere in the chain.
 #include "tools/command.h"
+#include "engine/eval/report_html.h"
 #include "tools/eval_flags.h"
 #include "engine/io/demo_data.h"
 #include "engine/core/json_mini.h"
@@ -81,12 +82,14 @@ void run_demo(const DemoArgs& a) {
   s.map.blur_kernel = 9;
   s.seed = a.seed;
   Dataset ds = read_dataset(data);
-  EvalResult r = evaluate(*net, nullptr, ds, s, (fs::path(eval_dir) / "panels").string(),
-                          cli::progress_line("demo", false));
-  write_eval_report(r, s, eval_dir, cat("\"model\": ", json::quote(model), ", \"features\": null"));
+  const std::string panels = (fs::path(eval_dir) / "panels").string();
+  EvalResult r = evaluate(*net, nullptr, ds, s, PanelOptions{panels}, cli::progress_line("demo", false));
+  const std::string report =
+      write_eval_report(r, s, eval_dir, cat("\"model\": ", json::quote(model), ", \"features\": null"));
+  write_eval_report_html(r, report, eval_dir, panels);
   std::printf("3/3 evaluation (pixel term only):\n%s", format_eval_table(r).c_str());
-  std::printf("report: %s\npanels: %s\n", (fs::path(eval_dir) / "report.json").string().c_str(),
-              (fs::path(eval_dir) / "panels").string().c_str());
+  std::printf("report: %s\nhtml: %s\npanels: %s\n", (fs::path(eval_dir) / "report.json").string().c_str(),
+              (fs::path(eval_dir) / "report.html").string().c_str(), panels.c_str());
   MDPS_CHECK(std::isfinite(r.overall.image_auroc) && r.overall.image_auroc > a.min_auroc,
              "demo: image AUROC ", r.overall.image_auroc, " is not above ", a.min_auroc,
              ": the trained prior does not separate the planted defects");

@@ -9,6 +9,7 @@
 #include "engine/core/json_mini.h"
 #include "engine/core/file_checks.h"
 #include "engine/eval/metrics.h"
+#include "engine/eval/report_html.h"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -93,6 +94,14 @@ EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const s
              s.protocol == Protocol::Authors ? "runs the authors' protocol, which takes no normal statistics"
                                              : "already carries normal statistics (the bundle's)");
   double calib_seconds = 0;
+  // The panels' decision: the bundle's image threshold, else the one this
+  // run's calibration takes (of the first seed); none without either.
+  PanelOptions panels;
+  if (!a.no_panels) panels.dir = (fs::path(out_dir) / "panels").string();
+  if (d.bundle && d.bundle->thresholds().has_image()) {
+    panels.image_threshold = d.bundle->thresholds().image;
+    panels.threshold_source = "bundle";
+  }
   auto calibrate = [&](EvalSettings& st) {
     if (!calibrate_here) return;
     if (!a.quiet)
@@ -102,6 +111,10 @@ EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const s
                                        cli::progress_line(name + " calibration", a.quiet));
     st.normal = c.normal;
     calib_seconds += c.seconds;
+    if (std::isnan(panels.image_threshold) && c.thresholds.has_image()) {
+      panels.image_threshold = c.thresholds.image;
+      panels.threshold_source = "calibration";
+    }
   };
   auto calibration_json = [&](const EvalSettings& st) {
     if (st.protocol == Protocol::Authors) return std::string("null");
@@ -117,7 +130,7 @@ EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const s
     // Parts of one run share the model and features bytes, not just their paths.
     std::string identity = cat("model ", file_digest(a.model), " features ",
                                features.empty() ? std::string("none") : file_digest(features));
-    cli::run_eval_shard(a.shard, net, fe.get(), ds, s, identity, extra, out_dir, !a.no_panels, a.quiet);
+    cli::run_eval_shard(a.shard, net, fe.get(), ds, s, identity, extra, out_dir, panels, a.quiet);
     return {};  // a shard has no metrics; only a single category root gets here
   }
   std::vector<EvalResult> runs;
@@ -128,8 +141,7 @@ EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const s
     EvalSettings st = s;
     st.seed = s.seed + uint64_t(r);
     calibrate(st);
-    const bool panels = !a.no_panels && r == 0;
-    runs.push_back(evaluate(net, fe.get(), ds, st, panels ? (fs::path(out_dir) / "panels").string() : "",
+    runs.push_back(evaluate(net, fe.get(), ds, st, r == 0 ? panels : PanelOptions{},
                             cli::progress_line(a.repeat > 1 ? cat(name, " seed ", st.seed) : name, a.quiet)));
     seeds.push_back(st.seed);
     if (r == 0) {
@@ -186,7 +198,9 @@ EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const s
                                                  {"pixel_auroc", &EvalMetrics::pixel_auroc},
                                                  {"aupro", &EvalMetrics::aupro},
                                                  {"image_f1_max", &EvalMetrics::image_f1_max},
-                                                 {"pixel_f1_max", &EvalMetrics::pixel_f1_max}};
+                                                 {"pixel_f1_max", &EvalMetrics::pixel_f1_max},
+                                                 {"image_ap", &EvalMetrics::image_ap},
+                                                 {"pixel_ap", &EvalMetrics::pixel_ap}};
     char buf[160];
     for (const auto& [key, m] : metrics) {
       std::vector<double> v;
@@ -208,12 +222,14 @@ EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const s
     extra += cat(", \"repeat\": {", js, "}");
   }
   for (const auto& w : r.warnings) std::fprintf(stderr, "mdps eval: warning: %s\n", w.c_str());
-  write_eval_report(r, first.at_size(net.config().image_size), out_dir, extra);
+  const std::string report = write_eval_report(r, first.at_size(net.config().image_size), out_dir, extra);
+  write_eval_report_html(r, report, out_dir, panels.dir);
   std::printf("%s", format_eval_table(r).c_str());
   if (!table_extra.empty())
     std::printf("over %d seeds from %llu (the table above: seed %llu):\n%s", a.repeat,
                 (unsigned long long)s.seed, (unsigned long long)s.seed, table_extra.c_str());
   std::printf("report: %s\n", (fs::path(out_dir) / "report.json").string().c_str());
+  std::printf("html: %s\n", (fs::path(out_dir) / "report.html").string().c_str());
   if (!a.no_panels) std::printf("panels: %s\n", (fs::path(out_dir) / "panels").string().c_str());
   std::fflush(stdout);
   return r;
@@ -280,7 +296,8 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
   c->add_option("--dataset", a->dataset,
                 "category root (MVTec AD / BTAD layout) or a folder of categories; required except with --merge");
   c->add_option("--out", a->out,
-                "output folder: report.json, images.csv, maps.safetensors, panels/ (with --shard: the part file)")
+                "output folder: report.json, report.html, images.csv, maps.safetensors, panels/ (with --shard: "
+                "the part file)")
       ->required();
   a->flags.add_all(c, true);
   c->add_option("--normal", a->normal,
@@ -303,7 +320,9 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
   cli::add_image_limit_option(c);
   c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   cli::add_precision_option(c, a->precision);
-  c->add_flag("--no-panels", a->no_panels, "do not write the panel PNGs");
+  c->add_flag("--no-panels", a->no_panels,
+              "do not write the panel PNGs (OUT/panels/<type>_<stem>.png: image, reconstruction, ground truth, map "
+              "enlarged, with type, file, score and decision); report.html then shows none");
   c->add_option("--dump-intermediates", a->dump,
                 "write every intermediate (inputs, noise, round-1 reconstructions and maps, masks, final "
                 "reconstructions and maps) to this .safetensors file, for bench/pytorch_twin.py --protocol");
@@ -314,7 +333,8 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
     const fs::path out(a->out);
     check_distinct_files({{"--model", a->model}, {"--features", a->features}},
                          {{"--trace", a->trace}, {"--out", (out / "report.json").string()},
-                          {"--out", (out / "images.csv").string()}, {"--out", (out / "maps.safetensors").string()}});
+                          {"--out", (out / "images.csv").string()}, {"--out", (out / "maps.safetensors").string()},
+                          {"--out", (out / "report.html").string()}});
     trace::Session trace_session(a->trace);
     run_eval(*a);
     trace_session.finish();

@@ -1,5 +1,6 @@
 #include "tools/eval_shard.h"
 #include "tools/eval_flags.h"
+#include "engine/eval/report_html.h"
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -39,14 +40,16 @@ ShardId ShardFlags::resolve() const {
 
 void run_eval_shard(const ShardFlags& f, const UNet& net, const ResNetFeatures* features, const Dataset& ds,
                     const EvalSettings& s, const std::string& identity, const std::string& extra,
-                    const std::string& out_dir, bool panels, bool quiet) {
+                    const std::string& out_dir, const PanelOptions& panels, bool quiet) {
   ShardJob job;
   job.shard = f.resolve();
   job.pass = f.pass;
   job.mask_range = f.mask_range;
   job.identity = identity;
   job.extra_json = extra;
-  job.panels = panels && job.pass != 1;  // pass 1 has no final maps to show
+  job.panels = !panels.dir.empty() && job.pass != 1;  // pass 1 has no final maps to show
+  job.image_threshold = panels.image_threshold;
+  job.threshold_source = panels.threshold_source;
   std::string label = cat(fs::path(ds.root).filename().string(), " shard ", job.shard.str());
   ShardOutcome o = evaluate_shard(net, features, ds, s, job, out_dir, progress_line(label, quiet));
   std::printf("shard %s%s: images %zu..%zu of %zu (batches %zu..%zu), %.1f s\n", job.shard.str().c_str(),
@@ -73,9 +76,12 @@ void run_eval_merge(const ShardFlags& f, const std::string& out_dir) {
   }
   MergedEval m = merge_parts(f.merge);
   if (!m.note.empty()) std::fprintf(stderr, "mdps eval: note: %s\n", m.note.c_str());
-  write_eval_report(m.result, m.settings_json, out_dir, m.extra_json);
+  const std::string report = write_eval_report(m.result, m.settings_json, out_dir, m.extra_json);
+  const fs::path panels = fs::path(out_dir) / "panels";
+  write_eval_report_html(m.result, report, out_dir, fs::is_directory(panels) ? panels.string() : "");
   std::printf("%s", format_eval_table(m.result).c_str());
   std::printf("merged %d shards; report: %s\n", m.shards, (fs::path(out_dir) / "report.json").string().c_str());
+  std::printf("html: %s\n", (fs::path(out_dir) / "report.html").string().c_str());
   std::fflush(stdout);
 }
 

@@ -32,9 +32,10 @@ struct ShardFlags {
 // for the merged report.
 void run_eval_shard(const ShardFlags& f, const UNet& net, const ResNetFeatures* features, const Dataset& ds,
                     const EvalSettings& s, const std::string& identity, const std::string& extra,
-                    const std::string& out_dir, bool panels, bool quiet);
+                    const std::string& out_dir, const PanelOptions& panels, bool quiet);
 
-// `mdps eval --merge DIR... --out DIR [--pass 1]`.
+// `mdps eval --merge DIR... --out DIR [--pass 1]`: report.json etc. and
+// report.html (with the panels found in OUT/panels, if the shards wrote there).
 void run_eval_merge(const ShardFlags& f, const std::string& out_dir);
 
 }  // namespace mdps::cli

@@ -98,7 +98,7 @@ Calibration calibrate_f1(const UNet& model, const ResNetFeatures* features, cons
   // The full maps, as `mdps score` sees them: a preset's crop is for the metrics only.
   EvalSettings st = settings;
   st.crop = 1.f;
-  EvalResult r = evaluate(model, features, ds, st, "", progress);
+  EvalResult r = evaluate(model, features, ds, st, {}, progress);
   Calibration c;
   c.method = "f1";
   for (const auto& s : r.samples) {

@@ -1,6 +1,8 @@
 #include "engine/eval/evaluate.h"
 #include "engine/eval/calibrated_protocol.h"
 #include "engine/eval/colormap.h"
+#include "engine/eval/panel.h"
+#include "engine/eval/report_html.h"
 #include "engine/io/image.h"
 #include "engine/core/json_mini.h"
 #include "engine/eval/metrics.h"
@@ -69,8 +71,6 @@ std::vector<float> crop_planes(const std::vector<float>& v, int64_t n, int size,
         out[(size_t(i) * side + y) * side + x] = v[(size_t(i) * size + y + off) * size + x + off];
   return out;
 }
-
-std::string file_stem(const std::string& p) { return fs::path(p).stem().string(); }
 
 }  // namespace
 
@@ -311,11 +311,11 @@ Image recon_image(const ProtocolOutput& p, size_t i) {
 }
 
 EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dataset& ds, const EvalSettings& st,
-                    const std::string& panels_dir, const EvalProgressFn& progress) {
+                    const PanelOptions& panels, const EvalProgressFn& progress) {
   st.validate();
   std::vector<Sample> samples = limit_samples(ds.test, st.limit);
   check_normal_and_defective(samples, ds.root);
-  EvalResult r = evaluate_samples(model, features, samples, st, panels_dir, progress);
+  EvalResult r = evaluate_samples(model, features, samples, st, panels, progress);
   r.name = fs::path(ds.root).filename().string();
   if (r.name.empty()) r.name = fs::path(ds.root).parent_path().filename().string();
   r.layout = ds.layout;
@@ -331,7 +331,7 @@ void check_normal_and_defective(const std::vector<Sample>& samples, const std::s
 }
 
 EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, const std::vector<Sample>& samples,
-                            const EvalSettings& st, const std::string& panels_dir, const EvalProgressFn& progress,
+                            const EvalSettings& st, const PanelOptions& panels, const EvalProgressFn& progress,
                             const ProtocolPart& part) {
   st.validate();
   MDPS_CHECK(!part.round1_only, "evaluate: a round-1-only pass has no final maps (call run_protocol)");
@@ -367,8 +367,8 @@ EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, c
   r.seconds = po.seconds;
   r.seconds_per_image = r.seconds / double(N);
 
-  if (!panels_dir.empty()) {
-    fs::create_directories(panels_dir);
+  if (!panels.dir.empty()) {
+    fs::create_directories(panels.dir);
     auto [a, c] = std::minmax_element(full_maps.begin(), full_maps.end());
     const float mlo = *a, mhi = *c;  // one scale for the set, so normal images look calm
     for (size_t i = 0; i < N; ++i) {
@@ -378,8 +378,12 @@ EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, c
       Image gt(S, S, 1);
       for (size_t k = 0; k < plane; ++k) gt.pixels[k] = full_masks[i * plane + k] ? 255.f : 0.f;
       Image heat = colormap_jet(full_maps.data() + i * plane, S, S, mlo, mhi);
-      save_png((fs::path(panels_dir) / (s.defect_type + "_" + file_stem(s.image_path) + ".png")).string(),
-               hstack({img, rec, gt, heat}, 2));
+      save_png(panel_path(panels.dir, s),
+               captioned_panel({img, rec, gt, heat}, {"image", "reconstruction", "ground truth", "anomaly map"},
+                               eval_panel_caption(s.defect_type, fs::path(s.image_path).filename().string(),
+                                                  r.scores[i], s.label, panels.image_threshold,
+                                                  panels.threshold_source),
+                               panels.min_tile));
     }
   }
   return r;
@@ -425,13 +429,13 @@ void compute_eval_metrics(EvalResult& r) {
   }
 }
 
-void write_eval_report(const EvalResult& r, const EvalSettings& s, const std::string& out_dir,
-                       const std::string& extra) {
-  write_eval_report(r, s.to_json(), out_dir, extra);
+std::string write_eval_report(const EvalResult& r, const EvalSettings& s, const std::string& out_dir,
+                              const std::string& extra) {
+  return write_eval_report(r, s.to_json(), out_dir, extra);
 }
 
-void write_eval_report(const EvalResult& r, const std::string& settings_json, const std::string& out_dir,
-                       const std::string& extra) {
+std::string write_eval_report(const EvalResult& r, const std::string& settings_json, const std::string& out_dir,
+                              const std::string& extra) {
   fs::create_directories(out_dir);
   const size_t N = r.samples.size();
   std::string per_type;
@@ -473,6 +477,7 @@ void write_eval_report(const EvalResult& r, const std::string& settings_json, co
   w.set_metadata("engine_version", MDPS_VERSION);
   w.set_metadata("category", r.name);
   w.write((fs::path(out_dir) / "maps.safetensors").string());
+  return report;
 }
 
 std::string format_eval_table(const EvalResult& r) {

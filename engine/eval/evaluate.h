@@ -22,9 +22,11 @@
 #include "engine/model/resnet.h"
 #include "engine/diffusion/sampler.h"
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mdps {
@@ -122,19 +124,37 @@ EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size
 // A ground-truth mask image (any size) as size x size 0/1 values.
 std::vector<uint8_t> resize_gt_mask(const Image& gt, int size, GtResize how);
 
+// The panels `mdps eval` writes, one PNG per test image,
+// dir/<type>_<stem>.png (engine/eval/panel.h): image, reconstruction, ground
+// truth and anomaly map (one colour scale over the images evaluated
+// together) enlarged to at least min_tile pixels, with the type, file name,
+// score and the decision "score > image_threshold" (NG/OK) written on them,
+// or the ground truth when there is no threshold (NaN).
+struct PanelOptions {
+  std::string dir;  // "": no panels
+  float image_threshold = std::numeric_limits<float>::quiet_NaN();
+  std::string threshold_source;  // e.g. "bundle", shown next to the threshold
+  int min_tile = 256;
+
+  PanelOptions() = default;
+  explicit PanelOptions(std::string panels_dir, float threshold = std::numeric_limits<float>::quiet_NaN(),
+                        std::string source = "")
+      : dir(std::move(panels_dir)), image_threshold(threshold), threshold_source(std::move(source)) {}
+};
+
 // Loads `samples` at the model's size and runs the protocol; writes the panels
-// into panels_dir when it is not empty. Throws for unreadable images,
+// when panels.dir is not empty. Throws for unreadable images,
 // masks whose size differs from their image, or a data set without both
 // normal and defective images.
 EvalResult evaluate(const UNet& model, const ResNetFeatures* features, const Dataset& ds,
-                    const EvalSettings& settings, const std::string& panels_dir = "",
+                    const EvalSettings& settings, const PanelOptions& panels = {},
                     const EvalProgressFn& progress = {});
 // evaluate()'s per-image half on an already limited list of samples (a whole
 // set or one shard of it): maps, masks, scores, timing and panels (one colour
 // scale over these samples), with name, layout, metrics and type counts left
 // empty. Every image and mask is checked before the sampling starts.
 EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, const std::vector<Sample>& samples,
-                            const EvalSettings& settings, const std::string& panels_dir = "",
+                            const EvalSettings& settings, const PanelOptions& panels = {},
                             const EvalProgressFn& progress = {}, const ProtocolPart& part = {});
 // Throws (naming the data set root) unless `samples` has both normal and
 // defective images: the metrics need both.
@@ -147,12 +167,13 @@ void compute_eval_metrics(EvalResult& r);
 // report.json, images.csv, maps.safetensors into out_dir (created), each
 // written atomically. `extra` is merged into the report's settings (model
 // and features paths etc., as JSON members "key": value without braces).
-void write_eval_report(const EvalResult& r, const EvalSettings& s, const std::string& out_dir,
-                       const std::string& extra_json_members = "");
+// Returns report.json's text (for report.html: engine/eval/report_html.h).
+std::string write_eval_report(const EvalResult& r, const EvalSettings& s, const std::string& out_dir,
+                              const std::string& extra_json_members = "");
 // The same with the settings as their to_json() text (a merge of shards has
 // the text, not the object).
-void write_eval_report(const EvalResult& r, const std::string& settings_json, const std::string& out_dir,
-                       const std::string& extra_json_members = "");
+std::string write_eval_report(const EvalResult& r, const std::string& settings_json, const std::string& out_dir,
+                              const std::string& extra_json_members = "");
 // The text table of overall and per-type metrics.
 std::string format_eval_table(const EvalResult& r);
 // Summary over categories: summary.json into out_dir and the table as text.

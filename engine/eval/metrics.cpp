@@ -69,6 +69,18 @@ double auc_of_sorted(const std::vector<P>& v, const char* what) {
   return double(twice_area) / (2.0 * double(pos) * double(neg));
 }
 
+template <typename P>
+std::vector<CurvePoint> roc_points_of_sorted(const std::vector<P>& v, const char* what) {
+  uint64_t pos = 0;
+  for (const P& p : v) pos += p.label;
+  const uint64_t neg = v.size() - pos;
+  MDPS_CHECK(pos > 0 && neg > 0, what, ": the ROC curve needs both classes, got ", pos, " positive and ", neg,
+             " negative labels");
+  std::vector<CurvePoint> out{{0.0, 0.0}};
+  sweep(v, [&](double, uint64_t tp, uint64_t fp) { out.push_back({double(fp) / double(neg), double(tp) / double(pos)}); });
+  return out;
+}
+
 template <typename P, typename S, typename L>
 F1Max f1_max_impl(const std::vector<S>& scores, const std::vector<L>& labels) {
   MDPS_CHECK(scores.size() == labels.size(), "f1_max: ", scores.size(), " scores but ", labels.size(), " labels");
@@ -165,19 +177,45 @@ double roc_auc(const float* scores, const uint8_t* labels, size_t n) {
   return auc_of_sorted(sorted_pairs<Scored>(scores, labels, n, "roc_auc"), "roc_auc");
 }
 
-double pixel_roc_auc(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks, int H,
-                     int W) {
-  check_maps(maps, masks, H, W, "pixel_roc_auc");
+namespace {
+// Every pixel of every map with its mask label, sorted by score descending.
+std::vector<Scored> sorted_pixels(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks,
+                                  int H, int W, const char* what) {
+  check_maps(maps, masks, H, W, what);
   const size_t hw = size_t(H) * size_t(W);
   std::vector<Scored> v(maps.size() * hw);
   for (size_t m = 0; m < maps.size(); ++m) {
     for (size_t i = 0; i < hw; ++i) {
-      MDPS_CHECK(!std::isnan(maps[m][i]), "pixel_roc_auc: map ", m, " pixel ", i, " is NaN");
+      MDPS_CHECK(!std::isnan(maps[m][i]), what, ": map ", m, " pixel ", i, " is NaN");
       v[m * hw + i] = {maps[m][i], uint8_t(masks[m][i] != 0)};
     }
   }
   std::sort(v.begin(), v.end(), [](const Scored& a, const Scored& b) { return a.score > b.score; });
-  return auc_of_sorted(v, "pixel_roc_auc");
+  return v;
+}
+}  // namespace
+
+double pixel_roc_auc(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks, int H,
+                     int W) {
+  return auc_of_sorted(sorted_pixels(maps, masks, H, W, "pixel_roc_auc"), "pixel_roc_auc");
+}
+
+std::vector<CurvePoint> roc_curve(const std::vector<double>& scores, const std::vector<int>& labels) {
+  MDPS_CHECK(scores.size() == labels.size(), "roc_curve: ", scores.size(), " scores but ", labels.size(), " labels");
+  return roc_points_of_sorted(sorted_pairs<ScoredD>(scores.data(), labels.data(), scores.size(), "roc_curve"),
+                              "roc_curve");
+}
+
+std::vector<CurvePoint> pixel_roc_curve(const std::vector<const float*>& maps,
+                                        const std::vector<const uint8_t*>& masks, int H, int W) {
+  return roc_points_of_sorted(sorted_pixels(maps, masks, H, W, "pixel_roc_curve"), "pixel_roc_curve");
+}
+
+double trapezoid_area(const std::vector<CurvePoint>& points) {
+  double area = 0.0;
+  for (size_t i = 1; i < points.size(); ++i)
+    area += 0.5 * (points[i].y + points[i - 1].y) * (points[i].x - points[i - 1].x);
+  return area;
 }
 
 F1Max f1_max(const std::vector<double>& scores, const std::vector<int>& labels) {
@@ -196,8 +234,8 @@ double average_precision(const std::vector<float>& scores, const std::vector<int
   return average_precision_impl<Scored>(scores, labels);
 }
 
-double aupro(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks, int H, int W,
-             double max_fpr) {
+std::vector<CurvePoint> pro_curve(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks,
+                                  int H, int W, double max_fpr) {
   check_maps(maps, masks, H, W, "aupro");
   MDPS_CHECK(max_fpr > 0 && max_fpr <= 1, "aupro: max_fpr ", max_fpr, " must be in (0, 1]");
   const size_t hw = size_t(H) * size_t(W);
@@ -229,11 +267,12 @@ double aupro(const std::vector<const float*>& maps, const std::vector<const uint
 
   std::sort(px.begin(), px.end(), [](const Pixel& a, const Pixel& b) { return a.score > b.score; });
 
-  // Stream the (FPR, PRO) points, one per distinct score, starting at (0, 0),
-  // into generic_util.trapezoid(x, y, x_max): sum the segments with both ends
-  // <= x_max, plus, unless some point lies exactly on x_max, the part of the
-  // first segment crossing x_max up to the interpolated value there.
-  double area = 0.0, px_prev = 0.0, py_prev = 0.0;
+  // The (FPR, PRO) points, one per distinct score, starting at (0, 0), as
+  // generic_util.trapezoid(x, y, x_max) integrates them: the points up to
+  // x_max, plus, unless some point lies exactly on x_max, the interpolated
+  // value where the first segment crossing x_max meets it.
+  std::vector<CurvePoint> out{{0.0, 0.0}};
+  double px_prev = 0.0, py_prev = 0.0;
   uint64_t fp = 0;
   double pro_sum = 0.0;
   size_t i = 0;
@@ -247,18 +286,21 @@ double aupro(const std::vector<const float*>& maps, const std::vector<const uint
     const double x = std::min(double(fp) / double(num_ok), 1.0);
     const double y = std::min(pro_sum / double(num_regions), 1.0);
     if (x <= max_fpr) {
-      area += 0.5 * (y + py_prev) * (x - px_prev);
+      out.push_back({x, y});
       px_prev = x;
       py_prev = y;
       continue;
     }
-    if (px_prev < max_fpr) {
-      const double y_at = py_prev + (y - py_prev) * (max_fpr - px_prev) / (x - px_prev);
-      area += 0.5 * (y_at + py_prev) * (max_fpr - px_prev);
-    }
+    if (px_prev < max_fpr) out.push_back({max_fpr, py_prev + (y - py_prev) * (max_fpr - px_prev) / (x - px_prev)});
     break;
   }
-  return area / max_fpr;
+  return out;
+}
+
+double aupro(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks, int H, int W,
+             double max_fpr) {
+  // The same sum in the same order as the streaming trapezoid it replaces.
+  return trapezoid_area(pro_curve(maps, masks, H, W, max_fpr)) / max_fpr;
 }
 
 }  // namespace mdps

@@ -58,4 +58,23 @@ double average_precision(const std::vector<float>& scores, const std::vector<int
 double aupro(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks, int H, int W,
              double max_fpr = 0.3);
 
+// The curves behind the areas above, for plotting (the HTML report): points
+// in order of descending threshold, starting at (0, 0), one per distinct
+// score. trapezoid_area() of a ROC curve is its roc_auc / pixel_roc_auc (up
+// to rounding: the AUCs are summed in integers); of pro_curve(..., max_fpr)
+// it is max_fpr * aupro(..., max_fpr) exactly (aupro is computed from it).
+// The same inputs and errors as the functions above.
+struct CurvePoint {
+  double x, y;  // ROC: (FPR, TPR); PRO: (FPR, PRO)
+};
+std::vector<CurvePoint> roc_curve(const std::vector<double>& scores, const std::vector<int>& labels);
+std::vector<CurvePoint> pixel_roc_curve(const std::vector<const float*>& maps,
+                                        const std::vector<const uint8_t*>& masks, int H, int W);
+// Up to max_fpr: the points with FPR <= max_fpr, then, unless one lies on
+// max_fpr, the point where the first segment crossing it meets max_fpr.
+std::vector<CurvePoint> pro_curve(const std::vector<const float*>& maps, const std::vector<const uint8_t*>& masks,
+                                  int H, int W, double max_fpr = 0.3);
+// The trapezoid rule over the points in order: sum of (x_i - x_{i-1}) (y_i + y_{i-1}) / 2.
+double trapezoid_area(const std::vector<CurvePoint>& points);
+
 }  // namespace mdps

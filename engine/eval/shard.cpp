@@ -299,7 +299,8 @@ ShardOutcome evaluate_shard(const UNet& model, const ResNetFeatures* features, c
     pass1_seconds = h.seconds;
   }
 
-  const std::string panels = job.panels ? (fs::path(out_dir) / "panels").string() : "";
+  PanelOptions panels;
+  if (job.panels) panels = PanelOptions((fs::path(out_dir) / "panels").string(), job.image_threshold, job.threshold_source);
   EvalResult r = evaluate_samples(model, features, mine, st, panels, progress, part);
   r.seconds += pass1_seconds;
 

@@ -23,6 +23,7 @@
 // Distinct names per shard let every shard write into one shared folder.
 #pragma once
 #include "engine/eval/evaluate.h"
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,9 @@ struct ShardJob {
   std::string identity;    // into the fingerprint
   std::string extra_json;  // report members passed on to the merged report.json
   bool panels = true;      // OUT/panels/<type>_<stem>.png, one colour scale per shard
+  // The panels' decision threshold and its source (PanelOptions, engine/eval/evaluate.h).
+  float image_threshold = std::numeric_limits<float>::quiet_NaN();
+  std::string threshold_source;
 };
 
 std::string part_file_name(ShardId id);    // part-<i>-of-<n>.safetensors

@@ -263,8 +263,8 @@ def evaluate(
     Args:
         model: a U-Net model or checkpoint, or a detector bundle.
         dataset: a category root, or a folder of categories.
-        out: the output folder (report.json, images.csv, maps.safetensors,
-            panels/); None: a temporary one, removed afterwards.
+        out: the output folder (report.json, report.html, images.csv,
+            maps.safetensors, panels/); None: a temporary one, removed afterwards.
         features: ResNet weights; None: the bundle's, else the pixel term only.
         panels: write the panel PNGs (default: when ``out`` is given).
         progress: called after every batch with an :class:`ImageProgress`.

@@ -306,6 +306,11 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
   CHECK(pa->find("mean")->number == doctest::Approx((a0 + a1) / 2));
   CHECK(pa->find("std")->number == doctest::Approx(std::fabs(a0 - a1) / std::sqrt(2.0)));
   CHECK(a0 == rep.find("pixel_auroc")->number);  // seed 5 first, as the single run
+  for (const char* key : {"image_auroc", "aupro", "image_f1_max", "pixel_f1_max", "image_ap", "pixel_ap"}) {
+    const json::Value* m = rep2->find(key);  // every metric of the table, average precision included
+    REQUIRE_MESSAGE(m != nullptr, key);
+    CHECK(m->find("values")->items.size() == 2);
+  }
   CHECK(test::read_text(log).find("over 2 seeds") != std::string::npos);
 
   // Without statistics, eval calibrates on the data set's training images and says so.

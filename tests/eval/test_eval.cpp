@@ -100,7 +100,7 @@ TEST_CASE("the eval report's metrics equal those recomputed from its maps.safete
   EvalSettings s = fast_settings();
   Dataset ds = read_dataset(root);
   size_t progress_calls = 0, last_done = 0;
-  EvalResult r = evaluate(*net, nullptr, ds, s, dir + "/out/panels", [&](size_t done, size_t total, double, int) {
+  EvalResult r = evaluate(*net, nullptr, ds, s, PanelOptions{dir + "/out/panels"}, [&](size_t done, size_t total, double, int) {
     ++progress_calls;
     CHECK(done > last_done);
     CHECK(total == 10);
@@ -156,10 +156,23 @@ TEST_CASE("the eval report's metrics equal those recomputed from its maps.safete
   CHECK(csv.rfind("file,type,label,score\n", 0) == 0);
   CHECK(std::count(csv.begin(), csv.end(), '\n') == 11);
   CHECK(csv.find(r.samples[0].image_path + ",blob,1,") != std::string::npos);
-  // One panel per test image: image | reconstruction | ground truth | heat map.
+  // One panel per test image: image | reconstruction | ground truth | heat map,
+  // each 32x32 tile enlarged 8 times (to 256), under two caption lines and the
+  // tile titles (engine/eval/panel.h: 8-pixel margins and gaps, 18-pixel text
+  // lines 6 apart).
   Image panel = load_image(dir + "/out/panels/scratch_000.png");
-  CHECK(panel.width == 4 * 32 + 3 * 2);
-  CHECK(panel.height == 32);
+  CHECK(panel.width == 8 + 4 * 256 + 3 * 8 + 8);
+  CHECK(panel.height == 8 + 3 * (18 + 6) + 256 + 8);
+  // The image tile is the model-size image, each pixel an 8x8 square.
+  size_t scratch0 = 0;
+  while (r.samples[scratch0].defect_type != "scratch") ++scratch0;
+  Image small = load_model_image(r.samples[scratch0].image_path, 32);
+  int differ = 0;
+  for (int y = 0; y < 256; ++y)
+    for (int x = 0; x < 256; ++x)
+      for (int c = 0; c < 3; ++c)
+        differ += panel.at(8 + x, 80 + y, c) != std::round(small.at(x / 8, y / 8, c));
+  CHECK(differ == 0);
 }
 
 TEST_CASE("dataset mask scope equals image scope on one image (same noise streams)") {

@@ -241,3 +241,81 @@ TEST_CASE("aupro rejects bad input") {
   map[2] = NAN;
   CHECK_THROWS_AS(aupro({map.data()}, {some.data()}, 2, 2), Error);
 }
+
+namespace {
+bool same_points(const std::vector<CurvePoint>& got, const std::vector<CurvePoint>& want) {
+  if (got.size() != want.size()) return false;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::fabs(got[i].x - want[i].x) > 1e-12 || std::fabs(got[i].y - want[i].y) > 1e-12) return false;
+  return true;
+}
+}  // namespace
+
+TEST_CASE("roc_curve: the points of a hand case with ties, and its area is roc_auc") {
+  // Descending: 0.9 (1) -> (0, 1/2); 0.5 (1 and 0, one threshold) -> (1/2, 1); 0.2 (0) -> (1, 1).
+  const std::vector<double> s{0.2, 0.5, 0.5, 0.9};
+  const std::vector<int> l{0, 1, 0, 1};
+  std::vector<CurvePoint> c = roc_curve(s, l);
+  CHECK(same_points(c, {{0, 0}, {0, 0.5}, {0.5, 1}, {1, 1}}));
+  CHECK(trapezoid_area(c) == doctest::Approx(roc_auc(s, l)).epsilon(1e-15));
+  CHECK(trapezoid_area(c) == doctest::Approx(0.875).epsilon(1e-15));
+  CHECK_THROWS_WITH_AS(roc_curve(std::vector<double>{0.1, 0.2}, std::vector<int>{1, 1}), doctest::Contains("both"),
+                       Error);
+}
+
+TEST_CASE("roc_curve and pixel_roc_curve areas equal roc_auc and pixel_roc_auc on heavily tied and golden data") {
+  std::vector<double> s;
+  std::vector<int> l;
+  for (int i = 0; i < 300; ++i) {
+    s.push_back(double((i * 13) % 17));  // 17 distinct values: many ties
+    l.push_back((i * 7) % 3 == 0 ? 1 : 0);
+  }
+  std::vector<CurvePoint> c = roc_curve(s, l);
+  CHECK(c.size() == 18);  // (0,0) and one point per distinct score
+  CHECK(c.back().x == 1.0);
+  CHECK(c.back().y == 1.0);
+  CHECK(std::fabs(trapezoid_area(c) - roc_auc(s, l)) < 1e-12);
+
+  SafeTensorsFile f = SafeTensorsFile::open(test::golden_dir() + "/auroc.safetensors");
+  const std::vector<float> ps = f.read_f32_vector("pixel_scores");
+  const std::vector<int64_t> pl = f.read_i64("pixel_labels");
+  // As one "map" of 1 x P pixels: the pixel curve over the golden pixels.
+  std::vector<uint8_t> mask(pl.begin(), pl.end());
+  std::vector<CurvePoint> pc = pixel_roc_curve({ps.data()}, {mask.data()}, 1, int(ps.size()));
+  const double auc = pixel_roc_auc({ps.data()}, {mask.data()}, 1, int(ps.size()));
+  CHECK(std::fabs(trapezoid_area(pc) - auc) < 1e-12);
+  CHECK(std::fabs(auc - f.read_f64("pixel_auroc").at(0)) < 1e-6);
+  for (size_t i = 1; i < pc.size(); ++i) {  // monotone: thresholds descend
+    CHECK(pc[i].x >= pc[i - 1].x);
+    CHECK(pc[i].y >= pc[i - 1].y);
+  }
+}
+
+TEST_CASE("pro_curve: the hand-computed points, cut at max_fpr, and max_fpr * aupro as its area") {
+  // The two-region case above: (0,0), (0,1/4), (1/27,3/4), (2/27,3/4), (2/27,7/8), (2/27,1), then (1,1)
+  // crosses 0.3: cut at (0.3, 1).
+  std::vector<float> a(16, 0.f), b(16, 0.f);
+  std::vector<uint8_t> ma(16, 0), mb(16, 0);
+  ma[0] = ma[1] = ma[4] = ma[5] = ma[15] = 1;
+  a[0] = a[1] = 0.8f;
+  a[4] = 0.4f;
+  a[5] = 0.2f;
+  a[15] = a[10] = 0.6f;
+  b[6] = 0.5f;
+  const std::vector<const float*> maps{a.data(), b.data()};
+  const std::vector<const uint8_t*> masks{ma.data(), mb.data()};
+  const double e = 1.0 / 27;
+  std::vector<CurvePoint> c = pro_curve(maps, masks, 4, 4, 0.3);
+  CHECK(same_points(c, {{0, 0}, {0, 0.25}, {e, 0.75}, {2 * e, 0.75}, {2 * e, 0.875}, {2 * e, 1}, {0.3, 1}}));
+  CHECK(trapezoid_area(c) / 0.3 == aupro(maps, masks, 4, 4, 0.3));
+  CHECK(trapezoid_area(c) == doctest::Approx(0.3 - 0.75 / 27).epsilon(1e-12));
+  // Inside the first slanted segment: interpolated to PRO 1/2 at FPR 0.5/27.
+  CHECK(same_points(pro_curve(maps, masks, 4, 4, 0.5 * e), {{0, 0}, {0, 0.25}, {0.5 * e, 0.5}}));
+  // On a point: no extra point.
+  CHECK(same_points(pro_curve(maps, masks, 4, 4, e), {{0, 0}, {0, 0.25}, {e, 0.75}}));
+  // The whole curve ends at (1, 1).
+  std::vector<CurvePoint> whole = pro_curve(maps, masks, 4, 4, 1.0);
+  CHECK(whole.back().x == 1.0);
+  CHECK(whole.back().y == 1.0);
+  CHECK(trapezoid_area(whole) == doctest::Approx((0.5 + 0.75 + 25) / 27).epsilon(1e-12));
+}

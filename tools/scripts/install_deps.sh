@@ -3,6 +3,8 @@
 # The CUDA toolkit (nvcc, cuDNN, cuBLAS) is optional and not installed here.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-dev libopenblas-dev libstb-dev libpng-dev libjpeg-dev libcli11-dev doctest-dev
+  # headless Chromium and a font: test_report_browser renders report.html
+  chromium fonts-dejavu-core
   # the Python package (python/, tools/scripts/test_python.sh)
   pybind11-dev python3-dev python3-venv python3-numpy python3-pytest)
 missing=()
