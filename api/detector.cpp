@@ -4,6 +4,7 @@
 // evaluation protocol (engine/eval/evaluate.h) on the images given.
 #include "include/mdps/mdps.h"
 #include "engine/detect/bundle.h"
+#include "engine/core/backend_registry.h"
 #include "engine/eval/evaluate.h"
 #include "engine/io/image.h"
 #include "engine/detect/presets.h"

@@ -21,7 +21,11 @@ endif()
 file(GLOB MDPS_CUDA_SOURCES CONFIGURE_DEPENDS
   ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu
   ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cpp)
-add_library(mdps_cuda STATIC ${MDPS_CUDA_SOURCES})
+# An object library: its objects go into mdps_engine (the one archive the
+# command line, the tests and libmdps link), so the engine and the backend do
+# not link to each other; the registry reaches the backend through the
+# generated backend list (CMakeLists.txt, MDPS_BACKENDS).
+add_library(mdps_cuda OBJECT ${MDPS_CUDA_SOURCES})
 # The directory-wide -Wall/-Wextra are host-compiler flags nvcc rejects; this
 # target states its own warning policy per language instead.
 set_property(TARGET mdps_cuda PROPERTY COMPILE_OPTIONS "")
@@ -31,13 +35,8 @@ target_compile_options(mdps_cuda PRIVATE
 if(MDPS_COVERAGE)
   target_compile_options(mdps_cuda PRIVATE $<$<COMPILE_LANGUAGE:CXX>:--coverage -O0>)
 endif()
-target_include_directories(mdps_cuda PUBLIC ${CMAKE_SOURCE_DIR} ${CUDNN_INCLUDE_DIR})
-target_compile_definitions(mdps_cuda PUBLIC MDPS_WITH_CUDA=1)
+target_include_directories(mdps_cuda PUBLIC ${CMAKE_SOURCE_DIR} ${CBLAS_INCLUDE_DIR} ${CUDNN_INCLUDE_DIR})
 target_link_libraries(mdps_cuda PUBLIC CUDA::cudart CUDA::cublas ${CUDNN_LIBRARY})
-# mdps_cuda uses the engine's Tensor and Error and the engine calls
-# cuda_backend(): a cycle of static libraries, which CMake links by repeating
-# them on the link line.
-target_link_libraries(mdps_cuda PRIVATE mdps_engine)
-target_link_libraries(mdps_engine PUBLIC mdps_cuda)
-# The core's backend lookup (engine/core/backend.cpp) offers the CUDA backend.
-target_compile_definitions(mdps_core PUBLIC MDPS_WITH_CUDA=1)
+target_sources(mdps_engine PRIVATE $<TARGET_OBJECTS:mdps_cuda>)
+target_include_directories(mdps_engine PUBLIC ${CUDNN_INCLUDE_DIR})
+target_link_libraries(mdps_engine PUBLIC CUDA::cudart CUDA::cublas ${CUDNN_LIBRARY})

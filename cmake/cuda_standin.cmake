@@ -38,15 +38,14 @@ file(GLOB MDPS_CUDA_CU CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu)
 # The launchers are plain C++ once MDPS_LAUNCH (kernels/cuda/kernel_launch.h)
 # runs their kernels through the emulation.
 set_source_files_properties(${MDPS_CUDA_CU} PROPERTIES LANGUAGE CXX COMPILE_OPTIONS "-xc++")
-add_library(mdps_cuda STATIC ${MDPS_CUDA_CPP} ${MDPS_CUDA_CU})
+# As in cuda.cmake: an object library whose objects go into mdps_engine (no
+# link cycle); the stand-ins are an ordinary static library below both.
+add_library(mdps_cuda OBJECT ${MDPS_CUDA_CPP} ${MDPS_CUDA_CU})
 target_compile_options(mdps_cuda PRIVATE -Wall -Wextra -Wno-unused-parameter -Werror)
-target_compile_definitions(mdps_cuda PUBLIC MDPS_WITH_CUDA=1 MDPS_CUDA_STANDIN=1)
+target_include_directories(mdps_cuda PUBLIC ${CMAKE_SOURCE_DIR} ${CBLAS_INCLUDE_DIR})
 target_link_libraries(mdps_cuda PUBLIC mdps_cuda_standin ${CMAKE_DL_LIBS})
-# As in cuda.cmake: a cycle of static libraries, linked by repetition.
-target_link_libraries(mdps_cuda PRIVATE mdps_engine)
-target_link_libraries(mdps_engine PUBLIC mdps_cuda)
-# The core's backend lookup (engine/core/backend.cpp) offers the CUDA backend.
-target_compile_definitions(mdps_core PUBLIC MDPS_WITH_CUDA=1)
+target_sources(mdps_engine PRIVATE $<TARGET_OBJECTS:mdps_cuda>)
+target_link_libraries(mdps_engine PUBLIC mdps_cuda_standin ${CMAKE_DL_LIBS})
 
 # -DMDPS_STANDIN_COVERAGE=ON: gcov line coverage of the backend alone
 # (kernels/cuda, launchers included) under the stand-ins, for docs/gpu.md;
@@ -54,5 +53,5 @@ target_compile_definitions(mdps_core PUBLIC MDPS_WITH_CUDA=1)
 option(MDPS_STANDIN_COVERAGE "gcov instrumentation of mdps_cuda in the stand-in build" OFF)
 if(MDPS_STANDIN_COVERAGE)
   target_compile_options(mdps_cuda PRIVATE --coverage -O0)
-  target_link_options(mdps_cuda INTERFACE --coverage)
+  target_link_options(mdps_engine INTERFACE --coverage)
 endif()

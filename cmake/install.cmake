@@ -5,7 +5,7 @@
 # libmdps is shared by default: it absorbs the static engine (and the CUDA
 # backend when built) and exports only the API. With BUILD_SHARED_LIBS=OFF it
 # is static, and mdps.pc / mdpsConfig.cmake name every library a static link
-# needs (the engine archives, OpenBLAS, stb, libpng, libjpeg, pthread, libstdc++, CUDA).
+# needs (the engine archive, OpenBLAS, stb, libpng, libjpeg, pthread, libstdc++, CUDA).
 # Included by the top-level CMakeLists.txt after the engine and CUDA targets.
 option(BUILD_SHARED_LIBS "Build libmdps as a shared library" ON)
 include(GNUInstallDirs)
@@ -30,8 +30,9 @@ endif()
 set(MDPS_STATIC_LIBS "-lmdps_engine")
 set(MDPS_STATIC_CMAKE_LIBS "\${_mdps_libdir}/libmdps_engine.a")
 if(MDPS_WITH_CUDA)
-  string(APPEND MDPS_STATIC_LIBS " -lmdps_cuda -lmdps_engine -L${CUDAToolkit_LIBRARY_DIR} -lcudart -lcublas ${CUDNN_LIBRARY}")
-  string(APPEND MDPS_STATIC_CMAKE_LIBS ";\${_mdps_libdir}/libmdps_cuda.a;\${_mdps_libdir}/libmdps_engine.a"
+  # The CUDA backend's objects are inside libmdps_engine.a; only the CUDA libraries remain.
+  string(APPEND MDPS_STATIC_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -lcudart -lcublas ${CUDNN_LIBRARY}")
+  string(APPEND MDPS_STATIC_CMAKE_LIBS
          ";${CUDAToolkit_LIBRARY_DIR}/libcudart.so;${CUDAToolkit_LIBRARY_DIR}/libcublas.so;${CUDNN_LIBRARY}")
 endif()
 string(APPEND MDPS_STATIC_LIBS " ${OPENBLAS_LIBRARY} ${STB_LIBRARY} -lpng -ljpeg -lpthread -lstdc++ -lm")
@@ -60,9 +61,6 @@ install(TARGETS mdps_lib
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 if(NOT BUILD_SHARED_LIBS)
   install(TARGETS mdps_engine ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
-  if(MDPS_WITH_CUDA)
-    install(TARGETS mdps_cuda ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
-  endif()
 endif()
 install(TARGETS mdps RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/mdps DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

@@ -5,6 +5,7 @@
 #include "tools/detector_files.h"
 #include "tools/eval_flags.h"
 #include "engine/eval/calibrate.h"
+#include "engine/core/backend_registry.h"
 #include "engine/core/json_mini.h"
 #include "engine/core/file_checks.h"
 #include <cstdio>

@@ -4,6 +4,7 @@
 #include "tools/detector_files.h"
 #include "tools/trace_flag.h"
 #include "tools/eval_flags.h"
+#include "engine/core/backend_registry.h"
 #include "tools/eval_shard.h"
 #include "engine/eval/calibrate.h"
 #include "engine/core/json_mini.h"

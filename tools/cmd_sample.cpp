@@ -3,6 +3,7 @@
 #include "tools/detector_files.h"
 #include "tools/trace_flag.h"
 #include "engine/detect/anomaly_map.h"
+#include "engine/core/backend_registry.h"
 #include "engine/io/image.h"
 #include "engine/diffusion/sampler.h"
 #include "engine/io/safetensors.h"

@@ -6,6 +6,7 @@
 #include "tools/eval_flags.h"
 #include "engine/eval/calibrate.h"
 #include "engine/diffusion/trainer.h"
+#include "engine/core/backend_registry.h"
 #include "engine/core/file_checks.h"
 #include <filesystem>
 #include <chrono>

@@ -1,4 +1,5 @@
 #include "bench/harness/bench_args.h"
+#include "engine/core/backend_registry.h"
 
 namespace mdps::bench {
 

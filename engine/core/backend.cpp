@@ -1,5 +1,4 @@
 #include "engine/core/backend.h"
-#include "engine/core/trace.h"
 
 namespace mdps {
 
@@ -31,10 +30,6 @@ MemCategoryScope::MemCategoryScope(MemCategory c) : saved_(g_current_category) {
 MemCategoryScope::~MemCategoryScope() { g_current_category = saved_; }
 MemCategory MemCategoryScope::current() { return g_current_category; }
 
-#ifndef MDPS_WITH_CUDA
-Backend* cuda_backend() { return nullptr; }
-#endif
-
 const char* precision_name(Precision p) {
   switch (p) {
     case Precision::FP32: return "fp32";
@@ -55,33 +50,6 @@ void Backend::set_precision(Precision p) {
   MDPS_CHECK(p == Precision::FP32, "--precision ", precision_name(p), ": the ", name(),
              " backend computes in fp32 only (tf32 and bf16 are for --device cuda)");
   precision_ = p;
-}
-
-static Backend& device_backend(const std::string& name) {
-  if (name == "cpu") return cpu_backend();
-  if (name == "cuda" || name == "auto") {
-    Backend* c = cuda_backend();
-    if (c) return *c;
-    MDPS_CHECK(name == "auto", "--device cuda: ",
-#ifdef MDPS_WITH_CUDA
-               "no CUDA device is present"
-#else
-               "this build has no CUDA backend (configure with -DMDPS_CUDA=ON)"
-#endif
-    );
-    return cpu_backend();
-  }
-  throw Error(cat("unknown device '", name, "' (expected cpu, cuda or auto)"));
-}
-
-// The backend named by --device, set to --precision (backends are process-wide,
-// so the setting is too; set_precision throws for one the backend lacks).
-Backend& backend_by_name(const std::string& name, Precision precision) {
-  Backend& be = device_backend(name);
-  be.set_precision(precision);
-  trace::set_device_clock(be.device_clock());
-  trace::set_range_marker(be.range_marker());
-  return be;
 }
 
 }  // namespace mdps

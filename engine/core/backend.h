@@ -235,13 +235,9 @@ class Backend {
   Precision precision_ = Precision::FP32;
 };
 
-// The CPU backend (always built): the reference implementation.
+// The CPU backend (always built): the reference implementation. The other
+// backends, and `--device` names, are found through the registry
+// (engine/core/backend_registry.h).
 Backend& cpu_backend();
-// The CUDA backend, or nullptr when not built or no device is present.
-Backend* cuda_backend();
-// "cpu", "cuda" or "auto" -> a backend, set to `precision`; throws for cuda
-// without a device and for a precision the backend lacks. The trace's device
-// clock and range marker become the chosen backend's (none for the CPU).
-Backend& backend_by_name(const std::string& name, Precision precision = Precision::FP32);
 
 }  // namespace mdps

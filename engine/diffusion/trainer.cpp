@@ -1,4 +1,5 @@
 #include "engine/diffusion/trainer.h"
+#include "engine/core/backend_registry.h"
 #include "engine/core/trace.h"
 #include "engine/model/checkpoint.h"
 #include "engine/io/dataset.h"

@@ -97,4 +97,6 @@ Backend& cpu_backend() {
   return *backend;
 }
 
+Backend* cpu_backend_instance() { return &cpu_backend(); }
+
 }  // namespace mdps

@@ -98,4 +98,7 @@ class CpuBackend final : public Backend {
   size_t cached_bytes_ = 0;
 };
 
+// The registry's getter (engine/core/backend_registry.h): cpu_backend().
+Backend* cpu_backend_instance();
+
 }  // namespace mdps

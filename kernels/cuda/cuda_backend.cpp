@@ -821,7 +821,7 @@ std::vector<double> CudaBackend::image_scores(const Tensor& maps, ImageScoreKind
 // One backend per process, created on first use; nullptr when the runtime
 // finds no device (silently: `--device auto` then quietly picks the CPU) or
 // the device cannot be set up (said once on stderr).
-Backend* cuda_backend() {
+Backend* cuda_backend_instance() {
   static std::once_flag once;
   static std::unique_ptr<CudaBackend> backend;
   std::call_once(once, [] {

@@ -15,7 +15,7 @@ namespace mdps {
 
 class CudaBackend final : public Backend {
  public:
-  // Throws when no device can be used; cuda_backend() turns that into nullptr.
+  // Throws when no device can be used; cuda_backend_instance() turns that into null.
   explicit CudaBackend(int device);
   ~CudaBackend() override;
   const char* name() const override { return "cuda"; }
@@ -138,5 +138,9 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::CudnnAttention> attn_;
   std::unique_ptr<cuda::CudaEventClock> clock_;
 };
+
+// The registry's getter (engine/core/backend_registry.h): the process-wide
+// CUDA backend on device 0, or null when no device is present or usable.
+Backend* cuda_backend_instance();
 
 }  // namespace mdps

@@ -4,6 +4,7 @@
 // non-square, single elements) and the threaded ops run with 1 and 2 threads.
 #include <doctest/doctest.h>
 #include "engine/core/backend.h"
+#include "engine/core/backend_registry.h"
 #include "engine/core/tensor.h"
 #include "engine/core/thread_pool.h"
 #include "tests/test_util.h"
@@ -813,4 +814,42 @@ TEST_CASE("precision: names parse, the CPU backend keeps fp32 and refuses tf32 a
                        Error);
   CHECK_THROWS_WITH_AS(be().set_precision(Precision::BF16), doctest::Contains("--precision bf16"), Error);
   CHECK(be().precision() == Precision::FP32);  // a refused setting leaves the old one
+}
+
+// ---- the backend registry (engine/core/backend_registry.h) ------------------------------
+
+TEST_CASE("backend registry: cpu always and first, cuda as the build has it, --device errors that say why") {
+  const std::vector<std::string> names = built_backends();
+  REQUIRE(!names.empty());
+  CHECK(names.front() == "cpu");
+  CHECK(backend_built("cpu"));
+  CHECK(find_backend("cpu") == &cpu_backend());
+  REQUIRE(!available_backends().empty());
+  CHECK(available_backends().front() == &cpu_backend());
+  CHECK(backend_unavailable_reason("cpu").empty());
+  CHECK_FALSE(backend_built("tpu"));
+  CHECK(find_backend("tpu") == nullptr);
+  CHECK_THROWS_WITH_AS(backend_by_name("tpu"), doctest::Contains("unknown device 'tpu' (expected cpu, cuda or auto)"),
+                       Error);
+  if (!backend_built("cuda")) {
+    CHECK(find_backend("cuda") == nullptr);
+    CHECK(available_backends().size() == 1);
+    CHECK_THROWS_WITH_AS(backend_by_name("cuda"),
+                         doctest::Contains("--device cuda: this build has no CUDA backend (configure with -DMDPS_CUDA=ON)"),
+                         Error);
+    CHECK(&backend_by_name("auto") == &cpu_backend());
+  } else if (!find_backend("cuda")) {
+    CHECK_THROWS_WITH_AS(backend_by_name("cuda"), doctest::Contains("--device cuda: no CUDA device is present"), Error);
+    CHECK(&backend_by_name("auto") == &cpu_backend());
+  } else {
+    CHECK(backend_unavailable_reason("cuda").empty());
+    CHECK(&backend_by_name("auto") == find_backend("cuda"));
+    CHECK(&backend_by_name("cpu") == &cpu_backend());  // the trace's clock back to none
+  }
+  // A registry refuses a name twice and a missing getter.
+  BackendRegistry r;
+  r.add("x", []() -> Backend* { return nullptr; });
+  CHECK_THROWS_WITH_AS(r.add("x", []() -> Backend* { return nullptr; }), doctest::Contains("'x' registered twice"), Error);
+  CHECK_THROWS_AS(r.add("y", nullptr), Error);
+  CHECK(r.entries().size() == 1);
 }

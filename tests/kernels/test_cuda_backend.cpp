@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include "tests/test_util.h"
 #include "engine/core/backend.h"
+#include "engine/core/backend_registry.h"
 #include "engine/diffusion/noise.h"
 #include "kernels/cpu/cpu_image_ops.h"
 #include "engine/detect/anomaly_map.h"
@@ -29,7 +30,7 @@ using mdps::test::random_floats;
 namespace {
 
 Backend& gpu() {
-  Backend* b = cuda_backend();
+  Backend* b = find_backend("cuda");
 #ifdef MDPS_CUDA_STANDIN
   static bool said = false;
   if (b && !said) {
@@ -40,11 +41,8 @@ Backend& gpu() {
   }
 #endif
   if (!b) {
-#ifdef MDPS_WITH_CUDA
-    std::printf("SKIPPED: no CUDA device\n");
-#else
-    std::printf("SKIPPED: this build has no CUDA backend\n");
-#endif
+    // "no CUDA device is present" or "this build has no CUDA backend (...)".
+    std::printf("SKIPPED: %s\n", backend_unavailable_reason("cuda").c_str());
     std::fflush(stdout);
     std::exit(77);
   }

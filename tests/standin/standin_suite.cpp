@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 #include "tests/standin/standin.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "engine/core/backend_registry.h"
 #include "kernels/cuda/launchers.h"
 #include "engine/core/tensor.h"
 #include <cublas_v2.h>
@@ -326,7 +327,7 @@ TEST_CASE("stand-in cuDNN backend API: the descriptor life cycle is enforced") {
 
 TEST_CASE("CUDA backend on the stand-ins: out of device memory, the event clock, a second backend") {
   standin::reset_misuse();
-  Backend* be = cuda_backend();
+  Backend* be = find_backend("cuda");
   REQUIRE(be != nullptr);
   auto& cb = static_cast<CudaBackend&>(*be);
   // The allocator gives its cache back and retries once, then names the bytes.
