@@ -20,19 +20,16 @@ Tensor attention_weights(Backend& be, const Tensor& qkv, const AttentionDims& d)
 
 }  // namespace
 
-void Backend::attention(const Tensor& qkv, int heads, Tensor& a) {
+void Backend::attention_impl(const Tensor& qkv, int heads, Tensor& a) {
   AttentionDims d = attention_dims(qkv.shape(), heads, "attention");
-  check_shape(a, attention_out_shape(qkv.shape(), heads), "attention output");
   Tensor w = attention_weights(*this, qkv, d);
   // a[bh, c, t] = sum_s v[c,s] w[t,s]
   gemm(false, true, d.ch, d.L, d.L, 1.f, qkv.data() + 2 * d.ch * d.L, d.L, d.qkv_stride(), w.data(), d.L, d.L * d.L,
        0.f, a.data(), d.L, d.out_stride(), d.BH);
 }
 
-void Backend::attention_backward(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) {
+void Backend::attention_backward_impl(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) {
   AttentionDims d = attention_dims(qkv.shape(), heads, "attention_backward");
-  check_shape(da, attention_out_shape(qkv.shape(), heads), "attention_backward da");
-  check_shape(dqkv, qkv.shape(), "attention_backward dqkv");
   Tensor w = attention_weights(*this, qkv, d);
   const int64_t L = d.L, ch = d.ch, sqkv = d.qkv_stride(), LL = L * L;
   const float* q = qkv.data();

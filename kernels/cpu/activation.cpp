@@ -5,9 +5,7 @@
 
 namespace mdps {
 
-void CpuBackend::silu(const Tensor& x, Tensor& y) {
-  cpu::check_cpu(x, "silu input");
-  check_shape(y, x.shape(), "silu output");
+void CpuBackend::silu_impl(const Tensor& x, Tensor& y) {
   const float* X = x.data();
   float* Y = y.data();
   cpu::parallel_elems(x.numel(), [&](int64_t b, int64_t e) {
@@ -15,10 +13,7 @@ void CpuBackend::silu(const Tensor& x, Tensor& y) {
   });
 }
 
-void CpuBackend::silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
-  cpu::check_cpu(x, "silu_backward input");
-  check_shape(dy, x.shape(), "silu_backward dy");
-  check_shape(dx, x.shape(), "silu_backward dx");
+void CpuBackend::silu_backward_impl(const Tensor& x, const Tensor& dy, Tensor& dx) {
   const float* X = x.data();
   const float* DY = dy.data();
   float* DX = dx.data();
@@ -31,10 +26,7 @@ void CpuBackend::silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
   });
 }
 
-void CpuBackend::softmax(const Tensor& x, Tensor& y) {
-  cpu::check_cpu(x, "softmax input");
-  MDPS_CHECK(x.ndim() >= 1, "softmax: input must have at least one dimension");
-  check_shape(y, x.shape(), "softmax output");
+void CpuBackend::softmax_impl(const Tensor& x, Tensor& y) {
   const int64_t L = x.dim(-1);
   if (L == 0) return;
   const int64_t rows = x.numel() / L;
@@ -47,11 +39,7 @@ void CpuBackend::softmax(const Tensor& x, Tensor& y) {
   });
 }
 
-void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
-  cpu::check_cpu(y, "softmax_backward y");
-  MDPS_CHECK(y.ndim() >= 1, "softmax_backward: y must have at least one dimension");
-  check_shape(dy, y.shape(), "softmax_backward dy");
-  check_shape(dx, y.shape(), "softmax_backward dx");
+void CpuBackend::softmax_backward_impl(const Tensor& y, const Tensor& dy, Tensor& dx) {
   const int64_t L = y.dim(-1);
   if (L == 0) return;
   const int64_t rows = y.numel() / L;

@@ -6,15 +6,8 @@
 
 namespace mdps {
 
-void CpuBackend::adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
-                             int64_t step) {
-  cpu::check_cpu(param, "adam_update param");
-  check_shape(grad, param.shape(), "adam_update grad");
-  check_shape(m, param.shape(), "adam_update first moment");
-  check_shape(v, param.shape(), "adam_update second moment");
-  MDPS_CHECK(step >= 1, "adam_update: step must count from 1, got ", step);
-  MDPS_CHECK(p.beta1 >= 0.f && p.beta1 < 1.f && p.beta2 >= 0.f && p.beta2 < 1.f, "adam_update: betas (", p.beta1,
-             ", ", p.beta2, ") must lie in [0, 1)");
+void CpuBackend::adam_update_impl(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
+                                  int64_t step) {
   const double lr = p.lr, b1 = p.beta1, b2 = p.beta2, wd = p.weight_decay;
   const double bc1 = 1.0 - std::pow(b1, double(step));
   const double bc2 = 1.0 - std::pow(b2, double(step));

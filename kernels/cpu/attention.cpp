@@ -63,11 +63,8 @@ void block_weights(const float* q, const AttentionDims& d, int64_t t0, int64_t n
 
 }  // namespace
 
-void CpuBackend::attention(const Tensor& qkv, int heads, Tensor& a) {
-  cpu::check_cpu(qkv, "attention input");
-  cpu::check_cpu(a, "attention output");
+void CpuBackend::attention_impl(const Tensor& qkv, int heads, Tensor& a) {
   const AttentionDims d = attention_dims(qkv.shape(), heads, "attention");
-  check_shape(a, attention_out_shape(qkv.shape(), heads), "attention output");
   if (d.BH == 0 || d.L == 0 || d.ch == 0) return;
   const int64_t L = d.L, ch = d.ch, Tb = query_block(L), blocks = (L + Tb - 1) / Tb;
   // Tasks are heads, or parts of heads when there are too few heads to keep
@@ -99,13 +96,8 @@ void CpuBackend::attention(const Tensor& qkv, int heads, Tensor& a) {
   });
 }
 
-void CpuBackend::attention_backward(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) {
-  cpu::check_cpu(qkv, "attention_backward input");
-  cpu::check_cpu(da, "attention_backward da");
-  cpu::check_cpu(dqkv, "attention_backward dqkv");
+void CpuBackend::attention_backward_impl(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) {
   const AttentionDims d = attention_dims(qkv.shape(), heads, "attention_backward");
-  check_shape(da, attention_out_shape(qkv.shape(), heads), "attention_backward da");
-  check_shape(dqkv, qkv.shape(), "attention_backward dqkv");
   if (d.BH == 0 || d.L == 0 || d.ch == 0) {
     fill(dqkv, 0.f);
     return;

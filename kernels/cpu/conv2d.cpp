@@ -31,18 +31,11 @@ struct ConvDims {
   bool direct() const { return KH == 1 && KW == 1 && s == 1 && p == 0; }
 };
 
-ConvDims conv_dims(const Shape& xs, const Tensor& w, ConvGeom g, const char* op) {
-  MDPS_CHECK(xs.size() == 4, op, ": input must be [N, C, H, W], got ", shape_str(xs));
-  cpu::check_cpu(w, op);
-  MDPS_CHECK(w.ndim() == 4, op, ": weight must be [Co, Ci, KH, KW], got ", shape_str(w.shape()));
-  MDPS_CHECK(g.stride >= 1 && g.pad >= 0, op, ": invalid stride ", g.stride, " / padding ", g.pad);
+// The public op (engine/core/backend_ops.cpp) has checked that the shapes fit.
+ConvDims conv_dims(const Shape& xs, const Tensor& w, ConvGeom g) {
   ConvDims d{xs[0], xs[1], xs[2], xs[3], w.dim(0), w.dim(2), w.dim(3), 0, 0, g.stride, g.pad};
-  MDPS_CHECK(w.dim(1) == d.Ci, op, ": weight ", shape_str(w.shape()), " expects ", w.dim(1),
-             " input channels, input ", shape_str(xs), " has ", d.Ci);
   d.Ho = conv_out_size(d.H, d.KH, g);
   d.Wo = conv_out_size(d.W, d.KW, g);
-  MDPS_CHECK(d.H + 2 * g.pad >= d.KH && d.W + 2 * g.pad >= d.KW && d.Ho > 0 && d.Wo > 0, op, ": kernel ",
-             d.KH, "x", d.KW, " larger than padded input ", shape_str(xs));
   return d;
 }
 
@@ -251,11 +244,8 @@ void conv2d_grouped(const ConvDims& d, int64_t group, const float* X, const floa
 
 }  // namespace
 
-void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) {
-  cpu::check_cpu(x, "conv2d input");
-  ConvDims d = conv_dims(x.shape(), w, g, "conv2d");
-  check_shape(y, {d.N, d.Co, d.Ho, d.Wo}, "conv2d output");
-  if (b) check_shape(*b, {d.Co}, "conv2d bias");
+void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) {
+  ConvDims d = conv_dims(x.shape(), w, g);
   const float* X = x.data();
   const float* Wt = w.data();
   const float* B = b ? b->data() : nullptr;
@@ -292,11 +282,8 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tenso
   });
 }
 
-void CpuBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) {
-  cpu::check_cpu(dx, "conv2d_backward_data dx");
-  cpu::check_cpu(dy, "conv2d_backward_data dy");
-  ConvDims d = conv_dims(dx.shape(), w, g, "conv2d_backward_data");
-  check_shape(dy, {d.N, d.Co, d.Ho, d.Wo}, "conv2d_backward_data dy");
+void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) {
+  ConvDims d = conv_dims(dx.shape(), w, g);
   const float* DY = dy.data();
   const float* Wt = w.data();
   float* DX = dx.data();
@@ -331,13 +318,8 @@ void CpuBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor&
   });
 }
 
-void CpuBackend::conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) {
-  cpu::check_cpu(x, "conv2d_backward_weight input");
-  cpu::check_cpu(dy, "conv2d_backward_weight dy");
-  cpu::check_cpu(dw, "conv2d_backward_weight dw");
-  ConvDims d = conv_dims(x.shape(), dw, g, "conv2d_backward_weight");
-  check_shape(dy, {d.N, d.Co, d.Ho, d.Wo}, "conv2d_backward_weight dy");
-  if (db) check_shape(*db, {d.Co}, "conv2d_backward_weight db");
+void CpuBackend::conv2d_backward_weight_impl(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) {
+  ConvDims d = conv_dims(x.shape(), dw, g);
   const float* X = x.data();
   const float* DY = dy.data();
   const int64_t K = d.rows(), P = d.cols();

@@ -76,13 +76,6 @@ inline int64_t* scratch_offsets(size_t n) {
   return buf.data();
 }
 
-// Requires a CPU float tensor; `what` names it in the error.
-inline void check_cpu(const Tensor& t, const char* what) {
-  MDPS_CHECK(t.defined(), what, ": tensor is undefined");
-  MDPS_CHECK(t.device() == Device::CPU, what, ": expected a CPU tensor, got ", t.describe());
-  MDPS_CHECK(t.dtype() == DType::F32, what, ": expected f32, got ", t.describe());
-}
-
 // exp(r) for the reduced argument r = x - fx ln2 (|r| <= ln2 / 2) by Cephes'
 // polynomial, for a float or a GCC vector of floats (attention_tiles.h), so the
 // scalar and vector exps share their arithmetic bit for bit.

@@ -8,10 +8,7 @@ namespace mdps {
 
 namespace {
 template <typename F>
-void binary(const Tensor& a, const Tensor& b, Tensor& y, const char* op, F f) {
-  cpu::check_cpu(a, op);
-  check_shape(b, a.shape(), cat(op, " second operand"));
-  check_shape(y, a.shape(), cat(op, " output"));
+void binary(const Tensor& a, const Tensor& b, Tensor& y, F f) {
   const float* A = a.data();
   const float* B = b.data();
   float* Y = y.data();
@@ -21,19 +18,17 @@ void binary(const Tensor& a, const Tensor& b, Tensor& y, const char* op, F f) {
 }
 }  // namespace
 
-void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
-  binary(a, b, y, "add", [](float p, float q) { return p + q; });
+void CpuBackend::add_impl(const Tensor& a, const Tensor& b, Tensor& y) {
+  binary(a, b, y, [](float p, float q) { return p + q; });
 }
-void CpuBackend::sub(const Tensor& a, const Tensor& b, Tensor& y) {
-  binary(a, b, y, "sub", [](float p, float q) { return p - q; });
+void CpuBackend::sub_impl(const Tensor& a, const Tensor& b, Tensor& y) {
+  binary(a, b, y, [](float p, float q) { return p - q; });
 }
-void CpuBackend::mul(const Tensor& a, const Tensor& b, Tensor& y) {
-  binary(a, b, y, "mul", [](float p, float q) { return p * q; });
+void CpuBackend::mul_impl(const Tensor& a, const Tensor& b, Tensor& y) {
+  binary(a, b, y, [](float p, float q) { return p * q; });
 }
 
-void CpuBackend::scale(const Tensor& x, float alpha, Tensor& y) {
-  cpu::check_cpu(x, "scale input");
-  check_shape(y, x.shape(), "scale output");
+void CpuBackend::scale_impl(const Tensor& x, float alpha, Tensor& y) {
   const float* X = x.data();
   float* Y = y.data();
   cpu::parallel_elems(x.numel(), [&](int64_t s, int64_t e) {
@@ -41,16 +36,11 @@ void CpuBackend::scale(const Tensor& x, float alpha, Tensor& y) {
   });
 }
 
-void CpuBackend::scale_by_inverse_sqrt(const Tensor& x, const Tensor& sum_sq, Tensor& y) {
-  cpu::check_cpu(sum_sq, "scale_by_inverse_sqrt sum of squares");
-  MDPS_CHECK(sum_sq.numel() == 1, "scale_by_inverse_sqrt: the sum of squares must hold one element, got ",
-             shape_str(sum_sq.shape()));
-  scale(x, inverse_norm(sum_sq.data()[0]), y);
+void CpuBackend::scale_by_inverse_sqrt_impl(const Tensor& x, const Tensor& sum_sq, Tensor& y) {
+  scale_impl(x, inverse_norm(sum_sq.data()[0]), y);
 }
 
-void CpuBackend::axpby(float alpha, const Tensor& x, float beta, Tensor& y) {
-  cpu::check_cpu(x, "axpby x");
-  check_shape(y, x.shape(), "axpby y");
+void CpuBackend::axpby_impl(float alpha, const Tensor& x, float beta, Tensor& y) {
   const float* X = x.data();
   float* Y = y.data();
   // As in BLAS, beta == 0 does not read y (it may hold garbage or NaN).
@@ -65,12 +55,8 @@ void CpuBackend::axpby(float alpha, const Tensor& x, float beta, Tensor& y) {
   }
 }
 
-void CpuBackend::add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) {
-  cpu::check_cpu(x, "add_channel_bias input");
-  MDPS_CHECK(x.ndim() >= 2, "add_channel_bias: input must be [N, C, ...], got ", shape_str(x.shape()));
+void CpuBackend::add_channel_bias_impl(const Tensor& x, const Tensor& v, Tensor& y) {
   const int64_t N = x.dim(0), C = x.dim(1);
-  check_shape(v, {N, C}, "add_channel_bias bias");
-  check_shape(y, x.shape(), "add_channel_bias output");
   const int64_t HW = N * C != 0 ? x.numel() / (N * C) : 0;
   const float* X = x.data();
   const float* V = v.data();
@@ -83,11 +69,8 @@ void CpuBackend::add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) {
   });
 }
 
-void CpuBackend::sum_hw(const Tensor& dy, Tensor& dv) {
-  cpu::check_cpu(dy, "sum_hw input");
-  MDPS_CHECK(dy.ndim() >= 2, "sum_hw: input must be [N, C, ...], got ", shape_str(dy.shape()));
+void CpuBackend::sum_hw_impl(const Tensor& dy, Tensor& dv) {
   const int64_t N = dy.dim(0), C = dy.dim(1);
-  check_shape(dv, {N, C}, "sum_hw output");
   const int64_t HW = N * C != 0 ? dy.numel() / (N * C) : 0;
   const float* DY = dy.data();
   float* DV = dv.data();

@@ -5,19 +5,13 @@
 
 namespace mdps {
 
-void CpuBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                      int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta,
-                      float* C, int64_t ldc, int64_t stride_c, int64_t batch) {
-  MDPS_CHECK(M >= 0 && N >= 0 && K >= 0 && batch >= 0, "gemm: negative size (M ", M, ", N ", N, ", K ", K,
-             ", batch ", batch, ")");
+void CpuBackend::gemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                           int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta,
+                           float* C, int64_t ldc, int64_t stride_c, int64_t batch) {
+  // The public gemm has checked sizes, leading dimensions and pointers, and
+  // returned for an empty product; OpenBLAS's sizes are int.
   const int64_t int_max = 0x7fffffff;
   MDPS_CHECK(M <= int_max && N <= int_max && K <= int_max, "gemm: size exceeds the BLAS int range");
-  int64_t a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
-  MDPS_CHECK(lda >= std::max<int64_t>(1, a_cols), "gemm: lda ", lda, " < ", a_cols, " (columns of stored A)");
-  MDPS_CHECK(ldb >= std::max<int64_t>(1, b_cols), "gemm: ldb ", ldb, " < ", b_cols, " (columns of stored B)");
-  MDPS_CHECK(ldc >= std::max<int64_t>(1, N), "gemm: ldc ", ldc, " < N ", N);
-  if (batch == 0 || M == 0 || N == 0) return;
-  MDPS_CHECK(C && (K == 0 || (A && B)), "gemm: null matrix pointer");
   trace::Scope ts("gemm", "kernel");
   if (ts.active())
     ts.num("M", double(M)).num("N", double(N)).num("K", double(K)).num("batch", double(batch))

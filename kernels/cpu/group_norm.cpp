@@ -12,26 +12,18 @@ struct GnDims {
   int64_t N, C, HW, G, Cg;
 };
 
-GnDims gn_dims(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, const char* op) {
-  cpu::check_cpu(x, op);
-  MDPS_CHECK(x.ndim() >= 2, op, ": input must be [N, C, ...], got ", shape_str(x.shape()));
+// The public op has checked that C splits into `groups`.
+GnDims gn_dims(const Tensor& x, int groups) {
   int64_t N = x.dim(0), C = x.dim(1);
-  MDPS_CHECK(groups >= 1 && C % groups == 0, op, ": ", C, " channels do not split into ", groups, " groups");
-  check_shape(gamma, {C}, cat(op, " gamma"));
-  check_shape(beta, {C}, cat(op, " beta"));
   int64_t HW = N * C != 0 ? x.numel() / (N * C) : 0;
   return {N, C, HW, groups, C / groups};
 }
 
 }  // namespace
 
-void CpuBackend::group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
-                            bool silu, Tensor& y, Tensor& mean, Tensor& rstd) {
-  GnDims d = gn_dims(x, gamma, beta, groups, "group_norm");
-  check_shape(y, x.shape(), "group_norm output");
-  check_shape(mean, {d.N * d.G}, "group_norm mean");
-  check_shape(rstd, {d.N * d.G}, "group_norm rstd");
-  MDPS_CHECK(eps >= 0.f, "group_norm: negative eps ", eps);
+void CpuBackend::group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
+                                 bool silu, Tensor& y, Tensor& mean, Tensor& rstd) {
+  GnDims d = gn_dims(x, groups);
   const float* X = x.data();
   const float* Ga = gamma.data();
   const float* Be = beta.data();
@@ -67,16 +59,10 @@ void CpuBackend::group_norm(const Tensor& x, const Tensor& gamma, const Tensor& 
   });
 }
 
-void CpuBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                                     const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
-                                     Tensor* dgamma, Tensor* dbeta) {
-  GnDims d = gn_dims(x, gamma, beta, groups, "group_norm_backward");
-  check_shape(dy, x.shape(), "group_norm_backward dy");
-  check_shape(mean, {d.N * d.G}, "group_norm_backward mean");
-  check_shape(rstd, {d.N * d.G}, "group_norm_backward rstd");
-  if (dx) check_shape(*dx, x.shape(), "group_norm_backward dx");
-  if (dgamma) check_shape(*dgamma, {d.C}, "group_norm_backward dgamma");
-  if (dbeta) check_shape(*dbeta, {d.C}, "group_norm_backward dbeta");
+void CpuBackend::group_norm_backward_impl(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                          const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
+                                          Tensor* dgamma, Tensor* dbeta) {
+  GnDims d = gn_dims(x, groups);
   const float* X = x.data();
   const float* DY = dy.data();
   const float* Ga = gamma.data();

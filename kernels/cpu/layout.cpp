@@ -8,11 +8,6 @@
 namespace mdps {
 
 namespace {
-void check_nchw(const Tensor& t, const char* what) {
-  cpu::check_cpu(t, what);
-  MDPS_CHECK(t.ndim() == 4, what, ": expected [N, C, H, W], got ", shape_str(t.shape()));
-}
-
 // Copies channel blocks between a [N, Cs, HW] tensor and channels
 // [c_off, c_off + Cs) of a [N, Cy, HW] tensor (to_y picks the direction).
 void copy_channels(float* s, int64_t Cs, float* y, int64_t Cy, int64_t c_off, int64_t N, int64_t HW, bool to_y) {
@@ -31,48 +26,23 @@ void copy_channels(float* s, int64_t Cs, float* y, int64_t Cy, int64_t c_off, in
 }
 }  // namespace
 
-void CpuBackend::concat_channels(const Tensor& a, const Tensor& b, Tensor& y) {
-  check_nchw(a, "concat_channels first input");
-  check_nchw(b, "concat_channels second input");
+void CpuBackend::concat_channels_impl(const Tensor& a, const Tensor& b, Tensor& y) {
   const int64_t N = a.dim(0), Ca = a.dim(1), H = a.dim(2), W = a.dim(3), Cb = b.dim(1);
-  check_shape(b, {N, Cb, H, W}, "concat_channels second input");
-  check_shape(y, {N, Ca + Cb, H, W}, "concat_channels output");
   copy_channels(const_cast<float*>(a.data()), Ca, y.data(), Ca + Cb, 0, N, H * W, true);
   copy_channels(const_cast<float*>(b.data()), Cb, y.data(), Ca + Cb, Ca, N, H * W, true);
 }
 
-void CpuBackend::split_channels(const Tensor& y, Tensor* a, Tensor* b) {
-  check_nchw(y, "split_channels input");
+void CpuBackend::split_channels_impl(const Tensor& y, Tensor* a, Tensor* b) {
+  // The public op has matched the outputs' channels to the input's.
   const int64_t N = y.dim(0), C = y.dim(1), H = y.dim(2), W = y.dim(3);
-  MDPS_CHECK(a || b, "split_channels: both outputs are null");
-  int64_t Ca = -1, Cb = -1;
-  if (a) {
-    check_nchw(*a, "split_channels first output");
-    Ca = a->dim(1);
-  }
-  if (b) {
-    check_nchw(*b, "split_channels second output");
-    Cb = b->dim(1);
-  }
-  if (Ca < 0) Ca = C - Cb;
-  if (Cb < 0) Cb = C - Ca;
-  MDPS_CHECK(Ca >= 0 && Cb >= 0 && Ca + Cb == C, "split_channels: output channels ", Ca, " + ", Cb,
-             " do not add up to the input's ", C);
+  const int64_t Ca = a ? a->dim(1) : C - b->dim(1);
   float* Y = const_cast<float*>(y.data());
-  if (a) {
-    check_shape(*a, {N, Ca, H, W}, "split_channels first output");
-    copy_channels(a->data(), Ca, Y, C, 0, N, H * W, false);
-  }
-  if (b) {
-    check_shape(*b, {N, Cb, H, W}, "split_channels second output");
-    copy_channels(b->data(), Cb, Y, C, Ca, N, H * W, false);
-  }
+  if (a) copy_channels(a->data(), Ca, Y, C, 0, N, H * W, false);
+  if (b) copy_channels(b->data(), C - Ca, Y, C, Ca, N, H * W, false);
 }
 
-void CpuBackend::avg_pool2(const Tensor& x, Tensor& y) {
-  check_nchw(x, "avg_pool2 input");
+void CpuBackend::avg_pool2_impl(const Tensor& x, Tensor& y) {
   const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), Ho = H / 2, Wo = W / 2;
-  check_shape(y, {N, C, Ho, Wo}, "avg_pool2 output");
   const float* X = x.data();
   float* Y = y.data();
   cpu::parallel_rows(N * C, H * W, [&](int64_t b, int64_t e) {
@@ -89,10 +59,8 @@ void CpuBackend::avg_pool2(const Tensor& x, Tensor& y) {
   });
 }
 
-void CpuBackend::avg_pool2_backward(const Tensor& dy, Tensor& dx) {
-  check_nchw(dx, "avg_pool2_backward dx");
+void CpuBackend::avg_pool2_backward_impl(const Tensor& dy, Tensor& dx) {
   const int64_t N = dx.dim(0), C = dx.dim(1), H = dx.dim(2), W = dx.dim(3), Ho = H / 2, Wo = W / 2;
-  check_shape(dy, {N, C, Ho, Wo}, "avg_pool2_backward dy");
   const float* DY = dy.data();
   float* DX = dx.data();
   cpu::parallel_rows(N * C, H * W, [&](int64_t b, int64_t e) {
@@ -116,10 +84,8 @@ void CpuBackend::avg_pool2_backward(const Tensor& dy, Tensor& dx) {
   });
 }
 
-void CpuBackend::upsample_nearest2(const Tensor& x, Tensor& y) {
-  check_nchw(x, "upsample_nearest2 input");
+void CpuBackend::upsample_nearest2_impl(const Tensor& x, Tensor& y) {
   const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
-  check_shape(y, {N, C, 2 * H, 2 * W}, "upsample_nearest2 output");
   const float* X = x.data();
   float* Y = y.data();
   cpu::parallel_rows(N * C, 4 * H * W, [&](int64_t b, int64_t e) {
@@ -135,10 +101,8 @@ void CpuBackend::upsample_nearest2(const Tensor& x, Tensor& y) {
   });
 }
 
-void CpuBackend::upsample_nearest2_backward(const Tensor& dy, Tensor& dx) {
-  check_nchw(dx, "upsample_nearest2_backward dx");
+void CpuBackend::upsample_nearest2_backward_impl(const Tensor& dy, Tensor& dx) {
   const int64_t N = dx.dim(0), C = dx.dim(1), H = dx.dim(2), W = dx.dim(3);
-  check_shape(dy, {N, C, 2 * H, 2 * W}, "upsample_nearest2_backward dy");
   const float* DY = dy.data();
   float* DX = dx.data();
   cpu::parallel_rows(N * C, 4 * H * W, [&](int64_t b, int64_t e) {

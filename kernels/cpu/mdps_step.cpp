@@ -5,24 +5,9 @@
 
 namespace mdps {
 
-namespace {
-void check_mask(const Tensor& mask, const Tensor& x, const char* op) {
-  const Shape& s = x.shape();
-  check_shape(mask, {s[0], 1, s[2], s[3]}, std::string(op) + " mask");
-}
-}  // namespace
-
-void CpuBackend::mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps, const Tensor* grad,
-                           const Tensor* mask, const Tensor* z, const StepCoeffs& c, Tensor& x_next,
-                           Tensor* x0_hat) {
-  MDPS_CHECK(x.ndim() == 4, "mdps_step: x ", x.describe(), " is not NCHW");
-  check_shape(y, x.shape(), "mdps_step y");
-  check_shape(eps, x.shape(), "mdps_step eps");
-  check_shape(x_next, x.shape(), "mdps_step x_next");
-  if (grad) check_shape(*grad, x.shape(), "mdps_step grad");
-  if (z) check_shape(*z, x.shape(), "mdps_step z");
-  if (x0_hat) check_shape(*x0_hat, x.shape(), "mdps_step x0_hat");
-  if (mask) check_mask(*mask, x, "mdps_step");
+void CpuBackend::mdps_step_impl(const Tensor& x, const Tensor& y, const Tensor& eps, const Tensor* grad,
+                                const Tensor* mask, const Tensor* z, const StepCoeffs& c, Tensor& x_next,
+                                Tensor* x0_hat) {
   const int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
   const float *px = x.data(), *py = y.data(), *pe = eps.data();
   const float* pg = grad ? grad->data() : nullptr;
@@ -46,11 +31,8 @@ void CpuBackend::mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps, 
       std::max<int64_t>(1, 16384 / std::max<int64_t>(1, HW)));
 }
 
-void CpuBackend::replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
-                                float sqrt_1ma) {
-  check_shape(y, x.shape(), "replace_normal y");
-  check_shape(z_fixed, x.shape(), "replace_normal z");
-  check_mask(mask, x, "replace_normal");
+void CpuBackend::replace_normal_impl(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask,
+                                     float sqrt_a, float sqrt_1ma) {
   const int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
   float* px = x.data();
   const float *py = y.data(), *pz = z_fixed.data(), *pm = mask.data();

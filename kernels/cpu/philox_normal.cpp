@@ -8,8 +8,7 @@
 
 namespace mdps {
 
-void CpuBackend::philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) {
-  cpu::check_cpu(x, "philox_normal output");
+void CpuBackend::philox_normal_impl(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) {
   float* p = x.data();
   cpu::parallel_elems(x.numel(), [&](int64_t b, int64_t e) {
     philox_fill_normal(p + b, e - b, seed, stream_id, offset + uint64_t(b));

@@ -19,21 +19,13 @@ double reduce_sum(const Tensor& x, F block_sum) {
   for (double p : partial) total += p;
   return total;
 }
-void check_out(const Tensor& out, const char* op) {
-  cpu::check_cpu(out, op);
-  MDPS_CHECK(out.numel() == 1, op, ": output must hold one element, got ", shape_str(out.shape()));
-}
 }  // namespace
 
-void CpuBackend::sum(const Tensor& x, Tensor& out) {
-  cpu::check_cpu(x, "sum input");
-  check_out(out, "sum");
+void CpuBackend::sum_impl(const Tensor& x, Tensor& out) {
   out.data()[0] = float(reduce_sum(x, [](const float* p, int64_t n) { return cpu::sum_d(p, n); }));
 }
 
-void CpuBackend::sum_squares(const Tensor& x, Tensor& out) {
-  cpu::check_cpu(x, "sum_squares input");
-  check_out(out, "sum_squares");
+void CpuBackend::sum_squares_impl(const Tensor& x, Tensor& out) {
   out.data()[0] = float(reduce_sum(x, [](const float* p, int64_t n) { return cpu::sum_sq_dev_d(p, n, 0.0); }));
 }
 

@@ -7,12 +7,7 @@
 
 namespace mdps {
 
-void CpuBackend::timestep_embedding(const Tensor& t, Tensor& y) {
-  cpu::check_cpu(t, "timestep_embedding t");
-  MDPS_CHECK(t.ndim() == 1, "timestep_embedding: t must be [N], got ", shape_str(t.shape()));
-  cpu::check_cpu(y, "timestep_embedding output");
-  MDPS_CHECK(y.ndim() == 2 && y.dim(0) == t.dim(0), "timestep_embedding: output must be [", t.dim(0),
-             ", dim], got ", shape_str(y.shape()));
+void CpuBackend::timestep_embedding_impl(const Tensor& t, Tensor& y) {
   const int64_t N = t.dim(0), dim = y.dim(1), half = dim / 2;
   std::vector<float> freqs(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) freqs[size_t(i)] = timestep_frequency(i, half);

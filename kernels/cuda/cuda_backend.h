@@ -35,79 +35,7 @@ class CudaBackend final : public Backend {
   // fp32 (no tensor cores), tf32 (cuBLAS and cuDNN may use TF32 tensor
   // cores) or bf16 (the products' inputs cast to bfloat16, float32 outputs).
   void set_precision(Precision p) override;
-
-  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-            int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta, float* C, int64_t ldc,
-            int64_t stride_c, int64_t batch) override;
-  void linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) override;
-  void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
-                       Tensor* db) override;
-  void conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) override;
-  void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) override;
-  void conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) override;
-
-  void group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
-                  Tensor& y, Tensor& mean, Tensor& rstd) override;
-  void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                           const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
-                           Tensor* dgamma, Tensor* dbeta) override;
-  void silu(const Tensor& x, Tensor& y) override;
-  void silu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) override;
-  void softmax(const Tensor& x, Tensor& y) override;
-  void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override;
-  // fp32/tf32: the generic path (cuBLAS products and the softmax kernel);
-  // bf16: cuDNN's fused SDPA over bf16 copies in its layout, the generic path
-  // for shapes cuDNN refuses (cudnn_attention.h).
-  void attention(const Tensor& qkv, int heads, Tensor& a) override;
-  void attention_backward(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) override;
   std::string paths() const override;
-
-  void add(const Tensor& a, const Tensor& b, Tensor& y) override;
-  void sub(const Tensor& a, const Tensor& b, Tensor& y) override;
-  void mul(const Tensor& a, const Tensor& b, Tensor& y) override;
-  void scale(const Tensor& x, float alpha, Tensor& y) override;
-  void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
-  void scale_by_inverse_sqrt(const Tensor& x, const Tensor& sum_sq, Tensor& y) override;
-  void add_channel_bias(const Tensor& x, const Tensor& v, Tensor& y) override;
-  void sum_hw(const Tensor& dy, Tensor& dv) override;
-
-  void concat_channels(const Tensor& a, const Tensor& b, Tensor& y) override;
-  void split_channels(const Tensor& y, Tensor* a, Tensor* b) override;
-  void avg_pool2(const Tensor& x, Tensor& y) override;
-  void avg_pool2_backward(const Tensor& dy, Tensor& dx) override;
-  void upsample_nearest2(const Tensor& x, Tensor& y) override;
-  void upsample_nearest2_backward(const Tensor& dy, Tensor& dx) override;
-
-  void sum(const Tensor& x, Tensor& out) override;
-  void sum_squares(const Tensor& x, Tensor& out) override;
-
-  void timestep_embedding(const Tensor& t, Tensor& y) override;
-  void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
-                   int64_t step) override;
-  void mdps_step(const Tensor& x, const Tensor& y, const Tensor& eps, const Tensor* grad, const Tensor* mask,
-                 const Tensor* z, const StepCoeffs& c, Tensor& x_next, Tensor* x0_hat) override;
-  void replace_normal(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
-                      float sqrt_1ma) override;
-
-  // Standard normals philox::normal_at(seed, stream_id, offset + i) into x.
-  void philox_normal(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) override;
-
-  // The image ops: the CUDA forms of kernels/cpu/cpu_image_ops.h, over the
-  // arithmetic of kernels/shared/anomaly_map_arith.h.
-  void relu(const Tensor& x, Tensor& y) override;
-  void max_pool3x3_s2(const Tensor& x, Tensor& y) override;
-  void imagenet_normalise(const Tensor& x, Tensor& y) override;
-  void pixel_distance(const Tensor& a, const Tensor& b, Tensor& y) override;
-  // Fused: the pooled maps are never stored.
-  void pooled_cosine_distance(const Tensor& a, const Tensor& b, Tensor& y, float eps) override;
-  void resize_bilinear_align_corners(const Tensor& x, Tensor& y) override;
-  // kernel odd, at most 127 taps.
-  void gaussian_blur(const Tensor& x, int kernel, float sigma, Tensor& y) override;
-  void max(const Tensor& x, Tensor& out) override;
-  void anomaly_mix(const Tensor& f, const Tensor& p, const Tensor& max_f, const Tensor& max_p, float eta,
-                   Tensor& y) override;
-  // min(k, H*W) at most 2048. Waits for the result.
-  std::vector<double> image_scores(const Tensor& maps, ImageScoreKind kind, int k) override;
 
   // Device memory held in the allocator's free lists, and its return to the driver.
   size_t cached_bytes() const { return alloc_->cached_bytes(); }
@@ -118,15 +46,89 @@ class CudaBackend final : public Backend {
   size_t attention_plans() const { return attn_->plans(); }
   size_t attention_refused() const { return attn_->refused(); }
 
+ protected:
+  // The ops; the public Backend ops have checked their operands' shapes and
+  // that they live on this device (engine/core/backend_ops.cpp).
+  void gemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                 int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta, float* C, int64_t ldc,
+                 int64_t stride_c, int64_t batch) override;
+  void linear_impl(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) override;
+  void linear_backward_impl(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
+                            Tensor* db) override;
+  void conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) override;
+  void conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) override;
+  void conv2d_backward_weight_impl(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) override;
+
+  void group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps, bool silu,
+                       Tensor& y, Tensor& mean, Tensor& rstd) override;
+  void group_norm_backward_impl(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                const Tensor& mean, const Tensor& rstd, int groups, bool silu, Tensor* dx,
+                                Tensor* dgamma, Tensor* dbeta) override;
+  void silu_impl(const Tensor& x, Tensor& y) override;
+  void silu_backward_impl(const Tensor& x, const Tensor& dy, Tensor& dx) override;
+  void softmax_impl(const Tensor& x, Tensor& y) override;
+  void softmax_backward_impl(const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  // fp32/tf32: the generic path (cuBLAS products and the softmax kernel);
+  // bf16: cuDNN's fused SDPA over bf16 copies in its layout, the generic path
+  // for shapes cuDNN refuses (cudnn_attention.h).
+  void attention_impl(const Tensor& qkv, int heads, Tensor& a) override;
+  void attention_backward_impl(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) override;
+
+  void add_impl(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void sub_impl(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void mul_impl(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void scale_impl(const Tensor& x, float alpha, Tensor& y) override;
+  void axpby_impl(float alpha, const Tensor& x, float beta, Tensor& y) override;
+  void scale_by_inverse_sqrt_impl(const Tensor& x, const Tensor& sum_sq, Tensor& y) override;
+  void add_channel_bias_impl(const Tensor& x, const Tensor& v, Tensor& y) override;
+  void sum_hw_impl(const Tensor& dy, Tensor& dv) override;
+
+  void concat_channels_impl(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void split_channels_impl(const Tensor& y, Tensor* a, Tensor* b) override;
+  void avg_pool2_impl(const Tensor& x, Tensor& y) override;
+  void avg_pool2_backward_impl(const Tensor& dy, Tensor& dx) override;
+  void upsample_nearest2_impl(const Tensor& x, Tensor& y) override;
+  void upsample_nearest2_backward_impl(const Tensor& dy, Tensor& dx) override;
+
+  void sum_impl(const Tensor& x, Tensor& out) override;
+  void sum_squares_impl(const Tensor& x, Tensor& out) override;
+
+  void timestep_embedding_impl(const Tensor& t, Tensor& y) override;
+  void adam_update_impl(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
+                        int64_t step) override;
+  void mdps_step_impl(const Tensor& x, const Tensor& y, const Tensor& eps, const Tensor* grad, const Tensor* mask,
+                      const Tensor* z, const StepCoeffs& c, Tensor& x_next, Tensor* x0_hat) override;
+  void replace_normal_impl(Tensor& x, const Tensor& y, const Tensor& z_fixed, const Tensor& mask, float sqrt_a,
+                           float sqrt_1ma) override;
+
+  // Standard normals philox::normal_at(seed, stream_id, offset + i) into x.
+  void philox_normal_impl(Tensor& x, uint64_t seed, uint64_t stream_id, uint64_t offset) override;
+
+  // The image ops: the CUDA forms of kernels/cpu/cpu_image_ops.h, over the
+  // arithmetic of kernels/shared/anomaly_map_arith.h.
+  void relu_impl(const Tensor& x, Tensor& y) override;
+  void max_pool3x3_s2_impl(const Tensor& x, Tensor& y) override;
+  void imagenet_normalise_impl(const Tensor& x, Tensor& y) override;
+  void pixel_distance_impl(const Tensor& a, const Tensor& b, Tensor& y) override;
+  // Fused: the pooled maps are never stored.
+  void pooled_cosine_distance_impl(const Tensor& a, const Tensor& b, Tensor& y, float eps) override;
+  void resize_bilinear_align_corners_impl(const Tensor& x, Tensor& y) override;
+  // kernel odd, at most 127 taps.
+  void gaussian_blur_impl(const Tensor& x, int kernel, float sigma, Tensor& y) override;
+  void max_impl(const Tensor& x, Tensor& out) override;
+  void anomaly_mix_impl(const Tensor& f, const Tensor& p, const Tensor& max_f, const Tensor& max_p, float eta,
+                        Tensor& y) override;
+  // min(k, H*W) at most 2048. Waits for the result.
+  std::vector<double> image_scores_impl(const Tensor& maps, ImageScoreKind kind, int k) override;
+
  private:
-  void elementwise(cuda::EwOp op, const Tensor* a, const Tensor* b, Tensor& y, float alpha, float beta,
-                   int64_t b_div, int64_t b_mod, const char* what);
+  void elementwise(cuda::EwOp op, const Tensor* a, const Tensor* b, Tensor& y, float alpha, float beta, int64_t b_div,
+                   int64_t b_mod);
 
   // Releases everything; never throws (the destructor, a failed constructor).
   void destroy() noexcept;
 
-  void conv_shape(const Tensor& x, const Tensor& w, const Shape& y, ConvGeom g, const char* op,
-                  cuda::ConvShape& s) const;
+  void conv_shape(const Tensor& x, const Tensor& w, ConvGeom g, const char* op, cuda::ConvShape& s) const;
 
   int device_ = 0;
   cuda::Stream stream_ = nullptr;
