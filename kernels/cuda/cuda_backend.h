@@ -1,6 +1,8 @@
 // The CUDA backend: a caching allocator over device memory, one stream,
 // cuBLAS for products, cuDNN for convolutions and the hand-written kernels of
-// kernels/cuda/*.cu. docs/gpu.md says what has (never) run on a GPU.
+// kernels/cuda/*.cu. Its ops are defined one family per file,
+// kernels/cuda/backend_<family>.cpp, as the CPU's are in kernels/cpu/<family>.cpp.
+// docs/gpu.md says what has (never) run on a GPU.
 #pragma once
 #include "engine/core/backend.h"
 #include "kernels/cuda/launchers.h"
