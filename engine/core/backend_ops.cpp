@@ -368,7 +368,8 @@ void Backend::timestep_embedding(const Tensor& t, Tensor& y) {
 
 void Backend::adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                           int64_t step) {
-  check_operands(*this, "adam_update", {{"param", &param}, {"grad", &grad}, {"first moment", &m}, {"second moment", &v}});
+  check_operands(*this, "adam_update",
+                 {{"param", &param}, {"grad", &grad}, {"first moment", &m}, {"second moment", &v}});
   check_shape(grad, param.shape(), "adam_update grad");
   check_shape(m, param.shape(), "adam_update first moment");
   check_shape(v, param.shape(), "adam_update second moment");

@@ -7,7 +7,8 @@
 #   MDPS_SKIP_INSTALL=1 / MDPS_SKIP_PYTHON=1 / MDPS_SKIP_SANITIZERS=1 / MDPS_SKIP_FUZZ=1 / MDPS_SKIP_STANDIN=1 skip those stages locally.
 # The `standin` stages build the CUDA backend against the CPU stand-ins of the
 # CUDA runtime, cuBLAS and cuDNN (-DMDPS_CUDA_STANDIN=ON, docs/gpu.md) and run
-# it: test_cuda_backend and test_cuda_standin, then `mdps eval --device cuda`
+# it: test_cuda_backend, test_cuda_standin and the table of backend op cases
+# (test_backend_ops, every op against the CPU), then `mdps eval --device cuda`
 # against `--device cpu` on the demo data. Stand-in results, never GPU results;
 # without the CUDA headers the stages report themselves skipped.
 # The Python package is installed with pip and tested with pytest
@@ -66,8 +67,8 @@ if [ -z "${MDPS_SKIP_STANDIN:-}" ]; then
     standin_skipped=1
   else
     stage standin-build 1800 cmake --build build-standin -j"$JOBS" --target mdps test_cuda_backend \
-      test_cuda_standin standin_compare_maps
-    stage standin-test 900 bash -c "ctest --test-dir build-standin -R '^test_cuda_(backend|standin)\$' --output-on-failure 2>&1 | tee build-standin/ctest.log; exit \${PIPESTATUS[0]}"
+      test_cuda_standin test_backend_ops standin_compare_maps
+    stage standin-test 900 bash -c "ctest --test-dir build-standin -R '^test_(cuda_backend|cuda_standin|backend_ops)\$' --output-on-failure 2>&1 | tee build-standin/ctest.log; exit \${PIPESTATUS[0]}"
     # The whole evaluation (U-Net sampler, ResNet map, scores) on the stand-ins
     # against the CPU: a tiny demo prior, 3 test images, 2 + 4 DDIM steps.
     SD=build-standin/eval-check
@@ -128,7 +129,7 @@ if [ -z "${MDPS_SKIP_PYTHON:-}" ] && [ -f build-python/pytest.log ]; then
   skipped=$((skipped + $(count skipped)))
 fi
 [ $status -ne 0 ] && [ $failed -eq 0 ] && failed=1  # a stage failed outside CTest (build, fuzz)
-# The stand-in stage without the CUDA headers: its two suites count as skipped.
-[ -n "${standin_skipped:-}" ] && skipped=$((skipped + 2))
+# The stand-in stage without the CUDA headers: its three suites count as skipped.
+[ -n "${standin_skipped:-}" ] && skipped=$((skipped + 3))
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit $status
