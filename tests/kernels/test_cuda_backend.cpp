@@ -196,9 +196,8 @@ TEST_CASE("cuda: gemm and linear match the CPU") {
   CHECK(rel(gc, rc) <= 1e-5);
 }
 
-#ifdef MDPS_WITH_CUDA
 TEST_CASE("cuda: the anomaly map's pooled cosine, blur and bilinear resize match the CPU") {
-  auto& g = static_cast<CudaBackend&>(gpu());
+  Backend& g = gpu();
   // The feature distance at the WRN layer-2 shape of a 64x64 image (and odd
   // sizes): the pooled floats are bit-equal, the double sums may contract to
   // fma on the GPU, which moves the float result by at most an ulp or two.
@@ -236,7 +235,7 @@ TEST_CASE("cuda: the anomaly map's pooled cosine, blur and bilinear resize match
 }
 
 TEST_CASE("cuda: the top-k image scores match the CPU") {
-  auto& g = static_cast<CudaBackend&>(gpu());
+  Backend& g = gpu();
   // 256x256 maps with k = 500, a map smaller than k, and ties.
   std::vector<float> tied = random_floats(2 * 4096, 77);
   for (float& v : tied) v = std::floor(v * 4.f) / 4.f;
@@ -265,7 +264,6 @@ TEST_CASE("cuda: the top-k image scores match the CPU") {
   // More values than one block sorts in shared memory is refused, not truncated.
   CHECK_THROWS_AS(g.image_scores(on_gpu(test::random_tensor({1, 1, 64, 64}, 79)), ImageScoreKind::TopKMean, 4096), Error);
 }
-#endif
 
 TEST_CASE("cuda: relu, max pool, ImageNet normalisation, pixel term, max and mix match the CPU") {
   Backend& g = gpu();
@@ -343,9 +341,8 @@ TEST_CASE("cuda: the whole anomaly map and its scores on the device match the CP
   CHECK(rel(pix.combined, pixc.combined) <= 1e-6);
 }
 
-#ifdef MDPS_WITH_CUDA
 TEST_CASE("cuda: Philox normals match the host stream") {
-  auto& g = static_cast<CudaBackend&>(gpu());
+  Backend& g = gpu();
   for (uint64_t offset : {uint64_t(0), uint64_t(3)}) {
     Tensor t = Tensor::empty({1001}, g);
     g.philox_normal(t, 42, 7, offset);
@@ -354,7 +351,6 @@ TEST_CASE("cuda: Philox normals match the host stream") {
     CHECK(test::max_abs_diff(t.to_vector().data(), ref.data(), 1001) <= 1e-5);
   }
 }
-#endif
 
 TEST_CASE("cuda: group_norm_backward (+SiLU) and softmax_backward match the CPU") {
   Backend& g = gpu();
