@@ -156,6 +156,11 @@ double fp32_peak_gflops(int threads) {
   return gflops(fp32_kernel(isa), std::max(1, threads), 0.1);
 }
 
+double bf16_peak_gflops(int threads) {
+  if (!cpu_has_bf16_dot()) return 0;
+  return gflops(Kernel{dot_bf16, 4.0 * 16 * kChains}, std::max(1, threads), 0.1);
+}
+
 void bench_peak(int threads, bool json) {
   if (threads <= 0) threads = cpu_backend().threads();
   const PeakResult r = measure_peak(threads);

@@ -8,6 +8,7 @@
 // per bf16 pair, float32 accumulation) where the CPU has it. The kernel is
 // chosen at run time from cpuid, whatever -march the binary was built with.
 #pragma once
+#include "engine/core/backend.h"
 #include <string>
 
 namespace mdps::bench {
@@ -25,6 +26,13 @@ struct PeakResult {
 PeakResult measure_peak(int threads, double seconds = 0.2);
 // FP32 FMA peak of `threads` threads, GFLOP/s (what forward_of_peak divides by).
 double fp32_peak_gflops(int threads);
+// BF16 dot-product peak of `threads` threads, GFLOP/s; 0 without AVX512-BF16.
+double bf16_peak_gflops(int threads);
+// The peak that the products of `p` run against (bf16: the BF16 dot-product
+// peak, else fp32): the denominator of forward_of_peak.
+inline double precision_peak_gflops(Precision p, int threads) {
+  return p == Precision::BF16 ? bf16_peak_gflops(threads) : fp32_peak_gflops(threads);
+}
 
 // `mdps bench peak`: the table, and with json one JSON object on the last line.
 void bench_peak(int threads, bool json);
