@@ -10,7 +10,7 @@
 // The weight gradient: the direct kernel where the forward uses it, else
 // im2col + sgemm per image.
 //
-// Under --precision bf16 (AVX512-BF16, conv_bf16.h) the forward's products
+// Under --precision bf16 (AMX or AVX512-BF16, conv_bf16.h) the forward's products
 // and the direct data gradient's run on bfloat16 inputs: stride-1 levels 16 or
 // more wide through the bf16 direct kernel, 1x1 convolutions as one flat row
 // per image, the rest as im2col (images grouped as above) followed by the same

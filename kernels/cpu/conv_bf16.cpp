@@ -150,6 +150,138 @@ MDPS_BF16_TARGET void pixels(const Geom& g, const uint32_t* xp, const uint32_t* 
 void pixels(const Geom&, const uint32_t*, const uint32_t*, const int64_t*, const float*, int64_t, int64_t, float*) {}
 #endif
 
+// ---- AMX (tdpbf16ps on tiles) ------------------------------------------------
+//
+// The same padded image of channel-pair words is, seen 16 pairs at a time, an
+// AMX "B" tile: row j = channel pair j of a block of 16, columns = 16
+// consecutive output pixels of one row vector (row stride = one pair plane).
+// The weights are packed as "A" tiles: row = output channel (16 per block),
+// columns = the 16 channel pairs' (w[2c], w[2c+1]) words for one kernel tap.
+// One tdpbf16ps then adds a 16 x 16 x 32 product into a float32 tile of 16
+// output channels by 16 pixels. Four accumulator tiles (2 channel blocks x 2
+// pixel vectors), two A and two B tiles: the 8 tile registers.
+//
+// Used where both channel counts are at least kAmxMinChannels (the tiles'
+// padding to 32 input and 16 output channels would waste the rest), else the
+// AVX512-BF16 path above.
+constexpr int64_t kAmxMinChannels = 16;
+
+struct AmxGeom {
+  int64_t cpb;   // blocks of 16 channel pairs
+  int64_t cb16;  // blocks of 16 output channels, rounded up to even
+  int64_t kk;    // kernel taps KH * KW
+  explicit AmxGeom(const Geom& g)
+      : cpb((g.Cp + 15) / 16), cb16(((g.s.Co + 15) / 16 + 1) / 2 * 2), kk(g.s.KH * g.s.KW) {}
+  int64_t padded_len(const Geom& g) const { return cpb * 16 * g.plane + kLanes; }
+  // Words of one A tile, and where the tile of (co block, tap, pair block) starts.
+  static constexpr int64_t kTile = 16 * 16;
+  int64_t weight_len() const { return cb16 * kk * cpb * kTile; }
+  int64_t a_tile(int64_t cb, int64_t k, int64_t pb) const { return ((cb * kk + k) * cpb + pb) * kTile; }
+};
+
+void pack_weights_amx(const Geom& g, const AmxGeom& a, const float* w, uint32_t* packed) {
+  const int64_t KK = a.kk, K = g.s.Ci * KK;
+  for (int64_t cb = 0; cb < a.cb16; ++cb)
+    for (int64_t k = 0; k < KK; ++k)
+      for (int64_t pb = 0; pb < a.cpb; ++pb) {
+        uint32_t* t = packed + a.a_tile(cb, k, pb);
+        for (int r = 0; r < 16; ++r) {
+          const int64_t co = cb * 16 + r;
+          for (int j = 0; j < 16; ++j) {
+            const int64_t c0 = 2 * (pb * 16 + j), c1 = c0 + 1;
+            const float lo = co < g.s.Co && c0 < g.s.Ci ? w[co * K + c0 * KK + k] : 0.f;
+            const float hi = co < g.s.Co && c1 < g.s.Ci ? w[co * K + c1 * KK + k] : 0.f;
+            t[r * 16 + j] = bf16_pair(lo, hi);
+          }
+        }
+      }
+}
+
+#if defined(__x86_64__)
+// Tile registers by number; "memory" so that the compiler orders the tile
+// loads and stores with the plain accesses around them.
+#define MDPS_AMX_LOAD(t, base, stride) \
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"(int64_t(stride)) : "memory")
+#define MDPS_AMX_STORE(t, base, stride) \
+  __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"(int64_t(stride)) : "memory")
+#define MDPS_AMX_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::)
+#define MDPS_AMX_DP(c, a, b) __asm__ volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+
+// Every tile 16 rows of 64 bytes (the tile configuration is per thread).
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+  TileConfig() {
+    for (int t = 0; t < 8; ++t) {
+      colsb[t] = 64;
+      rows[t] = 16;
+    }
+  }
+};
+
+// Pixel vectors [vb, ve) of one image, every output channel block, on this
+// thread's tiles (configured here, released at the end).
+void pixels_amx(const Geom& g, const AmxGeom& a, const uint32_t* xp, const uint32_t* wamx, const float* b,
+                int64_t vb, int64_t ve, float* y) {
+  static const TileConfig cfg;
+  __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
+  alignas(64) float acc[4][16][16];
+  const int64_t P = g.Ho * g.Wo, pair_stride = g.plane * int64_t(sizeof(uint32_t));
+  for (int64_t v0 = vb; v0 < ve; v0 += 2) {
+    const int64_t nv = std::min<int64_t>(2, ve - v0);
+    int64_t oh[2], ow[2];
+    const uint32_t* base[2];
+    for (int j = 0; j < 2; ++j) {
+      const int64_t v = v0 + std::min<int64_t>(j, nv - 1);  // a lone last vector is computed twice, stored once
+      oh[j] = v / g.rv;
+      ow[j] = (v % g.rv) * kLanes;
+      base[j] = xp + oh[j] * g.Ws + ow[j];
+    }
+    for (int64_t cb = 0; cb < a.cb16; cb += 2) {
+      MDPS_AMX_ZERO(0);
+      MDPS_AMX_ZERO(1);
+      MDPS_AMX_ZERO(2);
+      MDPS_AMX_ZERO(3);
+      for (int64_t k = 0; k < a.kk; ++k) {
+        const int64_t off = (k / g.s.KW) * g.Ws + k % g.s.KW;
+        for (int64_t pb = 0; pb < a.cpb; ++pb) {
+          const int64_t boff = off + pb * 16 * g.plane;
+          MDPS_AMX_LOAD(6, base[0] + boff, pair_stride);
+          MDPS_AMX_LOAD(7, base[1] + boff, pair_stride);
+          MDPS_AMX_LOAD(4, wamx + a.a_tile(cb, k, pb), 64);
+          MDPS_AMX_LOAD(5, wamx + a.a_tile(cb + 1, k, pb), 64);
+          MDPS_AMX_DP(0, 4, 6);
+          MDPS_AMX_DP(1, 4, 7);
+          MDPS_AMX_DP(2, 5, 6);
+          MDPS_AMX_DP(3, 5, 7);
+        }
+      }
+      MDPS_AMX_STORE(0, &acc[0][0][0], 64);
+      MDPS_AMX_STORE(1, &acc[1][0][0], 64);
+      MDPS_AMX_STORE(2, &acc[2][0][0], 64);
+      MDPS_AMX_STORE(3, &acc[3][0][0], 64);
+      for (int t = 0; t < 4; ++t) {
+        const int j = t & 1;
+        if (j >= nv) continue;
+        const int64_t lanes = std::min<int64_t>(kLanes, g.Wo - ow[j]);
+        for (int r = 0; r < 16; ++r) {
+          const int64_t co = (cb + (t >> 1)) * 16 + r;
+          if (co >= g.s.Co) break;
+          const float bias = b ? b[co] : 0.f;
+          float* dst = y + co * P + oh[j] * g.Wo + ow[j];
+          for (int64_t l = 0; l < lanes; ++l) dst[l] = acc[t][r][l] + bias;
+        }
+      }
+    }
+  }
+  __asm__ volatile("tilerelease" ::);
+}
+#else
+void pixels_amx(const Geom&, const AmxGeom&, const uint32_t*, const uint32_t*, const float*, int64_t, int64_t,
+                float*) {}
+#endif
+
 }  // namespace
 
 void conv2d_bf16(const Bf16ConvShape& s, const float* X, const float* Wt, const float* B, float* Y) {
@@ -157,29 +289,43 @@ void conv2d_bf16(const Bf16ConvShape& s, const float* X, const float* Wt, const 
   const Geom g(s);
   MDPS_CHECK(g.Ho > 0 && g.Wo > 0 && s.Ci > 0, "conv2d (bf16): empty output for input [", s.N, ", ", s.Ci, ", ",
              s.H, ", ", s.W, "] and kernel ", s.KH, "x", s.KW, " padding ", s.p);
+  const bool amx = has_amx_bf16() && s.Ci >= kAmxMinChannels && s.Co >= kAmxMinChannels;
+  const AmxGeom ag(g);
   // Packed weights and offsets are the calling thread's; the workers only read them.
-  std::vector<uint32_t> wpack(size_t(g.co_blocks() * g.taps() * kCoT));
-  std::vector<int64_t> off(size_t(g.taps()));
-  pack_weights(g, Wt, wpack.data());
-  tap_offsets(g, off.data());
+  std::vector<uint32_t> wpack(size_t(amx ? ag.weight_len() : g.co_blocks() * g.taps() * kCoT));
+  std::vector<int64_t> off(size_t(amx ? 0 : g.taps()));
+  if (amx) {
+    pack_weights_amx(g, ag, Wt, wpack.data());
+  } else {
+    pack_weights(g, Wt, wpack.data());
+    tap_offsets(g, off.data());
+  }
   const int64_t P = g.Ho * g.Wo, in_len = s.Ci * s.H * s.W;
+  // AMX reads whole blocks of 16 channel pairs: the planes past Cp stay zero.
+  const int64_t padded = amx ? ag.padded_len(g) : g.padded_len();
+  const int64_t step = amx ? 2 : kNV;  // pixel vectors per tile step
+  auto run = [&](const uint32_t* xp, int64_t vb, int64_t ve, float* yn) {
+    if (amx) pixels_amx(g, ag, xp, wpack.data(), B, vb, ve, yn);
+    else pixels(g, xp, wpack.data(), off.data(), B, vb, ve, yn);
+  };
   auto image = [&](int64_t n, bool split_pixels) {
-    uint32_t* xp = buffer<uint32_t>(size_t(g.padded_len()), 0);
+    uint32_t* xp = buffer<uint32_t>(size_t(padded), 0);
     {
-      trace::Scope ts("conv.pad_bf16", "kernel");
-      if (ts.active()) ts.bytes(in_len * 4 + g.padded_len() * 4);
+      trace::Scope ts(amx ? "conv.pad_bf16_amx" : "conv.pad_bf16", "kernel");
+      if (ts.active()) ts.bytes(in_len * 4 + padded * 4);
+      if (padded > g.padded_len()) std::memset(xp + g.padded_len(), 0, sizeof(uint32_t) * size_t(padded - g.padded_len()));
       pad_input(g, X + n * in_len, xp);
     }
-    trace::Scope ts("conv.direct_bf16", "kernel");
+    trace::Scope ts(amx ? "conv.amx_bf16" : "conv.direct_bf16", "kernel");
     if (ts.active()) ts.flops(2 * s.Co * P * s.Ci * s.KH * s.KW);
     float* yn = Y + n * s.Co * P;
     if (!split_pixels) {
-      pixels(g, xp, wpack.data(), off.data(), B, 0, g.pixel_vectors(), yn);
+      run(xp, 0, g.pixel_vectors(), yn);
       return;
     }
-    const int64_t tiles = (g.pixel_vectors() + kNV - 1) / kNV;
+    const int64_t tiles = (g.pixel_vectors() + step - 1) / step;
     parallel_for(tiles, [&](int64_t tb, int64_t te) {
-      pixels(g, xp, wpack.data(), off.data(), B, tb * kNV, std::min(g.pixel_vectors(), te * kNV), yn);
+      run(xp, tb * step, std::min(g.pixel_vectors(), te * step), yn);
     });
   };
   const int nt = ThreadPool::global().threads();

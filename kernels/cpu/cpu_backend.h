@@ -1,7 +1,7 @@
 // The CPU backend: the reference implementation of every op, multithreaded
 // through the engine's ThreadPool, matrix products through OpenBLAS sgemm.
-// Under --precision bf16 the convolutions run on bfloat16 inputs through
-// AVX512-BF16 (kernels/cpu/conv_bf16.h); everything else stays fp32.
+// Under --precision bf16 the convolutions run on bfloat16 inputs through AMX
+// or AVX512-BF16 (kernels/cpu/conv_bf16.h); everything else stays fp32.
 // Op bodies live one idea per file in kernels/cpu/*.cpp.
 #pragma once
 #include "engine/core/backend.h"

@@ -5,6 +5,8 @@
 #include <cstdint>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace mdps::cpu {
@@ -12,6 +14,7 @@ namespace mdps::cpu {
 namespace {
 
 std::atomic<bool> g_forced_off{false};
+std::atomic<bool> g_amx_forced_off{false};
 
 #if defined(__x86_64__) || defined(__i386__)
 // The OS saves the SSE, AVX and AVX-512 (opmask, upper zmm halves, zmm16-31)
@@ -33,8 +36,23 @@ bool detect_avx512_bf16() {
   __cpuid_count(7, 1, a, b, c, d);
   return (a & (1u << 5)) && os_saves_zmm();
 }
+
+bool detect_amx_bf16() {
+  unsigned a, b, c, d;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  if (!(d & (1u << 22)) || !(d & (1u << 24))) return false;  // AMX-BF16, AMX-TILE
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & (3u << 17)) != (3u << 17)) return false;  // XTILECFG, XTILEDATA
+  // The tile data is dynamically enabled state: ask for it once per process.
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
 #else
 bool detect_avx512_bf16() { return false; }
+bool detect_amx_bf16() { return false; }
 #endif
 
 }  // namespace
@@ -45,5 +63,12 @@ bool has_avx512_bf16() {
 }
 
 void force_no_avx512_bf16(bool off) { g_forced_off.store(off, std::memory_order_relaxed); }
+
+bool has_amx_bf16() {
+  static const bool hw = detect_amx_bf16();
+  return hw && has_avx512_bf16() && !g_amx_forced_off.load(std::memory_order_relaxed);
+}
+
+void force_no_amx(bool off) { g_amx_forced_off.store(off, std::memory_order_relaxed); }
 
 }  // namespace mdps::cpu

@@ -15,4 +15,14 @@ bool has_avx512_bf16();
 // CPU, so the refusal of --precision bf16 can be tested on any machine.
 void force_no_avx512_bf16(bool off);
 
+// AMX with BF16 tiles (tdpbf16ps): cpuid leaf 7 EDX bits 22 and 24, the OS
+// enables the tile state (XCR0 bits 17 and 18) and grants this process its
+// use (arch_prctl ARCH_REQ_XCOMP_PERM, Linux 5.16+; asked once). True only
+// where has_avx512_bf16() is too (the small convolutions take that path);
+// false while either is forced off.
+bool has_amx_bf16();
+// Test hook: while forced off, has_amx_bf16() answers false (the bf16
+// kernels then take the AVX512-BF16 path), so both paths can be tested.
+void force_no_amx(bool off);
+
 }  // namespace mdps::cpu

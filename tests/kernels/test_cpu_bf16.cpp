@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 using namespace mdps;
 
@@ -50,6 +51,16 @@ double order_error(const Tensor& got, const Tensor& ref, const Tensor& scale) {
   return worst;
 }
 
+// Each test runs on the AMX path (where the CPU has it) and on the
+// AVX512-BF16 path (AMX forced off).
+struct NoAmx {
+  explicit NoAmx(bool off) { cpu::force_no_amx(off); }
+  ~NoAmx() { cpu::force_no_amx(false); }
+};
+std::vector<bool> amx_passes() {
+  return cpu::has_amx_bf16() ? std::vector<bool>{false, true} : std::vector<bool>{true};
+}
+
 struct ConvCase {
   int64_t N, Ci, H, W, Co, K;
   int stride, pad;
@@ -73,8 +84,10 @@ const ConvCase kCases[] = {
 
 TEST_CASE("bf16 convolution = fp32 convolution of bf16-rounded inputs, up to accumulation order") {
   Backend& b = be();
+  for (bool no_amx : amx_passes())
   for (const ConvCase& c : kCases) {
-    INFO(c.what);
+    NoAmx path(no_amx);
+    INFO(c.what << (no_amx ? " (AVX512-BF16)" : " (AMX)"));
     const ConvGeom g{c.stride, c.pad};
     const int64_t Ho = conv_out_size(c.H, c.K, g), Wo = conv_out_size(c.W, c.K, g);
     Tensor x = test::random_tensor({c.N, c.Ci, c.H, c.W}, 1), w = test::random_tensor({c.Co, c.Ci, c.K, c.K}, 2),
@@ -97,10 +110,31 @@ TEST_CASE("bf16 convolution = fp32 convolution of bf16-rounded inputs, up to acc
   }
 }
 
+TEST_CASE("bf16: AMX and AVX512-BF16 are different paths to the same sums") {
+  Backend& b = be();
+  if (!cpu::has_amx_bf16()) {
+    MESSAGE("no AMX on this CPU: the AVX512-BF16 path alone ran");
+    return;
+  }
+  const ConvGeom g{1, 1};
+  Tensor x = test::random_tensor({2, 32, 16, 16}, 8), w = test::random_tensor({32, 32, 3, 3}, 9);
+  Tensor amx = Tensor::empty({2, 32, 16, 16}, b), avx = amx.clone();
+  Bf16Scope bf16;
+  b.conv2d(x, w, nullptr, amx, g);
+  {
+    NoAmx off(true);
+    b.conv2d(x, w, nullptr, avx, g);
+  }
+  CHECK_FALSE(test::same_bits(amx, avx));  // the accumulation orders differ: AMX ran
+  CHECK(test::rel_l2(amx.to_vector(), avx.to_vector()) < 1e-5);
+}
+
 TEST_CASE("bf16 data gradient of the direct convolution = fp32 on rounded inputs, up to accumulation order") {
   Backend& b = be();
+  for (bool no_amx : amx_passes())
   for (const ConvCase& c : kCases) {
-    INFO(c.what);
+    NoAmx path(no_amx);
+    INFO(c.what << (no_amx ? " (AVX512-BF16)" : " (AMX)"));
     const ConvGeom g{c.stride, c.pad};
     const int64_t Ho = conv_out_size(c.H, c.K, g), Wo = conv_out_size(c.W, c.K, g);
     Tensor dy = test::random_tensor({c.N, c.Co, Ho, Wo}, 4), w = test::random_tensor({c.Co, c.Ci, c.K, c.K}, 5);
