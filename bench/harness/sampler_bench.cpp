@@ -92,7 +92,7 @@ void bench_sampler(const UNetBenchArgs& a) {
               per_image, total / fwd);
   if (on_cpu)
     std::printf("  forward          %.1f GFLOP/s, %.0f%% of the %s peak (%.1f GFLOP/s %s, %d threads)\n", fwd_gflops,
-                100.0 * fwd_gflops / peak, be.precision() == Precision::BF16 ? "BF16 dot" : "FMA", peak,
+                100.0 * fwd_gflops / peak, be.precision() == Precision::BF16 ? "BF16" : "FMA", peak,
                 precision_name(be.precision()), be.threads());
   print_paths(be);
   std::string op_rows;

@@ -2,6 +2,7 @@
 #include "bench/harness/measure.h"
 #include "bench/harness/op_report.h"
 #include "bench/harness/peak.h"
+#include "kernels/cpu/cpu_features.h"
 #include "engine/core/json_mini.h"
 #include "engine/core/ops.h"
 #include "engine/io/safetensors.h"
@@ -50,7 +51,7 @@ struct UNetBench {
     double sgemm = 0;             // ceiling GFLOP/s, timed beside the forward runs
     double forward_of_sgemm = 0;  // median of the per-run forward / ceiling ratios
     double fp32_peak = 0;         // the cores' FMA peak (bench/harness/peak.h), CPU only
-    double peak = 0;              // the peak of the backend's precision (bf16: the BF16 dot peak)
+    double peak = 0;              // the peak of the backend's precision (bf16: the BF16 peak, AMX where present)
   };
   // One run of each timed phase; each ends when the backend has finished.
   void run_forward() {
@@ -250,7 +251,7 @@ void bench_unet(const UNetBenchArgs& a) {
   const double gflops = flops_per_image * double(a.batch) / fwd / 1e9;
   const double sgemm = tm.sgemm, of_sgemm = tm.forward_of_sgemm;
   const double of_peak = tm.peak > 0 ? gflops / tm.peak : 0;
-  const char* peak_kind = be.precision() == Precision::BF16 ? "BF16 dot" : "FMA";
+  const char* peak_kind = be.precision() == Precision::BF16 ? "BF16" : "FMA";
   const double rss = peak_rss_mb();
   print_unet_header(a, b);
   const bool on_cpu = be.device() == Device::CPU;
@@ -266,8 +267,8 @@ void bench_unet(const UNetBenchArgs& a) {
   if (on_cpu)
     std::printf("  FMA peak         %.1f GFLOP/s (fp32, %d threads; mdps bench peak)\n", tm.fp32_peak, be.threads());
   if (on_cpu && be.precision() == Precision::BF16)
-    std::printf("  BF16 dot peak    %.1f GFLOP/s (vdpbf16ps, %d threads; forward_of_peak divides by it)\n", tm.peak,
-                be.threads());
+    std::printf("  BF16 peak        %.1f GFLOP/s (%s, %d threads; forward_of_peak divides by it)\n", tm.peak,
+                cpu::has_amx_bf16() ? "AMX tdpbf16ps" : "vdpbf16ps", be.threads());
   std::printf("  peak RSS         %.0f MB (allocator peak %.0f MB%s)\n", rss,
               double(be.stats().peak_bytes.load()) / 1048576.0, on_cpu ? "" : " on the device");
   print_paths(be);
@@ -284,7 +285,7 @@ void bench_unet(const UNetBenchArgs& a) {
     const std::string ceiling = on_cpu ? cat(sgemm) : "null", fraction = on_cpu ? cat(of_sgemm) : "null";
     const std::string peak = on_cpu ? cat(tm.fp32_peak) : "null", of_peak_s = on_cpu ? cat(of_peak) : "null";
     const std::string ops_key = a.ops ? cat(", \"ops\": [", op_rows, "]") : "";
-    // Under bf16 forward_of_peak is of the BF16 dot peak, given beside the fp32 one.
+    // Under bf16 forward_of_peak is of the BF16 peak, given beside the fp32 one.
     const std::string bf16_key =
         on_cpu && be.precision() == Precision::BF16 ? cat(", \"bf16_peak_gflops\": ", tm.peak) : "";
     std::printf(

@@ -2,6 +2,7 @@
 // AVX-512 instructions carries the target attribute, so the file builds with
 // any -march and its code runs only after has_avx512_bf16() said yes.
 #include "kernels/cpu/conv_bf16.h"
+#include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/shared/bf16.h"
 #include "engine/core/common.h"
@@ -198,34 +199,12 @@ void pack_weights_amx(const Geom& g, const AmxGeom& a, const float* w, uint32_t*
 }
 
 #if defined(__x86_64__)
-// Tile registers by number; "memory" so that the compiler orders the tile
-// loads and stores with the plain accesses around them.
-#define MDPS_AMX_LOAD(t, base, stride) \
-  __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"(int64_t(stride)) : "memory")
-#define MDPS_AMX_STORE(t, base, stride) \
-  __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"(int64_t(stride)) : "memory")
-#define MDPS_AMX_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::)
-#define MDPS_AMX_DP(c, a, b) __asm__ volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
-
-// Every tile 16 rows of 64 bytes (the tile configuration is per thread).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-  TileConfig() {
-    for (int t = 0; t < 8; ++t) {
-      colsb[t] = 64;
-      rows[t] = 16;
-    }
-  }
-};
-
 // Pixel vectors [vb, ve) of one image, every output channel block, on this
 // thread's tiles (configured here, released at the end).
 void pixels_amx(const Geom& g, const AmxGeom& a, const uint32_t* xp, const uint32_t* wamx, const float* b,
                 int64_t vb, int64_t ve, float* y) {
-  static const TileConfig cfg;
-  __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
+  static const AmxTileConfig cfg;
+  amx_configure(cfg);
   alignas(64) float acc[4][16][16];
   const int64_t P = g.Ho * g.Wo, pair_stride = g.plane * int64_t(sizeof(uint32_t));
   for (int64_t v0 = vb; v0 < ve; v0 += 2) {
@@ -275,7 +254,7 @@ void pixels_amx(const Geom& g, const AmxGeom& a, const uint32_t* xp, const uint3
       }
     }
   }
-  __asm__ volatile("tilerelease" ::);
+  amx_release();
 }
 #else
 void pixels_amx(const Geom&, const AmxGeom&, const uint32_t*, const uint32_t*, const float*, int64_t, int64_t,

@@ -118,7 +118,7 @@ TEST_CASE("bench --precision bf16 on the CPU: timed against the BF16 peak where 
   CHECK(number(j, "bf16_peak_gflops") > 0);
   CHECK(number(j, "forward_of_peak") ==
         doctest::Approx(number(j, "forward_gflops") / number(j, "bf16_peak_gflops")).epsilon(1e-3));
-  CHECK(r.out.find("of the BF16 dot peak") != std::string::npos);
+  CHECK(r.out.find("of the BF16 peak") != std::string::npos);
 }
 
 TEST_CASE("bench --vs-pytorch: MDPS_BENCH_PYTHON names the interpreter when --python is not given") {
@@ -172,6 +172,10 @@ TEST_CASE("bench peak: the FMA peak on 1 and N threads, and the forward's fracti
   const json::Value* bf16 = j.find("bf16_peak_gflops");
   REQUIRE(bf16);
   if (bf16->kind != json::Kind::Null) CHECK(bf16->number > 0);  // null: the CPU has no AVX512-BF16
+  const json::Value* amx = j.find("amx_bf16_peak_gflops");
+  REQUIRE(amx);
+  CHECK((amx->kind == json::Kind::Null) == !cpu::has_amx_bf16());
+  if (amx->kind != json::Kind::Null) CHECK(amx->number > 0);
   Run u = run(test::binary_dir() + "/mdps bench unet --json --runs 1 --image-size 16 --base-channels 32 --batch 1 "
               "--threads 1");
   CAPTURE(u.out);
