@@ -19,6 +19,9 @@ using namespace mdps;
 namespace {
 
 Backend& be() {
+  // MDPS_TEST_FORCE_NO_BF16=1 plays a CPU without the instructions (the
+  // dispatch's hook), to check that the suite then reports skipped.
+  if (const char* e = std::getenv("MDPS_TEST_FORCE_NO_BF16"); e && *e == '1') cpu::force_no_avx512_bf16(true);
   if (!cpu::has_avx512_bf16()) {
     std::printf("SKIPPED: this CPU has no AVX512-BF16\n");
     std::fflush(stdout);
