@@ -365,6 +365,83 @@ def forwarded_args(args):
     return a + (["--model", args.model] if args.model else [])
 
 
+# ---- the training loop with its data loading, as `mdps bench train` ------------------
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def training_files(folder):
+    """The images `mdps train` reads: train/good of a category root, else the folder itself."""
+    for sub in ("train/good", "train/ok"):
+        if os.path.isdir(os.path.join(folder, sub)):
+            folder = os.path.join(folder, sub)
+            break
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def run_train_loop(args):
+    """The same work as `mdps train`: decode every image once (8-bit, resized by Pillow to the model
+    size, bilinear), then per step a batch from a per-epoch permutation, a timestep and noise per
+    sample, the noise-prediction loss, its backward and an Adam step (coupled weight decay 0.05).
+    Timed from the first file read to the last step: images per second with the loading included."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise SystemExit("pytorch_twin: --train-loop needs Pillow to decode the images (pip install pillow)")
+    if args.steps < 1:
+        raise SystemExit("pytorch_twin: --steps must be >= 1")
+    t0 = time.perf_counter()
+    files = training_files(args.train_loop)
+    if not files:
+        raise SystemExit(f"pytorch_twin: no images in '{args.train_loop}'")
+    S = args.image_size
+    images = []
+    for f in files:
+        with Image.open(f) as im:
+            im = im.convert("RGB")
+            if im.size != (S, S):
+                im = im.resize((S, S), Image.BILINEAR)
+            images.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
+    data = torch.stack(images).float() / 127.5 - 1.0
+    load_s = time.perf_counter() - t0
+    cfg = Config(S, args.base_channels, args.heads, 3, args.res_blocks)
+    torch.manual_seed(1)
+    net = UNet(cfg)
+    set_requires_grad(net, True)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    abar = torch.cumprod(1.0 - betas, 0)
+    g = torch.Generator().manual_seed(0)
+    n, B = data.shape[0], args.batch
+    perm, epoch = None, -1
+    first_step_end = None
+    for step in range(args.steps):
+        idx = []
+        for i in range(B):
+            k = step * B + i
+            if k // n != epoch:
+                epoch = k // n
+                perm = torch.randperm(n, generator=g)
+            idx.append(int(perm[k % n]))
+        x0 = data[idx]
+        t = torch.randint(1, 1000, (B,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        a = abar[t].float().view(B, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        opt.zero_grad(set_to_none=True)
+        loss = ((net(xt, t.float()) - noise) ** 2).sum() / B
+        loss.backward()
+        opt.step()
+        if first_step_end is None:
+            first_step_end = time.perf_counter()
+    total = time.perf_counter() - t0
+    out = {"images_per_s": args.steps * B / total, "seconds": total, "load_s": load_s, "images": n,
+           "steps": args.steps, "threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
+    if args.steps > 1:
+        out["steady_images_per_s"] = (args.steps - 1) * B / (time.perf_counter() - first_step_end)
+    return out
+
+
 # ---- the sampler (authors' bottle settings), as `mdps bench sampler` ---------------
 
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -649,6 +726,9 @@ def main():
     p.add_argument("--features", help="ResNet weights (.safetensors) for --protocol")
     p.add_argument("--sampler", action="store_true", help="time the two-round sampler instead of the U-Net")
     p.add_argument("--train-rss-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--train-loop", metavar="DATA", help="time the training loop on the images of DATA (a folder, "
+                   "or a category root with train/good), decoding and resizing included, as `mdps bench train`")
+    p.add_argument("--steps", type=int, default=20, help="training steps of --train-loop")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--base-channels", type=int, default=32)
     p.add_argument("--heads", type=int, default=4)
@@ -680,6 +760,8 @@ def main():
         sys.exit(0 if ok else 1)
     if args.train_rss_only:
         out = run_train_rss(args)
+    elif args.train_loop:
+        out = run_train_loop(args)
     elif args.sampler:
         out = run_sampler(args)
     else:

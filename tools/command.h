@@ -30,8 +30,9 @@ void add_all_commands(CLI::App& app);
 inline CLI::Option* add_precision_option(CLI::App* c, std::string& value) {
   return c->add_option("--precision", value,
                        "precision of the products: fp32 (default), tf32 (--device cuda: TF32 tensor cores in "
-                       "cuBLAS and cuDNN) or bf16 (--device cuda: products on bfloat16 inputs, float32 accumulation, "
-                       "weights and optimiser state)")
+                       "cuBLAS and cuDNN) or bf16 (products on bfloat16 inputs with float32 accumulation, weights and "
+                       "optimiser state; --device cuda, or the CPU's convolutions where it has AVX512-BF16, "
+                       "not for training on the CPU)")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
       ->capture_default_str();
 }

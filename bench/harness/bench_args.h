@@ -1,4 +1,4 @@
-// The options of `mdps bench unet|sampler|gemm` (tools/cmd_bench.cpp parses
+// The options of `mdps bench unet|sampler|gemm|train` (tools/cmd_bench.cpp parses
 // them) and what follows from them: the backend, the U-Net configuration, and
 // moving host tensors onto the bench's backend.
 #pragma once
@@ -17,6 +17,8 @@ struct UNetBenchArgs {
   bool ops = false;  // --ops: the per-op breakdown of one more traced round
   TwinOptions twin;
   std::string device = "cpu", precision = "fp32";
+  // `bench train`: steps of the timed run, images in the generated folder and their side in pixels.
+  int steps = 20, images = 64, source_size = 256;
 };
 
 

@@ -2,7 +2,9 @@
 #include "engine/core/common.h"
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #ifndef MDPS_BENCH_DIR
@@ -36,6 +38,24 @@ int run_capture(const std::string& cmd, std::string& out) {
 
 }  // namespace
 
+std::string twin_python(const TwinOptions& o) {
+  if (!o.python.empty()) return o.python;
+  if (const char* e = std::getenv("MDPS_BENCH_PYTHON"); e && *e) return e;
+  return "/usr/bin/python3";
+}
+
+const char* twin_python_source(const TwinOptions& o) {
+  if (!o.python.empty()) return "--python";
+  if (const char* e = std::getenv("MDPS_BENCH_PYTHON"); e && *e) return "MDPS_BENCH_PYTHON";
+  return "default";
+}
+
+std::string twin_version_note(const std::string& v) {
+  if (v.empty() || v[0] >= '2' || !std::isdigit(static_cast<unsigned char>(v[0]))) return "";
+  return cat("note: the twin ran PyTorch ", v, "; users install 2.x from PyPI: set MDPS_BENCH_PYTHON or --python to ",
+             "a venv with it (bench/README.md)");
+}
+
 std::string twin_script(const TwinOptions& o) {
   if (!o.script.empty()) return o.script;
   return (fs::path(MDPS_BENCH_DIR) / "pytorch_twin.py").string();
@@ -43,20 +63,25 @@ std::string twin_script(const TwinOptions& o) {
 
 void check_twin_available(const TwinOptions& o) {
   MDPS_CHECK(o.rounds >= 1, "--rounds must be >= 1, got ", o.rounds);
-  const bool has_slash = o.python.find('/') != std::string::npos;
-  MDPS_CHECK(!has_slash || ::access(o.python.c_str(), X_OK) == 0, "--python '", o.python,
-             "': not found or not executable (the twin needs Debian's /usr/bin/python3 with python3-torch)");
+  const std::string python = twin_python(o), from = twin_python_source(o);
+  const std::string named = from == "default" ? cat("the default interpreter '", python, "'")
+                                               : cat(from, " '", python, "'");
+  const bool has_slash = python.find('/') != std::string::npos;
+  MDPS_CHECK(!has_slash || ::access(python.c_str(), X_OK) == 0, named,
+             ": not found or not executable (the twin needs a Python with torch: --python PATH or "
+             "MDPS_BENCH_PYTHON=PATH, e.g. a venv made as bench/README.md says)");
   const std::string script = twin_script(o);
   MDPS_CHECK(fs::is_regular_file(script), "the PyTorch twin '", script,
              "' is missing (pass --twin PATH to bench/pytorch_twin.py)");
   std::string out;
-  int rc = run_capture(cat(shell_quote(o.python), " -c 'import torch' 2>/dev/null"), out);
-  MDPS_CHECK(rc == 0, "'", o.python, "' ", rc == 127 ? "was not found" : "cannot import torch",
-             " (install Debian's python3-torch and pass --python /usr/bin/python3)");
+  int rc = run_capture(cat(shell_quote(python), " -c 'import torch' 2>/dev/null"), out);
+  MDPS_CHECK(rc == 0, named, " ", rc == 127 ? "was not found" : "cannot import torch",
+             " (python3 -m venv ~/torch2 && ~/torch2/bin/pip install torch numpy, then --python ~/torch2/bin/python "
+             "or MDPS_BENCH_PYTHON; or Debian's python3-torch with /usr/bin/python3)");
 }
 
 json::Value run_twin(const TwinOptions& o, const std::vector<std::string>& args) {
-  std::string cmd = cat(shell_quote(o.python), " ", shell_quote(twin_script(o)));
+  std::string cmd = cat(shell_quote(twin_python(o)), " ", shell_quote(twin_script(o)));
   for (const auto& a : args) cmd += " " + shell_quote(a);
   cmd += " --json";
   std::string out;

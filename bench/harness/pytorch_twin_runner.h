@@ -9,11 +9,20 @@
 namespace mdps {
 
 struct TwinOptions {
-  std::string python = "/usr/bin/python3";  // Debian's interpreter, where python3-torch lives
+  std::string python;  // --python; empty: $MDPS_BENCH_PYTHON, else /usr/bin/python3 (see twin_python)
   std::string script;                        // empty: bench/pytorch_twin.py of the source tree
   int rounds = 3;                            // A B alternations
 };
 
+// The interpreter that runs the twin: --python when given, else the
+// environment's MDPS_BENCH_PYTHON (e.g. a venv with PyPI's torch 2.x, the
+// PyTorch users install; bench/README.md), else Debian's /usr/bin/python3
+// (python3-torch, 1.13 on bookworm).
+std::string twin_python(const TwinOptions& o);
+// Where twin_python's answer came from: "--python", "MDPS_BENCH_PYTHON" or "default".
+const char* twin_python_source(const TwinOptions& o);
+// A line for stderr when the twin's torch is older than 2 (not what users install), else "".
+std::string twin_version_note(const std::string& torch_version);
 // The twin's script path (the option, else the source tree's bench/).
 std::string twin_script(const TwinOptions& o);
 // Throws mdps::Error saying what is missing: the interpreter, the script, or torch.

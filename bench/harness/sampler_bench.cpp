@@ -42,7 +42,7 @@ void bench_sampler(const UNetBenchArgs& a) {
   net.forward(Var(y), t);
   const double fwd_gflops = double(ops::flop_count()) / fwd / 1e9;
   const bool on_cpu = be.device() == Device::CPU;
-  const double peak = on_cpu ? fp32_peak_gflops(be.threads()) : 0;
+  const double peak = on_cpu ? precision_peak_gflops(be.precision(), be.threads()) : 0;
   const std::string of_peak = on_cpu ? cat(fwd_gflops / peak) : "null";
   SamplerSettings ss;
   ss.group = int(B);
@@ -67,6 +67,8 @@ void bench_sampler(const UNetBenchArgs& a) {
                    mine.back(), theirs.back());
     }
     const double m = median_of(mine), p = median_of(theirs);
+    if (const std::string note = twin_version_note(torch_version); !note.empty())
+      std::fprintf(stderr, "mdps bench: %s\n", note.c_str());
     std::printf("mdps bench sampler --vs-pytorch: image %d, base %d, batch %d, %d threads, PyTorch %s, %d rounds "
                 "A B alternating (%s)\n",
                 a.image_size, a.base_channels, a.batch, be.threads(), torch_version.c_str(), a.twin.rounds,
@@ -89,8 +91,9 @@ void bench_sampler(const UNetBenchArgs& a) {
               "(ideal 40, the authors' code 60)\n",
               per_image, total / fwd);
   if (on_cpu)
-    std::printf("  forward          %.1f GFLOP/s, %.0f%% of the FMA peak (%.1f GFLOP/s fp32, %d threads)\n", fwd_gflops,
-                100.0 * fwd_gflops / peak, peak, be.threads());
+    std::printf("  forward          %.1f GFLOP/s, %.0f%% of the %s peak (%.1f GFLOP/s %s, %d threads)\n", fwd_gflops,
+                100.0 * fwd_gflops / peak, be.precision() == Precision::BF16 ? "BF16" : "FMA", peak,
+                precision_name(be.precision()), be.threads());
   print_paths(be);
   std::string op_rows;
   if (a.ops) {

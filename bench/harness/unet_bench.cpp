@@ -2,6 +2,7 @@
 #include "bench/harness/measure.h"
 #include "bench/harness/op_report.h"
 #include "bench/harness/peak.h"
+#include "kernels/cpu/cpu_features.h"
 #include "engine/core/json_mini.h"
 #include "engine/core/ops.h"
 #include "engine/io/safetensors.h"
@@ -50,6 +51,7 @@ struct UNetBench {
     double sgemm = 0;             // ceiling GFLOP/s, timed beside the forward runs
     double forward_of_sgemm = 0;  // median of the per-run forward / ceiling ratios
     double fp32_peak = 0;         // the cores' FMA peak (bench/harness/peak.h), CPU only
+    double peak = 0;              // the peak of the backend's precision (bf16: the BF16 peak, AMX where present)
   };
   // One run of each timed phase; each ends when the backend has finished.
   void run_forward() {
@@ -108,6 +110,7 @@ struct UNetBench {
         r.sgemm = median_of(c);
         r.forward_of_sgemm = median_of(frac);
         r.fp32_peak = fp32_peak_gflops(be.threads());
+        r.peak = be.precision() == Precision::BF16 ? bf16_peak_gflops(be.threads()) : r.fp32_peak;
       }
     }
     r.guidance = median_seconds(1, runs, [&] {
@@ -199,13 +202,15 @@ void bench_unet_vs_pytorch(const UNetBenchArgs& a, UNetBench& b) {
                  m.forward, m.guidance, m.train, pf.back(), pg.back(), pt.back());
   }
   const double fwd = median_of(f), guid = median_of(g), train = median_of(tr);
+  if (const std::string note = twin_version_note(torch_version); !note.empty())
+    std::fprintf(stderr, "mdps bench: %s\n", note.c_str());
   const double pfwd = median_of(pf), pguid = median_of(pg), ptrain = median_of(pt), prss_mb = median_of(prss);
   const double gflops = b.flops_per_image * double(a.batch) / fwd / 1e9;
   const double sgemm = median_of(ceilings), of_sgemm = median_of(fracs);
   const double rss = peak_rss_mb();
   print_unet_header(a, b);
   std::printf("  versus PyTorch %s (%s), %d rounds A B alternating, medians; ratio = pytorch / mdps\n",
-              torch_version.c_str(), a.twin.python.c_str(), a.twin.rounds);
+              torch_version.c_str(), twin_python(a.twin).c_str(), a.twin.rounds);
   std::printf("                   mdps         pytorch      ratio\n");
   std::printf("  forward          %8.4f s   %8.4f s   %5.2fx\n", fwd, pfwd, pfwd / fwd);
   std::printf("  guidance         %8.4f s   %8.4f s   %5.2fx\n", guid, pguid, pguid / guid);
@@ -245,12 +250,13 @@ void bench_unet(const UNetBenchArgs& a) {
   const double flops_per_image = b.flops_per_image;
   const double gflops = flops_per_image * double(a.batch) / fwd / 1e9;
   const double sgemm = tm.sgemm, of_sgemm = tm.forward_of_sgemm;
-  const double of_peak = tm.fp32_peak > 0 ? gflops / tm.fp32_peak : 0;
+  const double of_peak = tm.peak > 0 ? gflops / tm.peak : 0;
+  const char* peak_kind = be.precision() == Precision::BF16 ? "BF16" : "FMA";
   const double rss = peak_rss_mb();
   print_unet_header(a, b);
   const bool on_cpu = be.device() == Device::CPU;
   std::printf("  forward          %.4f s   (%.3f GFLOP/image, %.1f GFLOP/s", fwd, flops_per_image / 1e9, gflops);
-  if (on_cpu) std::printf(", %.0f%% of sgemm, %.0f%% of the FMA peak", 100.0 * of_sgemm, 100.0 * of_peak);
+  if (on_cpu) std::printf(", %.0f%% of sgemm, %.0f%% of the %s peak", 100.0 * of_sgemm, 100.0 * of_peak, peak_kind);
   std::printf(")\n");
   std::printf("  guidance         %.4f s   (%.2fx forward)\n", guid, guid / fwd);
   std::printf("  train step       %.4f s   (%.2fx forward)\n", train, train / fwd);
@@ -260,6 +266,9 @@ void bench_unet(const UNetBenchArgs& a) {
                 sgemm);
   if (on_cpu)
     std::printf("  FMA peak         %.1f GFLOP/s (fp32, %d threads; mdps bench peak)\n", tm.fp32_peak, be.threads());
+  if (on_cpu && be.precision() == Precision::BF16)
+    std::printf("  BF16 peak        %.1f GFLOP/s (%s, %d threads; forward_of_peak divides by it)\n", tm.peak,
+                cpu::has_amx_bf16() ? "AMX tdpbf16ps" : "vdpbf16ps", be.threads());
   std::printf("  peak RSS         %.0f MB (allocator peak %.0f MB%s)\n", rss,
               double(be.stats().peak_bytes.load()) / 1048576.0, on_cpu ? "" : " on the device");
   print_paths(be);
@@ -276,13 +285,17 @@ void bench_unet(const UNetBenchArgs& a) {
     const std::string ceiling = on_cpu ? cat(sgemm) : "null", fraction = on_cpu ? cat(of_sgemm) : "null";
     const std::string peak = on_cpu ? cat(tm.fp32_peak) : "null", of_peak_s = on_cpu ? cat(of_peak) : "null";
     const std::string ops_key = a.ops ? cat(", \"ops\": [", op_rows, "]") : "";
+    // Under bf16 forward_of_peak is of the BF16 peak, given beside the fp32 one.
+    const std::string bf16_key =
+        on_cpu && be.precision() == Precision::BF16 ? cat(", \"bf16_peak_gflops\": ", tm.peak) : "";
     std::printf(
         "{\"forward_s\": %.6f, \"guidance_s\": %.6f, \"train_step_s\": %.6f, \"forward_gflops\": %.3f, "
         "\"peak_rss_mb\": %.1f, \"sgemm_gflops\": %s, \"gflop_per_image\": %.4f, \"threads\": %d, "
         "\"forward_of_sgemm\": %s, \"fp32_peak_gflops\": %s, \"forward_of_peak\": %s, \"device\": \"%s\", "
-        "\"precision\": \"%s\"%s%s}\n",
+        "\"precision\": \"%s\"%s%s%s}\n",
         fwd, guid, train, gflops, rss, ceiling.c_str(), flops_per_image / 1e9, be.threads(), fraction.c_str(),
-        peak.c_str(), of_peak_s.c_str(), be.name(), precision_name(be.precision()), paths_key(be).c_str(), ops_key.c_str());
+        peak.c_str(), of_peak_s.c_str(), be.name(), precision_name(be.precision()), bf16_key.c_str(),
+        paths_key(be).c_str(), ops_key.c_str());
   }
 }
 

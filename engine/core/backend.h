@@ -64,7 +64,8 @@ inline int64_t conv_out_size(int64_t in, int64_t k, ConvGeom g) { return (in + 2
 // Tensors stay float32 in every mode: TF32 lets tensor cores round the
 // products' inputs to 10 mantissa bits; BF16 casts the products' inputs to
 // bfloat16 (float32 accumulation and outputs, float32 master weights and
-// optimiser state). The CPU backend computes in FP32 only.
+// optimiser state). The CPU backend takes FP32, and BF16 for its convolutions
+// where the CPU has AVX512-BF16 (not for training: see Trainer).
 enum class Precision : uint8_t { FP32 = 0, TF32, BF16 };
 const char* precision_name(Precision p);
 // "fp32", "tf32" or "bf16"; throws naming the flag otherwise.

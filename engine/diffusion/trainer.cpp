@@ -313,7 +313,15 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
   MDPS_CHECK(o.checkpoint_every >= 0, "--checkpoint-every ", o.checkpoint_every, " must not be negative");
 
   check_threads(o.threads, "--threads");
-  Backend& be = backend_by_name(o.device, parse_precision(o.precision));
+  // The CPU's bf16 covers the forward and the input gradient (sampling and
+  // scoring); its weight gradients stay fp32, so a "bf16" training run would
+  // be a mixed one nobody measured: refused rather than half honoured.
+  const Precision precision = parse_precision(o.precision);
+  const bool on_cpu = o.device == "cpu" || (o.device == "auto" && !cuda_backend());
+  MDPS_CHECK(!(precision == Precision::BF16 && on_cpu),
+             "--precision bf16: training on the CPU runs in fp32 only (bf16 on the CPU is for sampling and scoring; "
+             "train with --precision fp32, or bf16 with --device cuda)");
+  Backend& be = backend_by_name(o.device, precision);
   if (o.threads > 0) be.set_threads(o.threads);
   if (o.threads > 0 && be.device() != Device::CPU) cpu_backend().set_threads(o.threads);
 

@@ -47,7 +47,7 @@ struct TrainOptions {
 
   int threads = 0;              // CPU worker threads; 0 leaves the backend's setting
   std::string device = "cpu";   // cpu | cuda | auto
-  std::string precision = "fp32";  // fp32 | tf32 | bf16 (see Backend::set_precision)
+  std::string precision = "fp32";  // fp32 | tf32 | bf16 (see Backend::set_precision; bf16 refused on the CPU)
   int64_t checkpoint_every = 0; // also write --out every N steps (0: only at the end)
   std::string resume;           // a checkpoint to continue from
   bool skip_bad = false;        // warn about and skip unreadable images instead of failing

@@ -85,7 +85,7 @@ struct DetectorOptions {
   std::vector<std::pair<std::string, std::string>> overrides;
 
   std::string device = "cpu";  // cpu, cuda or auto
-  std::string precision = "fp32";  // fp32, tf32 or bf16 (the last two: CUDA only); process-wide like the device
+  std::string precision = "fp32";  // fp32, tf32 (CUDA only) or bf16 (CUDA, or a CPU with AVX512-BF16); process-wide like the device
   // CPU worker threads, 0: all cores. Process-wide: the last detector
   // constructed with threads > 0 sets it for all.
   int threads = 0;

@@ -10,10 +10,17 @@
 // The weight gradient: the direct kernel where the forward uses it, else
 // im2col + sgemm per image.
 //
+// Under --precision bf16 (AMX or AVX512-BF16, conv_bf16.h) the forward's products
+// and the direct data gradient's run on bfloat16 inputs: stride-1 levels 16 or
+// more wide through the bf16 direct kernel, 1x1 convolutions as one flat row
+// per image, the rest as im2col (images grouped as above) followed by the same
+// kernel on the col matrix as a 1x1 convolution. The other gradients stay fp32.
+//
 // Threading: with enough images, the pool runs one image (or group) per
 // worker with OpenBLAS single-threaded; otherwise images go one by one and
 // OpenBLAS threads each product (the direct kernel splits the image's pixels).
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/conv_bf16.h"
 #include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/cpu_util.h"
 #include "engine/core/trace.h"
@@ -242,6 +249,36 @@ void conv2d_grouped(const ConvDims& d, int64_t group, const float* X, const floa
   });
 }
 
+// The forward convolution with bf16 products (see the top of the file).
+void conv2d_bf16_any(const ConvDims& d, const float* X, const float* Wt, const float* B, float* Y) {
+  if (d.s == 1 && d.Wo >= kDirectMinWidth) {
+    cpu::conv2d_bf16({d.N, d.Ci, d.H, d.W, d.Co, d.KH, d.KW, d.p}, X, Wt, B, Y);
+    return;
+  }
+  if (d.direct()) {  // 1x1, unpadded: each image's pixels are one row
+    cpu::conv2d_bf16({d.N, d.Ci, 1, d.H * d.W, d.Co, 1, 1, 0}, X, Wt, B, Y);
+    return;
+  }
+  const int64_t group = image_group(d), K = d.rows(), P = d.cols(), cols = group * P;
+  for_each_image(d.N / group, [&](int64_t gi) {
+    float* col = cpu::scratch(size_t(K * cols), 0);
+    float* out = group > 1 ? cpu::scratch(size_t(d.Co * cols), 1) : Y + gi * d.Co * P;
+    for (int64_t g = 0; g < group; ++g)
+      im2col_rows(X + (gi * group + g) * d.Ci * d.H * d.W, d, 0, d.Ho, col + g * P, cols);
+    // col [K, cols] is a one-row image of K channels; the weight [Co, K] its 1x1 kernel.
+    cpu::conv2d_bf16({1, K, 1, cols, d.Co, 1, 1, 0}, col, Wt, group > 1 ? nullptr : B, out);
+    if (group == 1) return;
+    for (int64_t g = 0; g < group; ++g) {
+      float* yn = Y + (gi * group + g) * d.Co * P;
+      for (int64_t co = 0; co < d.Co; ++co) {
+        const float* o = out + co * cols + g * P;
+        const float bias = B ? B[co] : 0.f;
+        for (int64_t p = 0; p < P; ++p) yn[co * P + p] = o[p] + bias;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) {
@@ -250,6 +287,10 @@ void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, 
   const float* Wt = w.data();
   const float* B = b ? b->data() : nullptr;
   float* Y = y.data();
+  if (precision_ == Precision::BF16) {
+    conv2d_bf16_any(d, X, Wt, B, Y);
+    return;
+  }
   const int64_t K = d.rows(), P = d.cols();
   const int64_t group = image_group(d);
   if (group > 1) {
@@ -298,7 +339,10 @@ void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Te
           for (int64_t kw = 0; kw < d.KW; ++kw)
             wt[size_t(((ci * d.Co + co) * d.KH + (d.KH - 1 - kh)) * d.KW + (d.KW - 1 - kw))] =
                 Wt[((co * d.Ci + ci) * d.KH + kh) * d.KW + kw];
-    conv2d_direct(t, DY, wt, nullptr, DX);
+    if (precision_ == Precision::BF16)
+      cpu::conv2d_bf16({t.N, t.Ci, t.H, t.W, t.Co, t.KH, t.KW, t.p}, DY, wt, nullptr, DX);
+    else
+      conv2d_direct(t, DY, wt, nullptr, DX);
     return;
   }
   for_each_image(d.N, [&](int64_t n) {

@@ -1,5 +1,6 @@
 // CPU backend: memory, copies, threads. Ops are in the sibling files.
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_features.h"
 #include "engine/core/thread_pool.h"
 #include <cblas.h>
 #include <cstdlib>
@@ -82,6 +83,15 @@ void CpuBackend::fill(Tensor& x, float value) {
   float* p = x.data();
   int64_t n = x.numel();
   for (int64_t i = 0; i < n; ++i) p[i] = value;
+}
+
+void CpuBackend::set_precision(Precision p) {
+  MDPS_CHECK(p != Precision::TF32,
+             "--precision tf32: the cpu backend computes in fp32 or bf16 only (tf32 is for --device cuda)");
+  MDPS_CHECK(p != Precision::BF16 || cpu::has_avx512_bf16(),
+             "--precision bf16 on the CPU needs AVX512-BF16; this CPU has none (use --precision fp32, or "
+             "--device cuda)");
+  precision_ = p;
 }
 
 void CpuBackend::set_threads(int n) {

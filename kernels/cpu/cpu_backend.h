@@ -1,5 +1,7 @@
 // The CPU backend: the reference implementation of every op, multithreaded
 // through the engine's ThreadPool, matrix products through OpenBLAS sgemm.
+// Under --precision bf16 the convolutions run on bfloat16 inputs through AMX
+// or AVX512-BF16 (kernels/cpu/conv_bf16.h); everything else stays fp32.
 // Op bodies live one idea per file in kernels/cpu/*.cpp.
 #pragma once
 #include "engine/core/backend.h"
@@ -25,6 +27,11 @@ class CpuBackend final : public Backend {
   // Returns every cached free block to the system.
   void trim_cache();
   size_t cached_bytes() const { return cached_bytes_; }
+
+  // fp32, or bf16 where the CPU has AVX512-BF16 (kernels/cpu/conv_bf16.h: the
+  // convolutions' products); tf32, and bf16 without the instructions, throw
+  // naming --precision.
+  void set_precision(Precision p) override;
 
   void set_threads(int n) override;
   int threads() const override;

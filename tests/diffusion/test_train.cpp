@@ -340,6 +340,18 @@ TEST_CASE("bad input: a clear error and no output file") {
     o.steps = 2;
     CHECK(error_of(o).find("does not exist") != std::string::npos);
   }
+  SUBCASE("--precision bf16 on the CPU (bf16 there is for sampling and scoring)") {
+    for (const char* device : {"cpu", "auto"}) {
+      if (std::string(device) == "auto" && cuda_backend()) continue;
+      TrainOptions o = tiny(good, out);
+      o.steps = 2;
+      o.device = device;
+      o.precision = "bf16";
+      CHECK(error_of(o).find("--precision bf16: training on the CPU runs in fp32 only") != std::string::npos);
+      CHECK(cpu_backend().precision() == Precision::FP32);
+      no_output();
+    }
+  }
 }
 
 TEST_CASE("--holdout keeps evenly spaced images out of training, and a resumed run keeps them out") {

@@ -7,6 +7,7 @@
 #include "engine/core/backend_registry.h"
 #include "engine/core/tensor.h"
 #include "engine/core/thread_pool.h"
+#include "kernels/cpu/cpu_features.h"
 #include "tests/test_util.h"
 #include <atomic>
 #include <chrono>
@@ -802,7 +803,7 @@ TEST_CASE("adam_update: two steps against the torch.optim.Adam / AdamW formulas"
 
 // ---- precision -------------------------------------------------------------------------
 
-TEST_CASE("precision: names parse, the CPU backend keeps fp32 and refuses tf32 and bf16 by name") {
+TEST_CASE("precision: names parse; the CPU backend takes fp32, refuses tf32, and bf16 without AVX512-BF16") {
   CHECK(parse_precision("fp32") == Precision::FP32);
   CHECK(parse_precision("tf32") == Precision::TF32);
   CHECK(parse_precision("bf16") == Precision::BF16);
@@ -810,10 +811,25 @@ TEST_CASE("precision: names parse, the CPU backend keeps fp32 and refuses tf32 a
     CHECK(parse_precision(precision_name(p)) == p);
   CHECK_THROWS_WITH_AS(parse_precision("fp16"), doctest::Contains("unknown precision 'fp16'"), Error);
   CHECK(&backend_by_name("cpu", Precision::FP32) == &cpu_backend());
-  CHECK_THROWS_WITH_AS(backend_by_name("cpu", Precision::TF32), doctest::Contains("cpu backend computes in fp32 only"),
-                       Error);
-  CHECK_THROWS_WITH_AS(be().set_precision(Precision::BF16), doctest::Contains("--precision bf16"), Error);
+  CHECK_THROWS_WITH_AS(backend_by_name("cpu", Precision::TF32),
+                       doctest::Contains("--precision tf32: the cpu backend computes in fp32 or bf16 only"), Error);
   CHECK(be().precision() == Precision::FP32);  // a refused setting leaves the old one
+  {
+    // A CPU without the instructions, whatever this one has (the dispatch's test hook).
+    struct NoBf16 {
+      NoBf16() { cpu::force_no_avx512_bf16(true); }
+      ~NoBf16() { cpu::force_no_avx512_bf16(false); }
+    } no_bf16;
+    CHECK_FALSE(cpu::has_avx512_bf16());
+    CHECK_THROWS_WITH_AS(backend_by_name("cpu", Precision::BF16),
+                         doctest::Contains("--precision bf16 on the CPU needs AVX512-BF16; this CPU has none"), Error);
+    CHECK(be().precision() == Precision::FP32);
+  }
+  if (cpu::has_avx512_bf16()) {
+    CHECK(&backend_by_name("cpu", Precision::BF16) == &cpu_backend());
+    CHECK(be().precision() == Precision::BF16);
+    be().set_precision(Precision::FP32);
+  }
 }
 
 // ---- the backend registry (engine/core/backend_registry.h) ------------------------------

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <cstdio>
 #include <cstdlib>
+#include "kernels/cpu/cpu_features.h"
 #include <fstream>
 #include <sstream>
 
@@ -98,9 +99,64 @@ TEST_CASE("bench --device: cuda runs on the device where one exists, else a clea
       CHECK(r.out.find("forward") == std::string::npos);
     }
   }
-  Run r = run(test::binary_dir() + "/mdps bench unet --device cpu --precision bf16 --image-size 16 --batch 1");
+}
+
+TEST_CASE("bench --precision bf16 on the CPU: timed against the BF16 peak where the CPU has AVX512-BF16, else refused") {
+  Run r = run(test::binary_dir() + "/mdps bench unet --device cpu --precision bf16 --json --runs 1 --image-size 16 "
+              "--base-channels 32 --batch 1 --threads 1");
+  CAPTURE(r.out);
+  if (!cpu::has_avx512_bf16()) {
+    CHECK(r.status == 1);
+    CHECK(r.out.find("mdps: error: --precision bf16 on the CPU needs AVX512-BF16; this CPU has none") !=
+          std::string::npos);
+    CHECK(r.out.find("forward") == std::string::npos);
+    return;
+  }
+  REQUIRE(r.status == 0);
+  json::Value j = last_json_line(r.out);
+  CHECK(j.find("precision")->str == "bf16");
+  CHECK(number(j, "bf16_peak_gflops") > 0);
+  CHECK(number(j, "forward_of_peak") ==
+        doctest::Approx(number(j, "forward_gflops") / number(j, "bf16_peak_gflops")).epsilon(1e-3));
+  CHECK(r.out.find("of the BF16 peak") != std::string::npos);
+}
+
+TEST_CASE("bench --vs-pytorch: MDPS_BENCH_PYTHON names the interpreter when --python is not given") {
+  Run r = run("MDPS_BENCH_PYTHON=/nonexistent/py3 " + test::binary_dir() +
+              "/mdps bench unet --vs-pytorch --image-size 16 --batch 1");
   CHECK(r.status == 1);
-  CHECK(r.out.find("--precision bf16: the cpu backend computes in fp32 only") != std::string::npos);
+  CHECK(r.out.find("mdps: error: MDPS_BENCH_PYTHON '/nonexistent/py3': not found") != std::string::npos);
+  // --python wins over the variable.
+  Run p = run("MDPS_BENCH_PYTHON=/nonexistent/py3 " + test::binary_dir() +
+              "/mdps bench unet --vs-pytorch --python /nonexistent/other --image-size 16 --batch 1");
+  CHECK(p.status == 1);
+  CHECK(p.out.find("mdps: error: --python '/nonexistent/other'") != std::string::npos);
+}
+
+TEST_CASE("bench train: images per second of the training loop on generated PNGs, and the twin's loop") {
+  const std::string args = " --image-size 16 --base-channels 32 --batch 2 --steps 2 --images 3 --source-size 24 "
+                           "--heads 2 --res-blocks 1 --threads 1 --json";
+  Run r = run(test::binary_dir() + "/mdps bench train" + args);
+  CAPTURE(r.out);
+  REQUIRE(r.status == 0);
+  json::Value j = last_json_line(r.out);
+  CHECK(number(j, "images_per_s") > 0);
+  CHECK(number(j, "loop_images_per_s") >= number(j, "images_per_s"));  // the loop alone is at least as fast
+  CHECK(number(j, "steps") == 2);
+  CHECK(number(j, "images") == 3);
+  CHECK_FALSE(j.find("pytorch_images_per_s"));
+  require_torch();
+  if (run(std::string(kPython) + " -c 'import PIL'").status != 0) {
+    MESSAGE("the twin's train loop needs Pillow (python3-pil): not run");
+    return;
+  }
+  Run t = run(test::binary_dir() + "/mdps bench train --vs-pytorch --rounds 1 --python " + kPython + args);
+  CAPTURE(t.out);
+  REQUIRE(t.status == 0);
+  json::Value jt = last_json_line(t.out);
+  CHECK(number(jt, "pytorch_images_per_s") > 0);
+  CHECK(number(jt, "speedup") == doctest::Approx(number(jt, "images_per_s") / number(jt, "pytorch_images_per_s"))
+                                     .epsilon(1e-3));
 }
 
 TEST_CASE("bench peak: the FMA peak on 1 and N threads, and the forward's fraction of it") {
@@ -116,6 +172,10 @@ TEST_CASE("bench peak: the FMA peak on 1 and N threads, and the forward's fracti
   const json::Value* bf16 = j.find("bf16_peak_gflops");
   REQUIRE(bf16);
   if (bf16->kind != json::Kind::Null) CHECK(bf16->number > 0);  // null: the CPU has no AVX512-BF16
+  const json::Value* amx = j.find("amx_bf16_peak_gflops");
+  REQUIRE(amx);
+  CHECK((amx->kind == json::Kind::Null) == !cpu::has_amx_bf16());
+  if (amx->kind != json::Kind::Null) CHECK(amx->number > 0);
   Run u = run(test::binary_dir() + "/mdps bench unet --json --runs 1 --image-size 16 --base-channels 32 --batch 1 "
               "--threads 1");
   CAPTURE(u.out);
