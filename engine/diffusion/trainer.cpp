@@ -317,7 +317,7 @@ TrainResult train(const TrainOptions& o, const ProgressFn& progress) {
   // scoring); its weight gradients stay fp32, so a "bf16" training run would
   // be a mixed one nobody measured: refused rather than half honoured.
   const Precision precision = parse_precision(o.precision);
-  const bool on_cpu = o.device == "cpu" || (o.device == "auto" && !cuda_backend());
+  const bool on_cpu = o.device == "cpu" || (o.device == "auto" && !find_backend("cuda"));
   MDPS_CHECK(!(precision == Precision::BF16 && on_cpu),
              "--precision bf16: training on the CPU runs in fp32 only (bf16 on the CPU is for sampling and scoring; "
              "train with --precision fp32, or bf16 with --device cuda)");
