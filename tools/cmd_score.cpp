@@ -3,6 +3,12 @@
 // the command reads files and writes files, the Detector does the rest. Anomalous images are a result, not an error. With
 // thresholds (from a detector bundle or the flags) each image also gets an
 // OK/NG decision and a binary defect mask.
+//
+// Streaming: the images are listed, then decoded, scored and written one
+// batch at a time, so memory is bounded by --batch, not by the number of
+// images; rows go to scores.csv (and --jsonl) as each batch finishes
+// (tools/score_log.h says why those two are appended rather than renamed
+// into place), and --resume carries on a run from its rows.
 #include "tools/command.h"
 #include "tools/detector_files.h"
 #include "tools/eval_flags.h"

@@ -14,6 +14,7 @@
 #include "engine/io/image.h"
 #include "tests/test_util.h"
 #include "tests/tiny_fixtures.h"
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -310,4 +311,33 @@ TEST_CASE("a damaged image in the middle of the stream: the error names it, fini
   REQUIRE(run(args) == 0);
   CHECK(lines_of(resumed).size() == 6);
   CHECK(resumed == test::read_text(out + "/scores.csv"));
+}
+
+TEST_CASE("the heat map's scale: --heat-range, else the image's own range; never other images'") {
+  const Fixture f = make_fixture("stream_heat");
+  const std::vector<ScoreResult> ref = all_at_once(f, "calibrated", NAN, NAN);
+  const std::string base = "score --model " + f.model + " --protocol calibrated --out " + f.dir;
+  for (const std::string range : {"", "0.25,3"}) {
+    CAPTURE(range);
+    const std::string out = f.dir + "/out" + range;
+    REQUIRE(run(base + "/out" + range + " --images " + f.dir + "/imgs" + FAST +
+                (range.empty() ? "" : "--heat-range " + range)) == 0);
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const Image src = load_image(f.images[i]);
+      const std::vector<float> map = resize_map(ref[i].heat_map, ref[i].width, ref[i].height, src.width, src.height);
+      auto [lo, hi] = std::minmax_element(map.begin(), map.end());
+      // The own range is the map's at the model's size (the resize stays within it).
+      auto [mlo, mhi] = std::minmax_element(ref[i].heat_map.begin(), ref[i].heat_map.end());
+      CHECK(*lo >= *mlo);
+      CHECK(*hi <= *mhi);
+      const std::string want = f.dir + "/want.png";
+      save_png(want, range.empty() ? colormap_jet(map.data(), src.width, src.height, *mlo, *mhi)
+                                   : colormap_jet(map.data(), src.width, src.height, 0.25f, 3.f));
+      CHECK(load_image(out + "/p" + std::to_string(i) + "_heatmap.png").pixels == load_image(want).pixels);
+    }
+  }
+  std::string printed;
+  CHECK(run(base + "/bad --images " + f.images[0] + FAST + "--heat-range 2,1", &printed) == 2);
+  CHECK(printed.find("--heat-range") != std::string::npos);
+  CHECK(!fs::exists(f.dir + "/bad"));
 }
