@@ -121,6 +121,7 @@ std::pair<float, float> heat_scale(const ScoreArgs& a, const ScoreResult& r, flo
 struct Resumed {
   std::vector<char> done;               // per input
   std::vector<std::vector<std::string>> row;  // per input: its CSV fields when done
+  std::map<std::string, long> rows_of;  // file -> its rows in the CSV
   size_t stray = 0;                     // rows of files not in the list
   size_t csv_bytes = 0;
   bool has_header = false;              // else the file is empty or torn before its first "\n": a fresh start
@@ -143,6 +144,7 @@ Resumed read_resumed(const std::string& csv_path, const std::vector<std::string>
     MDPS_CHECK(log.records[k].size() == header.size(), "--resume: '", csv_path, "' record ", k + 1, " has ",
                log.records[k].size(), " fields, not ", header.size());
     rows[log.records[k][0]].push_back(k);
+    ++r.rows_of[log.records[k][0]];
   }
   std::map<std::string, size_t> used;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -161,12 +163,12 @@ Resumed read_resumed(const std::string& csv_path, const std::vector<std::string>
 }
 
 void run_score(const ScoreArgs& a) {
-  const std::vector<ImageInput> inputs = list_image_inputs(a.images, a.recursive);
-  MDPS_CHECK(!inputs.empty(), "--images: no images given");
-  const size_t N = inputs.size();
   MDPS_USAGE_CHECK(a.heat_range.empty() || (a.heat_range.size() == 2 && std::isfinite(a.heat_range[0]) &&
                                             std::isfinite(a.heat_range[1]) && a.heat_range[0] < a.heat_range[1]),
                    "--heat-range: give LO,HI, two finite numbers with LO < HI");
+  const std::vector<ImageInput> inputs = list_image_inputs(a.images, a.recursive);
+  MDPS_CHECK(!inputs.empty(), "--images: no images given");
+  const size_t N = inputs.size();
   const fs::path out(a.out);
   const std::string csv_path = (out / "scores.csv").string();
   // The output names (<subfolder>/<stem>; a stem met twice gets _1, _2, ...),
@@ -227,25 +229,18 @@ void run_score(const ScoreArgs& a) {
     // between the two appends, or one without --jsonl): written from the
     // CSV, the same text.
     std::string missing;
+    std::map<std::string, long> unlogged = res.rows_of;  // file -> its CSV rows not yet in the JSONL log
     if (a.resume && fs::exists(a.jsonl)) {
-      JsonlLog jl = read_jsonl_log(a.jsonl);
-      std::map<std::string, long> count;
-      for (size_t i = 0; i < N; ++i)
-        if (res.done[i]) ++count[inputs[i].path];
+      const JsonlLog jl = read_jsonl_log(a.jsonl);
       for (const auto& f : jl.files)
-        MDPS_CHECK(--count[f] >= 0, "--resume: '", a.jsonl, "' holds '", f, "', which '", csv_path,
-                   "' does not: the two are not the logs of one run; rerun without --resume");
+        MDPS_CHECK(--unlogged[f] >= 0, "--resume: '", a.jsonl, "' holds '", f, "' more often than '", csv_path,
+                   "' does: the two are not the logs of one run; rerun without --resume");
       jsonl->resume_after(jl.complete_bytes);
-      for (size_t i = 0; i < N; ++i)
-        if (res.done[i] && count[inputs[i].path]-- > 0)
-          missing += jsonl_line(inputs[i].path, res.row[i][1], decide ? res.row[i][2] : "",
-                                a.no_images ? "" : picture(i, "_heatmap.png"));
-    } else {
-      for (size_t i = 0; i < N; ++i)
-        if (res.done[i])
-          missing += jsonl_line(inputs[i].path, res.row[i][1], decide ? res.row[i][2] : "",
-                                a.no_images ? "" : picture(i, "_heatmap.png"));
     }
+    for (size_t i = 0; i < N; ++i)
+      if (res.done[i] && unlogged[inputs[i].path]-- > 0)
+        missing += jsonl_line(inputs[i].path, res.row[i][1], decide ? res.row[i][2] : "",
+                              a.no_images ? "" : picture(i, "_heatmap.png"));
     if (!missing.empty()) jsonl->append(missing);
   }
   std::vector<size_t> todo;
