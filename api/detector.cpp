@@ -162,6 +162,11 @@ std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& ima
 }
 
 std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& images, const ProgressFn& progress) {
+  return score_batch(images, progress, 0);
+}
+
+std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& images, const ProgressFn& progress,
+                                               size_t first_batch) {
   MDPS_CHECK(!images.empty(), "score_batch: no images given");
   const Impl& d = *impl_;
   const int S = image_size();
@@ -177,7 +182,8 @@ std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& ima
       [&](size_t b, size_t e) { return images_to_tensor(std::vector<Image>(imgs.begin() + b, imgs.begin() + e)); },
       d.settings, [&](size_t done, size_t total, double seconds, int) {
         if (progress) progress(done, total, seconds);
-      });
+      },
+      ProtocolPart{first_batch});
   const EvalSettings sized = d.settings.at_size(S);
   std::vector<float> scores = image_scores(Tensor::from_vector({int64_t(N), 1, S, S}, po.maps), sized.score_kind,
                                            sized.score_k, sized.score_fraction);

@@ -38,4 +38,24 @@ std::vector<std::string> expand_image_paths(const std::vector<std::string>& path
   return out;
 }
 
+std::vector<ImageInput> list_image_inputs(const std::vector<std::string>& paths_or_dirs, bool recursive) {
+  if (!recursive) {
+    std::vector<ImageInput> out;
+    for (auto& p : expand_image_paths(paths_or_dirs)) out.push_back({p, ""});
+    return out;
+  }
+  std::vector<ImageInput> out;
+  for (const auto& p : paths_or_dirs) {
+    if (!fs::is_directory(p)) {
+      out.push_back({p, ""});
+      continue;
+    }
+    for (auto& rel : list_images_recursive(p)) {
+      const fs::path r(rel);
+      out.push_back({(fs::path(p) / r).string(), r.parent_path().generic_string()});
+    }
+  }
+  return out;
+}
+
 }  // namespace mdps

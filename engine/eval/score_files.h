@@ -23,4 +23,15 @@ FileScores score_files(const UNet& model, const ResNetFeatures* features, const 
 // Files and folders of images (a folder: its images, sorted) as one list.
 std::vector<std::string> expand_image_paths(const std::vector<std::string>& paths_or_dirs);
 
+// One input of `mdps score`: the path (a folder's image joined to the folder
+// as given) and, with `recursive`, the image's folder relative to the folder
+// given ("" for files given directly and a folder's own images), where its
+// pictures go under the output folder.
+struct ImageInput {
+  std::string path, subdir;
+};
+// As expand_image_paths; with `recursive`, a folder's images at any depth
+// (engine/io/dataset.h list_images_recursive: sorted as paths).
+std::vector<ImageInput> list_image_inputs(const std::vector<std::string>& paths_or_dirs, bool recursive);
+
 }  // namespace mdps

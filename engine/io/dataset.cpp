@@ -80,6 +80,32 @@ std::vector<std::string> list_images(const std::string& dir) {
   return out;
 }
 
+std::vector<std::string> list_images_recursive(const std::string& dir) {
+  MDPS_CHECK(fs::exists(fs::path(dir)), "image folder '", dir, "' does not exist");
+  MDPS_CHECK(is_dir(dir), "'", dir, "' is not a folder");
+  std::vector<fs::path> rel;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string name = p.filename().string();
+    if (name.empty() || name[0] == '.') {
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+      ec.clear();
+      continue;
+    }
+    if (is_dir(p)) continue;  // folders are walked by the iterator; links to folders are not followed
+    if (has_image_extension(p)) rel.push_back(p.lexically_relative(dir));
+  }
+  MDPS_CHECK(!ec, "cannot list folder '", dir, "': ", ec.message());
+  MDPS_CHECK(!rel.empty(), "folder '", dir, "' holds no images (*.png, *.jpg, *.jpeg, *.bmp) at any depth");
+  std::sort(rel.begin(), rel.end());
+  std::vector<std::string> out;
+  out.reserve(rel.size());
+  for (const auto& r : rel) out.push_back(r.generic_string());
+  return out;
+}
+
 bool is_category_root(const std::string& dir) { return !normal_folder(dir).empty(); }
 
 std::vector<std::string> training_images(const std::string& dir) {

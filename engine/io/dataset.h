@@ -34,6 +34,12 @@ Dataset read_dataset(const std::string& root);
 // *.png, *.jpg, *.jpeg, *.bmp (any case; hidden files skipped), sorted.
 // Throws if `dir` is missing, not a folder, or holds no images.
 std::vector<std::string> list_images(const std::string& dir);
+// The images in `dir` and in all folders below it, as paths relative to dir
+// ("a.png", "sub/b.png"), sorted as paths (component by component, so a
+// folder's files stay together). Names starting with '.' are skipped, files
+// and folders alike; links to folders are not followed (no cycles). Throws
+// when dir is not a folder or holds no image at any depth.
+std::vector<std::string> list_images_recursive(const std::string& dir);
 
 // The training images of a category root (train/good or train/ok), or of a
 // plain folder of images.

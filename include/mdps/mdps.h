@@ -145,6 +145,14 @@ class Detector {
   // all, seconds since the call began (called on the calling thread).
   using ProgressFn = std::function<void(size_t done, size_t total, double seconds)>;
   std::vector<ScoreResult> score_batch(const std::vector<ImageView>& images, const ProgressFn& progress);
+  // The same for a piece of a longer list that starts at batch `first_batch`
+  // of it (the images before it: first_batch * batch). With the authors'
+  // protocol batch k of the piece draws the noise of batch first_batch + k,
+  // so a list scored piece by piece, each piece whole batches but the last,
+  // gives the results of one call on the whole list bit for bit (`mdps
+  // score` streams this way). The calibrated protocol ignores it.
+  std::vector<ScoreResult> score_batch(const std::vector<ImageView>& images, const ProgressFn& progress,
+                                       size_t first_batch);
 
   // The model's input size (images are square).
   int image_size() const;

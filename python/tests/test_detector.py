@@ -1,6 +1,8 @@
 """mdps.Detector: the same numbers as `mdps score`, numpy conversions, errors,
 callbacks and the GIL."""
 import csv
+import json
+import os
 import struct
 import threading
 import time
@@ -51,6 +53,27 @@ def cli_scores(model, paths, out, settings):
         rows = list(csv.DictReader(f))
     assert [r["file"] for r in rows] == paths
     return rows
+
+
+def test_streamed_jsonl_equals_score_batch(tiny, tmp_path):
+    """`mdps score --jsonl` streams batch by batch (two batches of 3 and 1
+    here); each line has exactly the keys file, score, decision, map, and the
+    scores equal one score_batch call bit for bit."""
+    root, model = tiny
+    paths = some_images(tiny, tmp_path)
+    settings = dict(FAST, batch=3, **THRESHOLDS)
+    out = tmp_path / "out"
+    run_cli("score", "--model", model, "--images", *paths, "--out", out, "--quiet", "--jsonl", out / "s.jsonl",
+            *as_flags(settings))
+    with open(out / "s.jsonl") as f:
+        lines = [json.loads(line) for line in f]
+    results = mdps.Detector(model, **settings).score_batch([mdps.load_image(p) for p in paths])
+    assert [list(line) for line in lines] == [["file", "score", "decision", "map"]] * len(paths)
+    for p, line, r in zip(paths, lines, results):
+        assert line["file"] == p
+        assert np.float32(line["score"]) == np.float32(r.score), p
+        assert line["decision"] == ("NG" if r.anomalous else "OK")
+        assert os.path.isfile(line["map"]) and line["map"].endswith("_heatmap.png")
 
 
 @pytest.mark.parametrize("batch", [1, 3])

@@ -224,3 +224,25 @@ TEST_CASE("list_images, training_images and list_categories") {
   CHECK(list_categories((dir / "imgs").string()).empty());
   CHECK(contains(error_of([&] { list_categories((dir / "nope").string()); }), (dir / "nope").string()));
 }
+
+TEST_CASE("list_images_recursive: every depth, sorted as paths, hidden names and folder links skipped") {
+  fs::path dir = test::temp_dir("ds_recursive");
+  const fs::path root = dir / "imgs";
+  for (auto n : {"z.png", "a.png", "b/c.png", "b/a/d.JPG", "b-x/e.png", "b/f.txt", ".hidden.png", ".git/g.png",
+                 "b/.h/h.png"})
+    touch(root / n);
+  fs::create_directories(root / "b/folder.png");  // a folder named like an image, with an image inside
+  touch(root / "b/folder.png/i.png");
+  fs::create_directory_symlink(root / "b", root / "link");  // followed, it would list b's images twice
+  const std::vector<std::string> want{"a.png", "b/a/d.JPG", "b/c.png", "b/folder.png/i.png", "b-x/e.png", "z.png"};
+  CHECK(list_images_recursive(root.string()) == want);
+  // A folder's own images in the same order as list_images.
+  std::vector<std::string> top;
+  for (const auto& p : list_images(root.string())) top.push_back(name_of(p));
+  CHECK(top == std::vector<std::string>{"a.png", "z.png"});
+
+  fs::create_directories(dir / "empty/deep/er");
+  touch(dir / "empty/deep/notes.txt");
+  CHECK(contains(error_of([&] { list_images_recursive((dir / "empty").string()); }), "no images"));
+  CHECK(contains(error_of([&] { list_images_recursive((dir / "nope").string()); }), (dir / "nope").string()));
+}
