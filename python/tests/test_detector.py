@@ -76,11 +76,12 @@ def test_streamed_jsonl_equals_score_batch(tiny, tmp_path):
         assert os.path.isfile(line["map"]) and line["map"].endswith("_heatmap.png")
 
 
+@pytest.mark.parametrize("protocol", ["calibrated", "authors"])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_scores_equal_mdps_score_bit_for_bit(tiny, tmp_path, batch):
+def test_scores_equal_mdps_score_bit_for_bit(tiny, tmp_path, batch, protocol):
     root, model = tiny
     paths = some_images(tiny, tmp_path)
-    settings = dict(FAST, batch=batch, **THRESHOLDS)
+    settings = dict(FAST, batch=batch, protocol=protocol, **THRESHOLDS)
     rows = cli_scores(model, paths, tmp_path / "out", settings)
     det = mdps.Detector(model, **settings)
     # The command scores all files in one call, in groups of `batch`.
@@ -95,7 +96,12 @@ def test_scores_equal_mdps_score_bit_for_bit(tiny, tmp_path, batch):
         assert mask_png.shape == r.map.shape
         np.testing.assert_array_equal(mask_png > 127, r.mask)
         np.testing.assert_array_equal(mdps.load_image(tmp_path / "out" / f"{stem}_recon.png"), r.reconstruction)
-    if batch == 1:
+    if protocol == "calibrated":
+        # The default: an image's score depends only on the image, so score()
+        # of any image alone equals its place in a call of any batch.
+        for p, r in zip(paths, results):
+            assert det.score(mdps.load_image(p)).score == r.score, p
+    elif batch == 1:
         # score() is a call of one batch: it equals the first image of a
         # call (batch b draws the noise streams of b, so the others differ).
         assert det.score(mdps.load_image(paths[0])).score == results[0].score
@@ -189,11 +195,14 @@ def test_errors_carry_the_engine_message(tiny, tmp_path):
 
 def test_progress_callback_and_its_exceptions(tiny):
     _, model = tiny
-    det = mdps.Detector(model, **dict(FAST, batch=2))
     imgs = [np.full((32, 32, 3), v, np.uint8) for v in (10, 120, 230)]
-    seen = []
-    det.score_batch(imgs, progress=seen.append)
-    assert [(p.done, p.total) for p in seen] == [(2, 3), (3, 3)]
+    # The authors' protocol reports per batch of images, the calibrated one
+    # (the default) per image.
+    for protocol, expected in (("authors", [(2, 3), (3, 3)]), ("calibrated", [(1, 3), (2, 3), (3, 3)])):
+        seen = []
+        mdps.Detector(model, **dict(FAST, batch=2, protocol=protocol)).score_batch(imgs, progress=seen.append)
+        assert [(p.done, p.total) for p in seen] == expected, protocol
+    det = mdps.Detector(model, **dict(FAST, batch=2))
     assert all(isinstance(p, mdps.ImageProgress) and p.seconds >= 0 for p in seen)
 
     class Stop(Exception):
