@@ -37,8 +37,7 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
                   "MDPS_BENCH_PYTHON, else /usr/bin/python3)");
     s->add_option("--twin", a->twin.script, "path of pytorch_twin.py (default: the source tree's bench/)");
     s->add_option("--rounds", a->twin.rounds, "A B rounds with --vs-pytorch")->capture_default_str();
-    s->add_option("--device", a->device, "cpu, cuda or auto (cuda when a device exists); on a device the clock "
-                  "stops after the stream is synchronised")->capture_default_str();
+    cli::add_device_option(s, a->device, "; on a device the clock stops after the stream is synchronised");
     cli::add_precision_option(s, a->precision);
   };
   // unet and sampler: medians of timed runs, and the per-op breakdown.

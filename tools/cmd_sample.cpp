@@ -1,6 +1,7 @@
 // `mdps sample`: reconstruct a normal version of one image with MDPS.
 #include "tools/command.h"
 #include "tools/detector_files.h"
+#include "tools/eval_flags.h"
 #include "tools/trace_flag.h"
 #include "engine/detect/anomaly_map.h"
 #include "engine/core/backend_registry.h"
@@ -19,15 +20,22 @@ namespace mdps {
 namespace {
 
 struct SampleArgs {
-  std::string model, image, out, features, mask = "auto", variant = "authors", norm, save_steps, device = "cpu", precision = "fp32";
-  int samples = 1, t_start = 200, skip = 20, round1_t = 200, threads = 0;
-  float rho = 100.f, round1_rho = 50.f, lambda = 0.12f, ddim_eta = 1.f, eta = 7.f;
+  // The protocol settings, as `mdps score` takes them: with a bundle, those
+  // not given keep the bundle's values.
+  cli::SettingFlags flags;
+  cli::DeviceFlags device;
+  std::string model, image, out, features, mask = "auto", save_steps;
   std::string features_prefix, trace;
-  uint64_t seed = 0;
-  // The options that are protocol settings, by setting key (EvalSettings::set):
-  // with a bundle, those not given keep the bundle's values.
-  std::map<std::string, CLI::Option*> setting_options;
 };
+
+// Ns as --samples gives it (1 when not given); checked as every setting is.
+int samples_given(const SampleArgs& a) {
+  if (!a.flags.user_set("samples")) return 1;
+  EvalSettings s;
+  s.set("samples", a.flags.values.at("samples"));
+  s.validate();
+  return s.rounds.samples;
+}
 
 std::string with_suffix(const std::string& path, const std::string& suffix) {
   std::filesystem::path p(path);
@@ -49,21 +57,15 @@ void check_sample_files(const SampleArgs& a, int samples) {
 }
 
 void run_sample(const SampleArgs& a) {
-  Backend& be = backend_by_name(a.device, parse_precision(a.precision));
-  if (a.threads > 0) be.set_threads(a.threads);
+  Backend& be = a.device.backend();
   cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
   const UNet* net = d.net.get();
   const int size = net->config().image_size;
   Tensor y = image_to_tensor(load_model_image(a.image, size)).to(be);
 
   // Defaults (or the bundle's settings), then the flags given.
-  EvalSettings es = d.bundle ? d.bundle->settings() : EvalSettings{};
-  auto given = [&](const std::string& key) { return a.setting_options.at(key)->count() > 0; };
-  for (const auto& [key, opt] : a.setting_options)
-    if (opt->count() > 0) es.set(key, opt->as<std::string>());
-  if (!given("guidance-norm") && !(d.bundle && !given("variant")))
-    es.sampler.norm = es.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
-  es.validate();
+  EvalSettings es;
+  a.flags.build(es, "", d.base_settings());
   SamplerSettings s = es.sampler;
   s.group = SamplerSettings{}.group;
   Sampler sampler(*net, s);
@@ -149,42 +151,16 @@ cli::Registrar reg("sample", 30, [](CLI::App& app) {
   c->add_option("--features", a->features,
                 "ResNet feature extractor (.safetensors), for the round-1 anomaly map; a bundle brings its own");
   c->add_option("--features-prefix", a->features_prefix, "name prefix of the ResNet tensors in --features");
-  a->setting_options["eta"] =
-      c->add_option("--eta", a->eta, "pixel-term weight of the anomaly map")->capture_default_str();
   c->add_option("--mask", a->mask, "auto (round 1 then threshold), none (one unmasked round), or a mask image")
       ->capture_default_str();
-  a->setting_options["samples"] =
-      c->add_option("--samples", a->samples, "Ns posterior samples")->capture_default_str()->check(CLI::PositiveNumber);
-  a->setting_options["variant"] =
-      c->add_option("--variant", a->variant, "paper (masked epsilon fusion) or authors (normal-region replacement)")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"paper", "authors"}));
-  a->setting_options["guidance-norm"] =
-      c->add_option("--guidance-norm", a->norm, "squared (paper, per image) or l2 (authors); default by variant")
-          ->check(CLI::IsMember({"squared", "l2"}));
-  a->setting_options["t-start"] =
-      c->add_option("--t-start", a->t_start, "T of the (final) round")->capture_default_str();
-  a->setting_options["skip"] = c->add_option("--skip", a->skip, "DDIM stride")->capture_default_str();
-  a->setting_options["rho"] =
-      c->add_option("--rho", a->rho, "guidance weight of the (final) round")->capture_default_str();
-  a->setting_options["round1-t"] =
-      c->add_option("--round1-t", a->round1_t, "T of the mask round (with --mask auto)")->capture_default_str();
-  a->setting_options["round1-rho"] =
-      c->add_option("--round1-rho", a->round1_rho, "guidance weight of the mask round")->capture_default_str();
-  a->setting_options["lambda"] =
-      c->add_option("--lambda", a->lambda, "mask threshold: min + lambda (max - min)")->capture_default_str();
-  a->setting_options["ddim-eta"] =
-      c->add_option("--ddim-eta", a->ddim_eta, "DDIM noise (1: the authors'; 0: deterministic)")->capture_default_str();
-  a->setting_options["seed"] = c->add_option("--seed", a->seed, "Philox seed")->capture_default_str();
-  cli::add_threads_option(c, a->threads);
+  a->flags.add_all(c, false);
+  a->device.add(c);
   cli::add_image_limit_option(c);
-  c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
-  cli::add_precision_option(c, a->precision);
   c->add_option("--save-steps", a->save_steps, "write every x_t of the final round into this folder");
   cli::add_trace_option(c, a->trace);
   c->callback([a] {
     // Before the trace session starts: it writes its file even when the command fails.
-    check_sample_files(*a, a->setting_options.at("samples")->count() ? a->samples : 1);
+    check_sample_files(*a, samples_given(*a));
     trace::Session trace_session(a->trace);
     run_sample(*a);
     trace_session.finish();
