@@ -69,7 +69,7 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
   g->callback(traced([](const UNetBenchArgs& x) { bench_gemm(x.threads, x.json); }));
   auto* pk = c->add_subcommand("peak", "the cores' FP32 FMA throughput (and BF16 dot products where the CPU has "
                                "AVX512-BF16), 1 and N threads");
-  pk->add_option("--threads", a->threads, "threads of the N-thread figure (0: the engine's default)");
+  cli::add_threads_option(pk, a->threads);  // the N-thread figure's
   pk->add_flag("--json", a->json, "also print one JSON object on the last line");
   pk->callback([a] { bench_peak(a->threads, a->json); });
   auto* s = c->add_subcommand("sampler", "the whole two-round sampler per image (authors' bottle settings)");
