@@ -61,24 +61,14 @@ Detector::Detector(const DetectorOptions& o) : impl_(std::make_unique<Impl>()) {
   check_threads(o.threads, "DetectorOptions.threads");
   std::lock_guard<std::mutex> lock(engine_lock());
   Impl& d = *impl_;
-  std::optional<Bundle> bundle = Bundle::open_if_bundle(o.unet_path);
-  d.settings = detector_settings(o, bundle ? &*bundle : nullptr);
   d.backend = &backend_by_name(o.device, parse_precision(o.precision));
   if (o.threads > 0) d.backend->set_threads(o.threads);
-  d.net = bundle ? bundle->load_unet(*d.backend) : load_unet(o.unet_path, *d.backend);
-  if (o.features_path.empty() && bundle) {
-    d.features = bundle->load_features(d.settings.map.layers, *d.backend);
-  } else if (!o.features_path.empty()) {
-    if (o.features_prefix.empty()) {
-      d.features = load_features(o.features_path, d.settings.map.layers, *d.backend);
-    } else {
-      const auto& layers = d.settings.map.layers;
-      MDPS_CHECK(!layers.empty(), "layers: no ResNet stage chosen");
-      const int deepest = *std::max_element(layers.begin(), layers.end());
-      d.features = std::make_unique<ResNetFeatures>(
-          ResNetFeatures::load(SafeTensorsFile::open(o.features_path), o.features_prefix, deepest, *d.backend));
-    }
-  }
+  // The same loader as the command line's --model / --features.
+  DetectorFiles files = open_detector(o.unet_path, o.features_path, *d.backend, o.features_prefix);
+  const std::optional<Bundle>& bundle = files.bundle;
+  d.settings = detector_settings(o, bundle ? &*bundle : nullptr);
+  d.features = files.load_features(d.settings);
+  d.net = std::move(files.net);
   // The options' thresholds win over a bundle's.
   const Thresholds bt = bundle ? bundle->thresholds() : Thresholds{};
   d.image_threshold = std::isnan(o.image_threshold) ? bt.image : o.image_threshold;

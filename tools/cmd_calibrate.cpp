@@ -43,7 +43,7 @@ void run_calibrate(const CalibrateArgs& a) {
   check_distinct_files({{"--detector", a.detector}}, {{"--json", a.json}});
   Backend& be = a.device.backend();
   const std::string source = a.detector.empty() ? a.model : a.detector;
-  cli::DetectorFiles d = cli::open_detector(source, a.features, be);
+  DetectorFiles d = open_detector(source, a.features, be);
   MDPS_CHECK(a.detector.empty() || d.bundle, "--detector ", a.detector,
              ": not a detector bundle (write one with `mdps bundle`, or pass a model as --model)");
   EvalSettings s;

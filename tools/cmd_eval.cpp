@@ -61,7 +61,7 @@ std::string jnum(double v) {
   return buf;
 }
 
-EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const std::string& root,
+EvalResult eval_category(const EvalArgs& a, const DetectorFiles& d, const std::string& root,
                          const std::string& out_dir) {
   const UNet& net = *d.net;
   Dataset ds = read_dataset(root);
@@ -249,7 +249,7 @@ void run_eval(const EvalArgs& a) {
   MDPS_USAGE_CHECK(!a.model.empty(), "--model is required (except with --merge)");
   MDPS_USAGE_CHECK(!a.dataset.empty(), "--dataset is required (except with --merge)");
   Backend& be = a.device.backend();
-  cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
+  DetectorFiles d = open_detector(a.model, a.features, be);
   if (d.has_features()) {
     // Fail on a bad features file before any sampling starts.
     EvalSettings s;

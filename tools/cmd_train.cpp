@@ -113,7 +113,7 @@ struct Flags {
 // never seen.
 void calibrate_on_holdout(const Flags& f, const TrainResult& r) {
   Backend& be = backend_by_name(f.o.device, parse_precision(f.o.precision));
-  cli::DetectorFiles d = cli::open_detector(r.out_path, f.features, be);
+  DetectorFiles d = open_detector(r.out_path, f.features, be);
   EvalSettings s;
   s.protocol = Protocol::Calibrated;
   s.validate();

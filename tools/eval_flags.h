@@ -1,6 +1,7 @@
-// The flags `mdps eval`, `mdps score` and `mdps demo` share: the protocol's
-// settings (engine/eval/evaluate.h) and --preset. Each value is kept as the text
-// the user gave so that presets fill in exactly the options left unset.
+// The flags `mdps eval`, `score`, `bundle`, `calibrate` and `sample` share: one
+// per protocol setting of the table (engine/detect/setting_table.h) and
+// --preset; and the progress line. Each value is kept as the text the user
+// gave so that presets fill in exactly the options left unset.
 #pragma once
 #include "engine/eval/evaluate.h"
 #include "engine/detect/presets.h"
