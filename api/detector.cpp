@@ -8,14 +8,11 @@
 #include "engine/eval/evaluate.h"
 #include "engine/io/image.h"
 #include "engine/detect/presets.h"
+#include "api/detector_settings.h"
 #include "engine/core/option_checks.h"
 #include <algorithm>
 #include <cmath>
 #include <mutex>
-
-#ifndef MDPS_API_PRESET_DIR
-#define MDPS_API_PRESET_DIR ""
-#endif
 
 namespace mdps {
 namespace {
@@ -24,52 +21,6 @@ namespace {
 std::mutex& engine_lock() {
   static std::mutex m;
   return m;
-}
-
-// The fields (or, for a bundle, its stored settings), then the preset, then
-// the overrides; the guidance norm follows the variant unless one of them
-// chose it (a bundle's norm stands while its variant does).
-EvalSettings build_settings(const DetectorOptions& o, const Bundle* bundle) {
-  EvalSettings s;
-  bool norm_given = false, bundle_norm = false;
-  if (bundle) {
-    s = bundle->settings();
-    bundle_norm = true;
-  } else {
-    s.rounds.round1 = {o.round1_t, o.round1_rho};
-    s.rounds.round2 = {o.round2_t, o.round2_rho};
-    s.rounds.lambda = o.lambda;
-    s.rounds.samples = o.samples;
-    s.map.eta = o.eta;
-    s.sampler.skip = o.skip;
-    s.batch = o.batch;
-    s.seed = o.seed;
-    s.set("variant", o.variant);
-    s.set("image-score", o.image_score);
-    s.set("protocol", o.protocol);
-  }
-  if (!o.preset.empty()) {
-    const std::string path = find_preset(o.preset, preset_search_dirs(MDPS_API_PRESET_DIR));
-    MDPS_CHECK(!path.empty(), "preset '", o.preset, "': not found (set MDPS_PRESET_DIR or give a path)");
-    for (const auto& [k, v] : read_preset(path)) {
-      try {
-        s.set(k, v);
-      } catch (const Error& e) {
-        throw Error(cat("preset '", path, "': ", e.what()));
-      }
-      bundle_norm = bundle_norm && k != "variant";
-      norm_given = norm_given || k == "guidance-norm";
-    }
-  }
-  for (const auto& [k, v] : o.overrides) {
-    s.set(k, v);
-    bundle_norm = bundle_norm && k != "variant";
-    norm_given = norm_given || k == "guidance-norm";
-  }
-  if (!norm_given && !bundle_norm)
-    s.sampler.norm = s.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
-  s.validate();
-  return s;
 }
 
 // 8-bit pixels of any layout -> 3-channel floats at size x size, as
@@ -110,24 +61,14 @@ Detector::Detector(const DetectorOptions& o) : impl_(std::make_unique<Impl>()) {
   check_threads(o.threads, "DetectorOptions.threads");
   std::lock_guard<std::mutex> lock(engine_lock());
   Impl& d = *impl_;
-  std::optional<Bundle> bundle = Bundle::open_if_bundle(o.unet_path);
-  d.settings = build_settings(o, bundle ? &*bundle : nullptr);
   d.backend = &backend_by_name(o.device, parse_precision(o.precision));
   if (o.threads > 0) d.backend->set_threads(o.threads);
-  d.net = bundle ? bundle->load_unet(*d.backend) : load_unet(o.unet_path, *d.backend);
-  if (o.features_path.empty() && bundle) {
-    d.features = bundle->load_features(d.settings.map.layers, *d.backend);
-  } else if (!o.features_path.empty()) {
-    if (o.features_prefix.empty()) {
-      d.features = load_features(o.features_path, d.settings.map.layers, *d.backend);
-    } else {
-      const auto& layers = d.settings.map.layers;
-      MDPS_CHECK(!layers.empty(), "layers: no ResNet stage chosen");
-      const int deepest = *std::max_element(layers.begin(), layers.end());
-      d.features = std::make_unique<ResNetFeatures>(
-          ResNetFeatures::load(SafeTensorsFile::open(o.features_path), o.features_prefix, deepest, *d.backend));
-    }
-  }
+  // The same loader as the command line's --model / --features.
+  DetectorFiles files = open_detector(o.unet_path, o.features_path, *d.backend, o.features_prefix);
+  const std::optional<Bundle>& bundle = files.bundle;
+  d.settings = detector_settings(o, bundle ? &*bundle : nullptr);
+  d.features = files.load_features(d.settings);
+  d.net = std::move(files.net);
   // The options' thresholds win over a bundle's.
   const Thresholds bt = bundle ? bundle->thresholds() : Thresholds{};
   d.image_threshold = std::isnan(o.image_threshold) ? bt.image : o.image_threshold;

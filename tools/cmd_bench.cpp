@@ -37,8 +37,7 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
                   "MDPS_BENCH_PYTHON, else /usr/bin/python3)");
     s->add_option("--twin", a->twin.script, "path of pytorch_twin.py (default: the source tree's bench/)");
     s->add_option("--rounds", a->twin.rounds, "A B rounds with --vs-pytorch")->capture_default_str();
-    s->add_option("--device", a->device, "cpu, cuda or auto (cuda when a device exists); on a device the clock "
-                  "stops after the stream is synchronised")->capture_default_str();
+    cli::add_device_option(s, a->device, "; on a device the clock stops after the stream is synchronised");
     cli::add_precision_option(s, a->precision);
   };
   // unet and sampler: medians of timed runs, and the per-op breakdown.
@@ -70,7 +69,7 @@ cli::Registrar reg("bench", 80, [](CLI::App& app) {
   g->callback(traced([](const UNetBenchArgs& x) { bench_gemm(x.threads, x.json); }));
   auto* pk = c->add_subcommand("peak", "the cores' FP32 FMA throughput (and BF16 dot products where the CPU has "
                                "AVX512-BF16), 1 and N threads");
-  pk->add_option("--threads", a->threads, "threads of the N-thread figure (0: the engine's default)");
+  cli::add_threads_option(pk, a->threads);  // the N-thread figure's
   pk->add_flag("--json", a->json, "also print one JSON object on the last line");
   pk->callback([a] { bench_peak(a->threads, a->json); });
   auto* s = c->add_subcommand("sampler", "the whole two-round sampler per image (authors' bottle settings)");

@@ -19,7 +19,7 @@ struct BundleArgs {
 
 void run_bundle(const BundleArgs& a) {
   check_distinct_files({{"--model", a.model}, {"--features", a.features}}, {{"--out", a.out}});
-  cli::DetectorFiles d = cli::open_detector(a.model, a.features, cpu_backend());
+  DetectorFiles d = open_detector(a.model, a.features, cpu_backend());
   EvalSettings s;
   const std::string preset = a.flags.build(s, "", d.base_settings());
   const Thresholds t = a.thresholds.resolve(d);
@@ -27,8 +27,7 @@ void run_bundle(const BundleArgs& a) {
   const ResNetSource rs = d.resnet_source(features_file);
   if (rs.file) {
     // The stages the settings use must load, as every command will load them.
-    ResNetFeatures::load(*rs.file, rs.prefix, *std::max_element(s.map.layers.begin(), s.map.layers.end()),
-                         cpu_backend());
+    ResNetFeatures::load(*rs.file, rs.prefix, deepest_stage(s.map.layers), cpu_backend());
   }
   write_bundle(a.out, *d.net, rs, s, t, d.provenance());
 

@@ -15,9 +15,9 @@ namespace {
 
 struct CalibrateArgs {
   cli::SettingFlags flags;
-  std::string detector, model, features, normal, labelled, out, json, device = "cpu", precision = "fp32";
+  cli::DeviceFlags device;
+  std::string detector, model, features, normal, labelled, out, json;
   double quantile = 0.99, pixel_quantile = 0.999;
-  int threads = 0;
   bool quiet = false;
   CLI::Option* quantile_opt = nullptr;
   CLI::Option* pixel_quantile_opt = nullptr;
@@ -41,10 +41,9 @@ void run_calibrate(const CalibrateArgs& a) {
   // --out may be --detector itself (documented: the bundle is read whole first).
   check_distinct_files({{"--model", a.model}, {"--features", a.features}}, {{"--out", a.out}, {"--json", a.json}});
   check_distinct_files({{"--detector", a.detector}}, {{"--json", a.json}});
-  Backend& be = backend_by_name(a.device, parse_precision(a.precision));
-  if (a.threads > 0) be.set_threads(a.threads);
+  Backend& be = a.device.backend();
   const std::string source = a.detector.empty() ? a.model : a.detector;
-  cli::DetectorFiles d = cli::open_detector(source, a.features, be);
+  DetectorFiles d = open_detector(source, a.features, be);
   MDPS_CHECK(a.detector.empty() || d.bundle, "--detector ", a.detector,
              ": not a detector bundle (write one with `mdps bundle`, or pass a model as --model)");
   EvalSettings s;
@@ -116,10 +115,8 @@ cli::Registrar reg("calibrate", 56, [](CLI::App& app) {
   c->add_option("--out", a->out, "the bundle to write, with the thresholds (may be --detector itself)")->required();
   c->add_option("--json", a->json, "also write the thresholds and every image's score as JSON");
   a->flags.add_all(c, false);
-  cli::add_threads_option(c, a->threads);
+  a->device.add(c);
   cli::add_image_limit_option(c);
-  c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
-  cli::add_precision_option(c, a->precision);
   c->add_flag("--quiet", a->quiet, "no progress line");
   c->callback([a] { run_calibrate(*a); });
 });

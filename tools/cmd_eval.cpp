@@ -23,8 +23,9 @@ namespace {
 struct EvalArgs {
   cli::SettingFlags flags;
   cli::ShardFlags shard;
-  std::string model, features, dataset, out, device = "cpu", precision = "fp32", trace, dump, normal;
-  int threads = 0, repeat = 1, calib_images = 16;
+  cli::DeviceFlags device;
+  std::string model, features, dataset, out, trace, dump, normal;
+  int repeat = 1, calib_images = 16;
   bool no_panels = false, quiet = false;
 };
 
@@ -60,7 +61,7 @@ std::string jnum(double v) {
   return buf;
 }
 
-EvalResult eval_category(const EvalArgs& a, const cli::DetectorFiles& d, const std::string& root,
+EvalResult eval_category(const EvalArgs& a, const DetectorFiles& d, const std::string& root,
                          const std::string& out_dir) {
   const UNet& net = *d.net;
   Dataset ds = read_dataset(root);
@@ -247,9 +248,8 @@ void run_eval(const EvalArgs& a) {
   }
   MDPS_USAGE_CHECK(!a.model.empty(), "--model is required (except with --merge)");
   MDPS_USAGE_CHECK(!a.dataset.empty(), "--dataset is required (except with --merge)");
-  Backend& be = backend_by_name(a.device, parse_precision(a.precision));
-  if (a.threads > 0) be.set_threads(a.threads);
-  cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
+  Backend& be = a.device.backend();
+  DetectorFiles d = open_detector(a.model, a.features, be);
   if (d.has_features()) {
     // Fail on a bad features file before any sampling starts.
     EvalSettings s;
@@ -317,10 +317,8 @@ cli::Registrar reg("eval", 50, [](CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   a->shard.add(c);
-  cli::add_threads_option(c, a->threads);
+  a->device.add(c);
   cli::add_image_limit_option(c);
-  c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
-  cli::add_precision_option(c, a->precision);
   c->add_flag("--no-panels", a->no_panels,
               "do not write the panel PNGs (OUT/panels/<type>_<stem>.png: image, reconstruction, ground truth, map "
               "enlarged, with type, file, score and decision); report.html then shows none");

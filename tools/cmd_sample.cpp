@@ -1,33 +1,39 @@
-// `mdps sample`: reconstruct a normal version of one image with MDPS.
+// `mdps sample`: reconstruct a normal version of one image with MDPS: the
+// protocol every other command runs (run_protocol, engine/eval/evaluate.h),
+// on one image, writing its reconstructions, its mask and, if asked, every
+// step of the final round.
 #include "tools/command.h"
 #include "tools/detector_files.h"
+#include "tools/eval_flags.h"
 #include "tools/trace_flag.h"
-#include "engine/detect/anomaly_map.h"
-#include "engine/core/backend_registry.h"
-#include "engine/io/image.h"
-#include "engine/diffusion/sampler.h"
-#include "engine/io/safetensors.h"
 #include "engine/core/file_checks.h"
-#include <algorithm>
+#include "engine/eval/evaluate.h"
+#include "engine/io/image.h"
 #include <cctype>
-#include <chrono>
-#include <memory>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 
 namespace mdps {
 namespace {
 
 struct SampleArgs {
-  std::string model, image, out, features, mask = "auto", variant = "authors", norm, save_steps, device = "cpu", precision = "fp32";
-  int samples = 1, t_start = 200, skip = 20, round1_t = 200, threads = 0;
-  float rho = 100.f, round1_rho = 50.f, lambda = 0.12f, ddim_eta = 1.f, eta = 7.f;
+  // The protocol settings, as `mdps score` takes them: with a bundle, those
+  // not given keep the bundle's values.
+  cli::SettingFlags flags;
+  cli::DeviceFlags device;
+  std::string model, image, out, features, mask = "auto", save_steps;
   std::string features_prefix, trace;
-  uint64_t seed = 0;
-  // The options that are protocol settings, by setting key (EvalSettings::set):
-  // with a bundle, those not given keep the bundle's values.
-  std::map<std::string, CLI::Option*> setting_options;
 };
+
+// Ns as --samples gives it (1 when not given); checked as every setting is.
+int samples_given(const SampleArgs& a) {
+  if (!a.flags.user_set("samples")) return 1;
+  EvalSettings s;
+  s.set("samples", a.flags.values.at("samples"));
+  s.validate();
+  return s.rounds.samples;
+}
 
 std::string with_suffix(const std::string& path, const std::string& suffix) {
   std::filesystem::path p(path);
@@ -48,30 +54,26 @@ void check_sample_files(const SampleArgs& a, int samples) {
   check_distinct_files(inputs, outputs);
 }
 
+// The protocol (run_protocol, as eval and score run it) on one image: the
+// reconstructions are those `mdps score` and `mdps eval` compute for it.
 void run_sample(const SampleArgs& a) {
-  Backend& be = backend_by_name(a.device, parse_precision(a.precision));
-  if (a.threads > 0) be.set_threads(a.threads);
-  cli::DetectorFiles d = cli::open_detector(a.model, a.features, be);
-  const UNet* net = d.net.get();
-  const int size = net->config().image_size;
-  Tensor y = image_to_tensor(load_model_image(a.image, size)).to(be);
+  Backend& be = a.device.backend();
+  DetectorFiles d = open_detector(a.model, a.features, be, a.features_prefix);
+  const int size = d.net->config().image_size;
 
-  // Defaults (or the bundle's settings), then the flags given.
-  EvalSettings es = d.bundle ? d.bundle->settings() : EvalSettings{};
-  auto given = [&](const std::string& key) { return a.setting_options.at(key)->count() > 0; };
-  for (const auto& [key, opt] : a.setting_options)
-    if (opt->count() > 0) es.set(key, opt->as<std::string>());
-  if (!given("guidance-norm") && !(d.bundle && !given("variant")))
-    es.sampler.norm = es.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
+  // Defaults (or the bundle's settings and statistics), then the preset and the flags given.
+  EvalSettings es;
+  if (d.bundle) es.normal = d.bundle->normal_stats();
+  a.flags.build(es, "", d.base_settings());
+  es.dataset_scope = false;  // one image: the data set's mask range is its own
+  if (a.mask == "none") es.rounds.round1.t_start = 0;
   es.validate();
-  SamplerSettings s = es.sampler;
-  s.group = SamplerSettings{}.group;
-  Sampler sampler(*net, s);
-  MdpsRounds r = es.rounds;
-  if (a.mask != "auto") r.round1.t_start = 0;
-  const int samples = r.samples;
+  const int samples = es.rounds.samples;
   if (samples != 1) check_sample_files(a, samples);  // a bundle's Ns
 
+  ProtocolHooks hooks;
+  hooks.all_samples = true;
+  hooks.keep_masks = true;
   Tensor given_mask;
   if (a.mask != "auto" && a.mask != "none") {
     // As eval's ground-truth masks: the mask must cover its image exactly,
@@ -84,57 +86,36 @@ void run_sample(const SampleArgs& a) {
     if (m.width != size || m.height != size) m = resize_nearest(m, size, size);
     std::vector<float> v(m.pixels.size());
     for (size_t i = 0; i < v.size(); ++i) v[i] = m.pixels[i] > 0.f ? 1.f : 0.f;
-    given_mask = Tensor::from_vector({1, 1, size, size}, v).to(be);
+    given_mask = Tensor::from_vector({1, 1, size, size}, v);
+    hooks.masks = [&](size_t, size_t) { return given_mask; };
   }
-  // The round-1 anomaly map: features and pixel term, or the pixel term alone.
-  std::unique_ptr<ResNetFeatures> features;
-  const AnomalyMapSettings ms = es.map;
-  if (!a.features.empty()) {
-    MDPS_CHECK(!ms.layers.empty(), "--layers: no ResNet stage chosen");
-    int deepest = *std::max_element(ms.layers.begin(), ms.layers.end());
-    features = std::make_unique<ResNetFeatures>(
-        ResNetFeatures::load(SafeTensorsFile::open(a.features), a.features_prefix, deepest, be));
-  } else {
-    features = d.load_features(es);
+  const bool has_mask = given_mask.defined() || (a.mask == "auto" && es.rounds.round1.t_start > 0);
+  if (!a.save_steps.empty()) {
+    std::filesystem::create_directories(a.save_steps);
+    hooks.round2_steps = [&](int step, int t, const Tensor& x, const Tensor&) {
+      save_png(cat(a.save_steps, "/step", step, "_t", t, ".png"), tensor_to_image(x.to(cpu_backend()), 0));
+    };
   }
-  AnomalyMapFn map_fn = [&](const Tensor& img, const Tensor& rec) {
-    return anomaly_map(features.get(), img, rec, ms).combined;
-  };
-  PhiloxNoise noise(es.seed, 0);
-  auto t0 = std::chrono::steady_clock::now();
-  MdpsOutput o = run_mdps(sampler, y, r, noise, map_fn, given_mask);
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const Tensor y = image_to_tensor(load_model_image(a.image, size));
+  std::unique_ptr<ResNetFeatures> features = d.load_features(es);
+  const ProtocolOutput po =
+      run_protocol(*d.net, features.get(), 1, [&](size_t, size_t) { return y; }, es, {}, {}, hooks);
 
   for (int k = 0; k < samples; ++k) {
     std::string path = samples == 1 ? a.out : with_suffix(a.out, "_" + std::to_string(k));
-    save_png(path, tensor_to_image(o.recon.to(cpu_backend()), k));
+    save_png(path, recon_image(po, size_t(k)));
     std::printf("%s\n", path.c_str());
   }
-  if (o.mask.defined()) {
+  if (has_mask) {
     Image mi(size, size, 1);
-    auto mv = o.mask.to_vector();
-    for (size_t i = 0; i < mv.size(); ++i) mi.pixels[i] = mv[i] * 255.f;
+    for (size_t i = 0; i < mi.pixels.size(); ++i) mi.pixels[i] = po.masks[i] * 255.f;
     std::string path = with_suffix(a.out, "_mask");
     save_png(path, mi);
     std::printf("%s\n", path.c_str());
   }
-  if (!a.save_steps.empty()) {
-    // Replays round 2 with the same draws, saving every x_t.
-    std::filesystem::create_directories(a.save_steps);
-    PhiloxNoise replay(es.seed, 0);
-    if (o.round1.defined()) {
-      Tensor skip_draws = Tensor::empty(repeat_batch(y, samples).shape(), be);
-      for (size_t i = 0; i <= sampler_timesteps(r.round1.t_start, s.skip).size(); ++i) replay.normal(skip_draws);
-    }
-    Tensor mask = o.mask.defined() ? repeat_batch(o.mask, samples) : Tensor();
-    sampler.sample(repeat_batch(y, samples), mask, r.round2, replay,
-                   [&](int step, int t, const Tensor& x, const Tensor&) {
-                     std::string p = cat(a.save_steps, "/step", step, "_t", t, ".png");
-                     save_png(p, tensor_to_image(x.to(cpu_backend()), 0));
-                   });
-    std::printf("steps written to %s\n", a.save_steps.c_str());
-  }
-  std::fprintf(stderr, "mdps sample: %.2f s (%d sample%s)\n", secs, samples, samples == 1 ? "" : "s");
+  if (!a.save_steps.empty()) std::printf("steps written to %s\n", a.save_steps.c_str());
+  std::fprintf(stderr, "mdps sample: %.2f s (%d sample%s, %s protocol)\n", po.seconds, samples,
+               samples == 1 ? "" : "s", protocol_name(es.protocol));
 }
 
 cli::Registrar reg("sample", 30, [](CLI::App& app) {
@@ -147,44 +128,19 @@ cli::Registrar reg("sample", 30, [](CLI::App& app) {
   c->add_option("--image", a->image, "the observed image")->required()->check(CLI::ExistingFile);
   c->add_option("--out", a->out, "reconstruction PNG (with --samples N: OUT_0.png ...)")->required();
   c->add_option("--features", a->features,
-                "ResNet feature extractor (.safetensors), for the round-1 anomaly map; a bundle brings its own");
+                "ResNet feature extractor (.safetensors) of the anomaly maps (round 1's gives the mask); a bundle "
+                "brings its own");
   c->add_option("--features-prefix", a->features_prefix, "name prefix of the ResNet tensors in --features");
-  a->setting_options["eta"] =
-      c->add_option("--eta", a->eta, "pixel-term weight of the anomaly map")->capture_default_str();
   c->add_option("--mask", a->mask, "auto (round 1 then threshold), none (one unmasked round), or a mask image")
       ->capture_default_str();
-  a->setting_options["samples"] =
-      c->add_option("--samples", a->samples, "Ns posterior samples")->capture_default_str()->check(CLI::PositiveNumber);
-  a->setting_options["variant"] =
-      c->add_option("--variant", a->variant, "paper (masked epsilon fusion) or authors (normal-region replacement)")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"paper", "authors"}));
-  a->setting_options["guidance-norm"] =
-      c->add_option("--guidance-norm", a->norm, "squared (paper, per image) or l2 (authors); default by variant")
-          ->check(CLI::IsMember({"squared", "l2"}));
-  a->setting_options["t-start"] =
-      c->add_option("--t-start", a->t_start, "T of the (final) round")->capture_default_str();
-  a->setting_options["skip"] = c->add_option("--skip", a->skip, "DDIM stride")->capture_default_str();
-  a->setting_options["rho"] =
-      c->add_option("--rho", a->rho, "guidance weight of the (final) round")->capture_default_str();
-  a->setting_options["round1-t"] =
-      c->add_option("--round1-t", a->round1_t, "T of the mask round (with --mask auto)")->capture_default_str();
-  a->setting_options["round1-rho"] =
-      c->add_option("--round1-rho", a->round1_rho, "guidance weight of the mask round")->capture_default_str();
-  a->setting_options["lambda"] =
-      c->add_option("--lambda", a->lambda, "mask threshold: min + lambda (max - min)")->capture_default_str();
-  a->setting_options["ddim-eta"] =
-      c->add_option("--ddim-eta", a->ddim_eta, "DDIM noise (1: the authors'; 0: deterministic)")->capture_default_str();
-  a->setting_options["seed"] = c->add_option("--seed", a->seed, "Philox seed")->capture_default_str();
-  cli::add_threads_option(c, a->threads);
+  a->flags.add_all(c, false);
+  a->device.add(c);
   cli::add_image_limit_option(c);
-  c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
-  cli::add_precision_option(c, a->precision);
   c->add_option("--save-steps", a->save_steps, "write every x_t of the final round into this folder");
   cli::add_trace_option(c, a->trace);
   c->callback([a] {
     // Before the trace session starts: it writes its file even when the command fails.
-    check_sample_files(*a, a->setting_options.at("samples")->count() ? a->samples : 1);
+    check_sample_files(*a, samples_given(*a));
     trace::Session trace_session(a->trace);
     run_sample(*a);
     trace_session.finish();

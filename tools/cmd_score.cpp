@@ -44,11 +44,11 @@ using cli::read_jsonl_log;
 struct ScoreArgs {
   cli::SettingFlags flags;
   cli::ThresholdFlags thresholds;
-  std::string model, features, out, device = "cpu", precision = "fp32";
+  cli::DeviceFlags device;
+  std::string model, features, out;
   std::vector<std::string> images;
   std::string jsonl;
   std::vector<float> heat_range;
-  int threads = 0;
   bool quiet = false, resume = false, recursive = false, no_images = false;
 };
 
@@ -61,9 +61,9 @@ DetectorOptions detector_options(const ScoreArgs& a) {
   o.preset = a.flags.preset;
   for (const auto& [key, opt] : a.flags.options)
     if (opt->count() > 0) o.overrides.emplace_back(key, a.flags.values.at(key));
-  o.device = a.device;
-  o.precision = a.precision;
-  o.threads = a.threads;
+  o.device = a.device.device;
+  o.precision = a.device.precision;
+  o.threads = a.device.threads;
   if (a.thresholds.image_opt->count()) o.image_threshold = a.thresholds.image;
   if (a.thresholds.pixel_opt->count()) o.pixel_threshold = a.thresholds.pixel;
   MDPS_USAGE_CHECK(!a.thresholds.image_opt->count() || std::isfinite(a.thresholds.image), "--image-threshold: ",
@@ -332,10 +332,8 @@ cli::Registrar reg("score", 40, [](CLI::App& app) {
       ->expected(2);
   a->flags.add_all(c, false);
   a->thresholds.add(c, " (default: the bundle's, else none)");
-  cli::add_threads_option(c, a->threads);
+  a->device.add(c);
   cli::add_image_limit_option(c);
-  c->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
-  cli::add_precision_option(c, a->precision);
   c->add_flag("--quiet", a->quiet, "no progress line");
   c->callback([a] { run_score(*a); });
 });

@@ -113,7 +113,7 @@ struct Flags {
 // never seen.
 void calibrate_on_holdout(const Flags& f, const TrainResult& r) {
   Backend& be = backend_by_name(f.o.device, parse_precision(f.o.precision));
-  cli::DetectorFiles d = cli::open_detector(r.out_path, f.features, be);
+  DetectorFiles d = open_detector(r.out_path, f.features, be);
   EvalSettings s;
   s.protocol = Protocol::Calibrated;
   s.validate();
@@ -161,7 +161,7 @@ cli::Registrar reg("train", 20, [](CLI::App& app) {
       ->check(CLI::ExistingFile);
   cli::add_threads_option(cmd, o.threads);
   cli::add_image_limit_option(cmd);
-  cmd->add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  cli::add_device_option(cmd, o.device);
   cli::add_precision_option(cmd, o.precision);
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "also write --out every N steps");
   cmd->add_option("--resume", o.resume, "continue from this checkpoint up to --steps");

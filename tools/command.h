@@ -10,6 +10,7 @@
 // The order number sorts the subcommands in --help.
 #pragma once
 #include "engine/io/image_decode.h"
+#include "tools/device_flags.h"
 #include "engine/core/option_checks.h"
 #include <CLI/CLI.hpp>
 #include <functional>
@@ -24,41 +25,6 @@ struct Registrar {
 };
 
 void add_all_commands(CLI::App& app);
-
-// --precision, the same on every command that runs the U-Net; parsed by
-// parse_precision (engine/core/backend.h) when the backend is chosen.
-inline CLI::Option* add_precision_option(CLI::App* c, std::string& value) {
-  return c->add_option("--precision", value,
-                       "precision of the products: fp32 (default), tf32 (--device cuda: TF32 tensor cores in "
-                       "cuBLAS and cuDNN) or bf16 (products on bfloat16 inputs with float32 accumulation, weights and "
-                       "optimiser state; --device cuda, or the CPU's convolutions where it has AVX512-BF16, "
-                       "not for training on the CPU)")
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
-      ->capture_default_str();
-}
-
-// --threads, the same bounds on every command and in the library
-// (check_threads, engine/core/option_checks.h).
-inline CLI::Option* add_threads_option(CLI::App* c, int& value) {
-  return c
-      ->add_option("--threads", value,
-                   "CPU worker threads (0, the default: all CPUs this process may run on, from its affinity mask)")
-      ->check(CLI::Validator(
-          [](std::string& text) -> std::string {
-            try {
-              size_t used = 0;
-              const long long n = std::stoll(text, &used);
-              if (used != text.size()) return "'" + text + "' is not an integer";
-              check_threads(n, "--threads");
-            } catch (const Error& e) {
-              return e.what();
-            } catch (const std::exception&) {
-              return "'" + text + "' is not an integer";
-            }
-            return "";
-          },
-          "0.." + std::to_string(kMaxThreads)));
-}
 
 // --max-image-pixels on every command that decodes image files
 // (engine/io/image_decode.h): larger images are refused before decoding.

@@ -1,9 +1,11 @@
-// The flags `mdps eval`, `mdps score` and `mdps demo` share: the protocol's
-// settings (engine/eval/evaluate.h) and --preset. Each value is kept as the text
-// the user gave so that presets fill in exactly the options left unset.
+// The flags `mdps eval`, `score`, `bundle`, `calibrate` and `sample` share: one
+// per protocol setting of the table (engine/detect/setting_table.h) and
+// --preset; and the progress line. Each value is kept as the text the user
+// gave so that presets fill in exactly the options left unset.
 #pragma once
 #include "engine/eval/evaluate.h"
 #include "engine/detect/presets.h"
+#include "engine/detect/setting_table.h"
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -24,54 +26,33 @@ struct SettingFlags {
   std::map<std::string, CLI::Option*> options;
   std::string preset;
 
-  void add(CLI::App* c, const std::string& key, const std::string& help) {
-    options[key] = c->add_option("--" + key, values[key], help);
-  }
-  // The protocol flags; `eval_only` adds those that only make sense over a data set.
-  void add_all(CLI::App* c, bool eval_only) {
+  // One flag per setting of the table (engine/detect/setting_table.h), its
+  // help and default from the entry; `with_dataset` adds those that only make
+  // sense over a data set (eval, bundle).
+  void add_all(CLI::App* c, bool with_dataset) {
     c->add_option("--preset", preset, "settings file: mvtec/<category>, btad/<01|02|03> or a path to an .ini");
-    add(c, "protocol",
-        "calibrated (scores depend only on the image and the detector) or authors (the authors' batch- and "
-        "test-set-coupled code, as the presets) (default calibrated)");
-    add(c, "t-start", "T of the final round (default 200)");
-    add(c, "rho", "guidance weight of the final round (default 100)");
-    add(c, "round1-t", "T of the mask round; 0: a single unmasked round (default 200)");
-    add(c, "round1-rho", "guidance weight of the mask round (default 50)");
-    add(c, "lambda", "mask threshold min + lambda (max - min) (default 0.12)");
-    add(c, "samples", "Ns posterior samples per image, maps averaged (default 1)");
-    add(c, "skip", "DDIM stride (default 20)");
-    add(c, "ddim-eta", "DDIM noise, 1 as the authors (default 1)");
-    add(c, "variant", "authors or paper (default authors)");
-    add(c, "guidance-norm", "l2 (authors, over the batch) or squared (paper); default by variant");
-    add(c, "eta", "weight of the pixel term in the anomaly map (default 7)");
-    add(c, "blur-sigma", "Gaussian blur of the map (default: calibrated 4 S/256, authors 4)");
-    add(c, "blur-kernel", "Gaussian blur kernel size (default: calibrated 33 S/256 odd >= 3, authors 33)");
-    add(c, "layers", "ResNet stages of the perceptual term (default 2,3)");
-    add(c, "image-score",
-        "authors (softmax top-k sum), topk-mean, max (of the blurred map) or topk-fraction (mean of the top "
-        "--image-score-fraction of the pixels) (default authors)");
-    add(c, "image-score-k", "k of authors / topk-mean (default: calibrated 500 (S/256)^2 >= 1, authors 500)");
-    add(c, "image-score-fraction", "fraction of the pixels of topk-fraction (default 0.01)");
-    add(c, "batch", "evaluation batch: guidance group and eta maxima (default 8)");
-    add(c, "seed", "Philox seed (default 0)");
-    if (eval_only) {
-      add(c, "limit", "at most N test images per type (default all)");
-      add(c, "crop", "centre-crop fraction of maps and masks before the metrics (presets: 0.875)");
-      add(c, "mask-scope",
-          "authors protocol: image (per-image threshold) or dataset (two passes, as the authors) (default image)");
-      add(c, "gt-resize",
-          "ground-truth masks to the model size: bilinear (the authors: Pillow bilinear, then > 0) or nearest "
-          "(default bilinear)");
+    for (const SettingEntry& e : setting_table()) {
+      if (!e.key || (e.dataset_only && !with_dataset)) continue;
+      options[e.key] = c->add_option(std::string("--") + e.key, values[e.key], setting_help(e));
     }
   }
   bool user_set(const std::string& key) const {
     auto it = options.find(key);
     return it != options.end() && it->second->count() > 0;
   }
+  // The flags given, in table order.
+  PresetValues given() const {
+    PresetValues out;
+    for (const SettingEntry& e : setting_table())
+      if (e.key && user_set(e.key)) out.emplace_back(e.key, values.at(e.key));
+    return out;
+  }
   // Defaults, then `base` (a detector bundle's stored settings), then the
   // preset (explicit --preset, else `auto_preset` when it names an existing
   // file and there is no base: a bundle's settings are complete), then the
-  // flags given. Returns the preset used ("" if none).
+  // flags given (SettingLayers: the guidance norm follows the variant unless
+  // chosen). Keeps what `s` holds beyond the settings (normal statistics,
+  // --dump-intermediates). Returns the preset used ("" if none).
   std::string build(EvalSettings& s, const std::string& auto_preset = "", const PresetValues* base = nullptr) const {
     std::string used;
     auto dirs = preset_search_dirs(MDPS_PRESET_DIR);
@@ -83,44 +64,15 @@ struct SettingFlags {
     } else if (!auto_preset.empty() && !base) {
       used = find_preset(auto_preset, dirs);
     }
-    // The guidance norm follows the variant unless it was chosen: by a flag,
-    // the preset, or the bundle (when neither the preset nor a flag changed
-    // the bundle's variant).
-    bool norm_given = user_set("guidance-norm");
-    bool base_norm = false, variant_changed = user_set("variant");
-    // The protocol is the calibrated one unless chosen (by a flag, the
-    // preset, or a bundle): on tire at 64x64 it measures at least as well as
-    // the authors' (bench/RESULTS.md, issue 18) and its scores do not depend
-    // on the other images of a run. The struct's own default stays the
-    // authors' (the golden tests).
-    s.protocol = Protocol::Calibrated;
-    // A bundle written before the protocol was a setting ran the authors'.
-    if (base && std::none_of(base->begin(), base->end(), [](const auto& kv) { return kv.first == "protocol"; }))
-      s.protocol = Protocol::Authors;
-    if (base)
-      for (const auto& [k, v] : *base) {
-        if (user_set(k)) continue;
-        s.set(k, v);
-        base_norm = base_norm || k == "guidance-norm";
-      }
-    if (!used.empty()) {
-      for (const auto& [k, v] : read_preset(used)) {
-        if (user_set(k)) continue;
-        try {
-          s.set(k, v);
-        } catch (const Error& e) {
-          throw Error(cat("preset '", used, "': ", e.what()));
-        }
-        norm_given = norm_given || k == "guidance-norm";
-        variant_changed = variant_changed || k == "variant";
-      }
-    }
-    for (const auto& [k, v] : values)
-      if (user_set(k)) s.set(k, v);
-    norm_given = norm_given || (base_norm && !variant_changed);
-    if (!norm_given)
-      s.sampler.norm = s.sampler.variant == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2;
-    s.validate();
+    EvalSettings start = default_settings();
+    start.normal = s.normal;
+    start.dump_intermediates = s.dump_intermediates;
+    SettingLayers layers(start);
+    auto flagged = [this](const std::string& k) { return user_set(k); };
+    if (base) layers.bundle(*base, flagged);
+    if (!used.empty()) layers.chosen(read_preset(used), cat("preset '", used, "': "), flagged);
+    layers.chosen(given());
+    s = layers.finish();
     return used;
   }
 };

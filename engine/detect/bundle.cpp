@@ -56,10 +56,7 @@ void write_bundle(const std::string& path, const UNet& net, const ResNetSource& 
   for (const auto& p : net.params()) w.add("unet." + p.name, p.var.value);
   int deepest = 0;
   if (resnet.file) {
-    const auto& layers = settings.map.layers;
-    MDPS_CHECK(!layers.empty(), "--layers: no ResNet stage chosen");
-    deepest = *std::max_element(layers.begin(), layers.end());
-    MDPS_CHECK(*std::min_element(layers.begin(), layers.end()) >= 1 && deepest <= 4, "--layers: stages are 1..4");
+    deepest = deepest_stage(settings.map.layers);
     const SafeTensorsFile& f = *resnet.file;
     const std::string& pre = resnet.prefix;
     const std::string stage = "layer" + std::to_string(deepest) + ".0.conv1.weight";
@@ -192,9 +189,7 @@ std::unique_ptr<UNet> Bundle::load_unet(Backend& backend) const {
 
 std::unique_ptr<ResNetFeatures> Bundle::load_features(const std::vector<int>& layers, Backend& backend) const {
   if (!has_features()) return nullptr;
-  MDPS_CHECK(!layers.empty(), "--layers: no ResNet stage chosen");
-  const int deepest = *std::max_element(layers.begin(), layers.end());
-  MDPS_CHECK(*std::min_element(layers.begin(), layers.end()) >= 1, "--layers: stages are 1..4");
+  const int deepest = deepest_stage(layers);
   MDPS_CHECK(deepest <= resnet_layers_, path(), ": the bundle holds ResNet stages 1..", resnet_layers_,
              " but the settings use stage ", deepest, " (--layers)");
   return std::make_unique<ResNetFeatures>(ResNetFeatures::load(*file_, "resnet.", deepest, backend));

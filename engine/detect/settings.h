@@ -3,7 +3,8 @@
 // the batch) in one struct, readable and writable by its `mdps eval` option
 // names. Presets (engine/detect/presets.h), detector bundles
 // (engine/detect/bundle.h), report.json and the command line all go through
-// set() / values() / to_json(), so a setting is spelled the same everywhere.
+// set() / values() / to_json() / validate(), which read the one table of
+// settings (engine/detect/setting_table.h), so a setting is spelled once.
 #pragma once
 #include "engine/detect/anomaly_map.h"
 #include "engine/detect/presets.h"
@@ -71,7 +72,8 @@ struct EvalSettings {
   std::string dump_intermediates;
   GtResize gt_resize = GtResize::Bilinear;  // --gt-resize (evaluation only, not stored in a bundle)
   // The struct's default reproduces the authors (the golden tests); the
-  // command line and the library's DetectorOptions default to Calibrated.
+  // defaults of the command line and the library are default_settings()
+  // (engine/detect/setting_table.h).
   Protocol protocol = Protocol::Authors;
   std::optional<NormalStats> normal;  // Calibrated: from a bundle or a calibration run
   float score_fraction = 0.01f;       // --image-score-fraction (topk-fraction)

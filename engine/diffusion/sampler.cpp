@@ -175,8 +175,21 @@ Tensor mean_over_repeats(const Tensor& x, int times) {
   return out;
 }
 
+Tensor mean_map_over_samples(const AnomalyMapFn& map_fn, const Tensor& y, const Tensor& recon, int samples) {
+  const int64_t n = y.dim(0);
+  MDPS_CHECK(recon.dim(0) == n * samples, "mean map: ", recon.describe(), " is not ", samples, " samples of ", n,
+             " images");
+  Tensor maps;
+  for (int r = 0; r < samples; ++r) {
+    Tensor m = map_fn(y, recon.slice_batch(r * n, (r + 1) * n));
+    if (!maps.defined()) maps = Tensor::zeros(m.shape(), m.backend());
+    m.backend().axpby(1.f / float(samples), m, 1.f, maps);
+  }
+  return maps;
+}
+
 MdpsOutput run_mdps(const Sampler& sampler, const Tensor& y, const MdpsRounds& rounds, NoiseSource& noise,
-                    const AnomalyMapFn& map_fn, const Tensor& given_mask) {
+                    const AnomalyMapFn& map_fn, const Tensor& given_mask, const MdpsSteps& steps) {
   MDPS_CHECK(rounds.samples >= 1, "--samples must be >= 1, got ", rounds.samples);
   const int ns = rounds.samples;
   const int64_t n = y.dim(0);
@@ -186,23 +199,16 @@ MdpsOutput run_mdps(const Sampler& sampler, const Tensor& y, const MdpsRounds& r
   if (!mask.defined() && rounds.round1.t_start > 0) {
     out.round1 = sampler.sample(ys, Tensor(), rounds.round1, noise, nullptr, n);
     MDPS_CHECK(map_fn, "run_mdps: a mask round needs an anomaly-map function");
-    // Eq. 19: the map is averaged over the Ns posterior samples.
-    Tensor maps;
-    for (int r = 0; r < ns; ++r) {
-      Tensor m = map_fn(y, out.round1.slice_batch(r * n, (r + 1) * n));
-      if (!maps.defined()) {
-        maps = Tensor::zeros(m.shape(), m.backend());
-      }
-      m.backend().axpby(1.f / float(ns), m, 1.f, maps);
-    }
-    mask = threshold_mask(maps, rounds.lambda);
+    out.round1_map = mean_map_over_samples(map_fn, y, out.round1, ns);
+    if (steps.round1_only) return out;
+    mask = steps.mask ? steps.mask(out.round1_map) : threshold_mask(out.round1_map, rounds.lambda);
   }
-  if (mask.defined()) {
-    out.mask = mask;
-    out.recon = sampler.sample(ys, repeat_batch(mask, ns), rounds.round2, noise, nullptr, n);
-  } else {
-    out.recon = sampler.sample(ys, Tensor(), rounds.round2, noise, nullptr, n);
-  }
+  MDPS_CHECK(!steps.round1_only, "run_mdps: a round-1-only run needs round 1 (round1 t_start > 0, no given mask)");
+  NoiseSource& noise2 = steps.round2_noise ? *steps.round2_noise : noise;
+  out.mask = mask;
+  out.recon = sampler.sample(ys, mask.defined() ? repeat_batch(mask, ns) : Tensor(), rounds.round2, noise2,
+                             steps.round2_steps, n);
+  if (steps.final_map) out.map = mean_map_over_samples(steps.final_map, y, out.recon, ns);
   return out;
 }
 

@@ -64,8 +64,8 @@ class Sampler {
   NoiseSchedule schedule_;
 };
 
-// The two-round protocol (spec section 4). score(y, recon) returns anomaly
-// maps [N,1,H,W]; the mask is D > min + lambda (max - min), per image.
+// The two-round protocol (spec section 4): anomaly maps [N,1,H,W] of round 1
+// give the mask D > min + lambda (max - min), per image.
 struct MdpsRounds {
   RoundSettings round1{200, 50.f};  // t_start 0: a single round with round2 and no mask
   RoundSettings round2{200, 100.f};
@@ -74,16 +74,35 @@ struct MdpsRounds {
 };
 using AnomalyMapFn = std::function<Tensor(const Tensor& y, const Tensor& recon)>;
 
-// Runs the protocol on observations y [N,3,H,W]: round 1 unmasked (unless its
-// t_start is 0), the mask from map_fn, round 2 masked; Ns samples stacked.
-// A given mask ([N,1,H,W]) skips round 1.
+// The two-round sequence, written once: round 1 unmasked (unless its t_start
+// is 0 or a mask is given), the mean over the Ns samples of map_fn's maps
+// (Eq. 19), the mask from that mean, round 2 masked; Ns samples stacked along
+// the batch (repeat r of image n at r*N + n), guidance groups never spanning
+// two repeats. Both protocols (engine/eval/evaluate.h) run every batch or
+// image through it; what differs between them is given here.
 struct MdpsOutput {
-  Tensor recon;  // [Ns*N,3,H,W], repeat r of image n at r*N + n
-  Tensor mask;   // [N,1,H,W] (undefined for a single unmasked round)
-  Tensor round1; // round-1 reconstructions [Ns*N,...] (undefined if no round 1)
+  Tensor recon;       // [Ns*N,3,H,W] the final round's samples
+  Tensor mask;        // [N,1,H,W] (undefined for a single unmasked round)
+  Tensor round1;      // round-1 samples [Ns*N,...] (undefined if no round 1)
+  Tensor round1_map;  // [N,1,H,W] the mean round-1 map the mask came from (idem)
+  Tensor map;         // [N,1,H,W] the mean final map, when MdpsSteps::final_map is set
+};
+struct MdpsSteps {
+  // The draws of round 2; null: round 1's source goes on drawing.
+  NoiseSource* round2_noise = nullptr;
+  // Round 1's mean map -> the mask; null: threshold_mask(map, lambda) per image.
+  std::function<Tensor(const Tensor& round1_map)> mask;
+  // Set: out.map is the mean over Ns of final_map(y, sample r) of round 2.
+  AnomalyMapFn final_map;
+  // Called after every step of round 2 (Sampler::sample's on_step).
+  StepCallback round2_steps;
+  // Stop after round 1 and its map (the first pass of a data-set-wide mask).
+  bool round1_only = false;
 };
 MdpsOutput run_mdps(const Sampler& sampler, const Tensor& y, const MdpsRounds& rounds, NoiseSource& noise,
-                    const AnomalyMapFn& map_fn, const Tensor& given_mask = Tensor());
+                    const AnomalyMapFn& map_fn, const Tensor& given_mask = Tensor(), const MdpsSteps& steps = {});
+// Eq. 19: the mean over the Ns samples in `recon` ([Ns*N,...]) of map_fn(y, sample r), summed in sample order.
+Tensor mean_map_over_samples(const AnomalyMapFn& map_fn, const Tensor& y, const Tensor& recon, int samples);
 // Repeats a batch Ns times along dim 0.
 Tensor repeat_batch(const Tensor& x, int times);
 // Mean over the Ns repeats of [Ns*N,...] -> [N,...].

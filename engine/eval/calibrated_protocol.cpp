@@ -86,16 +86,11 @@ struct OneImage {
     return sampler.sample(repeat_batch(y, ns), mask.defined() ? repeat_batch(mask, ns) : Tensor(), rs, noise, nullptr,
                           1);
   }
-  // Eq. 19: the mean of the samples' maps, in sample order (as the authors' protocol).
+  // Eq. 19: the mean of the samples' maps, in sample order, as mean_map_over_samples sums them.
   static Tensor mean(const std::vector<Tensor>& maps) {
     Tensor out = Tensor::zeros(maps[0].shape(), maps[0].backend());
     for (const Tensor& m : maps) m.backend().axpby(1.f / float(maps.size()), m, 1.f, out);
     return out;
-  }
-  Tensor mean_map(const Tensor& y, const Tensor& rec, const TermMaxima* maxima) const {
-    std::vector<Tensor> maps;
-    for (int k = 0; k < ns; ++k) maps.push_back(anomaly_map(features, y, rec.slice_batch(k, k + 1), st.map, maxima).combined);
-    return mean(maps);
   }
   // The samples' terms on the host: pixel then feature (when there is a
   // feature extractor) per sample, and their maxima folded into `max`.
@@ -112,7 +107,8 @@ struct OneImage {
     }
     return out;
   }
-  // terms() combined with the maxima: the same bits as mean_map with them.
+  // terms() combined with the maxima: the same bits as run_mdps's mean map
+  // (mean_map_over_samples) with them.
   Tensor combine(const std::vector<std::vector<float>>& t, const TermMaxima& maxima) const {
     std::vector<Tensor> maps;
     const size_t per = features ? 2 : 1;
@@ -153,32 +149,53 @@ uint64_t image_noise_key(const Tensor& y) {
 
 ProtocolOutput run_calibrated_protocol(const UNet& model, const ResNetFeatures* features, size_t N,
                                        const BatchLoader& load, const EvalSettings& settings,
-                                       const EvalProgressFn& progress) {
+                                       const EvalProgressFn& progress, const ProtocolHooks& hooks) {
   const OneImage one(model, features, settings);
   const NormalStats* stats = one.st.normal ? &*one.st.normal : nullptr;
   const int S = one.S;
   const size_t plane = size_t(S) * S;
+  const int kept = hooks.all_samples ? one.ns : 1;
   const auto t0 = std::chrono::steady_clock::now();
   ProtocolOutput out;
   out.size = S;
   out.maps.resize(N * plane);
-  out.recon.resize(N);
+  out.recon.resize(N * size_t(kept));
+  if (hooks.keep_masks) out.masks.assign(N * plane, 0.f);
+  // The eta combination's maxima of each round: the normal images' (else the image's own).
+  const AnomalyMapFn round1_map = [&](const Tensor& y, const Tensor& rec) {
+    return anomaly_map(features, y, rec, one.st.map, stats ? &stats->round1 : nullptr).combined;
+  };
+  const AnomalyMapFn final_map = [&](const Tensor& y, const Tensor& rec) {
+    return anomaly_map(features, y, rec, one.st.map, stats ? &stats->final : nullptr).combined;
+  };
   for (size_t i = 0; i < N; ++i) {
     auto [host, y] = one.load(load, i);
     const uint64_t key = image_noise_key(host);
-    Tensor mask;
-    if (one.two_rounds) {
-      Tensor m1 = one.mean_map(y, one.sample(y, Tensor(), 1, key), stats ? &stats->round1 : nullptr);
-      mask = stats ? threshold_mask(m1, one.st.rounds.lambda, stats->round1_min, stats->round1_max)
-                   : threshold_mask(m1, one.st.rounds.lambda);
+    Tensor given;
+    if (hooks.masks) {
+      given = hooks.masks(i, i + 1);
+      check_shape(given, {1, 1, S, S}, "given mask");
+      given = given.to(model.backend());
     }
-    Tensor rec = one.sample(y, mask, 2, key);
-    std::vector<float> m = one.mean_map(y, rec, stats ? &stats->final : nullptr).to_vector();
+    ImageNoise noise1(one.st.seed, key, 1, one.ns), noise2(one.st.seed, key, 2, one.ns);
+    MdpsSteps steps;
+    steps.round2_noise = &noise2;
+    steps.final_map = final_map;
+    steps.round2_steps = hooks.round2_steps;
+    // The mask range: the normal images' round-1 range (else the image's own).
+    if (stats)
+      steps.mask = [&](const Tensor& m1) {
+        return threshold_mask(m1, one.st.rounds.lambda, stats->round1_min, stats->round1_max);
+      };
+    MdpsOutput o = run_mdps(one.sampler, y, one.st.rounds, noise1, round1_map, given, steps);
+    std::vector<float> m = o.map.to_vector();
     std::copy(m.begin(), m.end(), out.maps.begin() + i * plane);
-    Image im = tensor_to_image(rec.slice_batch(0, 1).to(cpu_backend()), 0);
-    auto& px = out.recon[i];
-    px.resize(im.pixels.size());
-    for (size_t k = 0; k < px.size(); ++k) px[k] = uint8_t(std::lround(std::clamp(im.pixels[k], 0.f, 255.f)));
+    if (hooks.keep_masks && o.mask.defined()) {
+      std::vector<float> mv = o.mask.to_vector();
+      std::copy(mv.begin(), mv.end(), out.masks.begin() + i * plane);
+    }
+    Tensor rec = o.recon.slice_batch(0, kept).to(cpu_backend());
+    for (int r = 0; r < kept; ++r) out.recon[size_t(r) * N + i] = recon_bytes(rec, r);
     if (progress) progress(i + 1, N, seconds_since(t0), 0);
   }
   out.seconds = seconds_since(t0);

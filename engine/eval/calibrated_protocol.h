@@ -29,7 +29,7 @@ constexpr int kAuthorsGroup = 8;
 // run_protocol's body for the calibrated protocol (run_protocol dispatches).
 ProtocolOutput run_calibrated_protocol(const UNet& model, const ResNetFeatures* features, size_t N,
                                        const BatchLoader& load, const EvalSettings& settings,
-                                       const EvalProgressFn& progress);
+                                       const EvalProgressFn& progress, const ProtocolHooks& hooks);
 
 // The Philox stream of sample `k` of round `round` (1 or 2) of the image with
 // noise key `key`: a 64-bit mix of the three (splitmix64 finaliser).

@@ -117,33 +117,6 @@ std::vector<Sample> limit_samples(const std::vector<Sample>& test, int limit) {
   return out;
 }
 
-std::string find_resnet_prefix(const SafeTensorsFile& f, const std::string& what) {
-  for (const char* p : {"", "resnet.", "module.", "model.", "backbone."})
-    if (f.has(std::string(p) + "conv1.weight") && f.has(std::string(p) + "layer1.0.conv1.weight")) return p;
-  throw Error(cat(what, ": not a ResNet (no 'conv1.weight' and 'layer1.0.conv1.weight', with or without a ",
-                  "'resnet.', 'module.', 'model.' or 'backbone.' prefix)"));
-}
-
-std::unique_ptr<ResNetFeatures> load_features(const std::string& path, const std::vector<int>& layers,
-                                              Backend& backend) {
-  MDPS_CHECK(!layers.empty(), "--layers: no ResNet stage chosen");
-  int deepest = *std::max_element(layers.begin(), layers.end());
-  MDPS_CHECK(*std::min_element(layers.begin(), layers.end()) >= 1 && deepest <= 4, "--layers: stages are 1..4");
-  SafeTensorsFile f = SafeTensorsFile::open(path);
-  const std::string prefix = find_resnet_prefix(f, "--features " + path);
-  return std::make_unique<ResNetFeatures>(ResNetFeatures::load(f, prefix, deepest, backend));
-}
-
-std::unique_ptr<UNet> load_unet(const std::string& path, Backend& backend) {
-  try {
-    return UNet::from_file(path, backend);
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    if (msg.find(path) == std::string::npos) msg = cat("--model ", path, ": ", msg);
-    throw Error(cat(msg, " (expected a U-Net model or checkpoint written by `mdps train`)"));
-  }
-}
-
 std::vector<uint8_t> resize_gt_mask(const Image& gt, int size, GtResize how) {
   MDPS_CHECK(gt.channels == 1, "resize_gt_mask: a mask has one channel, got ", gt.channels);
   Image r = gt;
@@ -175,13 +148,23 @@ EvalBatch load_eval_batch(const std::vector<Sample>& samples, size_t begin, size
   return b;
 }
 
+std::vector<uint8_t> recon_bytes(const Tensor& recon, int index) {
+  const Image im = tensor_to_image(recon, index);
+  std::vector<uint8_t> px(im.pixels.size());
+  for (size_t k = 0; k < px.size(); ++k) px[k] = uint8_t(std::lround(std::clamp(im.pixels[k], 0.f, 255.f)));
+  return px;
+}
+
 ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
-                            const EvalSettings& st, const EvalProgressFn& progress, const ProtocolPart& part) {
+                            const EvalSettings& st, const EvalProgressFn& progress, const ProtocolPart& part,
+                            const ProtocolHooks& hooks) {
   st.validate();
+  MDPS_CHECK(!hooks.masks || !st.dataset_scope, "protocol: given masks replace round 1, which the data-set-wide ",
+             "mask scope needs");
   if (st.protocol == Protocol::Calibrated) {
     MDPS_CHECK(!part.round1_only && !part.round1_maps, "protocol: the two-pass mask of --mask-scope dataset is the ",
                "authors' protocol");
-    return run_calibrated_protocol(model, features, N, load, st, progress);
+    return run_calibrated_protocol(model, features, N, load, st, progress, hooks);
   }
   Backend& be = model.backend();
   const int S = model.config().image_size;
@@ -192,19 +175,8 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
   const bool two_rounds = st.rounds.round1.t_start > 0;
   const size_t B = size_t(st.batch), nbatches = (N + B - 1) / B;
   const size_t plane = size_t(S) * S;
-  auto map_fn = [&](const Tensor& y, const Tensor& recon) {
+  const AnomalyMapFn map_fn = [&](const Tensor& y, const Tensor& recon) {
     return anomaly_map(features, y, recon, st.map).combined;
-  };
-  // Eq. 19: averaged over the Ns posterior samples, each against the same batch.
-  auto mean_map = [&](const Tensor& y, const Tensor& recon) {
-    const int64_t n = y.dim(0);
-    Tensor maps;
-    for (int k = 0; k < ns; ++k) {
-      Tensor m = map_fn(y, recon.slice_batch(k * n, (k + 1) * n));
-      if (!maps.defined()) maps = Tensor::zeros(m.shape(), m.backend());
-      m.backend().axpby(1.f / float(ns), m, 1.f, maps);
-    }
-    return maps;
   };
   auto load_checked = [&](size_t begin, size_t end) {
     Tensor y = load(begin, end);
@@ -230,17 +202,18 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
   float lo = part.round1_min, hi = part.round1_max;
   if (two_rounds && st.dataset_scope && !part.round1_maps) {
     round1_maps.resize(N * plane);
+    MdpsSteps round1_only;
+    round1_only.round1_only = true;
     for (size_t b = 0; b < nbatches; ++b) {
       size_t begin = b * B, end = std::min(N, begin + B);
       Tensor y = load_checked(begin, end);
       PhiloxNoise noise(st.seed, 2 * (b0 + b));
-      Tensor rec = sampler.sample(repeat_batch(y, ns), Tensor(), st.rounds.round1,
-                                  dump.noise(noise, cat("b", b, ".round1.")), nullptr, y.dim(0));
-      Tensor map1 = mean_map(y, rec);
+      MdpsOutput o = run_mdps(sampler, y, st.rounds, dump.noise(noise, cat("b", b, ".round1.")), map_fn, Tensor(),
+                              round1_only);
       dump.add(cat("b", b, ".y"), y);
-      dump.add(cat("b", b, ".round1.recon"), rec);
-      dump.add(cat("b", b, ".round1.map"), map1);
-      std::vector<float> m = map1.to_vector();
+      dump.add(cat("b", b, ".round1.recon"), o.round1);
+      dump.add(cat("b", b, ".round1.map"), o.round1_map);
+      std::vector<float> m = o.round1_map.to_vector();
       std::copy(m.begin(), m.end(), round1_maps.begin() + begin * plane);
       if (progress) progress(end, N, elapsed(), 1);
     }
@@ -259,44 +232,47 @@ ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, s
     return out;
   }
   const std::vector<float>& r1 = part.round1_maps ? *part.round1_maps : round1_maps;
+  const int kept = hooks.all_samples ? ns : 1;
   out.maps.resize(N * plane);
-  out.recon.resize(N);
+  out.recon.resize(N * size_t(kept));
+  if (hooks.keep_masks) out.masks.assign(N * plane, 0.f);
   for (size_t b = 0; b < nbatches; ++b) {
     size_t begin = b * B, end = std::min(N, begin + B);
     Tensor y = load_checked(begin, end);
     const int64_t n = y.dim(0);
-    Tensor ys = repeat_batch(y, ns), mask;
-    if (two_rounds) {
-      if (st.dataset_scope) {
-        std::vector<float> m(r1.begin() + begin * plane, r1.begin() + end * plane);
-        mask = threshold_mask(Tensor::from_vector({n, 1, S, S}, m), st.rounds.lambda, lo, hi).to(be);
-      } else {
-        PhiloxNoise noise(st.seed, 2 * (b0 + b));
-        Tensor rec = sampler.sample(ys, Tensor(), st.rounds.round1, dump.noise(noise, cat("b", b, ".round1.")),
-                                    nullptr, n);
-        Tensor map1 = mean_map(y, rec);
-        dump.add(cat("b", b, ".round1.recon"), rec);
-        dump.add(cat("b", b, ".round1.map"), map1);
-        mask = threshold_mask(map1, st.rounds.lambda);
-      }
-      dump.add(cat("b", b, ".mask"), mask);
+    Tensor given;
+    if (hooks.masks) {
+      given = hooks.masks(begin, end);
+      check_shape(given, {n, 1, S, S}, "given masks");
+      given = given.to(be);
+    } else if (two_rounds && st.dataset_scope) {
+      std::vector<float> m(r1.begin() + begin * plane, r1.begin() + end * plane);
+      given = threshold_mask(Tensor::from_vector({n, 1, S, S}, m), st.rounds.lambda, lo, hi).to(be);
     }
+    // Round 1 draws stream 2b, round 2 stream 2b+1, so both mask scopes draw the same noise.
+    PhiloxNoise noise1(st.seed, 2 * (b0 + b)), noise2(st.seed, 2 * (b0 + b) + 1);
+    MdpsSteps steps;
+    steps.round2_noise = &dump.noise(noise2, cat("b", b, ".round2."));
+    steps.final_map = map_fn;
+    steps.round2_steps = hooks.round2_steps;
+    MdpsOutput o = run_mdps(sampler, y, st.rounds, dump.noise(noise1, cat("b", b, ".round1.")), map_fn, given, steps);
+    if (o.round1.defined()) {
+      dump.add(cat("b", b, ".round1.recon"), o.round1);
+      dump.add(cat("b", b, ".round1.map"), o.round1_map);
+    }
+    if (o.mask.defined()) dump.add(cat("b", b, ".mask"), o.mask);
     if (!(two_rounds && st.dataset_scope)) dump.add(cat("b", b, ".y"), y);
-    PhiloxNoise noise(st.seed, 2 * (b0 + b) + 1);
-    Tensor rec = sampler.sample(ys, mask.defined() ? repeat_batch(mask, ns) : Tensor(), st.rounds.round2,
-                                dump.noise(noise, cat("b", b, ".round2.")), nullptr, n);
-    Tensor map2 = mean_map(y, rec);
-    dump.add(cat("b", b, ".round2.recon"), rec);
-    dump.add(cat("b", b, ".map"), map2);
-    std::vector<float> m = map2.to_vector();
+    dump.add(cat("b", b, ".round2.recon"), o.recon);
+    dump.add(cat("b", b, ".map"), o.map);
+    std::vector<float> m = o.map.to_vector();
     std::copy(m.begin(), m.end(), out.maps.begin() + begin * plane);
-    Tensor first = rec.slice_batch(0, n).to(cpu_backend());
-    for (int64_t i = 0; i < n; ++i) {
-      Image im = tensor_to_image(first, int(i));
-      auto& px = out.recon[begin + size_t(i)];
-      px.resize(im.pixels.size());
-      for (size_t k = 0; k < px.size(); ++k) px[k] = uint8_t(std::lround(std::clamp(im.pixels[k], 0.f, 255.f)));
+    if (hooks.keep_masks && o.mask.defined()) {
+      std::vector<float> mv = o.mask.to_vector();
+      std::copy(mv.begin(), mv.end(), out.masks.begin() + begin * plane);
     }
+    Tensor rec = o.recon.slice_batch(0, n * kept).to(cpu_backend());
+    for (int r = 0; r < kept; ++r)
+      for (int64_t i = 0; i < n; ++i) out.recon[size_t(r) * N + begin + size_t(i)] = recon_bytes(rec, int(r * n + i));
     if (progress) progress(end, N, elapsed(), st.dataset_scope && two_rounds ? 2 : 0);
   }
   out.seconds = elapsed();

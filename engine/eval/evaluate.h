@@ -16,6 +16,7 @@
 #include "engine/core/atomic_file.h"
 #include "engine/detect/anomaly_map.h"
 #include "engine/detect/settings.h"
+#include "engine/eval/detector_files.h"
 #include "engine/io/dataset.h"
 #include "engine/io/image.h"
 #include "engine/detect/presets.h"
@@ -68,12 +69,13 @@ using EvalProgressFn = std::function<void(size_t done, size_t total, double seco
 // The protocol on N images given batch by batch: load(begin, end) returns
 // the images [end-begin,3,S,S] in [-1,1] at the model's size S. Maps are
 // full size (no crop); recon holds repeat 0's reconstruction of each image
-// as 8-bit HWC RGB.
+// as 8-bit HWC RGB (every repeat's with ProtocolHooks::all_samples).
 struct ProtocolOutput {
   int size = 0;
   std::vector<float> maps;                  // N*S*S
-  std::vector<std::vector<uint8_t>> recon;  // N of S*S*3
+  std::vector<std::vector<uint8_t>> recon;  // N of S*S*3 (Ns*N: repeat r of image i at r*N + i)
   std::vector<float> round1_maps;           // N*S*S with ProtocolPart::round1_only, else empty
+  std::vector<float> masks;                 // N*S*S round-2 masks (0/1) with ProtocolHooks::keep_masks
   double seconds = 0;
 };
 // Where the N images sit in a larger, sharded evaluation (engine/eval/shard.h).
@@ -90,13 +92,29 @@ struct ProtocolPart {
   float round1_min = 0.f, round1_max = 0.f;
 };
 using BatchLoader = std::function<Tensor(size_t begin, size_t end)>;
+// What `mdps sample` asks of a run beyond the maps; the default asks nothing.
+struct ProtocolHooks {
+  // Masks [end-begin,1,S,S] (1 = resample) for images [begin, end) that
+  // replace round 1 (not with the data-set-wide mask scope).
+  BatchLoader masks;
+  // Called after every step of round 2 with x_t of the batch's samples.
+  StepCallback round2_steps;
+  bool all_samples = false;  // recon holds every repeat, not only the first
+  bool keep_masks = false;   // masks holds the round-2 masks (zeros for a single unmasked round)
+};
 // The calibrated protocol's noise key of one image [1,3,S,S] (host values at
 // the model's size): FNV-1a over its float bytes, so the same pixels draw the
 // same noise wherever the image sits in a run.
 uint64_t image_noise_key(const Tensor& y);
+// The one protocol function: `mdps eval` (evaluate), `mdps score` and
+// mdps::Detector (score_batch), `mdps calibrate` and `mdps sample` all run it;
+// it runs every batch (or, calibrated, every image) through run_mdps
+// (engine/diffusion/sampler.h).
 ProtocolOutput run_protocol(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
                             const EvalSettings& settings, const EvalProgressFn& progress = {},
-                            const ProtocolPart& part = {});
+                            const ProtocolPart& part = {}, const ProtocolHooks& hooks = {});
+// The 8-bit HWC RGB of sample `index` of reconstructions [B,3,S,S] in [-1,1].
+std::vector<uint8_t> recon_bytes(const Tensor& recon, int index);
 Image recon_image(const ProtocolOutput& p, size_t i);
 
 // The calibrated protocol on N normal images without statistics: round 1 on
@@ -178,18 +196,6 @@ std::string write_eval_report(const EvalResult& r, const std::string& settings_j
 std::string format_eval_table(const EvalResult& r);
 // Summary over categories: summary.json into out_dir and the table as text.
 std::string write_eval_summary(const std::vector<EvalResult>& results, const std::string& out_dir);
-
-// Loads a ResNet feature extractor, finding its tensor prefix ("", "resnet.",
-// "module.", "model."); deepest layer = the largest of `layers`. Errors say
-// the file is not a ResNet.
-std::unique_ptr<ResNetFeatures> load_features(const std::string& path, const std::vector<int>& layers,
-                                              Backend& backend);
-// The tensor-name prefix of the ResNet in `f` ("", "resnet.", "module.",
-// "model.", "backbone."); throws naming `what` when there is none.
-std::string find_resnet_prefix(const SafeTensorsFile& f, const std::string& what);
-// A U-Net from a model file, checkpoint or detector bundle, with an error
-// naming the file when it is not one.
-std::unique_ptr<UNet> load_unet(const std::string& path, Backend& backend);
 
 // Centre crop of an H x W plane: side round(H*crop), offset (H - side)/2.
 int crop_side(int size, float crop);

@@ -24,8 +24,8 @@ void ProtocolDump::add(const std::string& name, const Tensor& t) {
 
 NoiseSource& ProtocolDump::noise(NoiseSource& inner, const std::string& prefix) {
   if (!enabled()) return inner;
-  tee_ = std::make_unique<Recording>(inner, *this, prefix);
-  return *tee_;
+  tees_.push_back(std::make_unique<Recording>(inner, *this, prefix));
+  return *tees_.back();
 }
 
 void ProtocolDump::write(const std::string& settings_json, size_t batches) {

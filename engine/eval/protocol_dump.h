@@ -21,6 +21,7 @@
 #include "engine/core/tensor.h"
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mdps {
 
@@ -32,7 +33,7 @@ class ProtocolDump {
   // `t` copied to the host under `name`.
   void add(const std::string& name, const Tensor& t);
   // `inner` itself when disabled; else a source that hands out inner's draws
-  // and records each as prefix + "noise" + k. Valid until the next call.
+  // and records each as prefix + "noise" + k. Valid as long as the dump.
   NoiseSource& noise(NoiseSource& inner, const std::string& prefix);
   void write(const std::string& settings_json, size_t batches);
 
@@ -40,7 +41,7 @@ class ProtocolDump {
   class Recording;
   std::string path_;
   SafeTensorsWriter w_;
-  std::unique_ptr<NoiseSource> tee_;
+  std::vector<std::unique_ptr<NoiseSource>> tees_;  // one per noise() call
 };
 
 }  // namespace mdps

@@ -4,6 +4,13 @@
 
 namespace mdps {
 
+int deepest_stage(const std::vector<int>& layers) {
+  MDPS_CHECK(!layers.empty(), "--layers: no ResNet stage chosen");
+  const auto [lo, hi] = std::minmax_element(layers.begin(), layers.end());
+  MDPS_CHECK(*lo >= 1 && *hi <= 4, "--layers: stages are 1..4");
+  return *hi;
+}
+
 Tensor imagenet_normalise(const Tensor& x) {
   MDPS_CHECK(x.defined() && x.ndim() == 4 && x.dim(1) == 3, "imagenet_normalise: images ",
              x.defined() ? x.describe() : std::string("undefined"), " are not [N,3,H,W]");

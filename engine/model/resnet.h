@@ -18,6 +18,11 @@ namespace mdps {
 // channel, mean (0.485,0.456,0.406), std (0.229,0.224,0.225). [N,3,H,W], same backend.
 Tensor imagenet_normalise(const Tensor& x_in_minus1_1);
 
+// The deepest stage `layers` (the perceptual term's stages, each 1..4) use:
+// how far an extractor must be loaded or stored. Throws naming --layers when
+// the list is empty or a stage is out of range. The one place this is decided.
+int deepest_stage(const std::vector<int>& layers);
+
 class ResNetFeatures {
  public:
   // Reads `prefix`conv1.weight, `prefix`bn1.*, `prefix`layerL.B.* for L up to

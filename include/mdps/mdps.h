@@ -57,7 +57,9 @@ struct DetectorOptions {
   // ("", "resnet.", "module.", "model.", "backbone.").
   std::string features_prefix;
 
-  // The protocol's settings, as the `mdps eval` options of the same names.
+  // The protocol's settings, as the `mdps eval` options of the same names:
+  // the library reads each through the engine's settings table by that name,
+  // and its defaults are the table's (tests/api/test_api.cpp checks them).
   int round1_t = 200;        // --round1-t (0: a single unmasked round)
   float round1_rho = 50.f;   // --round1-rho
   int round2_t = 200;        // --t-start

@@ -9,6 +9,8 @@
 #include "engine/eval/evaluate.h"
 #include "engine/io/image.h"
 #include "engine/detect/presets.h"
+#include "engine/detect/setting_table.h"
+#include "api/detector_settings.h"
 #include "engine/io/safetensors.h"
 #include "tests/test_util.h"
 #include <doctest/doctest.h>
@@ -206,6 +208,25 @@ TEST_CASE("options reach the settings; presets and overrides apply in order") {
   js = Detector(o).settings_json();
   CHECK(js.find("\"lambda\": 0.25") != std::string::npos);
   CHECK(js.find("\"skip\": 5") != std::string::npos);
+}
+
+TEST_CASE("the typed options' defaults are the settings table's defaults") {
+  // DetectorOptions (a public header that includes nothing from the engine)
+  // states its defaults as literals; they must be default_settings()'s.
+  const EvalSettings d = default_settings();
+  for (const auto& [k, v] : detector_option_settings(DetectorOptions{})) {
+    INFO(k);
+    REQUIRE(find_setting(k) != nullptr);
+    CHECK(v == find_setting(k)->print(d));
+  }
+  CHECK(detector_settings(DetectorOptions{}, nullptr).to_json() == d.to_json());
+  // And the C options start from them.
+  mdps_options c;
+  mdps_options_init(&c);
+  DetectorOptions o;
+  CHECK(c.round1_t == o.round1_t);
+  CHECK(c.lambda == o.lambda);
+  CHECK(c.seed == o.seed);
 }
 
 TEST_CASE("errors are exceptions that name the problem") {

@@ -280,6 +280,22 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
   const std::string scored = test::read_text(dir + "/sc/scores.csv");
   CHECK(scored.rfind("file,score,decision\n" + file + "," + score_text + ",", 0) == 0);
 
+  // `mdps sample` runs the same protocol: its reconstruction is score's, byte for byte.
+  const std::string stem = fs::path(file).stem().string();
+  REQUIRE(test::run_mdps("sample --model " + dir + "/cal.safetensors --image " + file + " --threads 2 --out " + dir +
+                             "/sample.png",
+                         log) == 0);
+  CHECK(test::read_text(dir + "/sample.png") == test::read_text(dir + "/sc/" + stem + "_recon.png"));
+  // And with a plain model under the authors' protocol.
+  REQUIRE(test::run_mdps("score --model " + model + kFastFlags + " --protocol authors --images " + file +
+                             " --quiet --threads 2 --out " + dir + "/sca",
+                         log) == 0);
+  REQUIRE(test::run_mdps("sample --model " + model + kFastFlags + " --protocol authors --image " + file +
+                             " --threads 2 --out " + dir + "/sample_a.png",
+                         log) == 0);
+  CHECK(test::read_text(dir + "/sample_a.png") == test::read_text(dir + "/sca/" + stem + "_recon.png"));
+  CHECK(test::read_text(dir + "/sample_a.png") != test::read_text(dir + "/sample.png"));
+
   // The library's map equals the eval's map of that image, value for value.
   DetectorOptions o;
   o.unet_path = dir + "/cal.safetensors";

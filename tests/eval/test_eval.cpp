@@ -197,6 +197,56 @@ TEST_CASE("dataset mask scope equals image scope on one image (same noise stream
   CHECK(test::max_abs_diff(a.maps.data(), c.maps.data(), a.maps.size()) > 0.0);
 }
 
+TEST_CASE("protocol hooks: a run's own masks given back reproduce it; every sample's reconstruction") {
+  // What `mdps sample` asks of run_protocol, under both protocols.
+  const std::string dir = test::temp_dir("eval_hooks");
+  const std::string root = test::make_tiny_category(dir);
+  auto net = UNet::from_file(test::write_tiny_model(dir), cpu_backend());
+  Dataset ds = read_dataset(root);
+  std::vector<Image> imgs;
+  for (size_t i = 0; i < 3; ++i) imgs.push_back(load_model_image(ds.test[i].image_path, 32));
+  auto loader = [&](size_t b, size_t e) { return images_to_tensor({imgs.begin() + long(b), imgs.begin() + long(e)}); };
+  for (Protocol p : {Protocol::Authors, Protocol::Calibrated}) {
+    INFO(protocol_name(p));
+    EvalSettings s = fast_settings();
+    s.protocol = p;
+    s.batch = 2;
+    s.rounds.samples = 2;
+    ProtocolHooks keep;
+    keep.keep_masks = true;
+    keep.all_samples = true;
+    int steps = 0;
+    keep.round2_steps = [&](int, int, const Tensor& x, const Tensor&) {
+      ++steps;
+      CHECK(x.dim(0) % s.rounds.samples == 0);  // the batch's (or, calibrated, the image's) samples
+    };
+    ProtocolOutput a = run_protocol(*net, nullptr, imgs.size(), loader, s, {}, {}, keep);
+    REQUIRE(a.masks.size() == a.maps.size());
+    REQUIRE(a.recon.size() == imgs.size() * 2);  // repeat r of image i at r*N + i
+    CHECK(steps > 0);
+    double marked = 0;
+    for (float v : a.masks) marked += v;
+    CHECK(marked > 0);
+    // The first repeat is what a run without hooks keeps.
+    ProtocolOutput plain = run_protocol(*net, nullptr, imgs.size(), loader, s);
+    REQUIRE(plain.recon.size() == imgs.size());
+    CHECK(plain.maps == a.maps);
+    for (size_t i = 0; i < imgs.size(); ++i) CHECK(plain.recon[i] == a.recon[i]);
+    CHECK(a.recon[imgs.size()] != a.recon[0]);  // repeat 1 is another sample
+    // The masks given back replace round 1: round 2 draws the same noise, so the maps are the same.
+    ProtocolHooks give;
+    give.masks = [&](size_t b, size_t e) {
+      std::vector<float> m(a.masks.begin() + long(b * 32 * 32), a.masks.begin() + long(e * 32 * 32));
+      return Tensor::from_vector({int64_t(e - b), 1, 32, 32}, m);
+    };
+    ProtocolOutput g = run_protocol(*net, nullptr, imgs.size(), loader, s, {}, {}, give);
+    CHECK(g.maps == a.maps);
+    // Other masks change them: the given masks are used.
+    give.masks = [&](size_t b, size_t e) { return Tensor::zeros({int64_t(e - b), 1, 32, 32}); };
+    CHECK(run_protocol(*net, nullptr, imgs.size(), loader, s, {}, {}, give).maps != a.maps);
+  }
+}
+
 TEST_CASE("--limit keeps at most N images per test type in file order") {
   std::vector<Sample> t;
   for (const char* type : {"good", "good", "good", "cut", "cut", "hole"}) t.push_back({std::string(type) + std::to_string(t.size()), type, std::string(type) == "good" ? 0 : 1, ""});
@@ -254,6 +304,13 @@ TEST_CASE("bad input fails with a clear error") {
     w.write(bad);
     CHECK_THROWS_WITH_AS(load_unet(bad, cpu_backend()), doctest::Contains(bad.c_str()), Error);
     CHECK_THROWS_WITH_AS(load_unet(bad, cpu_backend()), doctest::Contains("U-Net"), Error);
+  }
+  SUBCASE("the stages a feature extractor is loaded to") {
+    CHECK(deepest_stage({2, 3}) == 3);
+    CHECK(deepest_stage({1}) == 1);
+    CHECK_THROWS_WITH_AS(deepest_stage({}), doctest::Contains("--layers"), Error);
+    CHECK_THROWS_WITH_AS(deepest_stage({0, 2}), doctest::Contains("--layers: stages are 1..4"), Error);
+    CHECK_THROWS_WITH_AS(deepest_stage({2, 5}), doctest::Contains("--layers: stages are 1..4"), Error);
   }
   SUBCASE("a features file that is not a ResNet") {
     CHECK_THROWS_WITH_AS(load_features(model, {2, 3}, cpu_backend()), doctest::Contains("not a ResNet"), Error);
