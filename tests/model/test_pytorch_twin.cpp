@@ -343,7 +343,7 @@ TEST_CASE("twin: the authors' two-round protocol on the engine's noise gives the
     const std::string dump = dir + "/dump.safetensors";
     Run e = run(test::binary_dir() + "/mdps eval --model '" + dir + "/model.safetensors' --features '" + dir +
                 "/resnet.safetensors' --dataset '" + dir + "/data' --out '" + dir + "/eval' --batch 4 " +
-                "--round1-t 60 --t-start 60 --lambda 0.3 --seed 3 --threads 1 --no-panels --quiet " + extra +
+                "--round1-t 60 --t-start 60 --lambda 0.3 --seed 3 --threads 1 --no-panels --quiet --protocol authors " + extra +
                 " --dump-intermediates '" + dump + "'");
     CAPTURE(e.out);
     REQUIRE(e.status == 0);
