@@ -217,6 +217,27 @@ EvalResult eval_category(const EvalArgs& a, const DetectorFiles& d, const std::s
                     runs.size());
       table_extra += buf;
     }
+    // Item 3 of issue 18 asks for less variance per image: how far an image's
+    // score moves between seeds, against how far the images' scores lie apart.
+    // A ratio near 1 means the seed decides the ranking; AUROC spreads alone
+    // cannot show this on a small set.
+    {
+      const size_t n = runs.front().scores.size();
+      std::vector<double> seed_sd, mean_score;
+      for (size_t i = 0; i < n; ++i) {
+        std::vector<double> v;
+        for (const auto& x : runs) v.push_back(x.scores.at(i));
+        auto [m, sd] = mean_std(v);
+        seed_sd.push_back(sd);
+        mean_score.push_back(m);
+      }
+      const double within = mean_std(seed_sd).first, between = mean_std(mean_score).second;
+      js += cat(", \"image_score_spread\": {\"seed_std_mean\": ", jnum(within), ", \"between_images_std\": ",
+                jnum(between), ", \"ratio\": ", jnum(between > 0 ? within / between : NAN), "}");
+      std::snprintf(buf, sizeof buf, "%-14s seed std %.3g / between-image std %.3g = %.3f\n", "image score", within,
+                    between, between > 0 ? within / between : NAN);
+      table_extra += buf;
+    }
     std::vector<double> spi;
     for (const auto& x : runs) spi.push_back(x.seconds_per_image);
     auto [mean, sd] = mean_std(spi);

@@ -328,6 +328,39 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
     CHECK(m->find("values")->items.size() == 2);
   }
   CHECK(test::read_text(log).find("over 2 seeds") != std::string::npos);
+  // How far an image's score moves between the seeds, against how far the
+  // images lie apart: recomputed from seed 5's and seed 6's single runs.
+  REQUIRE(test::run_mdps("eval --model " + dir + "/cal.safetensors --dataset " + root +
+                             " --seed 6 --quiet --no-panels --threads 2 --out " + dir + "/ev6",
+                         log) == 0);
+  auto scores_of = [](const std::string& csv) {
+    std::istringstream in(csv);
+    std::string l;
+    std::getline(in, l);  // header
+    std::vector<double> v;
+    while (std::getline(in, l)) v.push_back(std::stod(l.substr(l.rfind(',') + 1)));
+    return v;
+  };
+  const std::vector<double> s5 = scores_of(test::read_text(dir + "/ev/images.csv")),
+                            s6 = scores_of(test::read_text(dir + "/ev6/images.csv"));
+  REQUIRE(s5.size() == s6.size());
+  REQUIRE(s5.size() >= 2);
+  double within = 0, mean_all = 0;
+  std::vector<double> means;
+  for (size_t i = 0; i < s5.size(); ++i) {
+    within += std::fabs(s5[i] - s6[i]) / std::sqrt(2.0) / double(s5.size());
+    means.push_back((s5[i] + s6[i]) / 2);
+    mean_all += means.back() / double(s5.size());
+  }
+  double between = 0;
+  for (double m : means) between += (m - mean_all) * (m - mean_all);
+  between = std::sqrt(between / double(means.size() - 1));
+  const json::Value* spread = rep2->find("image_score_spread");
+  REQUIRE(spread != nullptr);
+  CHECK(within > 0);  // two seeds draw different noise
+  CHECK(spread->find("seed_std_mean")->number == doctest::Approx(within).epsilon(1e-4));
+  CHECK(spread->find("between_images_std")->number == doctest::Approx(between).epsilon(1e-4));
+  CHECK(spread->find("ratio")->number == doctest::Approx(within / between).epsilon(1e-4));
 
   // Without statistics, eval calibrates on the data set's training images and says so.
   REQUIRE(test::run_mdps("eval --model " + model + kFastFlags + " --protocol calibrated --dataset " + root +
