@@ -14,6 +14,8 @@
 #include "tools/eval_flags.h"
 #include "tools/score_images.h"
 #include "tools/score_log.h"
+#include "tools/score_run.h"
+#include "engine/core/atomic_file.h"
 #include "engine/core/json_mini.h"
 #include "include/mdps/mdps.h"
 #include "engine/eval/colormap.h"
@@ -171,6 +173,7 @@ void run_score(const ScoreArgs& a) {
   const size_t N = inputs.size();
   const fs::path out(a.out);
   const std::string csv_path = (out / "scores.csv").string();
+  const std::string record_path = (out / "score_run.json").string();  // tools/score_run.h
   // The output names (<subfolder>/<stem>; a stem met twice gets _1, _2, ...),
   // checked against every input before anything runs.
   std::vector<std::string> stems;
@@ -188,6 +191,7 @@ void run_score(const ScoreArgs& a) {
         for (const char* suffix : {"_heatmap.png", "_overlay.png", "_recon.png", "_mask.png"})
           outs.push_back({"--out", (out / (stem + suffix)).string()});
     outs.push_back({"--out", csv_path});
+    outs.push_back({"--out", record_path});
     outs.push_back({"--jsonl", a.jsonl});
     check_distinct_files(ins, outs);
   }
@@ -200,6 +204,10 @@ void run_score(const ScoreArgs& a) {
   const bool decide = !std::isnan(det.image_threshold());
   const std::vector<std::string> header =
       decide ? std::vector<std::string>{"file", "score", "decision"} : std::vector<std::string>{"file", "score"};
+
+  const std::string run_record =
+      cli::score_run_record(a.model, a.features, det.image_threshold(), det.pixel_threshold(), det.settings_json());
+  bool write_record = true;  // after this run's first rows (tools/score_run.h says why then)
 
   AppendLog csv(csv_path, decide ? csv_row({"file", "score", "decision"}) : csv_row({"file", "score"}));
   std::unique_ptr<AppendLog> jsonl = a.jsonl.empty() ? nullptr : std::make_unique<AppendLog>(a.jsonl, "");
@@ -222,7 +230,18 @@ void run_score(const ScoreArgs& a) {
                  "calibrated (each image's score its own)");
       first_batch = prefix / B;
     }
-    if (res.has_header) csv.resume_after(res.csv_bytes);
+    if (res.has_header) {
+      if (fs::exists(record_path)) {
+        cli::check_score_run(record_path, run_record);
+        write_record = false;
+      } else {
+        std::fprintf(stderr,
+                     "mdps score: warning: --resume: no '%s' beside the rows (a run of an older mdps): cannot check "
+                     "that they come from this detector\n",
+                     record_path.c_str());
+      }
+      csv.resume_after(res.csv_bytes);
+    }
   }
   if (jsonl) {
     // Rows in scores.csv but not yet in the JSON Lines log (a run stopped
@@ -290,6 +309,10 @@ void run_score(const ScoreArgs& a) {
     }
     if (b == 0 && !fs::exists(out)) fs::create_directories(out);
     csv.append(rows);
+    if (write_record) {
+      write_text_atomic(record_path, run_record);
+      write_record = false;
+    }
     if (jsonl) jsonl->append(lines);
     std::fflush(stdout);
   }
@@ -322,7 +345,8 @@ cli::Registrar reg("score", 40, [](CLI::App& app) {
                 "\"map\" (the heat map's path or null)}, appended batch by batch");
   c->add_flag("--resume", a->resume,
               "carry on an interrupted run: images already in OUT/scores.csv are skipped, the rest appended "
-              "(with --protocol authors only after whole batches of the same list); without it an existing "
+              "(with --protocol authors only after whole batches of the same list); refused when OUT/score_run.json "
+              "says the rows came from another model, features, thresholds or settings; without it an existing "
               "scores.csv and --jsonl file are replaced");
   c->add_flag("--no-images", a->no_images, "write only scores.csv (and --jsonl), no pictures");
   c->add_option("--heat-range", a->heat_range,

@@ -211,11 +211,13 @@ TEST_CASE("--resume after a partial run gives the rows of an uninterrupted run")
     const std::string full_csv = test::read_text(out + "/scores.csv"), full_jl = test::read_text(jl);
     const std::vector<std::string> rows = lines_of(full_csv), lines = lines_of(full_jl);
     REQUIRE(rows.size() == 6);
+    const std::string record = test::read_text(out + "/score_run.json");  // tools/score_run.h
 
     // Killed after the first batch, within the second's CSV write, before
     // its JSON lines: a torn CSV record and a JSONL log one batch behind.
     fs::remove_all(out);
     fs::create_directories(out);
+    write_text(out + "/score_run.json", record);
     write_text(out + "/scores.csv", rows[0] + "\n" + rows[1] + "\n" + rows[2] + "\n" + rows[3].substr(0, 9));
     write_text(jl, lines[0] + "\n");
     std::string printed;
@@ -261,6 +263,65 @@ TEST_CASE("--resume after a partial run gives the rows of an uninterrupted run")
   std::string printed;
   CHECK(run(base + "--protocol calibrated --out " + out + " --image-threshold 0.5 --resume", &printed) == 1);
   CHECK(printed.find("file,score,decision") != std::string::npos);
+}
+
+TEST_CASE("--resume refuses rows scored by another detector, naming what changed") {
+  const Fixture f = make_fixture("stream_resume_identity");
+  const std::string base = "score --model " + f.model + " --images " + f.dir + "/imgs" + FAST;
+  const std::string out = f.dir + "/out";
+  REQUIRE(run(base + "--protocol calibrated --out " + out) == 0);
+  const std::string full_csv = test::read_text(out + "/scores.csv");
+  const std::string record = test::read_text(out + "/score_run.json");
+  {
+    const json::Value r = json::parse(record, "score_run.json");
+    for (const char* key : {"engine_version", "model", "model_digest", "features", "features_digest",
+                            "image_threshold", "pixel_threshold", "settings"})
+      CHECK_MESSAGE(r.find(key) != nullptr, key);
+    CHECK(r.find("model")->str == f.model);
+    CHECK(r.find("model_digest")->str.size() == 16);
+    CHECK(r.find("settings")->find("protocol")->str == "calibrated");
+    CHECK(r.find("settings")->find("t_start")->number == 20);
+    // Under the calibrated protocol --batch changes speed only: not recorded.
+    CHECK(r.find("settings")->find("batch") == nullptr);
+  }
+  const std::vector<std::string> rows = lines_of(full_csv);
+  auto partial = [&] { write_text(out + "/scores.csv", rows[0] + "\n" + rows[1] + "\n"); };
+  std::string printed;
+
+  // Another setting: refused, naming it; the rows and the record untouched.
+  partial();
+  CHECK(run(base + "--protocol calibrated --rho 3 --out " + out + " --resume", &printed) == 1);
+  CHECK(printed.find("setting rho") != std::string::npos);
+  CHECK(printed.find("score_run.json") != std::string::npos);
+  CHECK(lines_of(test::read_text(out + "/scores.csv")).size() == 2);
+  CHECK(test::read_text(out + "/score_run.json") == record);
+
+  // Another model file (other weights at the same path, or another path).
+  const std::string other = f.dir + "/other.safetensors";
+  fs::create_directories(f.dir + "/m2");
+  fs::copy_file(test::write_tiny_model(f.dir + "/m2", test::tiny_unet_config(), 8), other);
+  const std::string base_other = "score --model " + other + " --images " + f.dir + "/imgs" + FAST;
+  CHECK(run(base_other + "--protocol calibrated --out " + out + " --resume", &printed) == 1);
+  CHECK(printed.find("model_digest") != std::string::npos);
+  CHECK(printed.find(other) != std::string::npos);
+
+  // Another --batch under the calibrated protocol: the same detector; the
+  // resumed rows equal the uninterrupted run's.
+  std::string fast1 = FAST;
+  fast1.replace(fast1.find("--batch 2"), 9, "--batch 1");
+  REQUIRE(run("score --model " + f.model + " --images " + f.dir + "/imgs" + fast1 + "--protocol calibrated --out " +
+                  out + " --resume",
+              &printed) == 0);
+  CHECK(test::read_text(out + "/scores.csv") == full_csv);
+  CHECK(test::read_text(out + "/score_run.json") == record);
+
+  // Rows without a record (an older mdps): carried on with a warning, and the record written.
+  partial();
+  fs::remove(out + "/score_run.json");
+  REQUIRE(run(base + "--protocol calibrated --out " + out + " --resume", &printed) == 0);
+  CHECK(printed.find("cannot check") != std::string::npos);
+  CHECK(test::read_text(out + "/scores.csv") == full_csv);
+  CHECK(test::read_text(out + "/score_run.json") == record);
 }
 
 TEST_CASE("--recursive: nested folders in path order, pictures in the same subfolders") {
