@@ -173,7 +173,8 @@ ConvDims transposed_dims(const ConvDims& d) {
 }
 
 void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const float* B, float* Y) {
-  const cpu::DirectConvGeom g{d.Ci, d.H, d.W, d.Co, d.KH, d.KW, d.p, d.Ho, d.Wo};
+  const cpu::ConvTile tile = cpu::direct_conv_tile(d.Co, d.Wo);
+  const cpu::DirectConvGeom g = cpu::direct_conv_geom(d.Ci, d.H, d.W, d.Co, d.KH, d.KW, d.p, d.Ho, d.Wo, tile);
   // The caller's scratch slots 2 and 3: the image loops below use 0 and 1.
   float* wpack = cpu::scratch(size_t(g.packed_weight_len()), 2);
   int64_t* off = cpu::scratch_offsets(size_t(g.taps()));
@@ -191,14 +192,14 @@ void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const flo
     if (ts.active()) ts.flops(2 * d.Co * P * g.taps());
     float* yn = Y + n * d.Co * P;
     if (!split_pixels) {
-      cpu::direct_conv_pixels(g, xp, wpack, off, B, 0, g.pixel_vectors(), yn);
+      cpu::direct_conv_pixels(tile, g, xp, wpack, off, B, 0, g.pixel_vectors(), yn);
       return;
     }
     // One image at a time (a batch smaller than the pool): split its pixels.
-    const int64_t tiles = (g.pixel_vectors() + cpu::kConvNV - 1) / cpu::kConvNV;
+    const int64_t tiles = (g.pixel_vectors() + tile.nv - 1) / tile.nv;
     parallel_for(tiles, [&](int64_t tb, int64_t te) {
-      cpu::direct_conv_pixels(g, xp, wpack, off, B, tb * cpu::kConvNV,
-                              std::min(g.pixel_vectors(), te * cpu::kConvNV), yn);
+      cpu::direct_conv_pixels(tile, g, xp, wpack, off, B, tb * tile.nv, std::min(g.pixel_vectors(), te * tile.nv),
+                              yn);
     });
   };
   if (images_over_pool(d.N)) {

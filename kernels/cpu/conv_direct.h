@@ -1,62 +1,79 @@
 // Direct stride-1 convolution for the forward pass on wide levels, without
-// im2col: register tiles of kConvCoT output channels by kConvNV vectors of
-// output pixels, accumulated over every (ci, kh, kw) tap straight from a
-// zero-padded copy of the image.
+// im2col: register tiles of CoT output channels by NV vectors of output
+// pixels, accumulated over every (ci, kh, kw) tap straight from a zero-padded
+// copy of the image.
 //
 // Why: at the 64x64 level of the 64x64 U-Net the convolutions have only 32
 // output channels, so im2col + sgemm is a product with M = 32 over a col
 // matrix of 4.7 MB per image: OpenBLAS packs that matrix again, and both
-// copies stream through memory. Here each tap costs kConvNV vector loads of
-// the padded image (a tile's rows stay in L1) and kConvCoT broadcast weights
-// for kConvCoT * kConvNV fused multiply-adds, so the loop is bound by
-// arithmetic, not memory.
+// copies stream through memory. Here each tap costs NV vector loads of the
+// padded image (a tile's rows stay in L1) and CoT broadcast weights for
+// CoT * NV fused multiply-adds, so the loop is bound by arithmetic, not
+// memory.
+//
+// The vector width W and the tile (CoT, NV) are chosen at run time
+// (conv_tiles.h: from cpuid and the shape) among the instantiations of
+// direct_conv_pixels below; DirectConvGeom carries the chosen W (vw) and CoT
+// (cot), which fix the layouts. Every tile sums each output over the taps in
+// the same order, one accumulator per lane: the same bits whichever runs.
 //
 // Layouts. Padded image: [Ci][Hp][Ws], Hp = H + 2p, Ws = a row of Wo rounded
 // up to whole vectors plus KW - 1, zeros outside the image, plus one vector of
 // slack at the end (a partial last vector reads past the row's end into the
 // padding; those lanes are never stored). Packed weights: for every block of
-// kConvCoT output channels, [K][kConvCoT] with K = Ci*KH*KW in the weight's
-// own (ci, kh, kw) order, zeros for channels past Co.
+// cot output channels, [K][cot] with K = Ci*KH*KW in the weight's own
+// (ci, kh, kw) order, zeros for channels past Co.
 //
-// GCC/Clang vector extensions (as attention_tiles.h): one zmm per vector on
-// AVX-512, two ymm or four xmm on narrower targets, same source.
+// GCC/Clang vector extensions (as attention_tiles.h): a vector of W floats is
+// one register where the unit is that wide (zmm for 16 on AVX-512, ymm for 8),
+// and a pair or quartet of narrower ones otherwise, same source.
 #pragma once
 #include "kernels/cpu/attention_tiles.h"
+#include "kernels/cpu/conv_tiles.h"
 #include <cstdint>
 #include <cstring>
 
 namespace mdps::cpu {
 
-constexpr int kConvW = kAttnW;  // floats per vector
-#if defined(__AVX512F__)
-constexpr int kConvCoT = 6, kConvNV = 4;  // 24 accumulators + 4 loads of 32 registers
-#else
-constexpr int kConvCoT = 4, kConvNV = 3;  // 12 accumulators + 3 loads of 16 registers
-#endif
-static_assert(kConvNV >= 3 && kConvNV <= 4, "direct_conv_pixels dispatches tiles of 1 to 4 vectors");
+constexpr int kConvW = kAttnW;  // floats per vector of the weight gradient (the build's widest)
 typedef attn_vec conv_vec;
 
+// W floats, one register of a W-wide unit.
+template <int W>
+struct ConvVec {
+  typedef float type __attribute__((vector_size(W * sizeof(float))));
+  static type load(const float* p) {
+    type v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(float* p, type v) { std::memcpy(p, &v, sizeof v); }
+};
+
+// vw and cot: the tile's vector width and output channels (the forward's
+// from direct_conv_tile; the weight gradient keeps the defaults).
 struct DirectConvGeom {
   int64_t Ci, H, W, Co, KH, KW, p, Ho, Wo;
+  int vw = kConvW, cot = 4;
   int64_t taps() const { return Ci * KH * KW; }
-  int64_t row_vectors() const { return (Wo + kConvW - 1) / kConvW; }
+  int64_t row_vectors() const { return (Wo + vw - 1) / vw; }
   int64_t Hp() const { return H + 2 * p; }
-  int64_t Ws() const { return row_vectors() * kConvW + KW - 1; }
+  int64_t Ws() const { return row_vectors() * vw + KW - 1; }
   int64_t plane() const { return Hp() * Ws(); }
-  int64_t padded_len() const { return Ci * plane() + kConvW; }
-  int64_t co_blocks() const { return (Co + kConvCoT - 1) / kConvCoT; }
-  int64_t packed_weight_len() const { return co_blocks() * taps() * kConvCoT; }
+  int64_t padded_len() const { return Ci * plane() + vw; }
+  int64_t co_blocks() const { return (Co + cot - 1) / cot; }
+  int64_t packed_weight_len() const { return co_blocks() * taps() * cot; }
   int64_t pixel_vectors() const { return Ho * row_vectors(); }
 };
 
-// w [Co, Ci, KH, KW] -> packed [co block][tap][kConvCoT].
+// w [Co, Ci, KH, KW] -> packed [co block][tap][cot].
 inline void pack_direct_weights(const DirectConvGeom& g, const float* w, float* packed) {
   const int64_t K = g.taps();
   for (int64_t cb = 0; cb < g.co_blocks(); ++cb)
     for (int64_t r = 0; r < K; ++r)
-      for (int t = 0; t < kConvCoT; ++t) {
-        const int64_t co = cb * kConvCoT + t;
-        packed[(cb * K + r) * kConvCoT + t] = co < g.Co ? w[co * K + r] : 0.f;
+      for (int t = 0; t < g.cot; ++t) {
+        const int64_t co = cb * g.cot + t;
+        packed[(cb * K + r) * g.cot + t] = co < g.Co ? w[co * K + r] : 0.f;
       }
 }
 
@@ -77,43 +94,45 @@ inline void direct_tap_offsets(const DirectConvGeom& g, int64_t* off) {
   }
 }
 
-// Output pixel vectors [v0, v0 + nv) (row-major over (oh, vector of ow); nv
-// <= kConvNV) for the output channels of block cb: y [Co, Ho, Wo] gets the
-// sums plus the bias (b may be null).
-template <int NV>
+// Output pixel vectors [v0, v0 + NV) (row-major over (oh, vector of ow)) for
+// the output channels of block cb (g.vw == W, g.cot == CoT): y [Co, Ho, Wo]
+// gets the sums plus the bias (b may be null).
+template <int W, int CoT, int NV>
 inline void direct_conv_tile(const DirectConvGeom& g, const float* xp, const float* wpack, const int64_t* off,
                              const float* b, int64_t cb, int64_t v0, float* y) {
+  using V = ConvVec<W>;
+  using vec = typename V::type;
   const int64_t K = g.taps(), rv = g.row_vectors();
   const float* base[NV];
   int64_t oh[NV], ow[NV];
   for (int j = 0; j < NV; ++j) {
     oh[j] = (v0 + j) / rv;
-    ow[j] = ((v0 + j) % rv) * kConvW;
+    ow[j] = ((v0 + j) % rv) * W;
     base[j] = xp + oh[j] * g.Ws() + ow[j];
   }
-  conv_vec acc[kConvCoT][NV];
-  for (int t = 0; t < kConvCoT; ++t)
-    for (int j = 0; j < NV; ++j) acc[t][j] = conv_vec{};
-  const float* w = wpack + cb * K * kConvCoT;
-  for (int64_t r = 0; r < K; ++r, w += kConvCoT) {
-    conv_vec xv[NV];
-    for (int j = 0; j < NV; ++j) xv[j] = attn_load(base[j] + off[r]);
-    for (int t = 0; t < kConvCoT; ++t) {
-      const conv_vec wt = attn_splat(w[t]);
+  vec acc[CoT][NV];
+  for (int t = 0; t < CoT; ++t)
+    for (int j = 0; j < NV; ++j) acc[t][j] = vec{};
+  const float* w = wpack + cb * K * CoT;
+  for (int64_t r = 0; r < K; ++r, w += CoT) {
+    vec xv[NV];
+    for (int j = 0; j < NV; ++j) xv[j] = V::load(base[j] + off[r]);
+    for (int t = 0; t < CoT; ++t) {
+      const vec wt = vec{} + w[t];
       for (int j = 0; j < NV; ++j) acc[t][j] += wt * xv[j];
     }
   }
   const int64_t P = g.Ho * g.Wo;
-  for (int t = 0; t < kConvCoT; ++t) {
-    const int64_t co = cb * kConvCoT + t;
+  for (int t = 0; t < CoT; ++t) {
+    const int64_t co = cb * CoT + t;
     if (co >= g.Co) break;
     const float bias = b ? b[co] : 0.f;
     for (int j = 0; j < NV; ++j) {
       float* dst = y + co * P + oh[j] * g.Wo + ow[j];
-      const conv_vec v = acc[t][j] + bias;
-      const int64_t lanes = std::min<int64_t>(kConvW, g.Wo - ow[j]);
-      if (lanes == kConvW) {
-        attn_store(dst, v);
+      const vec v = acc[t][j] + bias;
+      const int64_t lanes = std::min<int64_t>(W, g.Wo - ow[j]);
+      if (lanes == W) {
+        V::store(dst, v);
       } else {
         for (int64_t l = 0; l < lanes; ++l) dst[l] = v[l];
       }
@@ -122,18 +141,50 @@ inline void direct_conv_tile(const DirectConvGeom& g, const float* xp, const flo
 }
 
 // Pixel vectors [vb, ve) of one image, every output channel block; tiles of
-// kConvNV vectors, the last one narrower.
-inline void direct_conv_pixels(const DirectConvGeom& g, const float* xp, const float* wpack, const int64_t* off,
-                               const float* b, int64_t vb, int64_t ve, float* y) {
-  for (int64_t v0 = vb; v0 < ve; v0 += kConvNV) {
-    const int64_t nv = std::min<int64_t>(kConvNV, ve - v0);
+// NV vectors, the last one narrower.
+template <int W, int CoT, int NV>
+inline void direct_conv_pixels_tiled(const DirectConvGeom& g, const float* xp, const float* wpack, const int64_t* off,
+                                     const float* b, int64_t vb, int64_t ve, float* y) {
+  static_assert(NV >= 1 && NV <= 6, "the last tile of a range dispatches 1 to 5 vectors");
+  for (int64_t v0 = vb; v0 < ve; v0 += NV) {
+    const int64_t nv = std::min<int64_t>(NV, ve - v0);
     for (int64_t cb = 0; cb < g.co_blocks(); ++cb) {
-      if (nv == kConvNV) direct_conv_tile<kConvNV>(g, xp, wpack, off, b, cb, v0, y);
-      else if (nv == 1) direct_conv_tile<1>(g, xp, wpack, off, b, cb, v0, y);
-      else if (nv == 2) direct_conv_tile<2>(g, xp, wpack, off, b, cb, v0, y);
-      else direct_conv_tile<3>(g, xp, wpack, off, b, cb, v0, y);
+      if (nv == NV) direct_conv_tile<W, CoT, NV>(g, xp, wpack, off, b, cb, v0, y);
+      else if (nv == 1) direct_conv_tile<W, CoT, 1>(g, xp, wpack, off, b, cb, v0, y);
+      else if (nv == 2) direct_conv_tile<W, CoT, (NV > 2 ? 2 : 1)>(g, xp, wpack, off, b, cb, v0, y);
+      else if (nv == 3) direct_conv_tile<W, CoT, (NV > 3 ? 3 : 1)>(g, xp, wpack, off, b, cb, v0, y);
+      else if (nv == 4) direct_conv_tile<W, CoT, (NV > 4 ? 4 : 1)>(g, xp, wpack, off, b, cb, v0, y);
+      else direct_conv_tile<W, CoT, (NV > 5 ? 5 : 1)>(g, xp, wpack, off, b, cb, v0, y);
     }
   }
+}
+
+// The geometry of a forward convolution with the tile t (its width and channels).
+inline DirectConvGeom direct_conv_geom(int64_t Ci, int64_t H, int64_t W, int64_t Co, int64_t KH, int64_t KW,
+                                       int64_t p, int64_t Ho, int64_t Wo, const ConvTile& t) {
+  DirectConvGeom g{Ci, H, W, Co, KH, KW, p, Ho, Wo};
+  g.vw = t.width;
+  g.cot = t.co;
+  return g;
+}
+
+// Pixel vectors [vb, ve) of one image through the tile t (g from direct_conv_geom(..., t)).
+inline void direct_conv_pixels(const ConvTile& t, const DirectConvGeom& g, const float* xp, const float* wpack,
+                               const int64_t* off, const float* b, int64_t vb, int64_t ve, float* y) {
+#define MDPS_CONV_TILE(W_, C_, N_)                                                 \
+  if (t.width == W_ && t.co == C_ && t.nv == N_) {                                 \
+    direct_conv_pixels_tiled<W_, C_, N_>(g, xp, wpack, off, b, vb, ve, y);         \
+    return;                                                                        \
+  }
+#if defined(__AVX512F__)
+  MDPS_CONV_TILE(16, 6, 4)
+  MDPS_CONV_TILE(16, 4, 6)
+  MDPS_CONV_TILE(8, 6, 4)
+#endif
+  MDPS_CONV_TILE(8, 4, 3)
+  MDPS_CONV_TILE(4, 4, 3)
+#undef MDPS_CONV_TILE
+  MDPS_CHECK(false, "direct convolution: no kernel for a tile of ", t.co, "x", t.nv, " vectors of ", t.width);
 }
 
 }  // namespace mdps::cpu

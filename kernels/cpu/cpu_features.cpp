@@ -27,6 +27,29 @@ bool os_saves_zmm() {
   return (lo & 0xe6u) == 0xe6u;
 }
 
+// The OS saves the SSE and AVX state: XCR0 bits 1 and 2.
+bool os_saves_ymm() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 0x6u) == 0x6u;
+}
+
+bool detect_avx512f() {
+  unsigned a, b, c, d;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return (b & (1u << 16)) && os_saves_zmm();
+}
+
+bool detect_avx2_fma() {
+  unsigned a, b, c, d;
+  if (__get_cpuid_max(0, nullptr) < 7 || !__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 12))) return false;  // FMA
+  __cpuid_count(7, 0, a, b, c, d);
+  return (b & (1u << 5)) && os_saves_ymm();  // AVX2
+}
+
 bool detect_avx512_bf16() {
   unsigned a, b, c, d;
   if (__get_cpuid_max(0, nullptr) < 7) return false;
@@ -51,11 +74,23 @@ bool detect_amx_bf16() {
   return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
 }
 #else
+bool detect_avx512f() { return false; }
+bool detect_avx2_fma() { return false; }
 bool detect_avx512_bf16() { return false; }
 bool detect_amx_bf16() { return false; }
 #endif
 
 }  // namespace
+
+bool has_avx512f() {
+  static const bool hw = detect_avx512f();
+  return hw;
+}
+
+bool has_avx2_fma() {
+  static const bool hw = detect_avx2_fma();
+  return hw;
+}
 
 bool has_avx512_bf16() {
   static const bool hw = detect_avx512_bf16();

@@ -1,9 +1,15 @@
 // What the CPU this process runs on can do, read once from cpuid (and the
 // operating system's saved register state), for the kernels that dispatch at
-// run time to code compiled for a wider instruction set than the build's.
+// run time: to code compiled for a wider instruction set than the build's
+// (bf16), or to the register tiles that fit the vector unit (conv_tiles.h).
 #pragma once
 
 namespace mdps::cpu {
+
+// AVX512F and the OS saves the zmm registers (the fp32 kernels' widest unit).
+bool has_avx512f();
+// AVX2 and FMA, and the OS saves the ymm registers.
+bool has_avx2_fma();
 
 // AVX512-BF16 (vdpbf16ps: bfloat16 pairs multiplied and added into float32
 // lanes) with AVX512F/BW, and the OS saves the zmm registers: cpuid leaf 7
