@@ -117,8 +117,12 @@ inline void direct_conv_tile(const DirectConvGeom& g, const float* xp, const flo
   for (int64_t r = 0; r < K; ++r, w += CoT) {
     vec xv[NV];
     for (int j = 0; j < NV; ++j) xv[j] = V::load(base[j] + off[r]);
+    // A scalar times a vector: the weight is broadcast straight from memory
+    // (AVX-512's embedded broadcast). Splatting it as vec{} + w[t] cost a
+    // scalar add (0 + x is no identity for -0) and a register broadcast on the
+    // FMA port for each weight: 6x4 tiles ran at 55% of the FMA peak, 75% without.
     for (int t = 0; t < CoT; ++t) {
-      const vec wt = vec{} + w[t];
+      const float wt = w[t];
       for (int j = 0; j < NV; ++j) acc[t][j] += wt * xv[j];
     }
   }
@@ -177,6 +181,7 @@ inline void direct_conv_pixels(const ConvTile& t, const DirectConvGeom& g, const
     return;                                                                        \
   }
 #if defined(__AVX512F__)
+  MDPS_CONV_TILE(16, 8, 3)
   MDPS_CONV_TILE(16, 6, 4)
   MDPS_CONV_TILE(16, 4, 6)
   MDPS_CONV_TILE(8, 6, 4)

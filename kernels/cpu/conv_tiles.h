@@ -11,10 +11,11 @@
 //
 // The tile: a number of output channels by a number of pixel vectors, so
 // that the accumulators plus one vector per pixel column fill the registers:
-// - AVX-512: 24 accumulators, 6 channels x 4 vectors, or 4 x 6 where the
-//   channel count is a multiple of 4 but not of 6 (32 channels: 6 x 4 computes
-//   36, a ninth of the work thrown away); rows of 8 to 15 pixels use vectors
-//   of 8 (a 16-float vector would be half empty), 6 x 4 of them.
+// - AVX-512: 24 accumulators, 8 channels x 3 vectors (3 loads and 8 broadcast
+//   FMAs per tap), or 6 x 4 or 4 x 6 where they pad fewer channels (Co 12, 3).
+//   Measured on an Intel Xeon (Emerald Rapids), one
+//   thread: 8x3 at 73-92% of the FMA peak on the 64x64 U-Net's wide levels,
+//   6x4 at 65-80%; AMD's Zen 4/5 take the same table, not measured there.
 // - AVX2: 12 accumulators, 4 x 3 of 8 floats; SSE: 4 x 3 of 4.
 // Every tile sums each output over the taps in the same order with one
 // accumulator per lane, so all tiles give the same bits: the choice changes
@@ -38,7 +39,9 @@ struct ConvTile {
   int width, co, nv;
 };
 
-// The tile for a stride-1 convolution with Co output channels and output rows Wo wide.
+// The tile for a stride-1 convolution with Co output channels and output rows
+// Wo wide (the direct kernel runs on rows of 16 or more, conv2d.cpp; every such
+// width takes the same tile today).
 ConvTile direct_conv_tile(int64_t Co, int64_t Wo);
 
 // One line for `mdps bench`: the unit and its tiles.
