@@ -1,5 +1,6 @@
 // CPU backend: memory, copies, threads. Ops are in the sibling files.
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/conv_tiles.h"
 #include "kernels/cpu/cpu_features.h"
 #include "engine/core/thread_pool.h"
 #include <cblas.h>
@@ -99,6 +100,10 @@ void CpuBackend::set_threads(int n) {
   openblas_set_num_threads(ThreadPool::global().threads());
 }
 int CpuBackend::threads() const { return ThreadPool::global().threads(); }
+
+std::string CpuBackend::paths() const {
+  return precision() == Precision::FP32 ? cpu::direct_conv_tiles_description() : "";
+}
 
 Backend& cpu_backend() {
   // Never destroyed: tensors in other static objects may outlive any

@@ -36,6 +36,11 @@ class CpuBackend final : public Backend {
   void set_threads(int n) override;
   int threads() const override;
 
+  // The fp32 direct convolution's vector unit and tiles, chosen at run time
+  // (kernels/cpu/conv_tiles.h), e.g. "direct conv: AVX-512, tiles 8x3, ..."
+  // (fp32; "" under bf16, whose convolutions take the bf16 kernels).
+  std::string paths() const override;
+
  protected:
   // The ops, one family per file (kernels/cpu/<family>.cpp); the public
   // Backend ops have checked their operands (engine/core/backend_ops.cpp).
