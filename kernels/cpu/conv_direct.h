@@ -186,7 +186,9 @@ inline void direct_conv_pixels(const ConvTile& t, const DirectConvGeom& g, const
   MDPS_CONV_TILE(16, 4, 6)
   MDPS_CONV_TILE(8, 6, 4)
 #endif
+#if defined(__AVX2__) && defined(__FMA__)  // (an 8-float vector without AVX would change the ABI)
   MDPS_CONV_TILE(8, 4, 3)
+#endif
   MDPS_CONV_TILE(4, 4, 3)
 #undef MDPS_CONV_TILE
   MDPS_CHECK(false, "direct convolution: no kernel for a tile of ", t.co, "x", t.nv, " vectors of ", t.width);
