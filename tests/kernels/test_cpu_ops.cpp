@@ -13,6 +13,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <thread>
 #include <functional>
@@ -359,6 +361,10 @@ TEST_CASE("conv2d: the direct kernel's run-time tiles, every vector unit, agains
                                        {2, 4, 7, 21, 12, 3, 3, 1, 1}, {1, 6, 6, 37, 7, 3, 3, 1, 1},
                                        {2, 3, 8, 20, 5, 5, 5, 1, 2}};
   const cpu::VectorIsa top = cpu::vector_isa();
+  // MDPS_CPU_ISA caps the unit (CTest test_cpu_ops_isa_sse runs this case under =sse).
+  if (const char* e = std::getenv("MDPS_CPU_ISA"); e && std::strcmp(e, "sse") == 0) CHECK(top == cpu::VectorIsa::sse);
+  if (const char* e = std::getenv("MDPS_CPU_ISA"); e && std::strcmp(e, "avx2") == 0)
+    CHECK(int(top) <= int(cpu::VectorIsa::avx2));
   std::vector<cpu::VectorIsa> isas = {cpu::VectorIsa::sse};
   if (top != cpu::VectorIsa::sse) isas.push_back(cpu::VectorIsa::avx2);
   if (top == cpu::VectorIsa::avx512) isas.push_back(cpu::VectorIsa::avx512);
