@@ -5,7 +5,12 @@
 // 32x32 that buffer is 128 MB per batch of 8, and writing it out and reading
 // it back three times cost more than the products themselves.
 //
-// The backward recomputes each block's weights the same way and accumulates
+// The forward holds a block transposed (one row per key, the queries in the
+// vector lanes: attention_tiles.h's transposed blocks); each query's output
+// depends only on its own column, so neither the block size nor the thread
+// count changes it.
+//
+// The backward recomputes each block's weights query-major and accumulates
 // dk and dv over the query blocks of one head in order, so the result depends
 // only on the block size (fixed per L), not on the thread count. Its products
 // with a deep inner dimension (over queries or keys) go through sgemm; the
@@ -19,35 +24,32 @@
 namespace mdps {
 namespace {
 
-// Queries per block, a whole number of score tiles: the block's scores
-// [Tb, L] stay within about 256 KB (L2).
+// Queries per block of the backward, a whole number of score tiles: the
+// block's scores [Tb, L] stay within about 256 KB (L2).
 int64_t query_block(int64_t L) {
   const int64_t TT = cpu::kAttnTT, whole = (L + TT - 1) / TT * TT;
   return std::min(whole, std::max<int64_t>(TT, 65536 / std::max<int64_t>(1, L) / TT * TT));
 }
 
-// One thread's buffers for one head, carved out of its scratch (sizes in floats,
-// each a whole number of 64-byte lines).
+// One thread's buffers for one head of the backward, carved out of its scratch
+// (sizes in floats, each a whole number of 64-byte lines).
 struct HeadBuffers {
-  float *kp, *vt, *qp, *p, *rowmax, *inv;
-  float *vp = nullptr, *gp = nullptr, *dp = nullptr;  // backward only
+  float *kp, *qp, *p, *rowmax, *inv, *vp, *gp, *dp;
   int64_t ldp;
 
-  HeadBuffers(const AttentionDims& d, int64_t Tb, bool backward) {
+  HeadBuffers(const AttentionDims& d, int64_t Tb) {
     using namespace cpu;
     auto line = [](int64_t n) { return (n + 15) / 16 * 16; };
     ldp = attn_score_stride(d.L);
     const int64_t panels = attn_key_panels(d.L) * d.ch * kAttnSW, groups = attn_query_groups(Tb);
-    const int64_t sizes[] = {line(panels), line(d.L * attn_value_width(d.ch)), line(groups * d.ch * kAttnTT),
-                             line(groups * kAttnTT * ldp), line(Tb), line(Tb),
-                             backward ? line(panels) : 0, backward ? line(groups * d.ch * kAttnTT) : 0,
-                             backward ? line(groups * kAttnTT * ldp) : 0};
+    const int64_t sizes[] = {line(panels), line(groups * d.ch * kAttnTT), line(groups * kAttnTT * ldp), line(Tb),
+                             line(Tb), line(panels), line(groups * d.ch * kAttnTT), line(groups * kAttnTT * ldp)};
     int64_t total = 0;
     for (int64_t s : sizes) total += s;
     float* base = scratch(size_t(total), 1);
-    float** parts[] = {&kp, &vt, &qp, &p, &rowmax, &inv, &vp, &gp, &dp};
-    for (int i = 0; i < 9; ++i) {
-      *parts[i] = sizes[i] ? base : nullptr;
+    float** parts[] = {&kp, &qp, &p, &rowmax, &inv, &vp, &gp, &dp};
+    for (int i = 0; i < 8; ++i) {
+      *parts[i] = base;
       base += sizes[i];
     }
   }
@@ -61,12 +63,19 @@ void block_weights(const float* q, const AttentionDims& d, int64_t t0, int64_t n
   cpu::attention_exp_rows(h.p, h.ldp, d.L, nb, h.rowmax, h.inv, normalize);
 }
 
+// Queries per block of the forward: whole tiles of kAttnQB, the block's
+// transposed scores [L][Tb] within about 256 KB (L2).
+int64_t forward_query_block(int64_t L) {
+  const int64_t QB = cpu::kAttnQB, whole = (L + QB - 1) / QB * QB;
+  return std::min(whole, std::max<int64_t>(QB, 65536 / std::max<int64_t>(1, L) / QB * QB));
+}
+
 }  // namespace
 
 void CpuBackend::attention_impl(const Tensor& qkv, int heads, Tensor& a) {
   const AttentionDims d = attention_dims(qkv.shape(), heads, "attention");
   if (d.BH == 0 || d.L == 0 || d.ch == 0) return;
-  const int64_t L = d.L, ch = d.ch, Tb = query_block(L), blocks = (L + Tb - 1) / Tb;
+  const int64_t L = d.L, ch = d.ch, Tb = forward_query_block(L), blocks = (L + Tb - 1) / Tb;
   // Tasks are heads, or parts of heads when there are too few heads to keep
   // every thread busy; each task packs its head's k and v once.
   const int64_t want = 2 * ThreadPool::global().threads();
@@ -76,21 +85,38 @@ void CpuBackend::attention_impl(const Tensor& qkv, int heads, Tensor& a) {
   const float* QKV = qkv.data();
   float* A = a.data();
   parallel_for(d.BH * parts, [&](int64_t b, int64_t e) {
-    HeadBuffers h(d, Tb, false);
+    // This thread's buffers (whole 64-byte lines): the packed keys and values,
+    // the block's queries and its transposed scores; and the maxima and 1 / sums.
+    using namespace cpu;
+    auto line = [](int64_t n) { return (n + 15) / 16 * 16; };
+    const int64_t qw = attn_query_width(Tb), ldt = qw, nvec = qw / kAttnW;
+    const int64_t sizes[] = {line(attn_query_groups(L) * ch * kAttnKT), line(L * attn_value_width_t(ch)),
+                             line(ch * qw), line(L * ldt)};
+    int64_t total = 0;
+    for (int64_t sz : sizes) total += sz;
+    float* base = scratch(size_t(total), 1);
+    float* kg = base;
+    float* vt = kg + sizes[0];
+    float* qb = vt + sizes[1];
+    float* pt = qb + sizes[2];
+    std::vector<attn_vec> stats(size_t(2 * nvec));  // (aligned for the vector type)
+    attn_vec* mx = stats.data();
+    attn_vec* inv = mx + nvec;
     int64_t packed = -1;
     for (int64_t i = b; i < e; ++i) {
       const int64_t bh = i / parts, part = i % parts;
       const float* q = QKV + bh * d.qkv_stride();
       if (packed != bh) {
-        cpu::attn_pack_key_panels(q + ch * L, L, ch, h.kp);
-        cpu::attn_pack_values_transposed(q + 2 * ch * L, L, ch, h.vt);
+        attn_pack_query_groups(q + ch * L, L, ch, 0, L, kg);  // keys in groups of kAttnKT
+        attn_pack_values_t(q + 2 * ch * L, L, ch, vt);
         packed = bh;
       }
       for (int64_t blk = blocks * part / parts; blk < blocks * (part + 1) / parts; ++blk) {
         const int64_t t0 = blk * Tb, nb = std::min(Tb, L - t0);
-        block_weights(q, d, t0, nb, h, false);
-        // a[c, t0 + t] = inv[t] sum_s v[c,s] e[t,s]
-        cpu::attention_values_packed(h.vt, ch, h.p, h.ldp, L, nb, h.inv, A + bh * d.out_stride() + t0, L);
+        attn_pack_query_block(q, L, ch, t0, nb, qb);
+        attention_scores_t(kg, qb, L, ch, nb, d.scale, pt, ldt, mx);
+        attention_exp_t(pt, ldt, L, nb, mx, inv);
+        attention_values_t(vt, ch, pt, ldt, L, nb, inv, A + bh * d.out_stride() + t0, L);
       }
     }
   });
@@ -110,7 +136,7 @@ void CpuBackend::attention_backward_impl(const Tensor& qkv, const Tensor& da, in
   float* DQKV = dqkv.data();
   cpu::BlasSingleThread single;
   parallel_for(d.BH, [&](int64_t b, int64_t e) {
-    HeadBuffers h(d, Tb, true);
+    HeadBuffers h(d, Tb);
     const int64_t ldp = h.ldp;
     for (int64_t bh = b; bh < e; ++bh) {
       const float* q = QKV + bh * d.qkv_stride();

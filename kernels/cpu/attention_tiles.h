@@ -13,9 +13,13 @@
 // - The softmax is two passes instead of four: each score tile updates its
 //   rows' running maxima as it is stored, one pass takes exp and the row sum,
 //   and the forward folds 1/sum into the value product's output.
-// - The value product keeps channels in the vector lanes and broadcasts one
-//   weight per query (v is packed transposed), so each load of v feeds a
-//   whole tile of queries.
+// - The forward holds a block transposed, the queries in the vector lanes
+//   (the last section): its value product loads 3 vectors of weights per key
+//   for 8 channels' broadcast FMAs, and the softmax's maxima and sums run
+//   down the rows. The earlier channel-major value product (a broadcast
+//   weight per query and per FMA) made the forward 1.2-1.3x slower on an
+//   Intel Xeon (Emerald Rapids), 1 thread. The backward keeps the query-major
+//   score tiles below.
 //
 // GCC/Clang vector extensions, not intrinsics: the same source builds for
 // any target; with -march=native on AVX-512 a vector is one zmm register.
@@ -90,8 +94,6 @@ inline int64_t attn_query_groups(int64_t nb) { return (nb + kAttnTT - 1) / kAttn
 // Row stride of a block of scores: whole panels plus one vector, so that rows
 // of a power-of-two L do not alias in the cache.
 inline int64_t attn_score_stride(int64_t L) { return attn_key_panels(L) * kAttnSW + kAttnW; }
-// Channels of the transposed value pack, rounded up to whole vectors.
-inline int64_t attn_value_width(int64_t ch) { return (ch + kAttnW - 1) / kAttnW * kAttnW; }
 
 // kp[panel][c][j] = k[c, panel * SW + j] for the ceil(L / SW) panels, zero past L.
 inline void attn_pack_key_panels(const float* k, int64_t L, int64_t ch, float* kp) {
@@ -113,16 +115,6 @@ inline void attn_pack_query_groups(const float* q, int64_t L, int64_t ch, int64_
         const int64_t t = g * kAttnTT + i;
         qp[(g * ch + c) * kAttnTT + i] = t < nb ? q[c * L + t0 + t] : 0.f;
       }
-}
-
-// vt[s][c] = v[c, s] for s < L, c < attn_value_width(ch), zero past ch.
-inline void attn_pack_values_transposed(const float* v, int64_t L, int64_t ch, float* vt) {
-  const int64_t cw = attn_value_width(ch);
-  for (int64_t s = 0; s < L; ++s) {
-    float* row = vt + s * cw;
-    for (int64_t c = 0; c < ch; ++c) row[c] = v[c * L + s];
-    for (int64_t c = ch; c < cw; ++c) row[c] = 0.f;
-  }
 }
 
 // ---- scores ----------------------------------------------------------------------
@@ -198,57 +190,142 @@ inline void attention_exp_rows(float* p, int64_t ldp, int64_t L, int64_t nb, con
   }
 }
 
-// ---- values ---------------------------------------------------------------------------
+// ---- the forward's transposed blocks (queries in the lanes) -------------------------
+//
+// The forward computes a block of queries with the queries in the vector lanes
+// and one row per key: pt[s][t] = scale * sum_c k[c, s] q[c, t]. Then the
+// softmax's maxima and sums over the keys are lane-wise maxima and adds down
+// the rows (no horizontal reductions), and the value product is shaped like
+// the direct convolution's: out[c, t] += v[c, s] (broadcast) * pt[s][t vector],
+// kAttnCT channels by kAttnQV query vectors per tile, 3 loads and 8 broadcast
+// FMAs per key (the query-major product above broadcast a weight per query and
+// per FMA). Each output is the same sums in the same order as before, except
+// the softmax's denominator (now summed key by key in each lane).
 
-// out[c0 + l, t + i] (rows ldo apart) = f_i sum_s vt[s][c0 + l] w[t + i, s] for
-// QT queries and CV vectors of channels from c0 (only channels < ch stored);
-// f_i = inv[t + i], or 1 without inv.
-template <int QT, int CV>
-inline void attn_values_tile(const float* vt, int64_t cw, int64_t c0, int64_t ch, const float* w, int64_t ldw,
-                             int64_t L, int64_t t, const float* inv, float* out, int64_t ldo) {
-  attn_vec acc[QT][CV] = {};
-  for (int64_t s = 0; s < L; ++s) {
-    attn_vec vv[CV];
-    for (int j = 0; j < CV; ++j) vv[j] = attn_load(vt + s * cw + c0 + j * kAttnW);
-    for (int i = 0; i < QT; ++i) {
-      const float e = w[(t + i) * ldw + s];
-      for (int j = 0; j < CV; ++j) acc[i][j] += e * vv[j];
+constexpr int kAttnKT = kAttnTT;  // keys per score tile (packed as attn_pack_query_groups packs queries)
+constexpr int kAttnQV = 3;        // query vectors per tile
+constexpr int kAttnCT = 8;        // channels per value tile
+constexpr int64_t kAttnQB = int64_t(kAttnQV) * kAttnW;  // queries per tile
+
+// Queries of a block padded to whole vectors (the row length of its pt and query pack).
+inline int64_t attn_query_width(int64_t nb) { return (nb + kAttnW - 1) / kAttnW * kAttnW; }
+
+// qb[c][i] = q[c, t0 + i] for i < nb, zero up to attn_query_width(nb).
+inline void attn_pack_query_block(const float* q, int64_t L, int64_t ch, int64_t t0, int64_t nb, float* qb) {
+  const int64_t qw = attn_query_width(nb);
+  for (int64_t c = 0; c < ch; ++c) {
+    std::memcpy(qb + c * qw, q + c * L + t0, sizeof(float) * size_t(nb));
+    std::fill(qb + c * qw + nb, qb + (c + 1) * qw, 0.f);
+  }
+}
+
+// pt[s0 + i][j0 * W ...] for the nk <= KT keys of one key group (kg: [c][KT]) and
+// QV query vectors from j0; mx[j] = max(mx[j], the rows' values).
+template <int QV>
+inline void attn_scores_t_tile(const float* kg, const float* qb, int64_t qw, int64_t ch, float scale, int64_t j0,
+                               int nk, float* pt, int64_t ldt, attn_vec* mx) {
+  attn_vec acc[kAttnKT][QV] = {};
+  for (int64_t c = 0; c < ch; ++c) {
+    attn_vec qv[QV];
+    for (int j = 0; j < QV; ++j) qv[j] = attn_load(qb + c * qw + (j0 + j) * kAttnW);
+    for (int i = 0; i < kAttnKT; ++i) {
+      const float ki = kg[c * kAttnKT + i];
+      for (int j = 0; j < QV; ++j) acc[i][j] += ki * qv[j];
     }
   }
-  for (int i = 0; i < QT; ++i)
-    for (int j = 0; j < CV; ++j) {
-      const attn_vec r = inv ? acc[i][j] * inv[t + i] : acc[i][j];
-      for (int l = 0; l < kAttnW; ++l) {
-        const int64_t c = c0 + j * kAttnW + l;
-        if (c < ch) out[c * ldo + t + i] = r[l];
+  for (int i = 0; i < nk; ++i)
+    for (int j = 0; j < QV; ++j) {
+      const attn_vec v = acc[i][j] * scale;
+      attn_store(pt + i * ldt + (j0 + j) * kAttnW, v);
+      mx[j] = mx[j] > v ? mx[j] : v;
+    }
+}
+
+// pt[s][t] = scale * sum_c k[c, s] q[c, t0 + t] for all L keys (kg: the keys packed by
+// attn_pack_query_groups) and the block's queries (qb, nb of them; rows of pt ldt apart,
+// lanes past nb meaningless); mx[j] = the maximum over s of query vector j.
+inline void attention_scores_t(const float* kg, const float* qb, int64_t L, int64_t ch, int64_t nb, float scale,
+                               float* pt, int64_t ldt, attn_vec* mx) {
+  const int64_t qw = attn_query_width(nb), nvec = qw / kAttnW;
+  for (int64_t j = 0; j < nvec; ++j) mx[j] = attn_splat(-INFINITY);
+  for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
+    const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
+    for (int64_t g = 0; g < attn_query_groups(L); ++g) {
+      const float* kgg = kg + g * ch * kAttnKT;
+      const int nk = int(std::min<int64_t>(kAttnKT, L - g * kAttnKT));
+      float* rows = pt + g * kAttnKT * ldt;
+      if (nv == 3) attn_scores_t_tile<3>(kgg, qb, qw, ch, scale, j0, nk, rows, ldt, mx + j0);
+      else if (nv == 2) attn_scores_t_tile<2>(kgg, qb, qw, ch, scale, j0, nk, rows, ldt, mx + j0);
+      else attn_scores_t_tile<1>(kgg, qb, qw, ch, scale, j0, nk, rows, ldt, mx + j0);
+    }
+  }
+}
+
+// pt[s][t] = exp(pt[s][t] - mx[t]) for s < L; inv[j] = 1 / (the sum over s), lane-wise.
+inline void attention_exp_t(float* pt, int64_t ldt, int64_t L, int64_t nb, const attn_vec* mx, attn_vec* inv) {
+  const int64_t nvec = attn_query_width(nb) / kAttnW;
+  for (int64_t j = 0; j < nvec; ++j) inv[j] = attn_vec{};
+  for (int64_t s = 0; s < L; ++s)
+    for (int64_t j = 0; j < nvec; ++j) {
+      const attn_vec e = attn_exp(attn_load(pt + s * ldt + j * kAttnW) - mx[j]);
+      attn_store(pt + s * ldt + j * kAttnW, e);
+      inv[j] += e;
+    }
+  for (int64_t j = 0; j < nvec; ++j) inv[j] = 1.f / inv[j];
+}
+
+// out[c0 + i, t0 + (j0 + j) W + l] (rows ldo apart) = inv * sum_s vt[s][c0 + i] pt[s][...] for
+// CT channels from c0 (only c < ch stored) and QV query vectors from j0 (only t < nb stored).
+template <int CT, int QV>
+inline void attn_values_t_tile(const float* vt, int64_t cw, int64_t c0, int64_t ch, const float* pt, int64_t ldt,
+                               int64_t L, int64_t j0, int64_t nb, const attn_vec* inv, float* out, int64_t ldo) {
+  attn_vec acc[CT][QV] = {};
+  for (int64_t s = 0; s < L; ++s) {
+    attn_vec ev[QV];
+    for (int j = 0; j < QV; ++j) ev[j] = attn_load(pt + s * ldt + (j0 + j) * kAttnW);
+    for (int i = 0; i < CT; ++i) {
+      const float vc = vt[s * cw + c0 + i];
+      for (int j = 0; j < QV; ++j) acc[i][j] += vc * ev[j];
+    }
+  }
+  for (int i = 0; i < CT && c0 + i < ch; ++i)
+    for (int j = 0; j < QV; ++j) {
+      const attn_vec r = acc[i][j] * inv[j0 + j];
+      const int64_t t = (j0 + j) * kAttnW, lanes = std::min<int64_t>(kAttnW, nb - t);
+      float* dst = out + (c0 + i) * ldo + t;
+      if (lanes == kAttnW) {
+        attn_store(dst, r);
+      } else {
+        for (int64_t l = 0; l < lanes; ++l) dst[l] = r[l];
       }
     }
 }
 
-// All queries for CV vectors of channels: tiles of 8 queries, then single ones.
-template <int CV>
-inline void attn_values_channels(const float* vt, int64_t cw, int64_t c0, int64_t ch, const float* w, int64_t ldw,
-                                 int64_t L, int64_t nb, const float* inv, float* out, int64_t ldo) {
-  // QT * CV accumulators: at most 16 of AVX-512's 32 registers, 8 of AVX's 16.
-  constexpr int QT = CV == 1 ? 8 : (CV == 2 && kAttnW == 16) ? 8 : 4;
-  int64_t t = 0;
-  for (; t + QT <= nb; t += QT) attn_values_tile<QT, CV>(vt, cw, c0, ch, w, ldw, L, t, inv, out, ldo);
-  for (; t < nb; ++t) attn_values_tile<1, CV>(vt, cw, c0, ch, w, ldw, L, t, inv, out, ldo);
+// Channels of the value pack of the transposed product: whole channel tiles.
+inline int64_t attn_value_width_t(int64_t ch) { return (ch + kAttnCT - 1) / kAttnCT * kAttnCT; }
+
+// vt[s][c] = v[c, s] for s < L, c < attn_value_width_t(ch), zero past ch.
+inline void attn_pack_values_t(const float* v, int64_t L, int64_t ch, float* vt) {
+  const int64_t cw = attn_value_width_t(ch);
+  for (int64_t s = 0; s < L; ++s) {
+    float* row = vt + s * cw;
+    for (int64_t c = 0; c < ch; ++c) row[c] = v[c * L + s];
+    for (int64_t c = ch; c < cw; ++c) row[c] = 0.f;
+  }
 }
 
-// out[c, t] (rows ldo apart) = inv[t] sum_s v[c, s] w[t, s] for c < ch, t < nb,
-// from the transposed pack vt (attn_pack_values_transposed); w rows ldw apart.
-inline void attention_values_packed(const float* vt, int64_t ch, const float* w, int64_t ldw, int64_t L, int64_t nb,
-                                    const float* inv, float* out, int64_t ldo) {
-  const int64_t cw = attn_value_width(ch);
-  int64_t c0 = 0;
-  for (; c0 + 4 * kAttnW <= cw; c0 += 4 * kAttnW) attn_values_channels<4>(vt, cw, c0, ch, w, ldw, L, nb, inv, out, ldo);
-  switch ((cw - c0) / kAttnW) {
-    case 3: attn_values_channels<3>(vt, cw, c0, ch, w, ldw, L, nb, inv, out, ldo); break;
-    case 2: attn_values_channels<2>(vt, cw, c0, ch, w, ldw, L, nb, inv, out, ldo); break;
-    case 1: attn_values_channels<1>(vt, cw, c0, ch, w, ldw, L, nb, inv, out, ldo); break;
-    default: break;
-  }
+// out[c, t] (rows ldo apart, from the block's first query) = inv[t] sum_s v[c, s] pt[s][t]
+// for c < ch, t < nb, from the value pack vt (attn_pack_values_t).
+inline void attention_values_t(const float* vt, int64_t ch, const float* pt, int64_t ldt, int64_t L, int64_t nb,
+                               const attn_vec* inv, float* out, int64_t ldo) {
+  const int64_t cw = attn_value_width_t(ch), nvec = attn_query_width(nb) / kAttnW;
+  for (int64_t c0 = 0; c0 < ch; c0 += kAttnCT)
+    for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
+      const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
+      if (nv == 3) attn_values_t_tile<kAttnCT, 3>(vt, cw, c0, ch, pt, ldt, L, j0, nb, inv, out, ldo);
+      else if (nv == 2) attn_values_t_tile<kAttnCT, 2>(vt, cw, c0, ch, pt, ldt, L, j0, nb, inv, out, ldo);
+      else attn_values_t_tile<kAttnCT, 1>(vt, cw, c0, ch, pt, ldt, L, j0, nb, inv, out, ldo);
+    }
 }
 
 }  // namespace mdps::cpu
