@@ -392,6 +392,43 @@ TEST_CASE("conv2d: the direct kernel's run-time tiles, every vector unit, agains
   }
 }
 
+// The direct convolution's and the attention forward's sums are per image (per head) and
+// per output: an image's rows are the same bits alone or in a batch, on 1 or 2 threads.
+TEST_CASE("conv2d (direct kernel) and attention: a row's bits do not depend on the batch or the threads") {
+  ThreadsGuard guard;
+  auto row = [](const Tensor& t, int64_t n) {
+    const int64_t per = t.numel() / t.dim(0);
+    return std::vector<float>(t.data() + n * per, t.data() + (n + 1) * per);
+  };
+  auto slice = [](const Tensor& t, int64_t n) {
+    Shape s = t.shape();
+    s[0] = 1;
+    Tensor one = Tensor::empty(s);
+    const int64_t per = t.numel() / t.dim(0);
+    std::copy(t.data() + n * per, t.data() + (n + 1) * per, one.data());
+    return one;
+  };
+  Tensor x = test::random_tensor({3, 5, 20, 21}, 950), w = test::random_tensor({7, 5, 3, 3}, 951);
+  Tensor b = test::random_tensor({7}, 952), qkv = test::random_tensor({3, 2 * 3 * 16, 300}, 953, -2.f, 2.f);
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    be().set_threads(threads);
+    Tensor y = Tensor::empty({3, 7, 20, 21}), a = Tensor::empty({3, 2 * 16, 300});
+    be().conv2d(x, w, &b, y, {1, 1});
+    be().attention(qkv, 2, a);
+    for (int64_t n = 0; n < 3; ++n) {
+      CAPTURE(n);
+      Tensor y1 = Tensor::empty({1, 7, 20, 21}), a1 = Tensor::empty({1, 2 * 16, 300});
+      be().set_threads(3 - threads);  // the image alone on the other thread count
+      be().conv2d(slice(x, n), w, &b, y1, {1, 1});
+      be().attention(slice(qkv, n), 2, a1);
+      be().set_threads(threads);
+      CHECK(row(y1, 0) == row(y, n));
+      CHECK(row(a1, 0) == row(a, n));
+    }
+  }
+}
+
 TEST_CASE("conv2d: gradients against finite differences") {
   ConvCase c{2, 2, 5, 4, 3, 3, 3, 2, 1};
   int64_t Ho = 3, Wo = 2;
