@@ -119,6 +119,14 @@ class Backend {
   // path), one line for `mdps bench`; "" where there is no choice.
   virtual std::string paths() const { return ""; }
 
+  // Whether every op gives each image (index of the first dimension) of a
+  // batch the bits it gets alone, whatever the batch beside it: the calibrated
+  // protocol then runs several images per U-Net call (engine/eval/
+  // calibrated_protocol.cpp). True only where a test holds it (the CPU:
+  // tests/model/test_unet_batch_invariance.cpp); cuDNN and cuBLAS choose their
+  // algorithms by size, so the default is false.
+  virtual bool batch_invariant() const { return false; }
+
   // ---- threads (CPU: worker count; others ignore) ---------------------------
   virtual void set_threads(int n) { (void)n; }
   virtual int threads() const { return 1; }

@@ -230,7 +230,8 @@ const std::vector<SettingEntry>& entries() {
                           "--mask-scope dataset is the authors' protocol (--protocol authors); the calibrated "
                           "protocol takes the mask range from normal images");
        }},
-      {"batch", "batch", "evaluation batch: guidance group and eta maxima (authors' protocol)", nullptr, true, false,
+      {"batch", "batch", "evaluation batch: guidance group and eta maxima (authors' protocol); images per U-Net call, "
+       "speed only, never results (calibrated protocol)", nullptr, true, false,
        [](S& s, T v) { s.batch = to_int("batch", v); }, [](const S& s) { return std::to_string(s.batch); },
        [](const S& s) { return std::to_string(s.batch); },
        [](const S& s) {

@@ -31,9 +31,9 @@ enum class Protocol {
   // pixel count are the 256x256 values whatever the size. An image's score
   // depends on the images it is evaluated with.
   Authors,
-  // Scores that depend only on the image and the detector: one image at a
-  // time (its Ns samples as one batch through the U-Net, the guidance norm per
-  // sample), noise streams derived from the seed and the image's pixels, the
+  // Scores that depend only on the image and the detector: every image as if
+  // alone (its Ns samples through the U-Net with `batch` images per call on a
+  // batch-invariant backend, speed only; the guidance norm per sample), noise streams derived from the seed and the image's pixels, the
   // eta maxima and the mask range from normal images (NormalStats, `mdps
   // calibrate --normal`; without them: the image's own), blur and image-score
   // pixel count scaled with the image size (engine/eval/calibrated_protocol.h).

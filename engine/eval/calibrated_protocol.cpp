@@ -8,25 +8,28 @@
 namespace mdps {
 namespace {
 
-// Row r of every draw comes from the stream of sample r of this image and
-// round; each row keeps its own position, so a row's values never depend on
-// how many samples are drawn beside it.
+// The draws of a batch of B images x Ns samples, laid out as run_mdps stacks
+// them (row r*B + n: sample r of image n). Each row comes from the stream of
+// its image's key, the round and its sample, at its own position, so a row's
+// values never depend on how many samples or images are drawn beside it.
 class ImageNoise : public NoiseSource {
  public:
-  ImageNoise(uint64_t seed, uint64_t key, int round, int samples)
-      : seed_(seed), key_(key), round_(round), pos_(size_t(samples), 0) {}
+  ImageNoise(uint64_t seed, std::vector<uint64_t> keys, int round, int samples)
+      : seed_(seed), keys_(std::move(keys)), round_(round), pos_(keys_.size() * size_t(samples), 0) {}
   void normal(Tensor& out) override {
     MDPS_CHECK(out.defined() && out.dim(0) == int64_t(pos_.size()), "image noise: ", out.describe(), " for ",
-               pos_.size(), " samples");
-    for (size_t r = 0; r < pos_.size(); ++r) {
-      Tensor row = out.slice_batch(int64_t(r), int64_t(r) + 1);
-      row.backend().philox_normal(row, seed_, image_noise_stream(key_, round_, int(r)), pos_[r]);
-      pos_[r] += uint64_t(row.numel());
+               pos_.size(), " rows");
+    const size_t B = keys_.size();
+    for (size_t j = 0; j < pos_.size(); ++j) {
+      Tensor row = out.slice_batch(int64_t(j), int64_t(j) + 1);
+      row.backend().philox_normal(row, seed_, image_noise_stream(keys_[j % B], round_, int(j / B)), pos_[j]);
+      pos_[j] += uint64_t(row.numel());
     }
   }
 
  private:
-  uint64_t seed_, key_;
+  uint64_t seed_;
+  std::vector<uint64_t> keys_;
   int round_;
   std::vector<uint64_t> pos_;
 };
@@ -49,16 +52,23 @@ EvalSettings guidance_per_sample(EvalSettings s) {
   return s;
 }
 
-// What both the protocol and the statistics run need for one image at a time.
-struct OneImage {
+// What both the protocol and the statistics run need for a batch of images.
+// A batch [B,3,S,S] runs as B*Ns rows through the U-Net (row r*B + n: sample
+// r of image n), each row with its own noise streams and its own guidance
+// norm, and every map, mask and term computed per image: on a backend whose
+// ops are batch invariant (Backend::batch_invariant, tested in
+// tests/model/test_unet_batch_invariance.cpp) an image's results are the bits
+// it gets alone, whatever the batch. Elsewhere the batch is one image.
+struct ImageBatches {
   const UNet& model;
   const ResNetFeatures* features;
   EvalSettings st;  // at the model's size
   Sampler sampler;
   int S, ns;
+  size_t batch;  // images per U-Net call
   bool two_rounds;
 
-  OneImage(const UNet& m, const ResNetFeatures* f, const EvalSettings& settings)
+  ImageBatches(const UNet& m, const ResNetFeatures* f, const EvalSettings& settings)
       : model(m),
         features(f),
         st(guidance_per_sample(settings.at_size(m.config().image_size))),
@@ -69,22 +79,41 @@ struct OneImage {
         }()),
         S(m.config().image_size),
         ns(settings.rounds.samples),
+        batch(m.backend().batch_invariant() ? size_t(std::max(1, settings.batch)) : 1),
         two_rounds(settings.rounds.round1.t_start > 0) {
     st.validate();
   }
 
-  // Image i as host [1,3,S,S] (checked) and on the model's backend.
-  std::pair<Tensor, Tensor> load(const BatchLoader& loader, size_t i) const {
-    Tensor host = loader(i, i + 1).to(cpu_backend());
-    check_shape(host, {1, 3, S, S}, "image");
-    return {host, host.to(model.backend())};
+  // Images [b, e) as host [B,3,S,S] (checked) and on the model's backend, with their noise keys.
+  struct Loaded {
+    Tensor host, y;
+    std::vector<uint64_t> keys;
+  };
+  Loaded load(const BatchLoader& loader, size_t b, size_t e) const {
+    Loaded l;
+    l.host = loader(b, e).to(cpu_backend());
+    check_shape(l.host, {int64_t(e - b), 3, S, S}, "image");
+    l.y = l.host.to(model.backend());
+    for (size_t n = 0; n < e - b; ++n) l.keys.push_back(image_noise_key(l.host[int64_t(n)]));
+    return l;
   }
-  // Ns samples of one round [ns,3,S,S] with the image's own noise streams.
-  Tensor sample(const Tensor& y, const Tensor& mask, int round, uint64_t key) const {
-    ImageNoise noise(st.seed, key, round, ns);
+  // Ns samples of one round [Ns*B,3,S,S] with the images' own noise streams.
+  Tensor sample(const Loaded& l, const Tensor& mask, int round) const {
+    ImageNoise noise(st.seed, l.keys, round, ns);
     const RoundSettings& rs = round == 1 ? st.rounds.round1 : st.rounds.round2;
-    return sampler.sample(repeat_batch(y, ns), mask.defined() ? repeat_batch(mask, ns) : Tensor(), rs, noise, nullptr,
-                          1);
+    return sampler.sample(repeat_batch(l.y, ns), mask.defined() ? repeat_batch(mask, ns) : Tensor(), rs, noise,
+                          nullptr, l.y.dim(0));
+  }
+  // map_fn of each image of the batch alone, stacked [B,1,S,S]: no maximum
+  // or range is ever taken over two images.
+  Tensor per_image(const Tensor& y, const Tensor& rec, const TermMaxima* maxima) const {
+    const int64_t B = y.dim(0);
+    Tensor out = Tensor::empty({B, 1, S, S}, model.backend());
+    for (int64_t n = 0; n < B; ++n) {
+      Tensor dst = out[n];
+      dst.copy_from(anomaly_map(features, y[n], rec[n], st.map, maxima).combined);
+    }
+    return out;
   }
   // Eq. 19: the mean of the samples' maps, in sample order, as mean_map_over_samples sums them.
   static Tensor mean(const std::vector<Tensor>& maps) {
@@ -92,23 +121,26 @@ struct OneImage {
     for (const Tensor& m : maps) m.backend().axpby(1.f / float(maps.size()), m, 1.f, out);
     return out;
   }
-  // The samples' terms on the host: pixel then feature (when there is a
-  // feature extractor) per sample, and their maxima folded into `max`.
-  std::vector<std::vector<float>> terms(const Tensor& y, const Tensor& rec, TermMaxima& max) const {
-    std::vector<std::vector<float>> out;
-    for (int k = 0; k < ns; ++k) {
-      AnomalyMaps am = anomaly_map(features, y, rec.slice_batch(k, k + 1), st.map);
-      out.push_back(am.pixel.to_vector());
-      for (float v : out.back()) max.pixel = std::max(max.pixel, v);
-      if (features) {
-        out.push_back(am.feature.to_vector());
-        for (float v : out.back()) max.feature = std::max(max.feature, v);
+  // The samples' terms on the host, per image of the batch: pixel then
+  // feature (when there is a feature extractor) per sample, and their maxima
+  // folded into `max`.
+  std::vector<std::vector<std::vector<float>>> terms(const Tensor& y, const Tensor& rec, TermMaxima& max) const {
+    const int64_t B = y.dim(0);
+    std::vector<std::vector<std::vector<float>>> out(static_cast<size_t>(B));
+    for (int64_t n = 0; n < B; ++n)
+      for (int k = 0; k < ns; ++k) {
+        AnomalyMaps am = anomaly_map(features, y[n], rec[k * B + n], st.map);
+        out[size_t(n)].push_back(am.pixel.to_vector());
+        for (float v : out[size_t(n)].back()) max.pixel = std::max(max.pixel, v);
+        if (features) {
+          out[size_t(n)].push_back(am.feature.to_vector());
+          for (float v : out[size_t(n)].back()) max.feature = std::max(max.feature, v);
+        }
       }
-    }
     return out;
   }
-  // terms() combined with the maxima: the same bits as run_mdps's mean map
-  // (mean_map_over_samples) with them.
+  // One image's terms() combined with the maxima: the same bits as run_mdps's
+  // mean map (mean_map_over_samples) with them.
   Tensor combine(const std::vector<std::vector<float>>& t, const TermMaxima& maxima) const {
     std::vector<Tensor> maps;
     const size_t per = features ? 2 : 1;
@@ -150,53 +182,55 @@ uint64_t image_noise_key(const Tensor& y) {
 ProtocolOutput run_calibrated_protocol(const UNet& model, const ResNetFeatures* features, size_t N,
                                        const BatchLoader& load, const EvalSettings& settings,
                                        const EvalProgressFn& progress, const ProtocolHooks& hooks) {
-  const OneImage one(model, features, settings);
-  const NormalStats* stats = one.st.normal ? &*one.st.normal : nullptr;
-  const int S = one.S;
+  const ImageBatches ib(model, features, settings);
+  const NormalStats* stats = ib.st.normal ? &*ib.st.normal : nullptr;
+  const int S = ib.S;
   const size_t plane = size_t(S) * S;
-  const int kept = hooks.all_samples ? one.ns : 1;
+  const int kept = hooks.all_samples ? ib.ns : 1;
   const auto t0 = std::chrono::steady_clock::now();
   ProtocolOutput out;
   out.size = S;
   out.maps.resize(N * plane);
   out.recon.resize(N * size_t(kept));
   if (hooks.keep_masks) out.masks.assign(N * plane, 0.f);
-  // The eta combination's maxima of each round: the normal images' (else the image's own).
+  // The eta combination's maxima of each round: the normal images' (else each image's own).
   const AnomalyMapFn round1_map = [&](const Tensor& y, const Tensor& rec) {
-    return anomaly_map(features, y, rec, one.st.map, stats ? &stats->round1 : nullptr).combined;
+    return ib.per_image(y, rec, stats ? &stats->round1 : nullptr);
   };
   const AnomalyMapFn final_map = [&](const Tensor& y, const Tensor& rec) {
-    return anomaly_map(features, y, rec, one.st.map, stats ? &stats->final : nullptr).combined;
+    return ib.per_image(y, rec, stats ? &stats->final : nullptr);
   };
-  for (size_t i = 0; i < N; ++i) {
-    auto [host, y] = one.load(load, i);
-    const uint64_t key = image_noise_key(host);
+  for (size_t b = 0; b < N; b += ib.batch) {
+    const size_t e = std::min(N, b + ib.batch), B = e - b;
+    const ImageBatches::Loaded l = ib.load(load, b, e);
     Tensor given;
     if (hooks.masks) {
-      given = hooks.masks(i, i + 1);
-      check_shape(given, {1, 1, S, S}, "given mask");
+      given = hooks.masks(b, e);
+      check_shape(given, {int64_t(B), 1, S, S}, "given mask");
       given = given.to(model.backend());
     }
-    ImageNoise noise1(one.st.seed, key, 1, one.ns), noise2(one.st.seed, key, 2, one.ns);
+    ImageNoise noise1(ib.st.seed, l.keys, 1, ib.ns), noise2(ib.st.seed, l.keys, 2, ib.ns);
     MdpsSteps steps;
     steps.round2_noise = &noise2;
     steps.final_map = final_map;
     steps.round2_steps = hooks.round2_steps;
-    // The mask range: the normal images' round-1 range (else the image's own).
+    // The mask range: the normal images' round-1 range (else each image's own).
     if (stats)
       steps.mask = [&](const Tensor& m1) {
-        return threshold_mask(m1, one.st.rounds.lambda, stats->round1_min, stats->round1_max);
+        return threshold_mask(m1, ib.st.rounds.lambda, stats->round1_min, stats->round1_max);
       };
-    MdpsOutput o = run_mdps(one.sampler, y, one.st.rounds, noise1, round1_map, given, steps);
+    MdpsOutput o = run_mdps(ib.sampler, l.y, ib.st.rounds, noise1, round1_map, given, steps);
     std::vector<float> m = o.map.to_vector();
-    std::copy(m.begin(), m.end(), out.maps.begin() + i * plane);
+    std::copy(m.begin(), m.end(), out.maps.begin() + b * plane);
     if (hooks.keep_masks && o.mask.defined()) {
       std::vector<float> mv = o.mask.to_vector();
-      std::copy(mv.begin(), mv.end(), out.masks.begin() + i * plane);
+      std::copy(mv.begin(), mv.end(), out.masks.begin() + b * plane);
     }
-    Tensor rec = o.recon.slice_batch(0, kept).to(cpu_backend());
-    for (int r = 0; r < kept; ++r) out.recon[size_t(r) * N + i] = recon_bytes(rec, r);
-    if (progress) progress(i + 1, N, seconds_since(t0), 0);
+    Tensor rec = o.recon.slice_batch(0, int64_t(kept * B)).to(cpu_backend());
+    for (int r = 0; r < kept; ++r)
+      for (size_t n = 0; n < B; ++n) out.recon[size_t(r) * N + b + n] = recon_bytes(rec, int(r * B + n));
+    if (progress)
+      for (size_t n = b; n < e; ++n) progress(n + 1, N, seconds_since(t0), 0);
   }
   out.seconds = seconds_since(t0);
   return out;
@@ -207,24 +241,30 @@ NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* featur
                                  std::vector<float>* final_maps) {
   MDPS_CHECK(N >= 1, "calibration: no normal images");
   MDPS_CHECK(settings.protocol == Protocol::Calibrated, "calibration statistics belong to the calibrated protocol");
-  const OneImage one(model, features, settings);
-  const size_t plane = size_t(one.S) * one.S;
+  const ImageBatches ib(model, features, settings);
+  const size_t plane = size_t(ib.S) * ib.S;
   const auto t0 = std::chrono::steady_clock::now();
   NormalStats stats;
   stats.images = int(N);
+  // The maxima are exact whatever order the images come in, so batching
+  // the passes changes no bit of the statistics.
   // Pass 1: round 1 of every image, its terms kept until the maxima are known.
   std::vector<std::vector<float>> round1_maps(N);
-  if (one.two_rounds) {
+  if (ib.two_rounds) {
     std::vector<std::vector<std::vector<float>>> terms(N);
-    for (size_t i = 0; i < N; ++i) {
-      auto [host, y] = one.load(load, i);
-      terms[i] = one.terms(y, one.sample(y, Tensor(), 1, image_noise_key(host)), stats.round1);
-      if (progress) progress(i + 1, N, seconds_since(t0), 1);
+    for (size_t b = 0; b < N; b += ib.batch) {
+      const size_t e = std::min(N, b + ib.batch);
+      const ImageBatches::Loaded l = ib.load(load, b, e);
+      auto t = ib.terms(l.y, ib.sample(l, Tensor(), 1), stats.round1);
+      for (size_t n = b; n < e; ++n) {
+        terms[n] = std::move(t[n - b]);
+        if (progress) progress(n + 1, N, seconds_since(t0), 1);
+      }
     }
     stats.round1_min = INFINITY;
     stats.round1_max = -INFINITY;
     for (size_t i = 0; i < N; ++i) {
-      round1_maps[i] = one.combine(terms[i], stats.round1).to_vector();
+      round1_maps[i] = ib.combine(terms[i], stats.round1).to_vector();
       auto [lo, hi] = std::minmax_element(round1_maps[i].begin(), round1_maps[i].end());
       stats.round1_min = std::min(stats.round1_min, *lo);
       stats.round1_max = std::max(stats.round1_max, *hi);
@@ -232,20 +272,28 @@ NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* featur
   }
   // Pass 2: the final round with the masks the normal range gives.
   std::vector<std::vector<std::vector<float>>> terms(N);
-  for (size_t i = 0; i < N; ++i) {
-    auto [host, y] = one.load(load, i);
+  for (size_t b = 0; b < N; b += ib.batch) {
+    const size_t e = std::min(N, b + ib.batch), B = e - b;
+    const ImageBatches::Loaded l = ib.load(load, b, e);
     Tensor mask;
-    if (one.two_rounds)
-      mask = threshold_mask(Tensor::from_vector({1, 1, one.S, one.S}, round1_maps[i]), one.st.rounds.lambda,
+    if (ib.two_rounds) {
+      std::vector<float> m;
+      m.reserve(B * plane);
+      for (size_t n = b; n < e; ++n) m.insert(m.end(), round1_maps[n].begin(), round1_maps[n].end());
+      mask = threshold_mask(Tensor::from_vector({int64_t(B), 1, ib.S, ib.S}, m), ib.st.rounds.lambda,
                             stats.round1_min, stats.round1_max)
                  .to(model.backend());
-    terms[i] = one.terms(y, one.sample(y, mask, 2, image_noise_key(host)), stats.final);
-    if (progress) progress(i + 1, N, seconds_since(t0), one.two_rounds ? 2 : 0);
+    }
+    auto t = ib.terms(l.y, ib.sample(l, mask, 2), stats.final);
+    for (size_t n = b; n < e; ++n) {
+      terms[n] = std::move(t[n - b]);
+      if (progress) progress(n + 1, N, seconds_since(t0), ib.two_rounds ? 2 : 0);
+    }
   }
   if (final_maps) {
     final_maps->resize(N * plane);
     for (size_t i = 0; i < N; ++i) {
-      std::vector<float> m = one.combine(terms[i], stats.final).to_vector();
+      std::vector<float> m = ib.combine(terms[i], stats.final).to_vector();
       std::copy(m.begin(), m.end(), final_maps->begin() + i * plane);
     }
   }

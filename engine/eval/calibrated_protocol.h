@@ -1,9 +1,12 @@
 // The calibrated protocol (Protocol::Calibrated, engine/evaluate.h): scores
 // that depend only on the image and the detector.
 //
-// - One image at a time; its Ns posterior samples run as one batch through
-//   the U-Net, and the guidance norm is taken per sample (a group of one),
-//   so no image ever shares a norm or a maximum with another. With the
+// - Every image as if alone: its Ns posterior samples run through the U-Net
+//   together, and the guidance norm is taken per sample (a group of one),
+//   so no image ever shares a norm or a maximum with another. --batch B runs
+//   B images x Ns samples per U-Net call where the backend's ops are batch
+//   invariant (Backend::batch_invariant: the CPU), one image per call
+//   elsewhere; it changes the speed only, never a bit of a result. With the
 //   authors' L2 norm, rho is divided by sqrt(kAuthorsGroup): the strength
 //   their norm over a batch of 8 alike images gives each one.
 // NOTE: kAuthorsGroup is the authors' evaluation batch, not --batch.

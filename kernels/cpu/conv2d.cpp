@@ -1,20 +1,31 @@
-// 2-D convolution with its data and weight gradients. Three ways to the
+// 2-D convolution with its data and weight gradients. Two ways to the
 // forward product, by shape:
-// - stride 1 on levels 16 or more wide: the direct register-tiled kernel
-//   (conv_direct.h), no im2col; also the data gradient there, as the
-//   convolution of dy with the flipped kernel;
-// - narrow levels (8x8, 4x4): im2col of several images side by side and one
-//   sgemm, so the product is wide enough for sgemm's speed;
+// - stride 1 on levels 8 or more wide: the direct register-tiled kernel
+//   (conv_direct.h), no im2col; also the data gradient on levels 16 or more
+//   wide, as the convolution of dy with the flipped kernel;
 // - otherwise im2col + sgemm per image (1x1 stride-1 unpadded convolutions
 //   use the input directly), im2col in blocks of output rows that fit in L2.
 // The weight gradient: the direct kernel where the forward uses it, else
 // im2col + sgemm per image.
 //
+// Batch invariance: an image's output bits never depend on the batch it is
+// in (nor on the thread count). Every product is one image's, of a shape
+// fixed by the layer alone, so OpenBLAS picks the same kernel for it in
+// every batch: it has a separate small-matrix kernel, taken below about 1e6
+// multiply-adds (OpenBLAS 0.3.21), whose sums differ from its blocked
+// kernel's in the last bits. Products of several images side by side (once
+// used on the 8x8 and 4x4 levels) changed shape with the batch, and with it
+// the kernel. The calibrated protocol runs several images per U-Net call on
+// this (tests/model/test_unet_batch_invariance.cpp).
+//
 // Under --precision bf16 (AMX or AVX512-BF16, conv_bf16.h) the forward's products
 // and the direct data gradient's run on bfloat16 inputs: stride-1 levels 16 or
 // more wide through the bf16 direct kernel, 1x1 convolutions as one flat row
-// per image, the rest as im2col (images grouped as above) followed by the same
-// kernel on the col matrix as a 1x1 convolution. The other gradients stay fp32.
+// per image, the rest as im2col (on the 8x8 and 4x4 levels several images
+// side by side, see image_group) followed by the same kernel on the col matrix as a
+// 1x1 convolution: a pixel's sum there runs over its own column in an order
+// that does not depend on the columns beside it, so grouping keeps the bits.
+// The other gradients stay fp32.
 //
 // Threading: with enough images, the pool runs one image (or group) per
 // worker with OpenBLAS single-threaded; otherwise images go one by one and
@@ -154,9 +165,15 @@ void for_each_image(int64_t N, F&& body) {
 // U-Net's shapes (AMD EPYC Zen 5, AVX-512, 1 thread): 175-218 GFLOP/s
 // against 65-97 for im2col + OpenBLAS sgemm, whose kernel for this CPU stops
 // at half its FMA rate. On the 8x8 level a row is half a vector and the
-// grouped sgemm is as fast (86 vs 89 GFLOP/s); on 4x4 it is faster.
-constexpr int64_t kDirectMinWidth = 16;
-bool direct_pays(const ConvDims& d) { return d.s == 1 && d.KH * d.KW > 1 && d.Wo >= kDirectMinWidth; }
+// direct kernel is as fast as a product of several images side by side (86
+// vs 89 GFLOP/s), which would depend on the batch (see the top of the file),
+// so the fp32 forward takes it from 8 wide (kDirectForwardMinWidth); 4x4
+// levels (32x32 models only) take the per-image product. The gradients keep
+// the 16-wide bound: theirs are per-image products below it.
+constexpr int64_t kDirectMinWidth = 16, kDirectForwardMinWidth = 8;
+bool direct_pays(const ConvDims& d, int64_t min_width = kDirectMinWidth) {
+  return d.s == 1 && d.KH * d.KW > 1 && d.Wo >= min_width;
+}
 
 // The stride-1 convolution whose output is d's input gradient (see
 // conv2d_backward_data): dy as input, padded by KH - 1 - p.
@@ -224,32 +241,6 @@ int64_t image_group(const ConvDims& d) {
   return best;
 }
 
-// Forward convolution of `group` images per product: col [K, group*P] with
-// image g in columns g*P.., one sgemm into a [Co, group*P] buffer, then each
-// image's block copied out (plus the bias) to y's [Co, P] layout.
-void conv2d_grouped(const ConvDims& d, int64_t group, const float* X, const float* Wt, const float* B, float* Y) {
-  const int64_t K = d.rows(), P = d.cols(), cols = group * P;
-  for_each_image(d.N / group, [&](int64_t gi) {
-    float* col = cpu::scratch(size_t(K * cols), 0);
-    float* out = cpu::scratch(size_t(d.Co * cols), 1);
-    for (int64_t g = 0; g < group; ++g)
-      im2col_rows(X + (gi * group + g) * d.Ci * d.H * d.W, d, 0, d.Ho, col + g * P, cols);
-    {
-      trace::Scope ts("conv.sgemm", "kernel");
-      if (ts.active()) ts.num("M", double(d.Co)).num("N", double(cols)).num("K", double(K)).flops(2 * d.Co * cols * K);
-      cpu::sgemm(false, false, d.Co, cols, K, 1.f, Wt, K, col, cols, 0.f, out, cols);
-    }
-    for (int64_t g = 0; g < group; ++g) {
-      float* yn = Y + (gi * group + g) * d.Co * P;
-      for (int64_t co = 0; co < d.Co; ++co) {
-        const float* o = out + co * cols + g * P;
-        const float bias = B ? B[co] : 0.f;
-        for (int64_t p = 0; p < P; ++p) yn[co * P + p] = o[p] + bias;
-      }
-    }
-  });
-}
-
 // The forward convolution with bf16 products (see the top of the file).
 void conv2d_bf16_any(const ConvDims& d, const float* X, const float* Wt, const float* B, float* Y) {
   if (d.s == 1 && d.Wo >= kDirectMinWidth) {
@@ -293,12 +284,7 @@ void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, 
     return;
   }
   const int64_t K = d.rows(), P = d.cols();
-  const int64_t group = image_group(d);
-  if (group > 1) {
-    conv2d_grouped(d, group, X, Wt, B, Y);
-    return;
-  }
-  if (direct_pays(d)) {
+  if (direct_pays(d, kDirectForwardMinWidth)) {
     conv2d_direct(d, X, Wt, B, Y);
     return;
   }

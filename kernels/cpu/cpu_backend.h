@@ -16,6 +16,8 @@ class CpuBackend final : public Backend {
   CpuBackend();
   const char* name() const override { return "cpu"; }
   Device device() const override { return Device::CPU; }
+  // Products per image, of shapes fixed by the layer (conv2d.cpp, linear.cpp).
+  bool batch_invariant() const override { return true; }
 
   void* raw_alloc(size_t bytes) override;
   void raw_free(void* p, size_t bytes) override;

@@ -3,7 +3,8 @@
 // truth resized as the authors resize it.
 //
 // - `mdps score IMAGE` alone gives that image's row of `mdps eval` bit for
-//   bit (a calibrated bundle), and the evaluation batch changes nothing;
+//   bit (a calibrated bundle), and the evaluation batch (images per U-Net
+//   call) changes nothing: maps, masks, reconstructions and statistics;
 // - the statistics run scores its normal images exactly as a detector that
 //   carries the statistics scores them;
 // - the noise of an image follows its pixels, not its position;
@@ -20,6 +21,7 @@
 #include "tests/test_util.h"
 #include "tests/tiny_fixtures.h"
 #include <doctest/doctest.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -186,7 +188,7 @@ TEST_CASE("calibrated protocol: an image's map does not depend on the images aro
   CHECK(std::equal(one.maps.begin(), one.maps.end(), all.maps.begin() + 3 * plane));
   CHECK(one.recon[0] == all.recon[3]);
   std::vector<std::string> other = {files[5], files[3], files[0]};
-  s.batch = 2;  // no meaning for the calibrated protocol
+  s.batch = 2;  // images per U-Net call: speed only
   ProtocolOutput mixed = run_protocol(*net, nullptr, other.size(), loader_of(other, 32), s);
   CHECK(std::equal(mixed.maps.begin() + plane, mixed.maps.begin() + 2 * plane, all.maps.begin() + 3 * plane));
   // Another seed or other pixels draw other noise.
@@ -200,6 +202,53 @@ TEST_CASE("calibrated protocol: an image's map does not depend on the images aro
   CHECK(image_noise_key(y) != image_noise_key(z));
   CHECK(image_noise_stream(1, 1, 0) != image_noise_stream(1, 2, 0));
   CHECK(image_noise_stream(1, 1, 0) != image_noise_stream(1, 1, 1));
+}
+
+TEST_CASE("calibrated protocol: --batch changes the speed only, never a bit of a map, mask or reconstruction") {
+  // Several images per U-Net call (batch 3 with a partial last batch, 8 with
+  // one partial batch) against one image per call, with and without
+  // calibration statistics, every sample's reconstruction kept.
+  const std::string dir = test::temp_dir("cal_batch");
+  const std::string root = test::make_tiny_category(dir);
+  auto net = load_unet(test::write_tiny_model(dir, test::tiny_attention_unet_config()), cpu_backend());
+  REQUIRE(cpu_backend().batch_invariant());
+  const int S = net->config().image_size;
+  Dataset ds = read_dataset(root);
+  std::vector<std::string> files;
+  for (const auto& smp : ds.test) files.push_back(smp.image_path);
+  REQUIRE(files.size() >= 7);
+  files.resize(7);
+  const std::vector<std::string> normal = list_images(root + "/test/good");
+  ProtocolHooks hooks;
+  hooks.keep_masks = true;
+  hooks.all_samples = true;
+  for (bool with_stats : {false, true}) {
+    CAPTURE(with_stats);
+    EvalSettings s = fast_calibrated();
+    s.rounds.samples = 2;
+    s.batch = 1;
+    if (with_stats) {
+      std::vector<float> maps1, maps3;
+      NormalStats st1 = collect_normal_stats(*net, nullptr, normal.size(), loader_of(normal, S), s, {}, &maps1);
+      EvalSettings s3 = s;
+      s3.batch = 3;
+      NormalStats st3 = collect_normal_stats(*net, nullptr, normal.size(), loader_of(normal, S), s3, {}, &maps3);
+      CHECK(st3.to_json() == st1.to_json());
+      CHECK(maps3 == maps1);
+      s.normal = st1;
+    }
+    const ProtocolOutput one = run_protocol(*net, nullptr, files.size(), loader_of(files, S), s, {}, {}, hooks);
+    REQUIRE(one.masks.size() == one.maps.size());
+    CHECK(std::any_of(one.masks.begin(), one.masks.end(), [](float v) { return v > 0.f; }));
+    for (int batch : {3, 8}) {
+      CAPTURE(batch);
+      s.batch = batch;
+      const ProtocolOutput many = run_protocol(*net, nullptr, files.size(), loader_of(files, S), s, {}, {}, hooks);
+      CHECK(many.maps == one.maps);
+      CHECK(many.masks == one.masks);
+      CHECK(many.recon == one.recon);  // both samples of every image
+    }
+  }
 }
 
 TEST_CASE("calibration statistics: the normal images score as a detector carrying them scores them") {
@@ -255,6 +304,9 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
                        " --batch 1 --quiet --no-panels --threads 2 --out " + dir + "/ev1",
                    log) == 0);
   CHECK(test::read_text(dir + "/ev/images.csv") == test::read_text(dir + "/ev1/images.csv"));
+  // 8 images per U-Net call (a partial last batch) and 1: the same maps, bit for bit.
+  CHECK(SafeTensorsFile::open(dir + "/ev/maps.safetensors").read_f32_vector("anomaly_maps") ==
+        SafeTensorsFile::open(dir + "/ev1/maps.safetensors").read_f32_vector("anomaly_maps"));
   json::Value rep = json::parse(test::read_text(dir + "/ev/report.json"), "report.json");
   CHECK(rep.find("protocol")->str == "calibrated");
   CHECK(rep.find("calibration")->find("source")->str == "bundle");
