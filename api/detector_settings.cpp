@@ -11,7 +11,7 @@ PresetValues detector_option_settings(const DetectorOptions& o) {
   return {{"round1-t", std::to_string(o.round1_t)}, {"round1-rho", setting_text(o.round1_rho)},
           {"t-start", std::to_string(o.round2_t)},  {"rho", setting_text(o.round2_rho)},
           {"lambda", setting_text(o.lambda)},            {"eta", setting_text(o.eta)},
-          {"skip", std::to_string(o.skip)},         {"samples", std::to_string(o.samples)},
+          {"skip", std::to_string(o.skip)},
           {"batch", std::to_string(o.batch)},       {"variant", o.variant},
           {"image-score", o.image_score},           {"protocol", o.protocol},
           {"seed", std::to_string(o.seed)}};
@@ -24,6 +24,8 @@ EvalSettings detector_settings(const DetectorOptions& o, const Bundle* bundle) {
     for (const auto& [k, v] : detector_option_settings(o)) start.set(k, v);
   }
   SettingLayers layers(start);
+  // samples 0 leaves Ns to the protocol (SettingLayers); a number is chosen.
+  if (!bundle && o.samples != 0) layers.chosen({{"samples", std::to_string(o.samples)}});
   if (bundle) {
     layers.bundle(bundle->settings_values());
     layers.settings().normal = bundle->normal_stats();

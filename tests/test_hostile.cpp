@@ -596,8 +596,8 @@ std::vector<Case> cli_cases() {
       " --dataset {fx}/cat --out o --quiet --limit 1" + F, 1, {"File too large"}, {}, {"o/report.json"},
       no_partial_pngs});
   add({"sample: a file size limit", "", "ulimit -f 1; trap '' XFSZ; {mdps} sample --model " + M + " --image "
-      "{fx}/img.png --out r.png --mask none --t-start 20 --skip 10 --threads 1", 1, {"r.png", "File too large"}, {},
-      {"r.png"}});
+      "{fx}/img.png --out r.png --mask none --t-start 20 --skip 10 --threads 1", 1, {"r_0.png", "File too large"}, {},
+      {"r_0.png", "r_1.png"}});
   add({"bundle: a file size limit", "", "ulimit -f 16; trap '' XFSZ; {mdps} bundle --model " + M +
       " --out b.safetensors", 1, {"b.safetensors", "File too large"}, {}, {"b.safetensors"}});
   add({"bundle: a file size limit keeps the old bundle", "{mdps} bundle --model " + M + " --out b.safetensors",
@@ -726,13 +726,13 @@ std::vector<Case> cli_cases() {
   add({"sample: --mask of the image's size", "", "{mdps} sample --model " + M + " --image {fx}/img64.png --mask "
       "{fx}/mask16.png --out r.png --t-start 20 --skip 10 --threads 1", 2, {"mask16.png"}, {}, {"r.png"}});
   add({"sample: --mask of the same size works", "", "{mdps} sample --model " + M + " --image {fx}/img.png --mask "
-      "{fx}/mask.png --out r.png --t-start 20 --skip 10 --threads 1", 0, {"r.png"}});
+      "{fx}/mask.png --out r.png --t-start 20 --skip 10 --samples 1 --threads 1", 0, {"r.png"}});
   add({"sample: --out x.jpg", "", "{mdps} sample --model " + M + " --image {fx}/img.png --out x.jpg --mask none "
       "--t-start 20 --skip 10 --threads 1", 2, {"--out", ".png"}, {}, {"x.jpg"}});
   add({"sample: --out without an extension", "", "{mdps} sample --model " + M + " --image {fx}/img.png --out x "
       "--mask none --t-start 20 --skip 10 --threads 1", 2, {"--out"}, {}, {"x"}});
   add({"sample: --out x.PNG is PNG", "", "{mdps} sample --model " + M + " --image {fx}/img.png --out x.PNG --mask none "
-      "--t-start 20 --skip 10 --threads 1", 0, {}, {}, {}, [](const std::string& d, const Run&) {
+      "--t-start 20 --skip 10 --samples 1 --threads 1", 0, {}, {}, {}, [](const std::string& d, const Run&) {
         return read_all(d + "/x.PNG").substr(1, 3) == "PNG" ? std::string() : std::string("x.PNG is not a PNG");
       }});
 

@@ -126,7 +126,7 @@ cli::Registrar reg("sample", 30, [](CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   c->add_option("--image", a->image, "the observed image")->required()->check(CLI::ExistingFile);
-  c->add_option("--out", a->out, "reconstruction PNG (with --samples N: OUT_0.png ...)")->required();
+  c->add_option("--out", a->out, "reconstruction PNG (with Ns > 1, the calibrated protocol's default 2 included: OUT_0.png, OUT_1.png ...)")->required();
   c->add_option("--features", a->features,
                 "ResNet feature extractor (.safetensors) of the anomaly maps (round 1's gives the mask); a bundle "
                 "brings its own");

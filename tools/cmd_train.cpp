@@ -116,6 +116,7 @@ void calibrate_on_holdout(const Flags& f, const TrainResult& r) {
   DetectorFiles d = open_detector(r.out_path, f.features, be);
   EvalSettings s;
   s.protocol = Protocol::Calibrated;
+  s.rounds.samples = default_samples(s.protocol);  // as `mdps calibrate` without --samples
   s.validate();
   std::unique_ptr<ResNetFeatures> fe = d.load_features(s);
   Calibration c = calibrate_quantile(*d.net, fe.get(), r.held_out, s, 0.99, 0.999,

@@ -146,7 +146,8 @@ const std::vector<SettingEntry>& entries() {
          MDPS_USAGE_CHECK(s.rounds.lambda <= 1.f, "--lambda must be in [0, 1] (the mask threshold min + lambda ",
                           "(max - min)), got ", s.rounds.lambda);
        }},
-      {"samples", "samples", "Ns posterior samples per image, maps averaged", nullptr, true, false,
+      {"samples", "samples", "Ns posterior samples per image, maps averaged",
+       "2 under the calibrated protocol, 1 under the authors'", true, false,
        [](S& s, T v) { s.rounds.samples = to_int("samples", v); },
        [](const S& s) { return std::to_string(s.rounds.samples); },
        [](const S& s) { return std::to_string(s.rounds.samples); },
@@ -292,6 +293,8 @@ std::string setting_help(const SettingEntry& e) {
 
 GuidanceNorm guidance_norm_of(Variant v) { return v == Variant::Paper ? GuidanceNorm::Squared : GuidanceNorm::L2; }
 
+int default_samples(Protocol p) { return p == Protocol::Calibrated ? kCalibratedDefaultSamples : 1; }
+
 void SettingLayers::bundle(const PresetValues& values, const Skip& skip) {
   // A bundle written before the protocol was a setting ran the authors'.
   if (std::none_of(values.begin(), values.end(), [](const auto& kv) { return kv.first == "protocol"; }))
@@ -300,6 +303,7 @@ void SettingLayers::bundle(const PresetValues& values, const Skip& skip) {
     if (skip && skip(k)) continue;
     s_.set(k, v);
     bundle_norm_ = bundle_norm_ || k == "guidance-norm";
+    samples_chosen_ = samples_chosen_ || k == "samples";
   }
 }
 
@@ -316,6 +320,7 @@ void SettingLayers::chosen(const PresetValues& values, const std::string& source
       }
     }
     norm_chosen_ = norm_chosen_ || k == "guidance-norm";
+    samples_chosen_ = samples_chosen_ || k == "samples";
     variant_changed_ = variant_changed_ || k == "variant";
   }
 }
@@ -323,6 +328,7 @@ void SettingLayers::chosen(const PresetValues& values, const std::string& source
 EvalSettings SettingLayers::finish() const {
   EvalSettings s = s_;
   if (!norm_chosen_ && !(bundle_norm_ && !variant_changed_)) s.sampler.norm = guidance_norm_of(s.sampler.variant);
+  if (!samples_chosen_) s.rounds.samples = default_samples(s.protocol);
   s.validate();
   return s;
 }

@@ -57,11 +57,22 @@ std::string setting_help(const SettingEntry& e);
 // batch, as the authors) for the authors' variant, squared for the paper's.
 GuidanceNorm guidance_norm_of(Variant v);
 
+// Ns when no layer chose it: under the calibrated protocol 2, the authors'
+// released setting (1) under theirs. Measured on tire at 64x64 (bench/
+// RESULTS.md, issue 18), three seeds: Ns 2 halves the image AUROC's spread
+// across seeds (0.19 -> 0.09) and brings an image score's seed noise from
+// 0.76 to 0.49 of the spread between images; Ns 4 adds little at the image
+// level (0.42) for twice the time, but more at the pixel level.
+constexpr int kCalibratedDefaultSamples = 2;
+int default_samples(Protocol p);
+
 // Settings built in layers, lowest first: a start (the defaults, or the
 // library's typed fields), a detector bundle's stored settings, a preset,
 // then what the user gave (flags, overrides). The guidance norm follows the
 // variant unless a layer chose it: a preset or the user by giving
 // guidance-norm, or the bundle while no later layer changes its variant.
+// Ns follows the protocol (default_samples) unless a bundle, a preset or the
+// user gave `samples`.
 // The command line, `mdps sample` and the library all build this way.
 class SettingLayers {
  public:
@@ -79,7 +90,7 @@ class SettingLayers {
 
  private:
   EvalSettings s_;
-  bool norm_chosen_ = false, bundle_norm_ = false, variant_changed_ = false;
+  bool norm_chosen_ = false, bundle_norm_ = false, variant_changed_ = false, samples_chosen_ = false;
 };
 
 }  // namespace mdps

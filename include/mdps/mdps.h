@@ -67,7 +67,7 @@ struct DetectorOptions {
   float lambda = 0.12f;      // --lambda
   float eta = 7.f;           // --eta
   int skip = 20;             // --skip
-  int samples = 1;           // --samples (Ns)
+  int samples = 0;           // --samples (Ns); 0: the protocol's (2 calibrated, 1 authors)
   int batch = 8;             // --batch: images per guidance group in score_batch
   std::string variant = "authors";      // --variant: authors or paper
   std::string image_score = "authors";  // --image-score: authors, topk-mean, max or topk-fraction

@@ -63,7 +63,7 @@ typedef struct mdps_options {
   float lambda;
   float eta;
   int skip;
-  int samples;
+  int samples;                 /* Ns; 0: the protocol's (2 calibrated, 1 authors) */
   int batch;
   int threads;                 /* 0: all cores */
   uint64_t seed;

@@ -219,7 +219,17 @@ TEST_CASE("the typed options' defaults are the settings table's defaults") {
     REQUIRE(find_setting(k) != nullptr);
     CHECK(v == find_setting(k)->print(d));
   }
-  CHECK(detector_settings(DetectorOptions{}, nullptr).to_json() == d.to_json());
+  // ... once built in layers as the command line builds them (Ns follows the protocol).
+  const EvalSettings effective = SettingLayers(d).finish();
+  CHECK(effective.rounds.samples == kCalibratedDefaultSamples);
+  CHECK(detector_settings(DetectorOptions{}, nullptr).to_json() == effective.to_json());
+  CHECK(DetectorOptions{}.samples == 0);  // the protocol's Ns
+  DetectorOptions one;
+  one.samples = 1;
+  CHECK(detector_settings(one, nullptr).rounds.samples == 1);
+  one.protocol = "authors";
+  one.samples = 0;
+  CHECK(detector_settings(one, nullptr).rounds.samples == 1);
   // And the C options start from them.
   mdps_options c;
   mdps_options_init(&c);
@@ -227,6 +237,7 @@ TEST_CASE("the typed options' defaults are the settings table's defaults") {
   CHECK(c.round1_t == o.round1_t);
   CHECK(c.lambda == o.lambda);
   CHECK(c.seed == o.seed);
+  CHECK(c.samples == o.samples);
 }
 
 TEST_CASE("errors are exceptions that name the problem") {

@@ -551,8 +551,11 @@ TEST_CASE("mdps bundle, calibrate and score agree with the library") {
   REQUIRE(test::run_mdps("sample --model " + p.model + feat + flags + " --threads 2 --image " + files[0] + " --out " + d + "/s2.png",
                    log) == 0);
   REQUIRE(fs::exists(d + "/s_mask.png"));
-  CHECK_FALSE(test::read_text(d + "/s.png").empty());
-  CHECK(test::read_text(d + "/s.png") == test::read_text(d + "/s2.png"));
+  // (Ns is the calibrated protocol's default 2: OUT_0.png and OUT_1.png.)
+  for (const char* k : {"_0.png", "_1.png"}) {
+    CHECK_FALSE(test::read_text(d + "/s" + k).empty());
+    CHECK(test::read_text(d + "/s" + k) == test::read_text(d + "/s2" + k));
+  }
   CHECK(test::read_text(d + "/s_mask.png") == test::read_text(d + "/s2_mask.png"));
   REQUIRE(test::run_mdps("eval --model " + d + "/cal.safetensors --dataset " + root + " --quiet --no-panels --threads 2 --out " +
                        d + "/ev1",

@@ -144,3 +144,32 @@ TEST_CASE("the guidance norm follows the variant unless a layer chose it") {
   CHECK(guidance_norm_of(Variant::Authors) == GuidanceNorm::L2);
   CHECK(guidance_norm_of(Variant::Paper) == GuidanceNorm::Squared);
 }
+
+TEST_CASE("Ns follows the protocol unless a layer chose it") {
+  auto ns = [](const SettingLayers& l) { return l.finish().rounds.samples; };
+  CHECK(kCalibratedDefaultSamples != 1);  // else this case tests nothing
+  {  // the default protocol (calibrated)
+    SettingLayers l(default_settings());
+    CHECK(ns(l) == kCalibratedDefaultSamples);
+    l.chosen({{"protocol", "authors"}});  // the authors' released setting
+    CHECK(ns(l) == 1);
+  }
+  {  // chosen by the user, a preset or a bundle: kept under either protocol
+    SettingLayers l(default_settings());
+    l.chosen({{"samples", "1"}});
+    CHECK(ns(l) == 1);
+    SettingLayers m(default_settings());
+    m.chosen({{"samples", "3"}, {"protocol", "authors"}});
+    CHECK(ns(m) == 3);
+    SettingLayers b(default_settings());
+    b.bundle({{"protocol", "calibrated"}, {"samples", "1"}});
+    CHECK(ns(b) == 1);
+  }
+  {  // a bundle without the key (older) runs the authors' protocol and its Ns
+    SettingLayers l(default_settings());
+    l.bundle({{"eta", "3"}});
+    CHECK(ns(l) == 1);
+  }
+  CHECK(default_samples(Protocol::Calibrated) == kCalibratedDefaultSamples);
+  CHECK(default_samples(Protocol::Authors) == 1);
+}

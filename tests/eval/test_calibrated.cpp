@@ -11,6 +11,7 @@
 // - ground-truth masks: Pillow bilinear with antialiasing (hand-computed
 //   values), nearest on request, and a warning when a type's masks vanish.
 #include "engine/detect/bundle.h"
+#include "engine/detect/setting_table.h"
 #include "engine/eval/calibrate.h"
 #include "engine/eval/calibrated_protocol.h"
 #include "engine/eval/evaluate.h"
@@ -332,12 +333,17 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
   const std::string scored = test::read_text(dir + "/sc/scores.csv");
   CHECK(scored.rfind("file,score,decision\n" + file + "," + score_text + ",", 0) == 0);
 
-  // `mdps sample` runs the same protocol: its reconstruction is score's, byte for byte.
+  // `mdps sample` runs the same protocol: its reconstruction is score's, byte
+  // for byte (the bundle's Ns is the calibrated default 2: sample 0 is the
+  // one score writes).
   const std::string stem = fs::path(file).stem().string();
+  REQUIRE(b.settings().rounds.samples == kCalibratedDefaultSamples);
   REQUIRE(test::run_mdps("sample --model " + dir + "/cal.safetensors --image " + file + " --threads 2 --out " + dir +
                              "/sample.png",
                          log) == 0);
-  CHECK(test::read_text(dir + "/sample.png") == test::read_text(dir + "/sc/" + stem + "_recon.png"));
+  CHECK(test::read_text(dir + "/sample_0.png") == test::read_text(dir + "/sc/" + stem + "_recon.png"));
+  CHECK(test::read_text(dir + "/sample_1.png") != test::read_text(dir + "/sample_0.png"));
+  CHECK_FALSE(fs::exists(dir + "/sample.png"));
   // And with a plain model under the authors' protocol.
   REQUIRE(test::run_mdps("score --model " + model + kFastFlags + " --protocol authors --images " + file +
                              " --quiet --threads 2 --out " + dir + "/sca",
@@ -346,7 +352,7 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
                              " --threads 2 --out " + dir + "/sample_a.png",
                          log) == 0);
   CHECK(test::read_text(dir + "/sample_a.png") == test::read_text(dir + "/sca/" + stem + "_recon.png"));
-  CHECK(test::read_text(dir + "/sample_a.png") != test::read_text(dir + "/sample.png"));
+  CHECK(test::read_text(dir + "/sample_a.png") != test::read_text(dir + "/sample_0.png"));
 
   // The library's map equals the eval's map of that image, value for value.
   DetectorOptions o;
