@@ -17,69 +17,15 @@ std::string number_text(float v) {
   return buf;
 }
 
-bool same(const json::Value& a, const json::Value& b) {
-  if (a.kind != b.kind) return false;
-  switch (a.kind) {
-    case json::Kind::Null: return true;
-    case json::Kind::Bool: return a.boolean == b.boolean;
-    case json::Kind::Number: return a.number == b.number;
-    case json::Kind::String: return a.str == b.str;
-    case json::Kind::Array:
-      if (a.items.size() != b.items.size()) return false;
-      for (size_t i = 0; i < a.items.size(); ++i)
-        if (!same(a.items[i], b.items[i])) return false;
-      return true;
-    case json::Kind::Object:
-      if (a.members.size() != b.members.size()) return false;
-      for (const auto& [k, v] : a.members) {
-        const json::Value* w = b.find(k);
-        if (!w || !same(v, *w)) return false;
-      }
-      return true;
-  }
-  return false;
-}
-
-// A value as JSON text (numbers exact: %.17g).
-std::string text_of(const json::Value& v) {
-  switch (v.kind) {
-    case json::Kind::Null: return "null";
-    case json::Kind::Bool: return v.boolean ? "true" : "false";
-    case json::Kind::Number: {
-      char buf[40];
-      std::snprintf(buf, sizeof buf, "%.17g", v.number);
-      return buf;
-    }
-    case json::Kind::String: return json::quote(v.str);
-    case json::Kind::Array: {
-      std::string t = "[";
-      for (size_t i = 0; i < v.items.size(); ++i) t += cat(i ? ", " : "", text_of(v.items[i]));
-      return t + "]";
-    }
-    case json::Kind::Object: {
-      std::string t = "{";
-      for (size_t i = 0; i < v.members.size(); ++i)
-        t += cat(i ? ", " : "", json::quote(v.members[i].first), ": ", text_of(v.members[i].second));
-      return t + "}";
-    }
-  }
-  return "null";
-}
+// Equal values: equal exact texts (numbers exact, members in the order the
+// settings table writes them).
+bool same(const json::Value& a, const json::Value& b) { return json::text(a) == json::text(b); }
 
 // A short text of a value for the error message.
 std::string brief(const json::Value* v) {
   if (!v) return "(absent)";
-  switch (v->kind) {
-    case json::Kind::Null: return "null";
-    case json::Kind::Bool: return v->boolean ? "true" : "false";
-    case json::Kind::Number: {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.9g", v->number);
-      return buf;
-    }
-    case json::Kind::String: return json::quote(v->str);
-    default: return "(a different value)";
-  }
+  if (v->kind == json::Kind::Array || v->kind == json::Kind::Object) return "(a different value)";
+  return json::text(*v);
 }
 
 }  // namespace
@@ -91,7 +37,7 @@ std::string score_run_record(const std::string& model, const std::string& featur
   std::string settings;
   for (const auto& [k, v] : s.members) {
     if (k == "batch" && protocol && protocol->str == "calibrated") continue;
-    settings += cat(settings.empty() ? "" : ", ", json::quote(k), ": ", text_of(v));
+    settings += cat(settings.empty() ? "" : ", ", json::quote(k), ": ", json::text(v));
   }
   std::string out = cat("{\"engine_version\": ", json::quote(MDPS_VERSION), ", \"model\": ", json::quote(model),
                         ", \"model_digest\": ", json::quote(file_digest(model)),

@@ -1,4 +1,5 @@
 #include "engine/core/json_mini.h"
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <unordered_set>
@@ -311,6 +312,33 @@ class Parser {
 
 Value parse(std::string_view text, const std::string& what, int max_depth) {
   return Parser(text, what, max_depth).parse_document();
+}
+
+std::string text(const Value& v) {
+  switch (v.kind) {
+    case Kind::Null: return "null";
+    case Kind::Bool: return v.boolean ? "true" : "false";
+    case Kind::Number: {
+      if (v.is_uint) return std::to_string(v.uint);
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "%.15g", v.number);
+      if (std::strtod(buf, nullptr) != v.number) std::snprintf(buf, sizeof buf, "%.17g", v.number);
+      return buf;
+    }
+    case Kind::String: return quote(v.str);
+    case Kind::Array: {
+      std::string t = "[";
+      for (size_t i = 0; i < v.items.size(); ++i) t += cat(i ? ", " : "", text(v.items[i]));
+      return t + "]";
+    }
+    case Kind::Object: {
+      std::string t = "{";
+      for (size_t i = 0; i < v.members.size(); ++i)
+        t += cat(i ? ", " : "", quote(v.members[i].first), ": ", text(v.members[i].second));
+      return t + "}";
+    }
+  }
+  return "null";
 }
 
 std::string quote(const std::string& s) {

@@ -39,4 +39,9 @@ Value parse(std::string_view text, const std::string& what, int max_depth = 64);
 // `s` as a JSON string literal, with quotes.
 std::string quote(const std::string& s);
 
+// A value back as compact JSON text (", " and ": " separators, members in
+// document order). Numbers exactly: non-negative integers as integers, others
+// as the shortest of %.15g / %.17g that reads back to the same double.
+std::string text(const Value& v);
+
 }  // namespace mdps::json

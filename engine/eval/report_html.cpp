@@ -60,37 +60,11 @@ std::string metric_cell(const json::Value* v, const std::string& key) {
   return cat("<td class=\"num\" data-key=\"", key, "\" data-value=\"", exact(v), "\">", percent(v), "</td>");
 }
 
-// A JSON value back as compact text, for the settings table.
-std::string json_text(const json::Value& v) {
-  switch (v.kind) {
-    case json::Kind::Null: return "null";
-    case json::Kind::Bool: return v.boolean ? "true" : "false";
-    case json::Kind::Number: {
-      if (v.is_uint) return std::to_string(v.uint);
-      char buf[48];
-      std::snprintf(buf, sizeof buf, "%.10g", v.number);
-      return buf;
-    }
-    case json::Kind::String: return json::quote(v.str);
-    case json::Kind::Array: {
-      std::string s = "[";
-      for (size_t i = 0; i < v.items.size(); ++i) s += cat(i ? ", " : "", json_text(v.items[i]));
-      return s + "]";
-    }
-    case json::Kind::Object: {
-      std::string s = "{";
-      for (size_t i = 0; i < v.members.size(); ++i)
-        s += cat(i ? ", " : "", json::quote(v.members[i].first), ": ", json_text(v.members[i].second));
-      return s + "}";
-    }
-  }
-  return "";
-}
 // A member shown as text: strings as they are, anything else as JSON.
 std::string member_text(const json::Value& root, const char* key) {
   const json::Value* v = root.find(key);
   if (!v || v->kind == json::Kind::Null) return "&ndash;";
-  return html_escape(v->kind == json::Kind::String ? v->str : json_text(*v));
+  return html_escape(v->kind == json::Kind::String ? v->str : json::text(*v));
 }
 
 std::string read_bytes(const std::string& path) {
@@ -273,7 +247,7 @@ std::string eval_report_html(const EvalResult& r, const std::string& report_json
   h += "<h2>Settings</h2>\n<table id=\"settings\">\n";
   if (const json::Value* st = j.find("settings"); st && st->kind == json::Kind::Object)
     for (const auto& [key, v] : st->members)
-      h += cat("<tr><th>", html_escape(key), "</th><td><code>", html_escape(json_text(v)), "</code></td></tr>\n");
+      h += cat("<tr><th>", html_escape(key), "</th><td><code>", html_escape(json::text(v)), "</code></td></tr>\n");
   h += "</table>\n<p class=\"note\">Written by mdps eval next to report.json (the same numbers); "
        "self-contained: no scripts, no external files.</p>\n</body>\n</html>\n";
   return h;

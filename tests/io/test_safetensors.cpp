@@ -501,6 +501,23 @@ TEST_CASE("json: strings, numbers and quoting") {
   CHECK_THROWS_WITH_AS(json::parse("", "e"), doctest::Contains("unexpected end of input"), Error);
 }
 
+TEST_CASE("json::text writes a value back exactly") {
+  const std::string in =
+      R"({"a": [0, -1, 2.5, 0.12, 0.1000000000000000055511151231257827, 18446744073709551615], "s": "x\"y", "t": true, "z": null, "o": {}})";
+  const json::Value v = json::parse(in, "t");
+  const std::string out = json::text(v);
+  // Short where %.15g reads back: 0.12, and the exact decimal of the double 0.1 as 0.1.
+  CHECK(out == R"({"a": [0, -1, 2.5, 0.12, 0.1, 18446744073709551615], "s": "x\"y", "t": true, "z": null, "o": {}})");
+  const json::Value back = json::parse(out, "back");
+  CHECK(json::text(back) == out);
+  const double third = 1.0 / 3.0;
+  json::Value n;
+  n.kind = json::Kind::Number;
+  n.number = third;
+  CHECK(json::parse(json::text(n), "third").number == third);  // needs 17 digits
+  CHECK(json::text(n).size() > 15);
+}
+
 TEST_CASE("the fuzz seed corpus holds valid files") {
   auto seeds = files_in(test::source_dir() + "/tests/fuzz/corpus");
   CHECK(seeds.size() >= 3);
