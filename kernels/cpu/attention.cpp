@@ -115,8 +115,17 @@ void CpuBackend::attention_impl(const Tensor& qkv, int heads, Tensor& a) {
         const int64_t t0 = blk * Tb, nb = std::min(Tb, L - t0);
         attn_pack_query_block(q, L, ch, t0, nb, qb);
         attention_scores_t(kg, qb, L, ch, nb, d.scale, pt, ldt, mx);
-        attention_exp_t(pt, ldt, L, nb, mx, inv);
-        attention_values_t(vt, ch, pt, ldt, L, nb, inv, A + bh * d.out_stride() + t0, L);
+        float* out = A + bh * d.out_stride() + t0;
+        // Heads of up to 16 channels keep every channel in registers: the exp is
+        // fused into the value product (CT within the value pack's width).
+        if (ch <= 8) {
+          attention_exp_values_t<8>(vt, attn_value_width_t(ch), ch, pt, ldt, L, nb, mx, out, L);
+        } else if (ch <= 16) {
+          attention_exp_values_t<16>(vt, attn_value_width_t(ch), ch, pt, ldt, L, nb, mx, out, L);
+        } else {
+          attention_exp_t(pt, ldt, L, nb, mx, inv);
+          attention_values_t(vt, ch, pt, ldt, L, nb, inv, out, L);
+        }
       }
     }
   });

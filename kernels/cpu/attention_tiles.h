@@ -29,6 +29,9 @@
 #include <cstdint>
 #include <cstring>
 #include "kernels/cpu/cpu_util.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace mdps::cpu {
 
@@ -85,6 +88,33 @@ inline attn_vec attn_exp(attn_vec x) {
   y *= scale;
   y = x < lo ? attn_vec{} : y;
   return x > hi ? attn_splat(INFINITY) : y;
+}
+
+// attn_exp for x <= 0 (or -inf, or NaN), the softmax's exp(score - row maximum),
+// in fewer operations and with the same bits: no upper clamp (x never exceeds
+// 0), no lower clamp (the select below zeroes what it would have guarded), and
+// on AVX-512 the power of two applied by one vscalefps (y 2^fx, rounded once
+// like y * scale) instead of building scale's exponent bits and multiplying.
+// The exp was 40% of the forward's time at L = 1024 (Emerald Rapids, 1 thread:
+// 5.1 -> 3.6 ns per vector); tests/kernels/test_attention_exp.cpp compares
+// the two over every non-positive float.
+inline attn_vec attn_exp_nonpos(attn_vec x) {
+#if defined(__AVX512F__)
+  const attn_vec lo = attn_splat(-87.3365447504f);
+  const attn_vec fx = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
+  attn_vec r = x - fx * 0.693359375f;
+  r = r - fx * -2.12194440e-4f;
+  const attn_vec y = fast_exp_poly(r);
+  __m512 yv, fv;
+  std::memcpy(&yv, &y, sizeof yv);
+  std::memcpy(&fv, &fx, sizeof fv);
+  const __m512 sv = _mm512_maskz_scalef_ps(__mmask16(0xFFFF), yv, fv);  // (maskz: GCC 12 warns on the unmasked form)
+  attn_vec scaled;
+  std::memcpy(&scaled, &sv, sizeof scaled);
+  return x < lo ? attn_vec{} : scaled;
+#else
+  return attn_exp(x);
+#endif
 }
 
 // ---- packing -------------------------------------------------------------------
@@ -173,12 +203,12 @@ inline void attention_exp_rows(float* p, int64_t ldp, int64_t L, int64_t nb, con
     const attn_vec m = attn_splat(rowmax[t]);
     attn_vec sum{};
     for (int64_t s = 0; s < full; s += kAttnW) {
-      const attn_vec e = attn_exp(attn_load(row + s) - m);
+      const attn_vec e = attn_exp_nonpos(attn_load(row + s) - m);
       attn_store(row + s, e);
       sum += e;
     }
     if (full < L) {  // ldp leaves room for the whole vector
-      attn_vec e = attn_exp(attn_load(row + full) - m);
+      attn_vec e = attn_exp_nonpos(attn_load(row + full) - m);
       e = lanes < float(L - full) ? e : attn_vec{};
       attn_store(row + full, e);
       sum += e;
@@ -267,7 +297,7 @@ inline void attention_exp_t(float* pt, int64_t ldt, int64_t L, int64_t nb, const
   for (int64_t j = 0; j < nvec; ++j) inv[j] = attn_vec{};
   for (int64_t s = 0; s < L; ++s)
     for (int64_t j = 0; j < nvec; ++j) {
-      const attn_vec e = attn_exp(attn_load(pt + s * ldt + j * kAttnW) - mx[j]);
+      const attn_vec e = attn_exp_nonpos(attn_load(pt + s * ldt + j * kAttnW) - mx[j]);
       attn_store(pt + s * ldt + j * kAttnW, e);
       inv[j] += e;
     }
@@ -299,6 +329,50 @@ inline void attn_values_t_tile(const float* vt, int64_t cw, int64_t c0, int64_t 
         for (int64_t l = 0; l < lanes; ++l) dst[l] = r[l];
       }
     }
+}
+
+// The softmax's exp and the value product in one pass over the block, for
+// heads of at most CT channels (the 64x64 U-Net's 32x32 level, where L = 1024
+// and most of the attention's time is: ch = 16): out[c, t] = sum_s v[c, s]
+// e[s][t] / sum_s e[s][t], e = exp(pt - mx), one query vector per tile and
+// every channel in registers, so each weight is computed once and never
+// stored. Each output is the same sums in the same order as attention_exp_t
+// followed by attention_values_t (the same bits); it saves their store and
+// reload of the block (Emerald Rapids, 1 thread, L = 1024, ch = 16: 0.52 ->
+// 0.48 ms per head).
+// One query vector j of attention_exp_values_t: acc[i] = sum_s v[i, s] e[s][j], sum = sum_s e[s][j].
+template <int CT>
+inline void attn_exp_values_t_tile(const float* vt, int64_t cw, const float* pt, int64_t ldt, int64_t L, int64_t j,
+                                   attn_vec m, attn_vec* out_acc, attn_vec& out_sum) {
+  attn_vec acc[CT] = {}, sum{};
+  for (int64_t s = 0; s < L; ++s) {
+    const attn_vec e = attn_exp_nonpos(attn_load(pt + s * ldt + j * kAttnW) - m);
+    sum += e;
+    for (int i = 0; i < CT; ++i) acc[i] += vt[s * cw + i] * e;
+  }
+  for (int i = 0; i < CT; ++i) out_acc[i] = acc[i];
+  out_sum = sum;
+}
+
+template <int CT>
+inline void attention_exp_values_t(const float* vt, int64_t cw, int64_t ch, const float* pt, int64_t ldt, int64_t L,
+                                   int64_t nb, const attn_vec* mx, float* out, int64_t ldo) {
+  const int64_t nvec = attn_query_width(nb) / kAttnW;
+  for (int64_t j = 0; j < nvec; ++j) {
+    attn_vec acc[CT], sum;
+    attn_exp_values_t_tile<CT>(vt, cw, pt, ldt, L, j, mx[j], acc, sum);
+    const attn_vec inv = 1.f / sum;
+    const int64_t t = j * kAttnW, lanes = std::min<int64_t>(kAttnW, nb - t);
+    for (int64_t i = 0; i < CT && i < ch; ++i) {
+      const attn_vec r = acc[i] * inv;
+      float* dst = out + i * ldo + t;
+      if (lanes == kAttnW) {
+        attn_store(dst, r);
+      } else {
+        for (int64_t l = 0; l < lanes; ++l) dst[l] = r[l];
+      }
+    }
+  }
 }
 
 // Channels of the value pack of the transposed product: whole channel tiles.
