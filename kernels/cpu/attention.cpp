@@ -19,6 +19,7 @@
 #include "engine/core/trace.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/attention_tiles.h"
+#include "kernels/cpu/attention_backward_tiles.h"
 #include "kernels/cpu/cpu_util.h"
 
 namespace mdps {
@@ -131,10 +132,86 @@ void CpuBackend::attention_impl(const Tensor& qkv, int heads, Tensor& a) {
   });
 }
 
+namespace {
+
+// The backward of heads of at most one vector of channels on the forward's
+// transposed blocks (attention_backward_tiles.h); each head is one task.
+void attention_backward_narrow(const AttentionDims& d, const float* QKV, const float* DA, float* DQKV) {
+  using namespace cpu;
+  const int64_t L = d.L, ch = d.ch, Tb = forward_query_block(L);
+  parallel_for(d.BH, [&](int64_t b, int64_t e) {
+    // This thread's buffers: the head's packed keys and values (groups of
+    // kAttnKT, the scores' operands), its keys a row per key (dq's operand),
+    // dv and dk a vector per key; the block's queries and gradients, its
+    // exps and (in place) dp then ds, and the rows of the key gradients.
+    auto line = [](int64_t n) { return (n + 15) / 16 * 16; };
+    const int64_t qw = attn_query_width(Tb), ldt = qw, nvec = qw / kAttnW, cw = attn_value_width_t(ch);
+    const int64_t groups = attn_query_groups(L) * ch * kAttnKT;
+    const int64_t sizes[] = {line(groups),      line(groups),      line(L * cw),       line(L * kAttnW),
+                             line(L * kAttnW),  line(ch * qw),     line(ch * qw),      line(L * ldt),
+                             line(L * ldt),     line(qw * kAttnW), line(qw * kAttnW),  line(qw)};
+    int64_t total = 0;
+    for (int64_t sz : sizes) total += sz;
+    float* base = scratch(size_t(total), 1);
+    float* parts[12];
+    for (int i = 0; i < 12; ++i) {
+      parts[i] = base;
+      base += sizes[i];
+    }
+    float *kg = parts[0], *vg = parts[1], *kt = parts[2], *dvt = parts[3], *dkt = parts[4], *qb = parts[5],
+          *gb = parts[6], *et = parts[7], *dpt = parts[8], *gs = parts[9], *qs = parts[10], *invf = parts[11];
+    std::vector<attn_vec> stats(size_t(4 * nvec));  // (aligned for the vector type)
+    attn_vec* mx = stats.data();
+    attn_vec* inv = mx + nvec;
+    attn_vec* D = inv + nvec;
+    attn_vec* unused = D + nvec;
+    const std::vector<attn_vec> scale(size_t(nvec), attn_splat(d.scale));
+    for (int64_t bh = b; bh < e; ++bh) {
+      const float* q = QKV + bh * d.qkv_stride();
+      const float* k = q + ch * L;
+      const float* v = q + 2 * ch * L;
+      const float* g = DA + bh * d.out_stride();
+      float* dq = DQKV + bh * d.qkv_stride();
+      float* dk = dq + ch * L;
+      float* dv = dq + 2 * ch * L;
+      attn_pack_query_groups(k, L, ch, 0, L, kg);
+      attn_pack_query_groups(v, L, ch, 0, L, vg);
+      attn_pack_values_t(k, L, ch, kt);
+      for (int64_t t0 = 0; t0 < L; t0 += Tb) {
+        const int64_t nb = std::min(Tb, L - t0);
+        attn_pack_query_block(q, L, ch, t0, nb, qb);
+        attn_pack_query_block(g, L, ch, t0, nb, gb);
+        attention_scores_t(kg, qb, L, ch, nb, d.scale, et, ldt, mx);
+        attention_exp_t(et, ldt, L, nb, mx, inv);
+        attention_scores_t(vg, gb, L, ch, nb, 1.f, dpt, ldt, unused);
+        attention_softmax_backward_t(et, dpt, ldt, L, nb, inv, D);
+        attention_values_t(kt, ch, dpt, ldt, L, nb, scale.data(), dq + t0, L);
+        for (int64_t j = 0; j < nvec; ++j) attn_store(invf + j * kAttnW, inv[j]);
+        attn_pack_rows_t(g, L, ch, t0, nb, invf, 1.f, gs);
+        attn_pack_rows_t(q, L, ch, t0, nb, nullptr, d.scale, qs);
+        attention_key_grads_t(et, dpt, ldt, L, gs, qs, nb, t0 == 0, dvt, dkt);
+      }
+      for (int64_t c = 0; c < ch; ++c)
+        for (int64_t s = 0; s < L; ++s) {
+          dv[c * L + s] = dvt[s * kAttnW + c];
+          dk[c * L + s] = dkt[s * kAttnW + c];
+        }
+    }
+  });
+}
+
+}  // namespace
+
 void CpuBackend::attention_backward_impl(const Tensor& qkv, const Tensor& da, int heads, Tensor& dqkv) {
   const AttentionDims d = attention_dims(qkv.shape(), heads, "attention_backward");
   if (d.BH == 0 || d.L == 0 || d.ch == 0) {
     fill(dqkv, 0.f);
+    return;
+  }
+  if (d.ch <= cpu::kAttnW) {
+    trace::Scope ts("attention_backward.narrow", "kernel");
+    if (ts.active()) ts.num("query_block", double(forward_query_block(d.L))).flops(int64_t(2.5 * d.flops()));
+    attention_backward_narrow(d, qkv.data(), da.data(), dqkv.data());
     return;
   }
   const int64_t L = d.L, ch = d.ch, Tb = query_block(L);

@@ -1,0 +1,93 @@
+// The CPU attention backward for narrow heads (ch <= one vector of floats: the
+// 64x64 U-Net's 16-channel heads, where L = 1024 and most of the guidance's
+// attention time is), on the forward's transposed blocks (attention_tiles.h:
+// one row per key, a block of queries in the vector lanes).
+//
+// For a block of queries, with P = softmax over the keys and g = dL/da:
+//   e[s][t] = exp(scale q_t.k_s - max), inv[t] = 1 / sum_s e     (attention_exp_t)
+//   dp[s][t] = v_s . g_t                                          (attention_scores_t)
+//   ds[s][t] = P (dp - D[t]), D[t] = sum_s P dp                  (attention_softmax_backward_t)
+//   dq[:, t] = scale sum_s k_s ds[s][t]                           (attention_values_t)
+//   dv[:, s] += sum_t e[s][t] (inv[t] g_t), dk[:, s] += sum_t ds[s][t] (scale q_t)
+//                                                                 (attention_key_grads_t)
+// The last two hold a key's gradient with the channels in the lanes (one
+// vector per key) and sum over the block's queries, key rows broadcast from
+// the block; they accumulate over the query blocks in order, so a head's
+// result depends on the block size (fixed per L), never on the thread count
+// or the batch. The query-major backward in attention.cpp (three sgemm calls
+// on a 16-row operand and a double-precision softmax row product) ran at
+// 60 GFLOP/s per core here; this one is measured in bench/RESULTS.md.
+#pragma once
+#include "kernels/cpu/attention_tiles.h"
+
+namespace mdps::cpu {
+
+// xt[t][c] = mul[t] * x[c, t0 + t] for t < n, c < ch, zero for ch <= c < kAttnW
+// (mul: one factor per query, or nullptr for `scale`); a row per query, one vector wide.
+inline void attn_pack_rows_t(const float* x, int64_t L, int64_t ch, int64_t t0, int64_t n, const float* mul, float scale,
+                             float* xt) {
+  for (int64_t t = 0; t < n; ++t) {
+    const float f = mul ? mul[t] : scale;
+    float* row = xt + t * kAttnW;
+    for (int64_t c = 0; c < ch; ++c) row[c] = f * x[c * L + t0 + t];
+    for (int64_t c = ch; c < kAttnW; ++c) row[c] = 0.f;
+  }
+}
+
+// In place: dpt[s][t] = P[s][t] (dpt[s][t] - D[t]) with P = et * inv and
+// D[t] = inv[t] sum_s et[s][t] dpt[s][t], for the block's query vectors.
+inline void attention_softmax_backward_t(const float* et, float* dpt, int64_t ldt, int64_t L, int64_t nb,
+                                         const attn_vec* inv, attn_vec* D) {
+  const int64_t nvec = attn_query_width(nb) / kAttnW;
+  for (int64_t j = 0; j < nvec; ++j) D[j] = attn_vec{};
+  for (int64_t s = 0; s < L; ++s)
+    for (int64_t j = 0; j < nvec; ++j) D[j] += attn_load(et + s * ldt + j * kAttnW) * attn_load(dpt + s * ldt + j * kAttnW);
+  for (int64_t j = 0; j < nvec; ++j) D[j] *= inv[j];
+  for (int64_t s = 0; s < L; ++s)
+    for (int64_t j = 0; j < nvec; ++j) {
+      float* d = dpt + s * ldt + j * kAttnW;
+      attn_store(d, (attn_load(et + s * ldt + j * kAttnW) * inv[j]) * (attn_load(d) - D[j]));
+    }
+}
+
+// Keys per group of attention_key_grads_t: 2 x 8 accumulators and the two
+// query rows fill 18 of AVX-512's 32 registers.
+constexpr int kAttnKG = 8;
+
+// For the keys s0 .. s0 + nk - 1 (nk <= kAttnKG) and the block's nb queries:
+// dvt[s][:] += sum_t et[s][t] gs[t][:] and dkt[s][:] += sum_t dst[s][t] qs[t][:]
+// (gs, qs: attn_pack_rows_t rows; dvt, dkt: a vector per key, set rather than
+// added to when `first`).
+inline void attn_key_grads_t_group(const float* et, const float* dst, int64_t ldt, const float* gs, const float* qs,
+                                   int64_t nb, int64_t s0, int nk, bool first, float* dvt, float* dkt) {
+  attn_vec av[kAttnKG], ak[kAttnKG];
+  const float* er[kAttnKG];
+  const float* dr[kAttnKG];
+  for (int i = 0; i < kAttnKG; ++i) {
+    const int64_t s = s0 + std::min(i, nk - 1);  // rows past the last key repeat it, unstored
+    er[i] = et + s * ldt;
+    dr[i] = dst + s * ldt;
+    av[i] = first || i >= nk ? attn_vec{} : attn_load(dvt + (s0 + i) * kAttnW);
+    ak[i] = first || i >= nk ? attn_vec{} : attn_load(dkt + (s0 + i) * kAttnW);
+  }
+  for (int64_t t = 0; t < nb; ++t) {
+    const attn_vec g = attn_load(gs + t * kAttnW), q = attn_load(qs + t * kAttnW);
+    for (int i = 0; i < kAttnKG; ++i) {
+      av[i] += er[i][t] * g;
+      ak[i] += dr[i][t] * q;
+    }
+  }
+  for (int i = 0; i < nk; ++i) {
+    attn_store(dvt + (s0 + i) * kAttnW, av[i]);
+    attn_store(dkt + (s0 + i) * kAttnW, ak[i]);
+  }
+}
+
+// attn_key_grads_t_group over all L keys.
+inline void attention_key_grads_t(const float* et, const float* dst, int64_t ldt, int64_t L, const float* gs,
+                                  const float* qs, int64_t nb, bool first, float* dvt, float* dkt) {
+  for (int64_t s0 = 0; s0 < L; s0 += kAttnKG)
+    attn_key_grads_t_group(et, dst, ldt, gs, qs, nb, s0, int(std::min<int64_t>(kAttnKG, L - s0)), first, dvt, dkt);
+}
+
+}  // namespace mdps::cpu
