@@ -263,12 +263,17 @@ inline void attn_scores_t_tile(const float* kg, const float* qb, int64_t qw, int
       for (int j = 0; j < QV; ++j) acc[i][j] += ki * qv[j];
     }
   }
+  // The maxima in registers: updated through the pointer, each max waited for
+  // the previous one's store (pt's stores may alias mx for the compiler).
+  attn_vec m[QV];
+  for (int j = 0; j < QV; ++j) m[j] = mx[j];
   for (int i = 0; i < nk; ++i)
     for (int j = 0; j < QV; ++j) {
       const attn_vec v = acc[i][j] * scale;
       attn_store(pt + i * ldt + (j0 + j) * kAttnW, v);
-      mx[j] = mx[j] > v ? mx[j] : v;
+      m[j] = m[j] > v ? m[j] : v;
     }
+  for (int j = 0; j < QV; ++j) mx[j] = m[j];
 }
 
 // pt[s][t] = scale * sum_c k[c, s] q[c, t0 + t] for all L keys (kg: the keys packed by
