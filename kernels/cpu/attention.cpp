@@ -160,11 +160,10 @@ void attention_backward_narrow(const AttentionDims& d, const float* QKV, const f
     }
     float *kg = parts[0], *vg = parts[1], *kt = parts[2], *dvt = parts[3], *dkt = parts[4], *qb = parts[5],
           *gb = parts[6], *et = parts[7], *dpt = parts[8], *gs = parts[9], *qs = parts[10], *invf = parts[11];
-    std::vector<attn_vec> stats(size_t(4 * nvec));  // (aligned for the vector type)
+    std::vector<attn_vec> stats(size_t(3 * nvec));  // (aligned for the vector type)
     attn_vec* mx = stats.data();
     attn_vec* inv = mx + nvec;
     attn_vec* D = inv + nvec;
-    attn_vec* unused = D + nvec;
     const std::vector<attn_vec> scale(size_t(nvec), attn_splat(d.scale));
     for (int64_t bh = b; bh < e; ++bh) {
       const float* q = QKV + bh * d.qkv_stride();
@@ -183,7 +182,7 @@ void attention_backward_narrow(const AttentionDims& d, const float* QKV, const f
         attn_pack_query_block(g, L, ch, t0, nb, gb);
         attention_scores_t(kg, qb, L, ch, nb, d.scale, et, ldt, mx);
         attention_exp_t(et, ldt, L, nb, mx, inv);
-        attention_scores_t(vg, gb, L, ch, nb, 1.f, dpt, ldt, unused);
+        attention_dp_t(vg, gb, L, ch, nb, et, dpt, ldt, D);
         attention_softmax_backward_t(et, dpt, ldt, L, nb, inv, D);
         attention_values_t(kt, ch, dpt, ldt, L, nb, scale.data(), dq + t0, L);
         for (int64_t j = 0; j < nvec; ++j) attn_store(invf + j * kAttnW, inv[j]);

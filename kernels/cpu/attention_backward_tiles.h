@@ -5,8 +5,8 @@
 //
 // For a block of queries, with P = softmax over the keys and g = dL/da:
 //   e[s][t] = exp(scale q_t.k_s - max), inv[t] = 1 / sum_s e     (attention_exp_t)
-//   dp[s][t] = v_s . g_t                                          (attention_scores_t)
-//   ds[s][t] = P (dp - D[t]), D[t] = sum_s P dp                  (attention_softmax_backward_t)
+//   dp[s][t] = v_s . g_t, D[t] = sum_s P dp                       (attention_dp_t)
+//   ds[s][t] = P (dp - D[t])                                      (attention_softmax_backward_t)
 //   dq[:, t] = scale sum_s k_s ds[s][t]                           (attention_values_t)
 //   dv[:, s] += sum_t e[s][t] (inv[t] g_t), dk[:, s] += sum_t ds[s][t] (scale q_t)
 //                                                                 (attention_key_grads_t)
@@ -34,14 +34,48 @@ inline void attn_pack_rows_t(const float* x, int64_t L, int64_t ch, int64_t t0, 
   }
 }
 
-// In place: dpt[s][t] = P[s][t] (dpt[s][t] - D[t]) with P = et * inv and
-// D[t] = inv[t] sum_s et[s][t] dpt[s][t], for the block's query vectors.
+// dpt[s][t] = v_s . g_t (vg: the values packed as the keys, gb: the block's
+// gradients packed as its queries), and D[j] = sum_s et[s][j] dpt[s][j] (the
+// softmax backward's row product before the 1 / sum) while the tile is in
+// registers: the same sums, in the same key order, as a pass over the stored
+// block would take, without that pass.
+template <int QV>
+inline void attn_dp_t_tile(const float* vg, const float* gb, int64_t qw, int64_t ch, int64_t j0, int nk,
+                           const float* et, float* dpt, int64_t ldt, attn_vec* D) {
+  attn_vec acc[kAttnKT][QV];
+  attn_scores_t_acc<QV>(vg, gb, qw, ch, j0, acc);
+  attn_vec d[QV];
+  for (int j = 0; j < QV; ++j) d[j] = D[j];
+  for (int i = 0; i < nk; ++i)
+    for (int j = 0; j < QV; ++j) {
+      attn_store(dpt + i * ldt + (j0 + j) * kAttnW, acc[i][j]);
+      d[j] += attn_load(et + i * ldt + (j0 + j) * kAttnW) * acc[i][j];
+    }
+  for (int j = 0; j < QV; ++j) D[j] = d[j];
+}
+
+inline void attention_dp_t(const float* vg, const float* gb, int64_t L, int64_t ch, int64_t nb, const float* et,
+                           float* dpt, int64_t ldt, attn_vec* D) {
+  const int64_t qw = attn_query_width(nb), nvec = qw / kAttnW;
+  for (int64_t j = 0; j < nvec; ++j) D[j] = attn_vec{};
+  for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
+    const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
+    for (int64_t g = 0; g < attn_query_groups(L); ++g) {
+      const float* vgg = vg + g * ch * kAttnKT;
+      const int nk = int(std::min<int64_t>(kAttnKT, L - g * kAttnKT));
+      const int64_t r = g * kAttnKT * ldt;
+      if (nv == 3) attn_dp_t_tile<3>(vgg, gb, qw, ch, j0, nk, et + r, dpt + r, ldt, D + j0);
+      else if (nv == 2) attn_dp_t_tile<2>(vgg, gb, qw, ch, j0, nk, et + r, dpt + r, ldt, D + j0);
+      else attn_dp_t_tile<1>(vgg, gb, qw, ch, j0, nk, et + r, dpt + r, ldt, D + j0);
+    }
+  }
+}
+
+// In place: dpt[s][t] = P[s][t] (dpt[s][t] - D[t]) with P = et * inv, for the
+// block's query vectors; D from attention_dp_t, scaled here by inv.
 inline void attention_softmax_backward_t(const float* et, float* dpt, int64_t ldt, int64_t L, int64_t nb,
                                          const attn_vec* inv, attn_vec* D) {
   const int64_t nvec = attn_query_width(nb) / kAttnW;
-  for (int64_t j = 0; j < nvec; ++j) D[j] = attn_vec{};
-  for (int64_t s = 0; s < L; ++s)
-    for (int64_t j = 0; j < nvec; ++j) D[j] += attn_load(et + s * ldt + j * kAttnW) * attn_load(dpt + s * ldt + j * kAttnW);
   for (int64_t j = 0; j < nvec; ++j) D[j] *= inv[j];
   for (int64_t s = 0; s < L; ++s)
     for (int64_t j = 0; j < nvec; ++j) {

@@ -251,10 +251,12 @@ inline void attn_pack_query_block(const float* q, int64_t L, int64_t ch, int64_t
 
 // pt[s0 + i][j0 * W ...] for the nk <= KT keys of one key group (kg: [c][KT]) and
 // QV query vectors from j0; mx[j] = max(mx[j], the rows' values).
+// acc[i][j] = sum_c kg[c][i] qb[c][(j0 + j) W ...]: the products of one score tile.
 template <int QV>
-inline void attn_scores_t_tile(const float* kg, const float* qb, int64_t qw, int64_t ch, float scale, int64_t j0,
-                               int nk, float* pt, int64_t ldt, attn_vec* mx) {
-  attn_vec acc[kAttnKT][QV] = {};
+inline void attn_scores_t_acc(const float* kg, const float* qb, int64_t qw, int64_t ch, int64_t j0,
+                              attn_vec (&acc)[kAttnKT][QV]) {
+  for (int i = 0; i < kAttnKT; ++i)
+    for (int j = 0; j < QV; ++j) acc[i][j] = attn_vec{};
   for (int64_t c = 0; c < ch; ++c) {
     attn_vec qv[QV];
     for (int j = 0; j < QV; ++j) qv[j] = attn_load(qb + c * qw + (j0 + j) * kAttnW);
@@ -263,6 +265,13 @@ inline void attn_scores_t_tile(const float* kg, const float* qb, int64_t qw, int
       for (int j = 0; j < QV; ++j) acc[i][j] += ki * qv[j];
     }
   }
+}
+
+template <int QV>
+inline void attn_scores_t_tile(const float* kg, const float* qb, int64_t qw, int64_t ch, float scale, int64_t j0,
+                               int nk, float* pt, int64_t ldt, attn_vec* mx) {
+  attn_vec acc[kAttnKT][QV];
+  attn_scores_t_acc<QV>(kg, qb, qw, ch, j0, acc);
   // The maxima in registers: updated through the pointer, each max waited for
   // the previous one's store (pt's stores may alias mx for the compiler).
   attn_vec m[QV];
