@@ -636,6 +636,23 @@ TEST_CASE("attention: the fused blockwise CPU version against a naive reference 
       }
     }
   }
+  // L = 1024 with 16 channels: the 64x64 U-Net's 32x32 level, whose query
+  // block (48) takes the narrow backward's compile-time row stride
+  // (attention_backward_tiles.h) that the shorter rows above do not.
+  for (int threads : {1, 2}) {
+    be().set_threads(threads);
+    CAPTURE(threads);
+    Tensor qkv = test::random_tensor({1, 2 * 3 * 16, 1024}, 90, -2.f, 2.f);
+    Tensor a = Tensor::empty({1, 2 * 16, 1024}), a_generic = Tensor::empty({1, 2 * 16, 1024});
+    be().attention(qkv, 2, a);
+    be().attention_generic(qkv, 2, a_generic);
+    CHECK(rel(a, a_generic) < 1e-5);
+    Tensor g = test::random_tensor(a.shape(), 91);
+    Tensor d = Tensor::empty(qkv.shape()), d_generic = Tensor::empty(qkv.shape());
+    be().attention_backward(qkv, g, 2, d);
+    be().attention_backward_generic(qkv, g, 2, d_generic);
+    CHECK(rel(d, d_generic) < 1e-5);
+  }
   // Finite differences of sum(a * r) on a small case with two blocks (L = 300
   // is too slow for them; force a block boundary with a longer row instead).
   Tensor qkv = test::random_tensor({1, 6, 260}, 80, -1.f, 1.f), r = test::random_tensor({1, 2, 260}, 81);
