@@ -10,11 +10,14 @@
 // depends only on its own column, so neither the block size nor the thread
 // count changes it.
 //
-// The backward recomputes each block's weights query-major and accumulates
-// dk and dv over the query blocks of one head in order, so the result depends
-// only on the block size (fixed per L), not on the thread count. Its products
-// with a deep inner dimension (over queries or keys) go through sgemm; the
-// one over channels (dp = g^T v, as shallow as q^T k) uses the score tiles.
+// The backward recomputes each block's weights and accumulates dk and dv
+// over the query blocks of one head in order, so the result depends only on
+// the block size (fixed per L), not on the thread count. Heads of at most one
+// vector of channels (the 64x64 U-Net's 16-channel heads at L = 1024) take
+// the forward's transposed blocks (attention_backward_tiles.h); wider ones
+// recompute the weights query-major, their products with a deep inner
+// dimension (over queries or keys) through sgemm and the one over channels
+// (dp = g^T v, as shallow as q^T k) through the score tiles.
 #include "engine/core/attention_dims.h"
 #include "engine/core/trace.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -64,19 +67,12 @@ void block_weights(const float* q, const AttentionDims& d, int64_t t0, int64_t n
   cpu::attention_exp_rows(h.p, h.ldp, d.L, nb, h.rowmax, h.inv, normalize);
 }
 
-// Queries per block of the forward: whole tiles of kAttnQB, the block's
-// transposed scores [L][Tb] within about 256 KB (L2).
-int64_t forward_query_block(int64_t L) {
-  const int64_t QB = cpu::kAttnQB, whole = (L + QB - 1) / QB * QB;
-  return std::min(whole, std::max<int64_t>(QB, 65536 / std::max<int64_t>(1, L) / QB * QB));
-}
-
 }  // namespace
 
 void CpuBackend::attention_impl(const Tensor& qkv, int heads, Tensor& a) {
   const AttentionDims d = attention_dims(qkv.shape(), heads, "attention");
   if (d.BH == 0 || d.L == 0 || d.ch == 0) return;
-  const int64_t L = d.L, ch = d.ch, Tb = forward_query_block(L), blocks = (L + Tb - 1) / Tb;
+  const int64_t L = d.L, ch = d.ch, Tb = cpu::attn_forward_query_block(L), blocks = (L + Tb - 1) / Tb;
   // Tasks are heads, or parts of heads when there are too few heads to keep
   // every thread busy; each task packs its head's k and v once.
   const int64_t want = 2 * ThreadPool::global().threads();
@@ -86,47 +82,19 @@ void CpuBackend::attention_impl(const Tensor& qkv, int heads, Tensor& a) {
   const float* QKV = qkv.data();
   float* A = a.data();
   parallel_for(d.BH * parts, [&](int64_t b, int64_t e) {
-    // This thread's buffers (whole 64-byte lines): the packed keys and values,
-    // the block's queries and its transposed scores; and the maxima and 1 / sums.
     using namespace cpu;
-    auto line = [](int64_t n) { return (n + 15) / 16 * 16; };
-    const int64_t qw = attn_query_width(Tb), ldt = qw, nvec = qw / kAttnW;
-    const int64_t sizes[] = {line(attn_query_groups(L) * ch * kAttnKT), line(L * attn_value_width_t(ch)),
-                             line(ch * qw), line(L * ldt)};
-    int64_t total = 0;
-    for (int64_t sz : sizes) total += sz;
-    float* base = scratch(size_t(total), 1);
-    float* kg = base;
-    float* vt = kg + sizes[0];
-    float* qb = vt + sizes[1];
-    float* pt = qb + sizes[2];
-    std::vector<attn_vec> stats(size_t(2 * nvec));  // (aligned for the vector type)
-    attn_vec* mx = stats.data();
-    attn_vec* inv = mx + nvec;
+    AttnForwardBuffers buf(scratch(size_t(AttnForwardBuffers::floats(L, ch, Tb)), 1), L, ch, Tb);
     int64_t packed = -1;
     for (int64_t i = b; i < e; ++i) {
       const int64_t bh = i / parts, part = i % parts;
       const float* q = QKV + bh * d.qkv_stride();
       if (packed != bh) {
-        attn_pack_query_groups(q + ch * L, L, ch, 0, L, kg);  // keys in groups of kAttnKT
-        attn_pack_values_t(q + 2 * ch * L, L, ch, vt);
+        attention_pack_head_t(q + ch * L, q + 2 * ch * L, L, ch, buf);
         packed = bh;
       }
       for (int64_t blk = blocks * part / parts; blk < blocks * (part + 1) / parts; ++blk) {
         const int64_t t0 = blk * Tb, nb = std::min(Tb, L - t0);
-        attn_pack_query_block(q, L, ch, t0, nb, qb);
-        attention_scores_t(kg, qb, L, ch, nb, d.scale, pt, ldt, mx);
-        float* out = A + bh * d.out_stride() + t0;
-        // Heads of up to 16 channels keep every channel in registers: the exp is
-        // fused into the value product (CT within the value pack's width).
-        if (ch <= 8) {
-          attention_exp_values_t<8>(vt, attn_value_width_t(ch), ch, pt, ldt, L, nb, mx, out, L);
-        } else if (ch <= 16) {
-          attention_exp_values_t<16>(vt, attn_value_width_t(ch), ch, pt, ldt, L, nb, mx, out, L);
-        } else {
-          attention_exp_t(pt, ldt, L, nb, mx, inv);
-          attention_values_t(vt, ch, pt, ldt, L, nb, inv, out, L);
-        }
+        attention_block_t(q, L, ch, d.scale, t0, nb, buf, A + bh * d.out_stride() + t0, L);
       }
     }
   });
@@ -138,63 +106,14 @@ namespace {
 // transposed blocks (attention_backward_tiles.h); each head is one task.
 void attention_backward_narrow(const AttentionDims& d, const float* QKV, const float* DA, float* DQKV) {
   using namespace cpu;
-  const int64_t L = d.L, ch = d.ch, Tb = forward_query_block(L);
+  const int64_t L = d.L, ch = d.ch, Tb = attn_forward_query_block(L);
   parallel_for(d.BH, [&](int64_t b, int64_t e) {
-    // This thread's buffers: the head's packed keys and values (groups of
-    // kAttnKT, the scores' operands), its keys a row per key (dq's operand),
-    // dv and dk a vector per key; the block's queries and gradients, its
-    // exps and (in place) dp then ds, and the rows of the key gradients.
-    auto line = [](int64_t n) { return (n + 15) / 16 * 16; };
-    const int64_t qw = attn_query_width(Tb), ldt = qw, nvec = qw / kAttnW, cw = attn_value_width_t(ch);
-    const int64_t groups = attn_query_groups(L) * ch * kAttnKT;
-    const int64_t sizes[] = {line(groups),      line(groups),      line(L * cw),       line(L * kAttnW),
-                             line(L * kAttnW),  line(ch * qw),     line(ch * qw),      line(L * ldt),
-                             line(L * ldt),     line(qw * kAttnW), line(qw * kAttnW),  line(qw)};
-    int64_t total = 0;
-    for (int64_t sz : sizes) total += sz;
-    float* base = scratch(size_t(total), 1);
-    float* parts[12];
-    for (int i = 0; i < 12; ++i) {
-      parts[i] = base;
-      base += sizes[i];
-    }
-    float *kg = parts[0], *vg = parts[1], *kt = parts[2], *dvt = parts[3], *dkt = parts[4], *qb = parts[5],
-          *gb = parts[6], *et = parts[7], *dpt = parts[8], *gs = parts[9], *qs = parts[10], *invf = parts[11];
-    std::vector<attn_vec> stats(size_t(3 * nvec));  // (aligned for the vector type)
-    attn_vec* mx = stats.data();
-    attn_vec* inv = mx + nvec;
-    attn_vec* D = inv + nvec;
-    const std::vector<attn_vec> scale(size_t(nvec), attn_splat(d.scale));
+    AttnBackwardBuffers buf(scratch(size_t(AttnBackwardBuffers::floats(L, ch, Tb)), 1), L, ch, Tb, d.scale);
     for (int64_t bh = b; bh < e; ++bh) {
       const float* q = QKV + bh * d.qkv_stride();
-      const float* k = q + ch * L;
-      const float* v = q + 2 * ch * L;
-      const float* g = DA + bh * d.out_stride();
       float* dq = DQKV + bh * d.qkv_stride();
-      float* dk = dq + ch * L;
-      float* dv = dq + 2 * ch * L;
-      attn_pack_query_groups(k, L, ch, 0, L, kg);
-      attn_pack_query_groups(v, L, ch, 0, L, vg);
-      attn_pack_values_t(k, L, ch, kt);
-      for (int64_t t0 = 0; t0 < L; t0 += Tb) {
-        const int64_t nb = std::min(Tb, L - t0);
-        attn_pack_query_block(q, L, ch, t0, nb, qb);
-        attn_pack_query_block(g, L, ch, t0, nb, gb);
-        attention_scores_t(kg, qb, L, ch, nb, d.scale, et, ldt, mx);
-        attention_exp_t(et, ldt, L, nb, mx, inv);
-        attention_dp_t(vg, gb, L, ch, nb, et, dpt, ldt, D);
-        attention_softmax_backward_t(et, dpt, ldt, L, nb, inv, D);
-        attention_values_t(kt, ch, dpt, ldt, L, nb, scale.data(), dq + t0, L);
-        for (int64_t j = 0; j < nvec; ++j) attn_store(invf + j * kAttnW, inv[j]);
-        attn_pack_rows_t(g, L, ch, t0, nb, invf, 1.f, gs);
-        attn_pack_rows_t(q, L, ch, t0, nb, nullptr, d.scale, qs);
-        attention_key_grads_t(et, dpt, ldt, L, gs, qs, nb, t0 == 0, dvt, dkt);
-      }
-      for (int64_t c = 0; c < ch; ++c)
-        for (int64_t s = 0; s < L; ++s) {
-          dv[c * L + s] = dvt[s * kAttnW + c];
-          dk[c * L + s] = dkt[s * kAttnW + c];
-        }
+      attention_backward_head_t(q, q + ch * L, q + 2 * ch * L, DA + bh * d.out_stride(), L, ch, d.scale, Tb, buf, dq,
+                                dq + ch * L, dq + 2 * ch * L);
     }
   });
 }
@@ -209,7 +128,8 @@ void CpuBackend::attention_backward_impl(const Tensor& qkv, const Tensor& da, in
   }
   if (d.ch <= cpu::kAttnW) {
     trace::Scope ts("attention_backward.narrow", "kernel");
-    if (ts.active()) ts.num("query_block", double(forward_query_block(d.L))).flops(int64_t(2.5 * d.flops()));
+    if (ts.active())
+      ts.num("query_block", double(cpu::attn_forward_query_block(d.L))).flops(int64_t(2.5 * d.flops()));
     attention_backward_narrow(d, qkv.data(), da.data(), dqkv.data());
     return;
   }

@@ -24,8 +24,8 @@ namespace mdps::cpu {
 
 // xt[t][c] = mul[t] * x[c, t0 + t] for t < n, c < ch, zero for ch <= c < kAttnW
 // (mul: one factor per query, or nullptr for `scale`); a row per query, one vector wide.
-inline void attn_pack_rows_t(const float* x, int64_t L, int64_t ch, int64_t t0, int64_t n, const float* mul, float scale,
-                             float* xt) {
+inline void attn_pack_rows_t(const float* x, int64_t L, int64_t ch, int64_t t0, int64_t n, const float* mul,
+                             float scale, float* xt) {
   for (int64_t t = 0; t < n; ++t) {
     const float f = mul ? mul[t] : scale;
     float* row = xt + t * kAttnW;
@@ -142,6 +142,82 @@ inline void attention_key_grads_t(const float* et, const float* dst, int64_t ldt
       attn_key_grads_t_group<0>(et, dst, ldt, gs, qs, nb, s0, nk, first, dvt, dkt);
     }
   }
+}
+
+// ---- one head, as the backend and the playground run it ----------------------------
+
+// One thread's buffers for the backward of heads of L keys and ch <= kAttnW
+// channels, query blocks of Tb (attn_forward_query_block): the head's keys
+// and values packed for the score tiles (kg, vg), its keys a row per key (kt,
+// dq's operand), dv and dk a vector per key (dvt, dkt); the block's queries
+// and gradients (qb, gb), its exps (et) and dp then ds in place (dpt), the
+// rows of the key gradients (gs, qs) and 1 / sums (invf). The floats are
+// carved out of `base` (floats(L, ch, Tb) of them).
+struct AttnBackwardBuffers {
+  static int64_t line(int64_t n) { return (n + 15) / 16 * 16; }  // whole 64-byte lines
+  static void sizes(int64_t L, int64_t ch, int64_t Tb, int64_t (&out)[12]) {
+    const int64_t qw = attn_query_width(Tb), groups = attn_query_groups(L) * ch * kAttnKT;
+    const int64_t s[12] = {line(groups),     line(groups),  line(L * attn_value_width_t(ch)),
+                           line(L * kAttnW), line(L * kAttnW), line(ch * qw), line(ch * qw), line(L * qw),
+                           line(L * qw),     line(qw * kAttnW), line(qw * kAttnW), line(qw)};
+    for (int i = 0; i < 12; ++i) out[i] = s[i];
+  }
+  static int64_t floats(int64_t L, int64_t ch, int64_t Tb) {
+    int64_t s[12], total = 0;
+    sizes(L, ch, Tb, s);
+    for (int64_t x : s) total += x;
+    return total;
+  }
+  AttnBackwardBuffers(float* base, int64_t L, int64_t ch, int64_t Tb, float scale)
+      : ldt(attn_query_width(Tb)),
+        nvec(ldt / kAttnW),
+        stats(size_t(3 * nvec)),
+        scales(size_t(nvec), attn_splat(scale)) {
+    int64_t s[12];
+    sizes(L, ch, Tb, s);
+    float** parts[12] = {&kg, &vg, &kt, &dvt, &dkt, &qb, &gb, &et, &dpt, &gs, &qs, &invf};
+    for (int i = 0; i < 12; ++i) {
+      *parts[i] = base;
+      base += s[i];
+    }
+    mx = stats.data();
+    inv = mx + nvec;
+    D = inv + nvec;
+  }
+  int64_t ldt, nvec;
+  float *kg, *vg, *kt, *dvt, *dkt, *qb, *gb, *et, *dpt, *gs, *qs, *invf;
+  std::vector<attn_vec> stats, scales;  // (aligned for the vector type)
+  attn_vec *mx, *inv, *D;
+};
+
+// dq, dk, dv ([ch, L] each) of one head from q, k, v and g = dL/da ([ch, L]
+// each), ch <= kAttnW, query blocks of Tb (the buffers').
+inline void attention_backward_head_t(const float* q, const float* k, const float* v, const float* g, int64_t L,
+                                      int64_t ch, float scale, int64_t Tb, AttnBackwardBuffers& b, float* dq,
+                                      float* dk, float* dv) {
+  attn_pack_query_groups(k, L, ch, 0, L, b.kg);
+  attn_pack_query_groups(v, L, ch, 0, L, b.vg);
+  attn_pack_values_t(k, L, ch, b.kt);
+  const int64_t ldt = b.ldt;
+  for (int64_t t0 = 0; t0 < L; t0 += Tb) {
+    const int64_t nb = std::min(Tb, L - t0);
+    attn_pack_query_block(q, L, ch, t0, nb, b.qb);
+    attn_pack_query_block(g, L, ch, t0, nb, b.gb);
+    attention_scores_t(b.kg, b.qb, L, ch, nb, scale, b.et, ldt, b.mx);
+    attention_exp_t(b.et, ldt, L, nb, b.mx, b.inv);
+    attention_dp_t(b.vg, b.gb, L, ch, nb, b.et, b.dpt, ldt, b.D);
+    attention_softmax_backward_t(b.et, b.dpt, ldt, L, nb, b.inv, b.D);
+    attention_values_t(b.kt, ch, b.dpt, ldt, L, nb, b.scales.data(), dq + t0, L);
+    for (int64_t j = 0; j < b.nvec; ++j) attn_store(b.invf + j * kAttnW, b.inv[j]);
+    attn_pack_rows_t(g, L, ch, t0, nb, b.invf, 1.f, b.gs);
+    attn_pack_rows_t(q, L, ch, t0, nb, nullptr, scale, b.qs);
+    attention_key_grads_t(b.et, b.dpt, ldt, L, b.gs, b.qs, nb, t0 == 0, b.dvt, b.dkt);
+  }
+  for (int64_t c = 0; c < ch; ++c)
+    for (int64_t s = 0; s < L; ++s) {
+      dv[c * L + s] = b.dvt[s * kAttnW + c];
+      dk[c * L + s] = b.dkt[s * kAttnW + c];
+    }
 }
 
 }  // namespace mdps::cpu

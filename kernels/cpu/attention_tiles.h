@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 #include "kernels/cpu/cpu_util.h"
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -414,6 +415,65 @@ inline void attention_values_t(const float* vt, int64_t ch, const float* pt, int
       else if (nv == 2) attn_values_t_tile<kAttnCT, 2>(vt, cw, c0, ch, pt, ldt, L, j0, nb, inv, out, ldo);
       else attn_values_t_tile<kAttnCT, 1>(vt, cw, c0, ch, pt, ldt, L, j0, nb, inv, out, ldo);
     }
+}
+
+// ---- one head of the forward, as the backend and the playground run it ---------------
+
+// Queries per block of the forward: whole tiles of kAttnQB, the block's
+// transposed scores [L][Tb] within about 256 KB (L2).
+inline int64_t attn_forward_query_block(int64_t L) {
+  const int64_t QB = kAttnQB, whole = (L + QB - 1) / QB * QB;
+  return std::min(whole, std::max<int64_t>(QB, 65536 / std::max<int64_t>(1, L) / QB * QB));
+}
+
+// One thread's buffers for the forward of heads of L keys, ch channels and
+// query blocks of Tb: the head's packed keys (kg) and values (vt), the block's
+// queries (qb) and transposed scores (pt, rows ldt apart), its maxima and
+// 1 / sums. The floats are carved out of `base` (floats(L, ch, Tb) of them).
+struct AttnForwardBuffers {
+  static int64_t line(int64_t n) { return (n + 15) / 16 * 16; }  // whole 64-byte lines
+  static int64_t floats(int64_t L, int64_t ch, int64_t Tb) {
+    const int64_t qw = attn_query_width(Tb);
+    return line(attn_query_groups(L) * ch * kAttnKT) + line(L * attn_value_width_t(ch)) + line(ch * qw) +
+           line(L * qw);
+  }
+  AttnForwardBuffers(float* base, int64_t L, int64_t ch, int64_t Tb)
+      : ldt(attn_query_width(Tb)), stats(size_t(2 * (ldt / kAttnW))) {
+    kg = base;
+    vt = kg + line(attn_query_groups(L) * ch * kAttnKT);
+    qb = vt + line(L * attn_value_width_t(ch));
+    pt = qb + line(ch * ldt);
+    mx = stats.data();
+    inv = mx + ldt / kAttnW;
+  }
+  int64_t ldt;
+  float *kg, *vt, *qb, *pt;
+  std::vector<attn_vec> stats;  // (aligned for the vector type)
+  attn_vec *mx, *inv;
+};
+
+// Packs a head's keys and values ([ch, L] each) for attention_block_t.
+inline void attention_pack_head_t(const float* k, const float* v, int64_t L, int64_t ch, AttnForwardBuffers& b) {
+  attn_pack_query_groups(k, L, ch, 0, L, b.kg);  // keys in groups of kAttnKT
+  attn_pack_values_t(v, L, ch, b.vt);
+}
+
+// out[c, t] (rows ldo apart, from the block's first query) = the attention of
+// the queries t0 .. t0 + nb - 1 of q ([ch, L]) over the packed head. Heads of
+// up to 16 channels keep every channel in registers, and the exp is fused
+// into the value product; wider ones store the weights between the two.
+inline void attention_block_t(const float* q, int64_t L, int64_t ch, float scale, int64_t t0, int64_t nb,
+                              AttnForwardBuffers& b, float* out, int64_t ldo) {
+  attn_pack_query_block(q, L, ch, t0, nb, b.qb);
+  attention_scores_t(b.kg, b.qb, L, ch, nb, scale, b.pt, b.ldt, b.mx);
+  if (ch <= 8) {
+    attention_exp_values_t<8>(b.vt, attn_value_width_t(ch), ch, b.pt, b.ldt, L, nb, b.mx, out, ldo);
+  } else if (ch <= 16) {
+    attention_exp_values_t<16>(b.vt, attn_value_width_t(ch), ch, b.pt, b.ldt, L, nb, b.mx, out, ldo);
+  } else {
+    attention_exp_t(b.pt, b.ldt, L, nb, b.mx, b.inv);
+    attention_values_t(b.vt, ch, b.pt, b.ldt, L, nb, b.inv, out, ldo);
+  }
 }
 
 }  // namespace mdps::cpu
