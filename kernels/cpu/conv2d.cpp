@@ -1,10 +1,11 @@
 // 2-D convolution with its data and weight gradients. Two ways to the
 // forward product, by shape:
-// - stride 1 on levels 8 or more wide: the direct register-tiled kernel
-//   (conv_direct.h), no im2col; also the data gradient on levels 16 or more
-//   wide, as the convolution of dy with the flipped kernel;
-// - otherwise im2col + sgemm per image (1x1 stride-1 unpadded convolutions
-//   use the input directly), im2col in blocks of output rows that fit in L2.
+// - stride 1 on levels 8 or more wide, and every unpadded stride-1 1x1
+//   convolution: the direct register-tiled kernel (conv_direct.h), no
+//   im2col (a 1x1 reads the image itself); also the data gradient on levels
+//   16 or more wide, as the convolution of dy with the flipped kernel;
+// - otherwise im2col + sgemm per image, im2col in blocks of output rows that
+//   fit in L2.
 // The weight gradient: the direct kernel where the forward uses it, else
 // im2col + sgemm per image.
 //
@@ -189,33 +190,49 @@ ConvDims transposed_dims(const ConvDims& d) {
   return t;
 }
 
-void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const float* B, float* Y) {
-  const cpu::ConvTile tile = cpu::direct_conv_tile(d.Co, d.Wo);
+// The direct kernel over the whole batch; `pointwise`: an unpadded 1x1
+// convolution (the flat layout, conv_tiles.h, reading the image itself).
+void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const float* B, float* Y,
+                   bool pointwise = false) {
+  const cpu::ConvTile tile = cpu::direct_conv_tile(d.Co, d.Ho, d.Wo, pointwise);
   const cpu::DirectConvGeom g = cpu::direct_conv_geom(d.Ci, d.H, d.W, d.Co, d.KH, d.KW, d.p, d.Ho, d.Wo, tile);
+  // The tiles see one row of every pixel in the flat layout.
+  const cpu::DirectConvGeom kg = tile.flat ? cpu::flat_kernel_geom(g) : g;
+  const bool reads_image = tile.flat && cpu::flat_reads_image(g);
   // The caller's scratch slots 2 and 3: the image loops below use 0 and 1.
   float* wpack = cpu::scratch(size_t(g.packed_weight_len()), 2);
   int64_t* off = cpu::scratch_offsets(size_t(g.taps()));
   cpu::pack_direct_weights(g, Wt, wpack);
-  cpu::direct_tap_offsets(g, off);
+  if (tile.flat)
+    cpu::flat_tap_offsets(g, off);
+  else
+    cpu::direct_tap_offsets(g, off);
   const int64_t P = d.cols();
   auto image = [&](int64_t n, bool split_pixels) {
-    float* xp = cpu::scratch(size_t(g.padded_len()), 0);
-    {
+    const float* xn = X + n * d.Ci * d.H * d.W;
+    const float* xp = xn;
+    if (!reads_image) {
+      const int64_t len = tile.flat ? cpu::flat_input_len(g) : g.padded_len();
+      float* buf = cpu::scratch(size_t(len), 0);
       trace::Scope ts("conv.pad", "kernel");
-      if (ts.active()) ts.bytes((d.Ci * d.H * d.W + g.padded_len()) * int64_t(sizeof(float)));
-      cpu::pad_direct_input(g, X + n * d.Ci * d.H * d.W, xp);
+      if (ts.active()) ts.bytes((d.Ci * d.H * d.W + len) * int64_t(sizeof(float)));
+      if (tile.flat)
+        cpu::flat_direct_input(g, xn, buf);
+      else
+        cpu::pad_direct_input(g, xn, buf);
+      xp = buf;
     }
     trace::Scope ts("conv.direct", "kernel");
     if (ts.active()) ts.flops(2 * d.Co * P * g.taps());
     float* yn = Y + n * d.Co * P;
     if (!split_pixels) {
-      cpu::direct_conv_pixels(tile, g, xp, wpack, off, B, 0, g.pixel_vectors(), yn);
+      cpu::direct_conv_pixels(tile, kg, xp, wpack, off, B, 0, kg.pixel_vectors(), yn);
       return;
     }
     // One image at a time (a batch smaller than the pool): split its pixels.
-    const int64_t tiles = (g.pixel_vectors() + tile.nv - 1) / tile.nv;
+    const int64_t tiles = (kg.pixel_vectors() + tile.nv - 1) / tile.nv;
     parallel_for(tiles, [&](int64_t tb, int64_t te) {
-      cpu::direct_conv_pixels(tile, g, xp, wpack, off, B, tb * tile.nv, std::min(g.pixel_vectors(), te * tile.nv),
+      cpu::direct_conv_pixels(tile, kg, xp, wpack, off, B, tb * tile.nv, std::min(kg.pixel_vectors(), te * tile.nv),
                               yn);
     });
   };
@@ -286,6 +303,10 @@ void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, 
   const int64_t K = d.rows(), P = d.cols();
   if (direct_pays(d, kDirectForwardMinWidth)) {
     conv2d_direct(d, X, Wt, B, Y);
+    return;
+  }
+  if (d.direct()) {  // 1x1: the direct kernel's flat layout on the image itself
+    conv2d_direct(d, X, Wt, B, Y, true);
     return;
   }
   const int64_t block = d.direct() ? d.Ho : col_block_rows(d);

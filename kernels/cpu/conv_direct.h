@@ -17,6 +17,11 @@
 // (cot), which fix the layouts. Every tile sums each output over the taps in
 // the same order, one accumulator per lane: the same bits whichever runs.
 //
+// Two layouts of the input (conv_tiles.h picks): rows of whole vectors, below,
+// or flat (flat_direct_input): the output's pixels in one run of vectors
+// across rows, for rows narrower than a vector (the 8x8 level) and 1x1
+// kernels.
+//
 // Layouts. Padded image: [Ci][Hp][Ws], Hp = H + 2p, Ws = a row of Wo rounded
 // up to whole vectors plus KW - 1, zeros outside the image, plus one vector of
 // slack at the end (a partial last vector reads past the row's end into the
@@ -30,6 +35,7 @@
 #pragma once
 #include "kernels/cpu/attention_tiles.h"
 #include "kernels/cpu/conv_tiles.h"
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -78,12 +84,78 @@ inline void pack_direct_weights(const DirectConvGeom& g, const float* w, float* 
 }
 
 // x [Ci, H, W] -> padded [Ci][Hp][Ws] (zeros around the image and past Wo).
+// Each float is written once: the border zeros, not the whole buffer first.
 inline void pad_direct_input(const DirectConvGeom& g, const float* x, float* xp) {
-  const int64_t Ws = g.Ws(), plane = g.plane();
-  std::memset(xp, 0, sizeof(float) * size_t(g.padded_len()));
+  const int64_t Ws = g.Ws(), plane = g.plane(), Hp = g.Hp(), right = Ws - g.p - g.W;
+  for (int64_t ci = 0; ci < g.Ci; ++ci) {
+    float* c = xp + ci * plane;
+    std::memset(c, 0, sizeof(float) * size_t(g.p * Ws));
+    for (int64_t h = 0; h < g.H; ++h) {
+      float* row = c + (h + g.p) * Ws;
+      std::memset(row, 0, sizeof(float) * size_t(g.p));
+      std::memcpy(row + g.p, x + (ci * g.H + h) * g.W, sizeof(float) * size_t(g.W));
+      std::memset(row + g.p + g.W, 0, sizeof(float) * size_t(right));
+    }
+    std::memset(c + (g.p + g.H) * Ws, 0, sizeof(float) * size_t((Hp - g.p - g.H) * Ws));
+  }
+  std::memset(xp + g.Ci * plane, 0, sizeof(float) * size_t(g.vw));
+}
+
+// The flat layout (ConvTile::flat): the output's Ho * Wo pixels in one run of
+// vectors that cross rows. For every (ci, kw) a copy of the zero-padded image
+// shifted left by kw with rows exactly Wo wide, [Ci][KW][Hp][Wo], plus one
+// vector of slack (a partial last vector reads past the end; those lanes are
+// never stored): output pixel q = oh * Wo + ow reads tap (ci, kh, kw) at
+// (ci * KW + kw) * Hp * Wo + kh * Wo + q. The sums and their order are the
+// rows layout's, so both give the same bits.
+inline int64_t flat_plane(const DirectConvGeom& g) { return g.Hp() * g.Wo; }
+inline int64_t flat_input_len(const DirectConvGeom& g) { return g.Ci * g.KW * flat_plane(g) + g.vw; }
+
+// An unpadded 1x1 kernel whose pixels fill whole vectors reads the image itself.
+inline bool flat_reads_image(const DirectConvGeom& g) {
+  return g.KH == 1 && g.KW == 1 && g.p == 0 && (g.Ho * g.Wo) % g.vw == 0;
+}
+
+// x [Ci, H, W] -> the flat layout above.
+inline void flat_direct_input(const DirectConvGeom& g, const float* x, float* xs) {
+  const int64_t Hp = g.Hp(), Wo = g.Wo;
+  float* o = xs;
   for (int64_t ci = 0; ci < g.Ci; ++ci)
-    for (int64_t h = 0; h < g.H; ++h)
-      std::memcpy(xp + ci * plane + (h + g.p) * Ws + g.p, x + (ci * g.H + h) * g.W, sizeof(float) * size_t(g.W));
+    for (int64_t kw = 0; kw < g.KW; ++kw)
+      for (int64_t hp = 0; hp < Hp; ++hp, o += Wo) {
+        const int64_t h = hp - g.p;
+        if (h < 0 || h >= g.H) {
+          std::memset(o, 0, sizeof(float) * size_t(Wo));
+          continue;
+        }
+        // Output column ow reads input column ow + kw - p: inside the image for ow in [lo, hi).
+        const int64_t shift = kw - g.p;
+        const int64_t lo = std::clamp<int64_t>(-shift, 0, Wo), hi = std::clamp<int64_t>(g.W - shift, lo, Wo);
+        std::memset(o, 0, sizeof(float) * size_t(lo));
+        std::memcpy(o + lo, x + (ci * g.H + h) * g.W + lo + shift, sizeof(float) * size_t(hi - lo));
+        std::memset(o + hi, 0, sizeof(float) * size_t(Wo - hi));
+      }
+  std::memset(o, 0, sizeof(float) * size_t(g.vw));
+}
+
+// Tap r = (ci, kh, kw) -> its offset in the flat layout.
+inline void flat_tap_offsets(const DirectConvGeom& g, int64_t* off) {
+  for (int64_t r = 0; r < g.taps(); ++r) {
+    const int64_t kw = r % g.KW, kh = (r / g.KW) % g.KH, ci = r / (g.KW * g.KH);
+    off[r] = (ci * g.KW + kw) * flat_plane(g) + kh * g.Wo;
+  }
+}
+
+// The geometry the tiles see for the flat layout: one output row of Ho * Wo
+// pixels (the taps and channels unchanged; the tile reads offsets from
+// flat_tap_offsets and only the row's start from the geometry).
+inline DirectConvGeom flat_kernel_geom(const DirectConvGeom& g) {
+  DirectConvGeom f = g;
+  f.H = 1;
+  f.Ho = 1;
+  f.W = f.Wo = g.Ho * g.Wo;
+  f.p = 0;
+  return f;
 }
 
 // Tap r = (ci, kh, kw) -> its offset in the padded image.
@@ -184,6 +256,7 @@ inline void direct_conv_pixels(const ConvTile& t, const DirectConvGeom& g, const
   MDPS_CONV_TILE(16, 8, 3)
   MDPS_CONV_TILE(16, 6, 4)
   MDPS_CONV_TILE(16, 4, 6)
+  MDPS_CONV_TILE(16, 8, 2)
   MDPS_CONV_TILE(8, 6, 4)
 #endif
 #if defined(__AVX2__) && defined(__FMA__)  // (an 8-float vector without AVX would change the ABI)

@@ -12,7 +12,9 @@
 // The tile: a number of output channels by a number of pixel vectors, so
 // that the accumulators plus one vector per pixel column fill the registers:
 // - AVX-512: 24 accumulators, 8 channels x 3 vectors (3 loads and 8 broadcast
-//   FMAs per tap), or 6 x 4 or 4 x 6 where they pad fewer channels (Co 12, 3).
+//   FMAs per tap), or 6 x 4 or 4 x 6 where they pad fewer channels (Co 12, 3),
+//   or 8 x 2 where the image's pixel vectors split evenly in twos (the 8x8
+//   level's 4).
 //   Measured on an Intel Xeon (Emerald Rapids), one
 //   thread: 8x3 at 73-92% of the FMA peak on the 64x64 U-Net's wide levels,
 //   6x4 at 65-80%; AMD's Zen 4/5 take the same table, not measured there.
@@ -34,16 +36,28 @@ VectorIsa vector_isa();
 // Test hook: caps vector_isa() at `cap` until called again with VectorIsa::avx512.
 void cap_vector_isa(VectorIsa cap);
 
-// A register tile: `width` floats per vector, `co` output channels by `nv` vectors of pixels.
+// A register tile: `width` floats per vector, `co` output channels by `nv`
+// vectors of pixels, over one of two input layouts (conv_direct.h):
+// - rows (flat = false): the zero-padded image, each output row in whole
+//   vectors (a row of Wo pixels takes ceil(Wo / width) vectors);
+// - flat (flat = true): the output's pixels in one run, the vectors crossing
+//   rows, from KW copies of the padded image shifted by kw with rows exactly Wo
+//   wide (an unpadded 1x1 convolution reads the image itself).
 struct ConvTile {
   int width, co, nv;
+  bool flat = false;
 };
 
-// The tile for a stride-1 convolution with Co output channels and output rows
-// Wo wide (the direct kernel runs on rows of 16 or more, conv2d.cpp; every such
-// width takes the same tile today).
-ConvTile direct_conv_tile(int64_t Co, int64_t Wo);
-
+// The tile and layout for a stride-1 convolution with Co output channels and an
+// output of Ho x Wo pixels; `pointwise`: a 1x1 kernel without padding (always
+// flat: no copy of the image). Otherwise the flat layout where whole-vector
+// rows would compute more than a quarter of padding lanes (Wo 8 on AVX-512:
+// half of every vector), rows elsewhere (the flat copy is KW times the image).
+// The register tile: the one with the fewest estimated cycles over the image's
+// pixel vectors and padded channel blocks (a tile of c channels by n vectors
+// costs max(c * n FMAs, c + n loads) per tap, two of each per cycle), the
+// earlier of 8x3, 6x4, 4x6, 8x2 unless a later one saves more than 2%.
+ConvTile direct_conv_tile(int64_t Co, int64_t Ho, int64_t Wo, bool pointwise = false);
 // One line for `mdps bench`: the unit and its tiles.
 std::string direct_conv_tiles_description();
 

@@ -336,7 +336,13 @@ TEST_CASE("conv2d: the direct kernel on wide stride-1 levels, grouped images on 
        {1, 6, 5, 40, 4, 3, 3, 1, 2},
        {2, 5, 16, 16, 32, 3, 3, 1, 1},
        {4, 3, 3, 24, 2, 3, 3, 1, 1},
-       // Narrow levels: several images side by side in one product (2-8 per group).
+       // 1x1 unpadded: the direct kernel's flat layout on the image itself (64 and 256
+       // pixels, the latter one image split over two threads) or on a copy (35 pixels).
+       {3, 5, 8, 8, 7, 1, 1, 1, 0},
+       {1, 4, 16, 16, 20, 1, 1, 1, 0},
+       {2, 6, 5, 7, 9, 1, 1, 1, 0},
+       // Narrow levels: 8 wide through the direct kernel's flat layout (AVX-512), 4 wide
+       // (and fp32's 1x1 before the direct kernel took them) per-image products.
        {8, 6, 8, 8, 5, 3, 3, 1, 1},
        {8, 4, 4, 4, 3, 3, 3, 1, 1},
        {6, 3, 8, 8, 4, 3, 3, 1, 1},
@@ -357,9 +363,12 @@ TEST_CASE("conv2d: the direct kernel's run-time tiles, every vector unit, agains
   } restore;
   // (N, Ci, H, W, Co, KH, KW, stride, pad): Co 32 and 7 (8x3 on AVX-512), 12 and 5 (6x4),
   // 3 (4x6); partial last vectors at every width (19, 21, 37 wide), one image split over threads.
+  // On AVX-512 the 19, 21, 37 and 20 wide cases take the flat layout, the 16 and 42 wide ones
+  // rows; the 1x1 case always the flat one (on the image itself: 64 pixels).
   const std::vector<ConvCase> cases = {{2, 5, 16, 16, 32, 3, 3, 1, 1}, {3, 3, 9, 19, 3, 3, 3, 1, 1},
                                        {2, 4, 7, 21, 12, 3, 3, 1, 1}, {1, 6, 6, 37, 7, 3, 3, 1, 1},
-                                       {2, 3, 8, 20, 5, 5, 5, 1, 2}};
+                                       {2, 3, 8, 20, 5, 5, 5, 1, 2},  {2, 4, 5, 42, 7, 3, 3, 1, 1},
+                                       {2, 5, 8, 8, 12, 1, 1, 1, 0}};
   const cpu::VectorIsa top = cpu::vector_isa();
   // MDPS_CPU_ISA caps the unit (CTest test_cpu_ops_isa_sse runs this case under =sse).
   if (const char* e = std::getenv("MDPS_CPU_ISA"); e && std::strcmp(e, "sse") == 0) CHECK(top == cpu::VectorIsa::sse);
@@ -378,9 +387,13 @@ TEST_CASE("conv2d: the direct kernel's run-time tiles, every vector unit, agains
     for (cpu::VectorIsa isa : isas) {
       cpu::cap_vector_isa(isa);
       REQUIRE(cpu::vector_isa() == isa);
-      const cpu::ConvTile t = cpu::direct_conv_tile(c.Co, Wo);
+      const bool pointwise = c.KH == 1 && c.KW == 1 && c.p == 0;
+      const cpu::ConvTile t = cpu::direct_conv_tile(c.Co, Ho, Wo, pointwise);
       CAPTURE(c.Co); CAPTURE(Wo); CAPTURE(cpu::vector_isa_name(isa)); CAPTURE(t.width); CAPTURE(t.co); CAPTURE(t.nv);
       CHECK(t.width == (isa == cpu::VectorIsa::avx512 ? 16 : isa == cpu::VectorIsa::avx2 ? 8 : 4));
+      // Flat where whole-vector rows would be more than a quarter padding lanes.
+      const int64_t rv = (Wo + t.width - 1) / t.width;
+      CHECK(t.flat == (pointwise || rv * t.width * 4 > Wo * 5));
       if (isa == cpu::VectorIsa::avx512) CHECK(t.co == (c.Co == 12 || c.Co == 5 ? 6 : c.Co == 3 ? 4 : 8));
       check_conv_cases({c}, seed);
       Tensor y = Tensor::full({c.N, c.Co, Ho, Wo}, 5.f);
