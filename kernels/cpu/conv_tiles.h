@@ -55,8 +55,9 @@ struct ConvTile {
 // half of every vector), rows elsewhere (the flat copy is KW times the image).
 // The register tile: the one with the fewest estimated cycles over the image's
 // pixel vectors and padded channel blocks (a tile of c channels by n vectors
-// costs max(c * n FMAs, c + n loads) per tap, two of each per cycle), the
-// earlier of 8x3, 6x4, 4x6, 8x2 unless a later one saves more than 2%.
+// costs the most of c * n FMAs and c + n loads, two of each a cycle, and n
+// input vectors from L2 at 2.5 cycles each, per tap), the earlier of 8x3,
+// 6x4, 4x6, 8x2 unless a later one saves more than 2%.
 ConvTile direct_conv_tile(int64_t Co, int64_t Ho, int64_t Wo, bool pointwise = false);
 // One line for `mdps bench`: the unit and its tiles.
 std::string direct_conv_tiles_description();
