@@ -2,8 +2,9 @@
 // forward product, by shape:
 // - stride 1 on levels 8 or more wide, and every unpadded stride-1 1x1
 //   convolution: the direct register-tiled kernel (conv_direct.h), no
-//   im2col (a 1x1 reads the image itself); also the data gradient on levels
-//   16 or more wide, as the convolution of dy with the flipped kernel;
+//   im2col (a 1x1 reads the image itself); also the fp32 data gradient on
+//   the same shapes (bf16's on levels 16 or more wide, where its direct kernel
+//   runs), as the convolution of dy with the flipped kernel;
 // - otherwise im2col + sgemm per image, im2col in blocks of output rows that
 //   fit in L2.
 // The weight gradient: the direct kernel where the forward uses it, else
@@ -169,8 +170,10 @@ void for_each_image(int64_t N, F&& body) {
 // direct kernel is as fast as a product of several images side by side (86
 // vs 89 GFLOP/s), which would depend on the batch (see the top of the file),
 // so the fp32 forward takes it from 8 wide (kDirectForwardMinWidth); 4x4
-// levels (32x32 models only) take the per-image product. The gradients keep
-// the 16-wide bound: theirs are per-image products below it.
+// levels (32x32 models only) take the per-image product. The fp32 data
+// gradient follows the forward (the 8x8 level in the flat layout, conv_tiles.h:
+// there whole-vector rows would be half padding); the weight gradient keeps
+// the 16-wide bound, a per-image product below it.
 constexpr int64_t kDirectMinWidth = 16, kDirectForwardMinWidth = 8;
 bool direct_pays(const ConvDims& d, int64_t min_width = kDirectMinWidth) {
   return d.s == 1 && d.KH * d.KW > 1 && d.Wo >= min_width;
@@ -337,7 +340,14 @@ void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Te
   const float* Wt = w.data();
   float* DX = dx.data();
   const int64_t K = d.rows(), P = d.cols();
-  if (const ConvDims t = transposed_dims(d); d.s == 1 && d.KH == d.KW && d.p <= d.KH - 1 && direct_pays(t)) {
+  // The fp32 direct kernel where the fp32 forward takes it (levels 8 wide, 1x1
+  // kernels); under bf16 its direct kernel on levels 16 wide, elsewhere the
+  // fp32 path bit for bit.
+  const ConvDims t = transposed_dims(d);
+  const bool flippable = d.s == 1 && d.KH == d.KW && d.p <= d.KH - 1;
+  const bool bf16 = precision_ == Precision::BF16 && flippable && direct_pays(t);
+  const bool fp32 = !bf16 && flippable && (direct_pays(t, kDirectForwardMinWidth) || d.direct());
+  if (bf16 || fp32) {
     // dx is the stride-1 convolution of dy, padded by KH - 1 - p, with the
     // kernel flipped in both directions and its channel axes swapped.
     float* wt = cpu::scratch(size_t(d.Co * K), 3);
@@ -347,10 +357,10 @@ void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Te
           for (int64_t kw = 0; kw < d.KW; ++kw)
             wt[size_t(((ci * d.Co + co) * d.KH + (d.KH - 1 - kh)) * d.KW + (d.KW - 1 - kw))] =
                 Wt[((co * d.Ci + ci) * d.KH + kh) * d.KW + kw];
-    if (precision_ == Precision::BF16)
+    if (bf16)
       cpu::conv2d_bf16({t.N, t.Ci, t.H, t.W, t.Co, t.KH, t.KW, t.p}, DY, wt, nullptr, DX);
     else
-      conv2d_direct(t, DY, wt, nullptr, DX);
+      conv2d_direct(t, DY, wt, nullptr, DX, d.direct());
     return;
   }
   for_each_image(d.N, [&](int64_t n) {
