@@ -72,10 +72,12 @@ struct DirectConvGeom {
   int64_t pixel_vectors() const { return Ho * row_vectors(); }
 };
 
-// w [Co, Ci, KH, KW] -> packed [co block][tap][cot].
-inline void pack_direct_weights(const DirectConvGeom& g, const float* w, float* packed) {
+// w [Co, Ci, KH, KW] -> packed [co block][tap][cot], the blocks [cb0, cb1) (default: all).
+inline void pack_direct_weights(const DirectConvGeom& g, const float* w, float* packed, int64_t cb0 = 0,
+                                int64_t cb1 = -1) {
   const int64_t K = g.taps();
-  for (int64_t cb = 0; cb < g.co_blocks(); ++cb)
+  if (cb1 < 0) cb1 = g.co_blocks();
+  for (int64_t cb = cb0; cb < cb1; ++cb)
     for (int64_t r = 0; r < K; ++r)
       for (int t = 0; t < g.cot; ++t) {
         const int64_t co = cb * g.cot + t;
