@@ -1,7 +1,7 @@
 // 2-D convolution with its data and weight gradients. Two ways to the
 // forward product, by shape:
-// - stride 1 on levels 8 or more wide, and every unpadded stride-1 1x1
-//   convolution: the direct register-tiled kernel (conv_direct.h), no
+// - stride 1 on levels 8 or more wide, and unpadded stride-1 1x1
+//   convolutions (but see pointwise_direct): the direct register-tiled kernel (conv_direct.h), no
 //   im2col (a 1x1 reads the image itself); also the fp32 data gradient on
 //   the same shapes (bf16's on levels 16 or more wide, where its direct kernel
 //   runs), as the convolution of dy with the flipped kernel;
@@ -179,6 +179,21 @@ bool direct_pays(const ConvDims& d, int64_t min_width = kDirectMinWidth) {
   return d.s == 1 && d.KH * d.KW > 1 && d.Wo >= min_width;
 }
 
+// Unpadded stride-1 1x1 convolutions take the direct kernel's flat layout
+// (reading the image itself), except where its tiles thrash L1: with planes a
+// multiple of 4 KiB apart every tap of a tile falls in the same few L1 sets
+// (12 ways), so each channel block after the first reads the tile's input
+// from L2 again. With many blocks (more than 64 output channels: the
+// attention's qkv projection, 192 at 32x32) that cost the forward more than
+// per-image sgemm, which packs its input (in the forward, shared machine:
+// 34-86 GFLOP/s against sgemm's 123); with few (32 or 64 channels at 32x32 and
+// 64x64) the direct kernel is 9-45% faster (one thread, shared machine).
+bool pointwise_direct(const ConvDims& d) {
+  if (!d.direct()) return false;
+  const bool aliased = d.cols() % 1024 == 0 && d.Ci > 12;
+  return !(aliased && d.Co > 64);
+}
+
 // The stride-1 convolution whose output is d's input gradient (see
 // conv2d_backward_data): dy as input, padded by KH - 1 - p.
 ConvDims transposed_dims(const ConvDims& d) {
@@ -317,7 +332,7 @@ void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, 
     conv2d_direct(d, X, Wt, B, Y);
     return;
   }
-  if (d.direct()) {  // 1x1: the direct kernel's flat layout on the image itself
+  if (pointwise_direct(d)) {  // 1x1: the direct kernel's flat layout on the image itself
     conv2d_direct(d, X, Wt, B, Y, true);
     return;
   }
@@ -355,7 +370,7 @@ void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Te
   const ConvDims t = transposed_dims(d);
   const bool flippable = d.s == 1 && d.KH == d.KW && d.p <= d.KH - 1;
   const bool bf16 = precision_ == Precision::BF16 && flippable && direct_pays(t);
-  const bool fp32 = !bf16 && flippable && (direct_pays(t, kDirectForwardMinWidth) || d.direct());
+  const bool fp32 = !bf16 && flippable && (direct_pays(t, kDirectForwardMinWidth) || pointwise_direct(t));
   if (bf16 || fp32) {
     // dx is the stride-1 convolution of dy, padded by KH - 1 - p, with the
     // kernel flipped in both directions and its channel axes swapped.
@@ -369,7 +384,7 @@ void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Te
     if (bf16)
       cpu::conv2d_bf16({t.N, t.Ci, t.H, t.W, t.Co, t.KH, t.KW, t.p}, DY, wt, nullptr, DX);
     else
-      conv2d_direct(t, DY, wt, nullptr, DX, d.direct());
+      conv2d_direct(t, DY, wt, nullptr, DX, t.direct());
     return;
   }
   for_each_image(d.N, [&](int64_t n) {
