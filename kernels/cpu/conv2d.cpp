@@ -1,10 +1,11 @@
 // 2-D convolution with its data and weight gradients. Two ways to the
 // forward product, by shape:
 // - stride 1 on levels 8 or more wide, and unpadded stride-1 1x1
-//   convolutions (but see pointwise_direct): the direct register-tiled kernel (conv_direct.h), no
-//   im2col (a 1x1 reads the image itself); also the fp32 data gradient on
-//   the same shapes (bf16's on levels 16 or more wide, where its direct kernel
-//   runs), as the convolution of dy with the flipped kernel;
+//   convolutions (but see pointwise_direct): the direct register-tiled
+//   kernel (conv_direct.h), no im2col (a 1x1 reads the image itself); also
+//   the fp32 data gradient on the same shapes (bf16's on levels 16 or more
+//   wide, where its direct kernel runs), as the convolution of dy with the
+//   flipped kernel;
 // - otherwise im2col + sgemm per image, im2col in blocks of output rows that
 //   fit in L2.
 // The weight gradient: the direct kernel where the forward uses it, else
