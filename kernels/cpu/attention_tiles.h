@@ -18,10 +18,13 @@
 //   for 8 channels' broadcast FMAs, and the softmax's maxima and sums run
 //   down the rows. The earlier channel-major value product (a broadcast
 //   weight per query and per FMA) made the forward 1.2-1.3x slower on an
-//   Intel Xeon (Emerald Rapids), 1 thread. The backward keeps the query-major
-//   score tiles below.
+//   Intel Xeon (Emerald Rapids), 1 thread. The backward of heads of up to
+//   one vector of channels uses the transposed blocks too
+//   (attention_backward_tiles.h); wider heads' keeps the query-major score
+//   tiles below.
 //
-// GCC/Clang vector extensions, not intrinsics: the same source builds for
+// GCC/Clang vector extensions, not intrinsics (but for one vscalefps in
+// attn_exp_nonpos, under __AVX512F__): the same source builds for
 // any target; with -march=native on AVX-512 a vector is one zmm register.
 #pragma once
 #include <algorithm>
