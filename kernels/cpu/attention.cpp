@@ -43,13 +43,12 @@ struct HeadBuffers {
 
   HeadBuffers(const AttentionDims& d, int64_t Tb) {
     using namespace cpu;
-    auto line = [](int64_t n) { return (n + 15) / 16 * 16; };
     ldp = attn_score_stride(d.L);
     const int64_t panels = attn_key_panels(d.L) * d.ch * kAttnSW, groups = attn_query_groups(Tb);
-    const int64_t sizes[] = {line(panels), line(groups * d.ch * kAttnTT), line(groups * kAttnTT * ldp), line(Tb),
-                             line(Tb), line(panels), line(groups * d.ch * kAttnTT), line(groups * kAttnTT * ldp)};
+    int64_t sizes[] = {panels, groups * d.ch * kAttnTT, groups * kAttnTT * ldp, Tb,
+                       Tb,     panels,                  groups * d.ch * kAttnTT, groups * kAttnTT * ldp};
     int64_t total = 0;
-    for (int64_t s : sizes) total += s;
+    for (int64_t& s : sizes) total += (s = attn_lines(s));
     float* base = scratch(size_t(total), 1);
     float** parts[] = {&kp, &qp, &p, &rowmax, &inv, &vp, &gp, &dp};
     for (int i = 0; i < 8; ++i) {

@@ -58,17 +58,10 @@ inline void attention_dp_t(const float* vg, const float* gb, int64_t L, int64_t 
                            float* dpt, int64_t ldt, attn_vec* D) {
   const int64_t qw = attn_query_width(nb), nvec = qw / kAttnW;
   for (int64_t j = 0; j < nvec; ++j) D[j] = attn_vec{};
-  for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
-    const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
-    for (int64_t g = 0; g < attn_query_groups(L); ++g) {
-      const float* vgg = vg + g * ch * kAttnKT;
-      const int nk = int(std::min<int64_t>(kAttnKT, L - g * kAttnKT));
-      const int64_t r = g * kAttnKT * ldt;
-      if (nv == 3) attn_dp_t_tile<3>(vgg, gb, qw, ch, j0, nk, et + r, dpt + r, ldt, D + j0);
-      else if (nv == 2) attn_dp_t_tile<2>(vgg, gb, qw, ch, j0, nk, et + r, dpt + r, ldt, D + j0);
-      else attn_dp_t_tile<1>(vgg, gb, qw, ch, j0, nk, et + r, dpt + r, ldt, D + j0);
-    }
-  }
+  attn_for_each_score_tile_t(L, nb, [&](auto QV, int64_t j0, int64_t g, int nk) {
+    const int64_t r = g * kAttnKT * ldt;
+    attn_dp_t_tile<decltype(QV)::value>(vg + g * ch * kAttnKT, gb, qw, ch, j0, nk, et + r, dpt + r, ldt, D + j0);
+  });
 }
 
 // In place: dpt[s][t] = P[s][t] (dpt[s][t] - D[t]) with P = et * inv, for the
@@ -154,13 +147,11 @@ inline void attention_key_grads_t(const float* et, const float* dst, int64_t ldt
 // rows of the key gradients (gs, qs) and 1 / sums (invf). The floats are
 // carved out of `base` (floats(L, ch, Tb) of them).
 struct AttnBackwardBuffers {
-  static int64_t line(int64_t n) { return (n + 15) / 16 * 16; }  // whole 64-byte lines
   static void sizes(int64_t L, int64_t ch, int64_t Tb, int64_t (&out)[12]) {
     const int64_t qw = attn_query_width(Tb), groups = attn_query_groups(L) * ch * kAttnKT;
-    const int64_t s[12] = {line(groups),     line(groups),  line(L * attn_value_width_t(ch)),
-                           line(L * kAttnW), line(L * kAttnW), line(ch * qw), line(ch * qw), line(L * qw),
-                           line(L * qw),     line(qw * kAttnW), line(qw * kAttnW), line(qw)};
-    for (int i = 0; i < 12; ++i) out[i] = s[i];
+    const int64_t s[12] = {groups, groups, L * attn_value_width_t(ch), L * kAttnW, L * kAttnW, ch * qw, ch * qw,
+                           L * qw, L * qw, qw * kAttnW, qw * kAttnW, qw};
+    for (int i = 0; i < 12; ++i) out[i] = attn_lines(s[i]);
   }
   static int64_t floats(int64_t L, int64_t ch, int64_t Tb) {
     int64_t s[12], total = 0;

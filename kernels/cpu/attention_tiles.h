@@ -31,6 +31,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 #include "kernels/cpu/cpu_util.h"
 #if defined(__AVX512F__)
@@ -120,6 +121,10 @@ inline attn_vec attn_exp_nonpos(attn_vec x) {
   return attn_exp(x);
 #endif
 }
+
+// n floats rounded up to whole 64-byte lines: the sizes of the buffers a thread
+// carves out of its scratch for one head.
+inline int64_t attn_lines(int64_t n) { return (n + 15) / 16 * 16; }
 
 // ---- packing -------------------------------------------------------------------
 
@@ -289,6 +294,25 @@ inline void attn_scores_t_tile(const float* kg, const float* qb, int64_t qw, int
   for (int j = 0; j < QV; ++j) mx[j] = m[j];
 }
 
+// Calls tile(QV, j0, g, nk) for every score tile of a block of nb queries
+// against L keys: query vectors j0 .. j0 + QV - 1 (QV = kAttnQV, fewer for the
+// last; as std::integral_constant, so the tile's registers are sized at compile
+// time) by key group g of nk keys. The order is the products' order: each
+// query vector's keys in ascending order.
+template <class Tile>
+inline void attn_for_each_score_tile_t(int64_t L, int64_t nb, Tile&& tile) {
+  const int64_t nvec = attn_query_width(nb) / kAttnW;
+  for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
+    const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
+    for (int64_t g = 0; g < attn_query_groups(L); ++g) {
+      const int nk = int(std::min<int64_t>(kAttnKT, L - g * kAttnKT));
+      if (nv == 3) tile(std::integral_constant<int, 3>{}, j0, g, nk);
+      else if (nv == 2) tile(std::integral_constant<int, 2>{}, j0, g, nk);
+      else tile(std::integral_constant<int, 1>{}, j0, g, nk);
+    }
+  }
+}
+
 // pt[s][t] = scale * sum_c k[c, s] q[c, t0 + t] for all L keys (kg: the keys packed by
 // attn_pack_query_groups) and the block's queries (qb, nb of them; rows of pt ldt apart,
 // lanes past nb meaningless); mx[j] = the maximum over s of query vector j.
@@ -296,17 +320,10 @@ inline void attention_scores_t(const float* kg, const float* qb, int64_t L, int6
                                float* pt, int64_t ldt, attn_vec* mx) {
   const int64_t qw = attn_query_width(nb), nvec = qw / kAttnW;
   for (int64_t j = 0; j < nvec; ++j) mx[j] = attn_splat(-INFINITY);
-  for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
-    const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
-    for (int64_t g = 0; g < attn_query_groups(L); ++g) {
-      const float* kgg = kg + g * ch * kAttnKT;
-      const int nk = int(std::min<int64_t>(kAttnKT, L - g * kAttnKT));
-      float* rows = pt + g * kAttnKT * ldt;
-      if (nv == 3) attn_scores_t_tile<3>(kgg, qb, qw, ch, scale, j0, nk, rows, ldt, mx + j0);
-      else if (nv == 2) attn_scores_t_tile<2>(kgg, qb, qw, ch, scale, j0, nk, rows, ldt, mx + j0);
-      else attn_scores_t_tile<1>(kgg, qb, qw, ch, scale, j0, nk, rows, ldt, mx + j0);
-    }
-  }
+  attn_for_each_score_tile_t(L, nb, [&](auto QV, int64_t j0, int64_t g, int nk) {
+    attn_scores_t_tile<decltype(QV)::value>(kg + g * ch * kAttnKT, qb, qw, ch, scale, j0, nk,
+                                            pt + g * kAttnKT * ldt, ldt, mx + j0);
+  });
 }
 
 // pt[s][t] = exp(pt[s][t] - mx[t]) for s < L; inv[j] = 1 / (the sum over s), lane-wise.
@@ -434,18 +451,17 @@ inline int64_t attn_forward_query_block(int64_t L) {
 // queries (qb) and transposed scores (pt, rows ldt apart), its maxima and
 // 1 / sums. The floats are carved out of `base` (floats(L, ch, Tb) of them).
 struct AttnForwardBuffers {
-  static int64_t line(int64_t n) { return (n + 15) / 16 * 16; }  // whole 64-byte lines
   static int64_t floats(int64_t L, int64_t ch, int64_t Tb) {
     const int64_t qw = attn_query_width(Tb);
-    return line(attn_query_groups(L) * ch * kAttnKT) + line(L * attn_value_width_t(ch)) + line(ch * qw) +
-           line(L * qw);
+    return attn_lines(attn_query_groups(L) * ch * kAttnKT) + attn_lines(L * attn_value_width_t(ch)) + attn_lines(ch * qw) +
+           attn_lines(L * qw);
   }
   AttnForwardBuffers(float* base, int64_t L, int64_t ch, int64_t Tb)
       : ldt(attn_query_width(Tb)), stats(size_t(2 * (ldt / kAttnW))) {
     kg = base;
-    vt = kg + line(attn_query_groups(L) * ch * kAttnKT);
-    qb = vt + line(L * attn_value_width_t(ch));
-    pt = qb + line(ch * ldt);
+    vt = kg + attn_lines(attn_query_groups(L) * ch * kAttnKT);
+    qb = vt + attn_lines(L * attn_value_width_t(ch));
+    pt = qb + attn_lines(ch * ldt);
     mx = stats.data();
     inv = mx + ldt / kAttnW;
   }
