@@ -127,7 +127,7 @@ std::vector<ScoreResult> Detector::score_batch(const std::vector<ImageView>& ima
       ProtocolPart{first_batch});
   const EvalSettings sized = d.settings.at_size(S);
   std::vector<float> scores = image_scores(Tensor::from_vector({int64_t(N), 1, S, S}, po.maps), sized.score_kind,
-                                           sized.score_k, sized.score_fraction);
+                                           sized.score_k, sized.score_fraction, sized.pixel_normals());
 
   std::vector<ScoreResult> out(N);
   for (size_t i = 0; i < N; ++i) {

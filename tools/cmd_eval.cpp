@@ -136,6 +136,7 @@ EvalResult eval_category(const EvalArgs& a, const DetectorFiles& d, const std::s
     return {};  // a shard has no metrics; only a single category root gets here
   }
   std::vector<EvalResult> runs;
+  std::vector<EvalSettings> run_settings;  // each seed's, with its calibration
   std::vector<uint64_t> seeds;
   EvalSettings first;
   std::string first_calibration;
@@ -146,6 +147,7 @@ EvalResult eval_category(const EvalArgs& a, const DetectorFiles& d, const std::s
     runs.push_back(evaluate(net, fe.get(), ds, st, r == 0 ? panels : PanelOptions{},
                             cli::progress_line(a.repeat > 1 ? cat(name, " seed ", st.seed) : name, a.quiet)));
     seeds.push_back(st.seed);
+    run_settings.push_back(st);
     if (r == 0) {
       first = st;
       first_calibration = calibration_json(st);
@@ -153,17 +155,22 @@ EvalResult eval_category(const EvalArgs& a, const DetectorFiles& d, const std::s
   }
   EvalResult& r = runs.front();
   extra += cat(", \"protocol\": \"", protocol_name(s.protocol), "\", \"calibration\": ", first_calibration);
-  // Every image score kind on the same maps, so the kinds can be compared.
-  const ImageScoreKind kinds[] = {ImageScoreKind::Authors, ImageScoreKind::TopKMean, ImageScoreKind::Max,
-                                  ImageScoreKind::TopFraction};
+  // Every image score kind on the same maps, so the kinds can be compared
+  // (normal-z where the run has per-pixel normal statistics).
+  std::vector<ImageScoreKind> kinds = {ImageScoreKind::Authors, ImageScoreKind::TopKMean, ImageScoreKind::Max,
+                                       ImageScoreKind::TopFraction};
+  if (std::all_of(run_settings.begin(), run_settings.end(), [](const EvalSettings& st) { return st.pixel_normals(); }))
+    kinds.push_back(ImageScoreKind::NormalZ);
   const EvalSettings sized = first.at_size(net.config().image_size);
+  size_t run_index = 0;
   auto auroc_by_kind = [&](const EvalResult& x) {
     std::vector<int> labels;
     for (const auto& smp : x.samples) labels.push_back(smp.label);
+    const std::optional<PixelNormals> normals = normals_for_scoring(run_settings[run_index++], x.H);
     std::vector<double> out;
     for (ImageScoreKind k : kinds) {
       std::vector<float> sc = image_scores(Tensor::from_vector({int64_t(x.samples.size()), 1, x.H, x.W}, x.maps), k,
-                                           sized.score_k, sized.score_fraction);
+                                           sized.score_k, sized.score_fraction, normals ? &*normals : nullptr);
       double auc = NAN;
       try {
         auc = roc_auc(std::vector<double>(sc.begin(), sc.end()), labels);
@@ -177,7 +184,7 @@ EvalResult eval_category(const EvalArgs& a, const DetectorFiles& d, const std::s
   for (const auto& x : runs) by_kind.push_back(auroc_by_kind(x));
   {
     std::string js;
-    for (size_t k = 0; k < std::size(kinds); ++k) {
+    for (size_t k = 0; k < kinds.size(); ++k) {
       std::vector<double> v;
       std::string vals;
       for (const auto& row : by_kind) {

@@ -80,6 +80,11 @@ enum class ImageScoreKind {
   // backend only ever sees the first two.
   Max,          // the largest map value (of the blurred map)
   TopFraction,  // mean of the largest `fraction` of the map's pixels
+  // The largest value of the map standardised pixel by pixel by normal
+  // images' maps, (map - mean) / (std + mean of std) (engine/detect/
+  // anomaly_map.h PixelNormals, from `mdps calibrate`): image_scores() forms
+  // it and takes Max, so a backend never sees it either.
+  NormalZ,
 };
 
 struct AdamParams {

@@ -95,18 +95,122 @@ const char* image_score_name(ImageScoreKind kind) {
     case ImageScoreKind::TopKMean: return "topk-mean";
     case ImageScoreKind::Max: return "max";
     case ImageScoreKind::TopFraction: return "topk-fraction";
+    case ImageScoreKind::NormalZ: return "normal-z";
   }
   return "?";
 }
 
 ImageScoreKind parse_image_score(const std::string& v) {
   for (ImageScoreKind k : {ImageScoreKind::Authors, ImageScoreKind::TopKMean, ImageScoreKind::Max,
-                           ImageScoreKind::TopFraction})
+                           ImageScoreKind::TopFraction, ImageScoreKind::NormalZ})
     if (v == image_score_name(k)) return k;
-  throw UsageError(cat("--image-score: '", v, "' is not authors, topk-mean, max or topk-fraction"));
+  throw UsageError(cat("--image-score: '", v, "' is not authors, topk-mean, max, topk-fraction or normal-z"));
 }
 
-std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k, float fraction) {
+PixelNormals PixelNormals::of_maps(const std::vector<float>& maps, size_t N, int H, int W) {
+  const size_t plane = size_t(H) * size_t(W);
+  MDPS_CHECK(N >= 1 && H >= 1 && W >= 1 && maps.size() == N * plane, "pixel statistics: ", maps.size(),
+             " values are not ", N, " maps of ", H, "x", W);
+  PixelNormals p;
+  p.height = H;
+  p.width = W;
+  p.mean.resize(plane);
+  p.std.resize(plane);
+  for (size_t i = 0; i < plane; ++i) {
+    // Two passes in double: the deviations are small beside the values.
+    double sum = 0.0;
+    for (size_t n = 0; n < N; ++n) sum += double(maps[n * plane + i]);
+    const double mu = sum / double(N);
+    double dev = 0.0;
+    for (size_t n = 0; n < N; ++n) {
+      const double d = double(maps[n * plane + i]) - mu;
+      dev += d * d;
+    }
+    p.mean[i] = float(mu);
+    p.std[i] = float(std::sqrt(dev / double(N)));
+  }
+  return p;
+}
+
+void PixelNormals::check(int H, int W, const std::string& what) const {
+  const size_t plane = size_t(H) * size_t(W);
+  MDPS_CHECK(height == H && width == W && mean.size() == plane && std.size() == plane, what, ": per-pixel statistics of ",
+             height, "x", width, " maps (", mean.size(), " and ", std.size(), " values) do not fit maps of ", H, "x", W);
+  for (size_t i = 0; i < plane; ++i)
+    MDPS_CHECK(std::isfinite(mean[i]) && std::isfinite(std[i]) && std[i] >= 0.f, what, ": per-pixel statistic ",
+               i, " is not usable (mean ", mean[i], ", std ", std[i], ")");
+}
+
+namespace {
+
+// std + mean(std): the divisor of normal-z, in double over the pixels.
+std::vector<double> normal_z_divisors(const std::vector<float>& sd) {
+  double m = 0.0;
+  for (float v : sd) m += double(v);
+  m /= double(std::max<size_t>(1, sd.size()));
+  std::vector<double> out(sd.size());
+  // A map without any spread on the normal images (all equal) divides by 1.
+  for (size_t i = 0; i < sd.size(); ++i) out[i] = m > 0.0 ? double(sd[i]) + m : 1.0;
+  return out;
+}
+
+}  // namespace
+
+std::vector<float> normal_z_maps(const std::vector<float>& maps, const PixelNormals& normals) {
+  const size_t plane = normals.mean.size();
+  MDPS_CHECK(plane > 0 && maps.size() % plane == 0, "normal-z: ", maps.size(), " map values are not whole maps of ",
+             normals.height, "x", normals.width);
+  const std::vector<double> div = normal_z_divisors(normals.std);
+  std::vector<float> z(maps.size());
+  for (size_t i = 0; i < maps.size(); ++i) {
+    const size_t p = i % plane;
+    z[i] = float((double(maps[i]) - double(normals.mean[p])) / div[p]);
+  }
+  return z;
+}
+
+std::vector<float> normal_z_scores_leave_one_out(const std::vector<float>& maps, size_t N, int H, int W) {
+  const size_t plane = size_t(H) * size_t(W);
+  MDPS_CHECK(N >= 1 && maps.size() == N * plane, "normal-z: ", maps.size(), " values are not ", N, " maps of ", H,
+             "x", W);
+  std::vector<float> out(N);
+  if (N == 1) {
+    out[0] = 0.f;  // the image against itself: every pixel at its mean
+    return out;
+  }
+  // Sums over all images once; each image's statistics without it follow
+  // from them in double (its own value taken out), O(N H W) in all.
+  std::vector<double> s1(plane, 0.0), s2(plane, 0.0);
+  for (size_t n = 0; n < N; ++n)
+    for (size_t p = 0; p < plane; ++p) {
+      const double x = double(maps[n * plane + p]);
+      s1[p] += x;
+      s2[p] += x * x;
+    }
+  const double m = double(N - 1);
+  std::vector<double> mu(plane), sd(plane);
+  for (size_t i = 0; i < N; ++i) {
+    const float* mine = maps.data() + i * plane;
+    double sd_sum = 0.0;
+    for (size_t p = 0; p < plane; ++p) {
+      const double x = double(mine[p]);
+      mu[p] = (s1[p] - x) / m;
+      sd[p] = std::sqrt(std::max(0.0, (s2[p] - x * x) / m - mu[p] * mu[p]));
+      sd_sum += sd[p];
+    }
+    const double sd_mean = sd_sum / double(plane);
+    double best = -INFINITY;
+    for (size_t p = 0; p < plane; ++p) {
+      const double div = sd_mean > 0.0 ? sd[p] + sd_mean : 1.0;
+      best = std::max(best, (double(mine[p]) - mu[p]) / div);
+    }
+    out[i] = float(best);
+  }
+  return out;
+}
+
+std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k, float fraction,
+                                const PixelNormals* normals) {
   MDPS_CHECK(maps.defined() && maps.ndim() == 4 && maps.dim(1) == 1 && maps.numel() > 0, "image score: maps ",
              maps.defined() ? maps.describe() : std::string("undefined"), " are not [N,1,H,W]");
   // A non-finite map or score is an error, never a decision: NaN > threshold
@@ -118,6 +222,15 @@ std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k, 
                v[i], " at pixel ", i % plane, "): the model or the feature extractor computes non-finite values ",
                "(weights too large, or a diverged training); no score or decision is given");
   const int64_t hw = maps.dim(2) * maps.dim(3);
+  if (kind == ImageScoreKind::NormalZ) {
+    MDPS_USAGE_CHECK(normals && !normals->empty(),
+                     "--image-score normal-z needs per-pixel statistics of normal images' maps: a detector "
+                     "calibrated on normal images (`mdps calibrate --normal DIR`, calibrated protocol; `mdps eval` "
+                     "calibrates first)");
+    normals->check(int(maps.dim(2)), int(maps.dim(3)), "--image-score normal-z");
+    const Tensor z = Tensor::from_vector(maps.shape(), normal_z_maps(v, *normals));
+    return image_scores(z, ImageScoreKind::Max, 1, fraction);
+  }
   if (kind == ImageScoreKind::Max) {
     kind = ImageScoreKind::TopKMean;
     k = 1;

@@ -16,6 +16,7 @@
 #pragma once
 #include "engine/model/resnet.h"
 #include "engine/core/tensor.h"
+#include <string>
 #include <vector>
 
 namespace mdps {
@@ -51,10 +52,38 @@ AnomalyMaps anomaly_map(const ResNetFeatures* features, const Tensor& image, con
 Tensor combine_anomaly_terms(const Tensor& pixel, const Tensor& feature, const AnomalyMapSettings& settings,
                              const TermMaxima* maxima = nullptr);
 
+// Per-pixel statistics of normal images' final maps (`mdps calibrate --normal`,
+// stored in a detector bundle): the mean and the standard deviation (over the
+// images, population) of each pixel of an H x W map. Empty: none. The
+// normal-z image score divides by std + mean(std): the mean of std keeps a
+// pixel that happened to vary little on the few normal images (the
+// background) from turning noise into a score.
+struct PixelNormals {
+  int height = 0, width = 0;
+  std::vector<float> mean, std;
+  bool empty() const { return mean.empty(); }
+  // Of N maps of H x W (N >= 1) laid one after another.
+  static PixelNormals of_maps(const std::vector<float>& maps, size_t N, int H, int W);
+  // Throws naming `what` unless mean and std are H*W finite values, std >= 0.
+  void check(int H, int W, const std::string& what) const;
+};
+
+// (map - mean) / (std + mean(std)) pixel by pixel: the map standardised by
+// normal images' maps (normal-z), for N maps laid one after another.
+std::vector<float> normal_z_maps(const std::vector<float>& maps, const PixelNormals& normals);
+// The normal-z score of each of the N normal maps the statistics would come
+// from, each against the statistics of the other N - 1 (leave one out), so a
+// quantile of them is what unseen normal images score (N >= 2; for N = 1 the
+// image against itself). Equal to of_maps of the others followed by
+// normal_z_maps and the maximum, up to rounding.
+std::vector<float> normal_z_scores_leave_one_out(const std::vector<float>& maps, size_t N, int H, int W);
+
 // One score per map of [N,1,H,W]; k is clamped to H*W; fraction (in (0,1])
-// is used by TopFraction only.
-std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k = 500, float fraction = 0.01f);
-// "authors", "topk-mean", "max", "topk-fraction"; parse throws for others.
+// is used by TopFraction only; normals by NormalZ only (throws when it has
+// none, or of another size).
+std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k = 500, float fraction = 0.01f,
+                                const PixelNormals* normals = nullptr);
+// "authors", "topk-mean", "max", "topk-fraction", "normal-z"; parse throws for others.
 const char* image_score_name(ImageScoreKind kind);
 ImageScoreKind parse_image_score(const std::string& name);
 

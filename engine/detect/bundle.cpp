@@ -79,7 +79,15 @@ void write_bundle(const std::string& path, const UNet& net, const ResNetSource& 
   w.set_metadata("resnet_layers", std::to_string(deepest));
   if (thresholds.has_image()) w.set_metadata("image_threshold", float_text(thresholds.image));
   if (thresholds.has_pixel()) w.set_metadata("pixel_threshold", float_text(thresholds.pixel));
-  if (settings.normal) w.set_metadata("normal_stats", settings.normal->to_json());
+  if (settings.normal) {
+    w.set_metadata("normal_stats", settings.normal->to_json());
+    const PixelNormals& pn = settings.normal->pixels;
+    if (!pn.empty()) {
+      pn.check(pn.height, pn.width, "bundle: the normal statistics");
+      w.add_f32("normal.map_mean", {pn.height, pn.width}, pn.mean);
+      w.add_f32("normal.map_std", {pn.height, pn.width}, pn.std);
+    }
+  }
   w.set_metadata("engine_version", MDPS_VERSION);
   if (!provenance.model.empty()) w.set_metadata("source_model", provenance.model);
   if (!provenance.features.empty()) w.set_metadata("source_features", provenance.features);
@@ -166,6 +174,21 @@ Bundle Bundle::open(const std::string& path) {
   if (md.count("pixel_threshold"))
     b.thresholds_.pixel = parse_threshold(path, "pixel_threshold", get("pixel_threshold"));
   if (md.count("normal_stats")) b.normal_ = NormalStats::from_json(get("normal_stats"), path + ": metadata 'normal_stats'");
+  const bool has_mean = f.has("normal.map_mean"), has_std = f.has("normal.map_std");
+  MDPS_CHECK(has_mean == has_std, path, ": the bundle holds '", has_mean ? "normal.map_mean" : "normal.map_std",
+             "' without '", has_mean ? "normal.map_std" : "normal.map_mean", "'; the file is damaged");
+  if (has_mean) {
+    MDPS_CHECK(b.normal_, path, ": per-pixel normal statistics without 'normal_stats' in the metadata; the file is damaged");
+    const StTensorInfo& info = f.info("normal.map_mean");
+    MDPS_CHECK(info.shape.size() == 2 && f.info("normal.map_std").shape == info.shape, path,
+               ": 'normal.map_mean' and 'normal.map_std' are not two maps of one size");
+    PixelNormals& pn = b.normal_->pixels;
+    pn.height = int(info.shape[0]);
+    pn.width = int(info.shape[1]);
+    pn.mean = f.read_f32_vector("normal.map_mean");
+    pn.std = f.read_f32_vector("normal.map_std");
+    pn.check(b.config_.image_size, b.config_.image_size, path + ": 'normal.map_mean' / 'normal.map_std'");
+  }
   return b;
 }
 

@@ -17,6 +17,10 @@
 //     normal_stats         NormalStats::to_json() (engine/evaluate.h): what the
 //                          calibrated protocol takes from normal images;
 //                          absent: not calibrated (each image uses its own)
+//   normal.map_mean, normal.map_std   [S,S] float32: the per-pixel mean and std
+//                          of the normal images' final maps (NormalStats::
+//                          pixels, the normal-z image score); absent in
+//                          bundles calibrated before they existed
 //   A bundle whose settings have no "protocol" (written before issue 18) is
 //   the authors' protocol, so it scores as it always did.
 //     engine_version, source_model, source_features   (provenance only)

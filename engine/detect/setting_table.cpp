@@ -184,16 +184,24 @@ const std::vector<SettingEntry>& entries() {
        [](S& s, T v) { s.map.layers = to_int_list("layers", v); }, [](const S& s) { return list_of(s.map.layers); },
        [](const S& s) { return "[" + list_of(s.map.layers) + "]"; }, nullptr},
       {"image-score", "image_score",
-       "authors (softmax top-k sum), topk-mean, max (of the blurred map) or topk-fraction (mean of the top "
-       "--image-score-fraction of the pixels)",
+       "authors (softmax top-k sum), topk-mean, max (of the blurred map), topk-fraction (mean of the top "
+       "--image-score-fraction of the pixels) or normal-z (max of the map standardised pixel by pixel by normal "
+       "images' maps; calibrated protocol, a calibrated detector)",
        nullptr, true, false,
        [](S& s, T v) {
          static const ImageScoreKind kinds[] = {ImageScoreKind::Authors, ImageScoreKind::TopKMean,
-                                                ImageScoreKind::Max, ImageScoreKind::TopFraction};
-         s.score_kind = kinds[to_choice("image-score", v, {"authors", "topk-mean", "max", "topk-fraction"})];
+                                                ImageScoreKind::Max, ImageScoreKind::TopFraction,
+                                                ImageScoreKind::NormalZ};
+         s.score_kind =
+             kinds[to_choice("image-score", v, {"authors", "topk-mean", "max", "topk-fraction", "normal-z"})];
        },
        [](const S& s) { return std::string(image_score_name(s.score_kind)); },
-       [](const S& s) { return quoted(image_score_name(s.score_kind)); }, nullptr},
+       [](const S& s) { return quoted(image_score_name(s.score_kind)); },
+       [](const S& s) {
+         MDPS_USAGE_CHECK(s.score_kind != ImageScoreKind::NormalZ || s.protocol == Protocol::Calibrated,
+                          "--image-score normal-z takes normal images' per-pixel statistics, which belong to the "
+                          "calibrated protocol (--protocol calibrated)");
+       }},
       {"image-score-k", "image_score_k", "k of authors / topk-mean; auto: follows the size (calibrated protocol)",
        "calibrated 500 (S/256)^2 >= 1, authors 500", true, false,
        [](S& s, T v) {

@@ -45,11 +45,15 @@ const char* protocol_name(Protocol p);
 // --normal`, stored in a detector bundle): the maxima of the pixel and
 // feature terms of round 1 and of the final round over all their samples, and
 // the range (min, max) of their round-1 maps, from which the mask threshold is
-// min + lambda (max - min).
+// min + lambda (max - min). `pixels`: the per-pixel mean and std of their
+// final maps, which the normal-z image score standardises a map by (a
+// bundle stores them as tensors, not in the JSON; empty in bundles written
+// before they existed).
 struct NormalStats {
   int images = 0;
   TermMaxima round1, final;
   float round1_min = 0.f, round1_max = 0.f;
+  PixelNormals pixels;
   std::string to_json() const;
   // Reads to_json()'s text; throws naming `what` for anything else.
   static NormalStats from_json(const std::string& text, const std::string& what);
@@ -94,6 +98,10 @@ struct EvalSettings {
   // bundle stores. `limit` is left out: it selects test images, it is not
   // part of a detector; so is gt_resize; `normal` is stored beside them.
   PresetValues values() const;
+  // The per-pixel normal statistics (normal-z), or null when there are none.
+  const PixelNormals* pixel_normals() const {
+    return normal && !normal->pixels.empty() ? &normal->pixels : nullptr;
+  }
   // A copy with the size-dependent values in effect for a model of size S
   // (the auto ones of the calibrated protocol replaced), the flags cleared.
   EvalSettings at_size(int S) const;

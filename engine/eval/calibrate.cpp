@@ -74,8 +74,15 @@ Calibration calibrate_quantile(const UNet& model, const ResNetFeatures* features
     fs.protocol.size = S;
     fs.protocol.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const EvalSettings sized = settings.at_size(S);
-    fs.scores = image_scores(Tensor::from_vector({int64_t(images.size()), 1, S, S}, fs.protocol.maps),
-                             sized.score_kind, sized.score_k, sized.score_fraction);
+    if (sized.score_kind == ImageScoreKind::NormalZ) {
+      // Each normal image against the statistics of the others: scored
+      // against statistics that include it, every image would look more
+      // normal than an unseen one does, and the threshold would be too low.
+      fs.scores = normal_z_scores_leave_one_out(fs.protocol.maps, images.size(), S, S);
+    } else {
+      fs.scores = image_scores(Tensor::from_vector({int64_t(images.size()), 1, S, S}, fs.protocol.maps),
+                               sized.score_kind, sized.score_k, sized.score_fraction);
+    }
   } else {
     fs = score_files(model, features, images, settings, progress);
   }

@@ -290,13 +290,15 @@ NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* featur
       if (progress) progress(n + 1, N, seconds_since(t0), ib.two_rounds ? 2 : 0);
     }
   }
-  if (final_maps) {
-    final_maps->resize(N * plane);
-    for (size_t i = 0; i < N; ++i) {
-      std::vector<float> m = ib.combine(terms[i], stats.final).to_vector();
-      std::copy(m.begin(), m.end(), final_maps->begin() + i * plane);
-    }
+  // The final maps, scored with the statistics: their per-pixel mean and std
+  // are the statistics of the normal-z image score.
+  std::vector<float> maps(N * plane);
+  for (size_t i = 0; i < N; ++i) {
+    std::vector<float> m = ib.combine(terms[i], stats.final).to_vector();
+    std::copy(m.begin(), m.end(), maps.begin() + long(i * plane));
   }
+  stats.pixels = PixelNormals::of_maps(maps, N, ib.S, ib.S);
+  if (final_maps) *final_maps = std::move(maps);
   return stats;
 }
 

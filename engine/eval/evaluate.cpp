@@ -74,6 +74,15 @@ std::vector<float> crop_planes(const std::vector<float>& v, int64_t n, int size,
 
 }  // namespace
 
+std::optional<PixelNormals> normals_for_scoring(const EvalSettings& settings, int side) {
+  const PixelNormals* pn = settings.pixel_normals();
+  if (!pn) return std::nullopt;
+  if (side == pn->height && side == pn->width) return *pn;
+  MDPS_CHECK(pn->height == pn->width && side <= pn->height, "normal-z: statistics of ", pn->height, "x", pn->width,
+             " maps do not crop to ", side, "x", side);
+  return PixelNormals{side, side, crop_planes(pn->mean, 1, pn->height, side), crop_planes(pn->std, 1, pn->height, side)};
+}
+
 int crop_side(int size, float crop) {
   int s = int(std::lround(double(size) * crop));
   return std::clamp(s, 1, size);
@@ -338,8 +347,9 @@ EvalResult evaluate_samples(const UNet& model, const ResNetFeatures* features, c
     for (size_t i = 0; i < c.size(); ++i) r.masks[i] = c[i] > 0.f ? 1 : 0;
   }
   const EvalSettings sized = st.at_size(S);
+  const std::optional<PixelNormals> normals = normals_for_scoring(sized, side);  // normal-z: cropped alike
   r.scores = image_scores(Tensor::from_vector({int64_t(N), 1, side, side}, r.maps), sized.score_kind, sized.score_k,
-                          sized.score_fraction);
+                          sized.score_fraction, normals ? &*normals : nullptr);
   r.seconds = po.seconds;
   r.seconds_per_image = r.seconds / double(N);
 

@@ -119,7 +119,8 @@ Image recon_image(const ProtocolOutput& p, size_t i);
 
 // The calibrated protocol on N normal images without statistics: round 1 on
 // all, the round-1 maxima and map range over all of them, then round 2 with
-// the masks that range gives, and the final maxima. Returns the statistics;
+// the masks that range gives, and the final maxima, and the per-pixel mean
+// and std of the final maps (NormalStats::pixels). Returns the statistics;
 // `final_maps` (if given) receives the N*S*S final maps scored with them,
 // exactly as run_protocol with these statistics would compute them.
 NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* features, size_t N, const BatchLoader& load,
@@ -199,5 +200,9 @@ std::string write_eval_summary(const std::vector<EvalResult>& results, const std
 
 // Centre crop of an H x W plane: side round(H*crop), offset (H - side)/2.
 int crop_side(int size, float crop);
+// The normal-z statistics of the maps an evaluation scores (EvalResult::maps,
+// centre-cropped to `side`): the settings' per-pixel statistics cropped
+// alike, or null when the settings have none.
+std::optional<PixelNormals> normals_for_scoring(const EvalSettings& settings, int side);
 
 }  // namespace mdps

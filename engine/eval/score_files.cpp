@@ -22,7 +22,7 @@ FileScores score_files(const UNet& model, const ResNetFeatures* features, const 
       settings, progress);
   const EvalSettings sized = settings.at_size(S);
   r.scores = image_scores(Tensor::from_vector({int64_t(paths.size()), 1, S, S}, r.protocol.maps), sized.score_kind,
-                          sized.score_k, sized.score_fraction);
+                          sized.score_k, sized.score_fraction, sized.pixel_normals());
   return r;
 }
 

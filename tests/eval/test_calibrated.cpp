@@ -437,3 +437,66 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
   CHECK(aj.find("protocol")->str == "authors");
   CHECK(aj.find("calibration")->kind == json::Kind::Null);
 }
+
+TEST_CASE("normal-z: calibrate stores per-pixel statistics, eval reports the score, score alone equals eval's row") {
+  const std::string dir = test::temp_dir("cal_normal_z");
+  const std::string root = test::make_tiny_category(dir);
+  const std::string model = test::write_tiny_model(dir);
+  const std::string log = dir + "/log.txt";
+  INFO(test::read_text(log));
+  // The statistics are those of the final maps the normal images score.
+  {
+    auto net = load_unet(model, cpu_backend());
+    std::vector<std::string> normal = list_images(root + "/train/good");
+    std::vector<float> maps;
+    const NormalStats st = collect_normal_stats(*net, nullptr, normal.size(), loader_of(normal, 32), fast_calibrated(),
+                                                {}, &maps);
+    const PixelNormals want = PixelNormals::of_maps(maps, normal.size(), 32, 32);
+    CHECK(st.pixels.height == 32);
+    CHECK(st.pixels.mean == want.mean);
+    CHECK(st.pixels.std == want.std);
+  }
+  REQUIRE(test::run_mdps("calibrate --model " + model + kFastFlags + " --protocol calibrated --image-score normal-z " +
+                             "--normal " + root + "/train/good --quiet --threads 2 --json " + dir + "/cal.json --out " +
+                             dir + "/cal.safetensors",
+                         log) == 0);
+  Bundle b = Bundle::open(dir + "/cal.safetensors");
+  REQUIRE(b.normal_stats().has_value());
+  const PixelNormals& pn = b.normal_stats()->pixels;
+  CHECK(pn.height == 32);
+  CHECK(pn.width == 32);
+  CHECK(std::any_of(pn.std.begin(), pn.std.end(), [](float v) { return v > 0.f; }));
+  CHECK(b.settings().score_kind == ImageScoreKind::NormalZ);
+  // The calibration's own scores are leave-one-out (2 images: each against the other).
+  json::Value cal = json::parse(test::read_text(dir + "/cal.json"), "cal.json");
+  REQUIRE(cal.find("scores")->items.size() == 2);
+  CHECK(cal.find("scores")->items[0].find("score")->number > 0.0);
+
+  REQUIRE(test::run_mdps("eval --model " + dir + "/cal.safetensors --dataset " + root +
+                             " --quiet --no-panels --threads 2 --out " + dir + "/ev",
+                         log) == 0);
+  json::Value rep = json::parse(test::read_text(dir + "/ev/report.json"), "report.json");
+  CHECK(rep.find("settings")->find("image_score")->str == "normal-z");
+  REQUIRE(rep.find("image_auroc_by_score")->find("normal-z") != nullptr);
+  std::istringstream lines(test::read_text(dir + "/ev/images.csv"));
+  std::string line, last;
+  std::getline(lines, line);
+  while (std::getline(lines, line))
+    if (line.find(",1,") != std::string::npos) last = line;
+  REQUIRE(!last.empty());
+  const std::string file = last.substr(0, last.find(','));
+  const std::string score_text = last.substr(last.rfind(',') + 1);
+  REQUIRE(test::run_mdps("score --model " + dir + "/cal.safetensors --images " + file + " --quiet --threads 2 --out " +
+                             dir + "/sc",
+                         log) == 0);
+  CHECK(test::read_text(dir + "/sc/scores.csv").rfind("file,score,decision\n" + file + "," + score_text + ",", 0) == 0);
+
+  // An uncalibrated detector cannot score normal-z; the authors' protocol refuses it.
+  CHECK(test::run_mdps("score --model " + model + kFastFlags + " --image-score normal-z --images " + file +
+                           " --quiet --threads 2 --out " + dir + "/sc2",
+                       log) != 0);
+  CHECK(test::read_text(log).find("mdps calibrate --normal") != std::string::npos);
+  CHECK(test::run_mdps("score --model " + model + kFastFlags + " --protocol authors --image-score normal-z --images " +
+                           file + " --quiet --threads 2 --out " + dir + "/sc3",
+                       log) != 0);
+}
