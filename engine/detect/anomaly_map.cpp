@@ -143,6 +143,15 @@ void PixelNormals::check(int H, int W, const std::string& what) const {
 
 namespace {
 
+// A non-finite map or score is an error, never a decision: NaN > threshold
+// is false and would pass the image as OK.
+void check_finite_maps(const std::vector<float>& v, size_t N, size_t plane) {
+  for (size_t i = 0; i < v.size(); ++i)
+    MDPS_CHECK(std::isfinite(v[i]), "the anomaly map of image ", i / plane + 1, " of ", N, " is not finite (", v[i],
+               " at pixel ", i % plane, "): the model or the feature extractor computes non-finite values ",
+               "(weights too large, or a diverged training); no score or decision is given");
+}
+
 // std + mean(std): the divisor of normal-z, in double over the pixels.
 std::vector<double> normal_z_divisors(const std::vector<float>& sd) {
   double m = 0.0;
@@ -173,6 +182,7 @@ std::vector<float> normal_z_scores_leave_one_out(const std::vector<float>& maps,
   const size_t plane = size_t(H) * size_t(W);
   MDPS_CHECK(N >= 1 && maps.size() == N * plane, "normal-z: ", maps.size(), " values are not ", N, " maps of ", H,
              "x", W);
+  check_finite_maps(maps, N, plane);
   std::vector<float> out(N);
   if (N == 1) {
     out[0] = 0.f;  // the image against itself: every pixel at its mean
@@ -213,14 +223,8 @@ std::vector<float> image_scores(const Tensor& maps, ImageScoreKind kind, int k, 
                                 const PixelNormals* normals) {
   MDPS_CHECK(maps.defined() && maps.ndim() == 4 && maps.dim(1) == 1 && maps.numel() > 0, "image score: maps ",
              maps.defined() ? maps.describe() : std::string("undefined"), " are not [N,1,H,W]");
-  // A non-finite map or score is an error, never a decision: NaN > threshold
-  // is false and would pass the image as OK.
   const std::vector<float> v = maps.to_vector();
-  const size_t plane = size_t(maps.dim(2)) * size_t(maps.dim(3));
-  for (size_t i = 0; i < v.size(); ++i)
-    MDPS_CHECK(std::isfinite(v[i]), "the anomaly map of image ", i / plane + 1, " of ", maps.dim(0), " is not finite (",
-               v[i], " at pixel ", i % plane, "): the model or the feature extractor computes non-finite values ",
-               "(weights too large, or a diverged training); no score or decision is given");
+  check_finite_maps(v, size_t(maps.dim(0)), size_t(maps.dim(2)) * size_t(maps.dim(3)));
   const int64_t hw = maps.dim(2) * maps.dim(3);
   if (kind == ImageScoreKind::NormalZ) {
     MDPS_USAGE_CHECK(normals && !normals->empty(),

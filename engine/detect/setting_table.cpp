@@ -186,19 +186,29 @@ const std::vector<SettingEntry>& entries() {
       {"image-score", "image_score",
        "authors (softmax top-k sum), topk-mean, max (of the blurred map), topk-fraction (mean of the top "
        "--image-score-fraction of the pixels) or normal-z (max of the map standardised pixel by pixel by normal "
-       "images' maps; calibrated protocol, a calibrated detector)",
-       nullptr, true, false,
+       "images' maps; calibrated protocol, a calibrated detector); auto: normal-z where the detector carries "
+       "normal images' per-pixel statistics (calibrated protocol), else authors",
+       "auto", true, false,
        [](S& s, T v) {
          static const ImageScoreKind kinds[] = {ImageScoreKind::Authors, ImageScoreKind::TopKMean,
                                                 ImageScoreKind::Max, ImageScoreKind::TopFraction,
                                                 ImageScoreKind::NormalZ};
-         s.score_kind =
-             kinds[to_choice("image-score", v, {"authors", "topk-mean", "max", "topk-fraction", "normal-z"})];
+         s.auto_score_kind = v == "auto";
+         if (s.auto_score_kind) {
+           s.score_kind = ImageScoreKind::Authors;  // what auto is without statistics
+         } else {
+           const int i = to_choice("image-score", v, {"auto", "authors", "topk-mean", "max", "topk-fraction", "normal-z"});
+           s.score_kind = kinds[i - 1];
+         }
        },
-       [](const S& s) { return std::string(image_score_name(s.score_kind)); },
-       [](const S& s) { return quoted(image_score_name(s.score_kind)); },
        [](const S& s) {
-         MDPS_USAGE_CHECK(s.score_kind != ImageScoreKind::NormalZ || s.protocol == Protocol::Calibrated,
+         return follows_size(s, s.auto_score_kind) ? std::string("auto") : std::string(image_score_name(s.score_kind));
+       },
+       [](const S& s) {
+         return quoted(image_score_name(s.auto_score_kind ? auto_score_kind_of(s) : s.score_kind));
+       },
+       [](const S& s) {
+         MDPS_USAGE_CHECK(s.auto_score_kind || s.score_kind != ImageScoreKind::NormalZ || s.protocol == Protocol::Calibrated,
                           "--image-score normal-z takes normal images' per-pixel statistics, which belong to the "
                           "calibrated protocol (--protocol calibrated)");
        }},

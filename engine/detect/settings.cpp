@@ -25,6 +25,10 @@ void EvalSettings::validate() const {
 
 const char* protocol_name(Protocol p) { return p == Protocol::Authors ? "authors" : "calibrated"; }
 
+ImageScoreKind auto_score_kind_of(const EvalSettings& s) {
+  return s.protocol == Protocol::Calibrated && s.pixel_normals() ? ImageScoreKind::NormalZ : s.score_kind;
+}
+
 EvalSettings EvalSettings::at_size(int S) const {
   MDPS_CHECK(S >= 1, "image size ", S, " must be positive");
   EvalSettings s = *this;
@@ -38,7 +42,8 @@ EvalSettings EvalSettings::at_size(int S) const {
     }
     if (auto_score_k) s.score_k = std::max(1, int(std::lround(500.0 * f * f)));
   }
-  s.auto_blur_sigma = s.auto_blur_kernel = s.auto_score_k = false;
+  if (auto_score_kind) s.score_kind = auto_score_kind_of(*this);
+  s.auto_blur_sigma = s.auto_blur_kernel = s.auto_score_k = s.auto_score_kind = false;
   return s;
 }
 

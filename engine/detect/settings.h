@@ -87,6 +87,11 @@ struct EvalSettings {
   // 256). set() of the key clears its flag; "auto" sets it again. Under the
   // authors' protocol the fields are used as they are.
   bool auto_blur_sigma = true, auto_blur_kernel = true, auto_score_k = true;
+  // The image score "auto" (set() of "image-score" clears it; "auto" sets it
+  // again and score_kind to authors): at_size() makes it normal-z under the
+  // calibrated protocol when the settings carry per-pixel normal statistics
+  // (a detector calibrated on normal images), else leaves score_kind.
+  bool auto_score_kind = true;
   // Sets one value by its `mdps eval` option name without dashes (the preset
   // keys: t-start, rho, round1-t, round1-rho, lambda, eta, skip, samples,
   // crop, ...). Throws for an unknown key or a bad value.
@@ -106,5 +111,10 @@ struct EvalSettings {
   // (the auto ones of the calibrated protocol replaced), the flags cleared.
   EvalSettings at_size(int S) const;
 };
+
+// What image-score "auto" stands for in `s` (EvalSettings::auto_score_kind):
+// normal-z under the calibrated protocol with per-pixel normal statistics,
+// else score_kind (authors, which parsing "auto" sets).
+ImageScoreKind auto_score_kind_of(const EvalSettings& s);
 
 }  // namespace mdps

@@ -73,7 +73,10 @@ Calibration calibrate_quantile(const UNet& model, const ResNetFeatures* features
         settings, progress, &fs.protocol.maps);
     fs.protocol.size = S;
     fs.protocol.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const EvalSettings sized = settings.at_size(S);
+    // The image score as a detector carrying these statistics scores (image-score auto: normal-z).
+    EvalSettings with = settings;
+    with.normal = normal;
+    const EvalSettings sized = with.at_size(S);
     if (sized.score_kind == ImageScoreKind::NormalZ) {
       // Each normal image against the statistics of the others: scored
       // against statistics that include it, every image would look more

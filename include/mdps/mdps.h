@@ -70,7 +70,9 @@ struct DetectorOptions {
   int samples = 0;           // --samples (Ns); 0: the protocol's (2 calibrated, 1 authors)
   int batch = 8;             // --batch: images per guidance group in score_batch
   std::string variant = "authors";      // --variant: authors or paper
-  std::string image_score = "authors";  // --image-score: authors, topk-mean, max, topk-fraction or normal-z
+  // --image-score: auto (normal-z with a bundle calibrated on normal images,
+  // else authors), authors, topk-mean, max, topk-fraction or normal-z
+  std::string image_score = "auto";
   // --protocol: "calibrated" (the default: an image's score depends only on
   // the image and the detector, no coupling between the images of a batch;
   // with a bundle from `mdps calibrate --normal`, the normal images'

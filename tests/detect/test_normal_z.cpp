@@ -91,3 +91,30 @@ TEST_CASE("normal-z: a setting of the calibrated protocol only") {
   s.set("protocol", "authors");
   CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("calibrated protocol"), UsageError);
 }
+
+TEST_CASE("normal-z: image-score auto is normal-z for a calibrated detector, authors otherwise") {
+  EvalSettings s = default_settings();
+  REQUIRE(s.protocol == Protocol::Calibrated);
+  CHECK(s.auto_score_kind);
+  CHECK(find_setting("image-score")->print(s) == "auto");
+  CHECK(s.at_size(64).score_kind == ImageScoreKind::Authors);  // no statistics: as before
+  NormalStats st;
+  st.images = 3;
+  st.pixels = PixelNormals::of_maps(random_maps(3, 8, 8, 2), 3, 8, 8);
+  s.normal = st;
+  CHECK(s.at_size(8).score_kind == ImageScoreKind::NormalZ);
+  CHECK(s.to_json().find("\"image_score\": \"normal-z\"") != std::string::npos);
+  // Statistics without per-pixel maps (a bundle calibrated before they existed): authors.
+  s.normal->pixels = PixelNormals{};
+  CHECK(s.at_size(8).score_kind == ImageScoreKind::Authors);
+  // A chosen kind stays; the authors' protocol never takes normal-z on its own.
+  s.normal = st;
+  s.set("image-score", "max");
+  CHECK_FALSE(s.auto_score_kind);
+  CHECK(s.at_size(8).score_kind == ImageScoreKind::Max);
+  s.set("image-score", "auto");
+  s.set("protocol", "authors");
+  CHECK(s.at_size(8).score_kind == ImageScoreKind::Authors);
+  CHECK(find_setting("image-score")->print(s) == "authors");
+  CHECK_NOTHROW(s.validate());
+}

@@ -94,7 +94,7 @@ TEST_CASE("a bad value is refused naming its option") {
     CHECK_THROWS_WITH_AS(EvalSettings{}.set(k, v), doctest::Contains(("--" + k).c_str()), UsageError);
   }
   CHECK_THROWS_WITH_AS(EvalSettings{}.set("image-score", "mean"),
-                       "--image-score: 'mean' is not authors, topk-mean, max, topk-fraction or normal-z", UsageError);
+                       "--image-score: 'mean' is not auto, authors, topk-mean, max, topk-fraction or normal-z", UsageError);
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
            {"lambda", "2"}, {"samples", "0"}, {"batch", "0"}, {"t-start", "1000"}, {"round1-t", "-1"},
            {"skip", "0"}, {"rho", "-1"}, {"image-score-k", "0"}, {"image-score-fraction", "0"}, {"crop", "0"},
