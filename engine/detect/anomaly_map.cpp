@@ -189,7 +189,8 @@ std::vector<float> normal_z_scores_leave_one_out(const std::vector<float>& maps,
     return out;
   }
   // Sums over all images once; each image's statistics without it follow
-  // from them in double (its own value taken out), O(N H W) in all.
+  // from them in double (its own value taken out), O(N H W) in all; the
+  // score is then normal_z_maps' against those statistics.
   std::vector<double> s1(plane, 0.0), s2(plane, 0.0);
   for (size_t n = 0; n < N; ++n)
     for (size_t p = 0; p < plane; ++p) {
@@ -198,23 +199,16 @@ std::vector<float> normal_z_scores_leave_one_out(const std::vector<float>& maps,
       s2[p] += x * x;
     }
   const double m = double(N - 1);
-  std::vector<double> mu(plane), sd(plane);
+  PixelNormals others{H, W, std::vector<float>(plane), std::vector<float>(plane)};
   for (size_t i = 0; i < N; ++i) {
-    const float* mine = maps.data() + i * plane;
-    double sd_sum = 0.0;
+    const std::vector<float> mine(maps.begin() + long(i * plane), maps.begin() + long((i + 1) * plane));
     for (size_t p = 0; p < plane; ++p) {
-      const double x = double(mine[p]);
-      mu[p] = (s1[p] - x) / m;
-      sd[p] = std::sqrt(std::max(0.0, (s2[p] - x * x) / m - mu[p] * mu[p]));
-      sd_sum += sd[p];
+      const double x = double(mine[p]), mu = (s1[p] - x) / m;
+      others.mean[p] = float(mu);
+      others.std[p] = float(std::sqrt(std::max(0.0, (s2[p] - x * x) / m - mu * mu)));
     }
-    const double sd_mean = sd_sum / double(plane);
-    double best = -INFINITY;
-    for (size_t p = 0; p < plane; ++p) {
-      const double div = sd_mean > 0.0 ? sd[p] + sd_mean : 1.0;
-      best = std::max(best, (double(mine[p]) - mu[p]) / div);
-    }
-    out[i] = float(best);
+    const std::vector<float> z = normal_z_maps(mine, others);
+    out[i] = *std::max_element(z.begin(), z.end());
   }
   return out;
 }

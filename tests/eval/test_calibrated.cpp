@@ -34,6 +34,27 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The last defective image's row of an eval's images.csv: its file, its score
+// as printed, its index among the rows and the number of rows.
+struct CsvRow {
+  std::string file, score_text;
+  size_t index = 0, rows = 0;
+};
+CsvRow last_defective_row(const std::string& csv) {
+  std::istringstream lines(csv);
+  std::string line, last;
+  std::getline(lines, line);  // the header
+  CsvRow r;
+  while (std::getline(lines, line)) {
+    if (line.find(",1,") != std::string::npos) last = line, r.index = r.rows;
+    ++r.rows;
+  }
+  REQUIRE(!last.empty());
+  r.file = last.substr(0, last.find(','));
+  r.score_text = last.substr(last.rfind(',') + 1);
+  return r;
+}
+
 // Two DDIM steps per round: fast, and not the defaults.
 EvalSettings fast_calibrated() {
   EvalSettings s;
@@ -315,17 +336,9 @@ TEST_CASE("mdps score of one image equals its row of mdps eval, bit for bit (cal
   CHECK(rep.find("settings")->find("blur_kernel")->number == 5);  // 33 * 32 / 256 = 4.1 -> 5
 
   // The last defective image alone.
-  std::istringstream lines(test::read_text(dir + "/ev/images.csv"));
-  std::string line, last;
-  std::getline(lines, line);
-  size_t row = 0, rows = 0;
-  while (std::getline(lines, line)) {
-    if (line.find(",1,") != std::string::npos) last = line, row = rows;
-    ++rows;
-  }
-  REQUIRE(!last.empty());
-  const std::string file = last.substr(0, last.find(','));
-  const std::string score_text = last.substr(last.rfind(',') + 1);
+  const CsvRow last = last_defective_row(test::read_text(dir + "/ev/images.csv"));
+  const std::string &file = last.file, &score_text = last.score_text;
+  const size_t row = last.index, rows = last.rows;
   REQUIRE(test::run_mdps("score --model " + dir + "/cal.safetensors --images " + file + " --quiet --threads 2 --out " + dir +
                        "/sc",
                    log) == 0);
@@ -478,14 +491,8 @@ TEST_CASE("normal-z: calibrate stores per-pixel statistics, eval reports the sco
   json::Value rep = json::parse(test::read_text(dir + "/ev/report.json"), "report.json");
   CHECK(rep.find("settings")->find("image_score")->str == "normal-z");
   REQUIRE(rep.find("image_auroc_by_score")->find("normal-z") != nullptr);
-  std::istringstream lines(test::read_text(dir + "/ev/images.csv"));
-  std::string line, last;
-  std::getline(lines, line);
-  while (std::getline(lines, line))
-    if (line.find(",1,") != std::string::npos) last = line;
-  REQUIRE(!last.empty());
-  const std::string file = last.substr(0, last.find(','));
-  const std::string score_text = last.substr(last.rfind(',') + 1);
+  const CsvRow last = last_defective_row(test::read_text(dir + "/ev/images.csv"));
+  const std::string &file = last.file, &score_text = last.score_text;
   REQUIRE(test::run_mdps("score --model " + dir + "/cal.safetensors --images " + file + " --quiet --threads 2 --out " +
                              dir + "/sc",
                          log) == 0);
