@@ -1,5 +1,6 @@
 #include "api/detector_settings.h"
 #include "engine/detect/setting_table.h"
+#include <cmath>
 
 #ifndef MDPS_API_PRESET_DIR
 #define MDPS_API_PRESET_DIR ""
@@ -10,7 +11,7 @@ namespace mdps {
 PresetValues detector_option_settings(const DetectorOptions& o) {
   return {{"round1-t", std::to_string(o.round1_t)}, {"round1-rho", setting_text(o.round1_rho)},
           {"t-start", std::to_string(o.round2_t)},  {"rho", setting_text(o.round2_rho)},
-          {"lambda", setting_text(o.lambda)},            {"eta", setting_text(o.eta)},
+          {"lambda", setting_text(o.lambda)},            {"eta", std::isnan(o.eta) ? std::string("auto") : setting_text(o.eta)},
           {"skip", std::to_string(o.skip)},
           {"batch", std::to_string(o.batch)},       {"variant", o.variant},
           {"image-score", o.image_score},           {"protocol", o.protocol},

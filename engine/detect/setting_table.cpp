@@ -155,8 +155,13 @@ const std::vector<SettingEntry>& entries() {
          MDPS_USAGE_CHECK(s.rounds.samples >= 1 && s.rounds.samples <= kMaxSamples, "--samples must be in 1..",
                           kMaxSamples, ", got ", s.rounds.samples);
        }},
-      {"eta", "eta", "weight of the pixel term in the anomaly map", nullptr, true, false,
-       [](S& s, T v) { s.map.eta = to_float("eta", v); }, [](const S& s) { return text_of(s.map.eta); },
+      {"eta", "eta", "weight of the pixel term in the anomaly map; auto: follows the size (calibrated protocol)",
+       "calibrated 7 (256/S)^2, authors 7", true, false,
+       [](S& s, T v) {
+         s.auto_eta = v == "auto";
+         if (!s.auto_eta) s.map.eta = to_float("eta", v);
+       },
+       [](const S& s) { return follows_size(s, s.auto_eta) ? std::string("auto") : text_of(s.map.eta); },
        [](const S& s) { return json_of(s.map.eta); }, [](const S& s) { check_non_negative(s.map.eta, "--eta"); }},
       {"blur-sigma", "blur_sigma", "Gaussian blur of the map; auto: follows the size (calibrated protocol)",
        "calibrated 4 S/256, authors 4", true, false,

@@ -13,6 +13,7 @@
 #include "api/detector_settings.h"
 #include "engine/io/safetensors.h"
 #include "tests/test_util.h"
+#include <cmath>
 #include <doctest/doctest.h>
 #include <cmath>
 #include <filesystem>
@@ -238,6 +239,7 @@ TEST_CASE("the typed options' defaults are the settings table's defaults") {
   CHECK(c.lambda == o.lambda);
   CHECK(c.seed == o.seed);
   CHECK(c.samples == o.samples);
+  CHECK(std::isnan(c.eta) == std::isnan(o.eta));  // auto: follows the size
 }
 
 TEST_CASE("errors are exceptions that name the problem") {

@@ -85,7 +85,10 @@ TEST_CASE("size-aware defaults: the authors' values at 256, scaled elsewhere, fl
   CHECK(a.map.blur_sigma == 4.f);
   CHECK(a.map.blur_kernel == 33);
   CHECK(a.score_k == 500);
+  CHECK(a.map.eta == 7.f);
+  CHECK(s.at_size(128).map.eta == 28.f);
   EvalSettings b = s.at_size(64);
+  CHECK(b.map.eta == 112.f);  // the perceptual term is 8x8 there: the pixel term weighs more
   CHECK(b.map.blur_sigma == 1.f);
   CHECK(b.map.blur_kernel == 9);  // round(8.25) = 8, made odd
   CHECK(b.score_k == 31);         // round(500 / 16)
@@ -95,9 +98,11 @@ TEST_CASE("size-aware defaults: the authors' values at 256, scaled elsewhere, fl
   CHECK(s.at_size(4).score_k == 1);  // at least one pixel
   s.set("blur-sigma", "2");
   s.set("image-score-k", "7");
+  s.set("eta", "2");
   CHECK(s.at_size(64).map.blur_sigma == 2.f);
   CHECK(s.at_size(64).map.blur_kernel == 9);
   CHECK(s.at_size(64).score_k == 7);
+  CHECK(s.at_size(64).map.eta == 2.f);
   // values() keeps "auto" for what follows the size, numbers for what was set.
   EvalSettings back;
   for (const auto& [k, v] : s.values()) back.set(k, v);
@@ -108,6 +113,7 @@ TEST_CASE("size-aware defaults: the authors' values at 256, scaled elsewhere, fl
   CHECK(authors.at_size(64).map.blur_sigma == 4.f);
   CHECK(authors.at_size(64).map.blur_kernel == 33);
   CHECK(authors.at_size(64).score_k == 500);
+  CHECK(authors.at_size(64).map.eta == 7.f);
   CHECK_THROWS_WITH_AS(authors.set("protocol", "paper"), doctest::Contains("--protocol"), Error);
   authors.dataset_scope = true;
   authors.validate();
