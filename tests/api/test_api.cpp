@@ -13,7 +13,6 @@
 #include "api/detector_settings.h"
 #include "engine/io/safetensors.h"
 #include "tests/test_util.h"
-#include <cmath>
 #include <doctest/doctest.h>
 #include <cmath>
 #include <filesystem>
@@ -239,7 +238,11 @@ TEST_CASE("the typed options' defaults are the settings table's defaults") {
   CHECK(c.lambda == o.lambda);
   CHECK(c.seed == o.seed);
   CHECK(c.samples == o.samples);
-  CHECK(std::isnan(c.eta) == std::isnan(o.eta));  // auto: follows the size
+  CHECK(std::isnan(c.eta) == std::isnan(o.eta));
+  // eta NaN is "auto": it follows the model's size; a number is kept.
+  CHECK(detector_settings(o, nullptr).at_size(64).map.eta == 112.f);
+  o.eta = 7.f;
+  CHECK(detector_settings(o, nullptr).at_size(64).map.eta == 7.f);
 }
 
 TEST_CASE("errors are exceptions that name the problem") {
