@@ -156,7 +156,7 @@ const std::vector<SettingEntry>& entries() {
                           kMaxSamples, ", got ", s.rounds.samples);
        }},
       {"eta", "eta", "weight of the pixel term in the anomaly map; auto: follows the size (calibrated protocol)",
-       "calibrated 7 (256/S)^2, authors 7", true, false,
+       "calibrated 7 max(1, 128/S)^2, authors 7", true, false,
        [](S& s, T v) {
          s.auto_eta = v == "auto";
          if (!s.auto_eta) s.map.eta = to_float("eta", v);

@@ -41,7 +41,7 @@ EvalSettings EvalSettings::at_size(int S) const {
       s.map.blur_kernel = std::max(3, k);
     }
     if (auto_score_k) s.score_k = std::max(1, int(std::lround(500.0 * f * f)));
-    if (auto_eta) s.map.eta = float(7.0 / (f * f));
+    if (auto_eta) s.map.eta = float(7.0 * std::max(1.0, (128.0 / S) * (128.0 / S)));
   }
   if (auto_score_kind) s.score_kind = auto_score_kind_of(*this);
   s.auto_blur_sigma = s.auto_blur_kernel = s.auto_score_k = s.auto_score_kind = s.auto_eta = false;

@@ -84,11 +84,12 @@ struct EvalSettings {
   // Calibrated protocol only: while set, blur sigma, blur kernel, the
   // image-score pixel count and eta follow the image size S (sigma 4 S/256,
   // kernel 33 S/256 made odd and >= 3, k 500 (S/256)^2 >= 1, eta
-  // 7 (256/S)^2; the authors' values at 256). set() of the key clears its
-  // flag; "auto" sets it again. Under the authors' protocol the fields are
-  // used as they are. eta grows because the perceptual term comes from
-  // ResNet stages at S/8 and S/16 (8x8 and 4x4 at 64): the smaller the image,
-  // the coarser it is beside the pixel term (measured on tire, issue 18).
+  // 7 max(1, 128/S)^2; the authors' values at 256). set() of the key clears
+  // its flag; "auto" sets it again. Under the authors' protocol the fields
+  // are used as they are. eta grows below 128 because the perceptual term
+  // comes from ResNet stages at S/8 and S/16 (8x8 and 4x4 at 64): there it is
+  // far coarser than the pixel term; at 128 (16x16) it still helps (measured
+  // on tire, issue 18).
   bool auto_blur_sigma = true, auto_blur_kernel = true, auto_score_k = true, auto_eta = true;
   // The image score "auto" (set() of "image-score" clears it; "auto" sets it
   // again and score_kind to authors): at_size() makes it normal-z under the

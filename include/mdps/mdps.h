@@ -65,8 +65,8 @@ struct DetectorOptions {
   int round2_t = 200;        // --t-start
   float round2_rho = 100.f;  // --rho
   float lambda = 0.12f;      // --lambda
-  // --eta; NaN (the default): auto, 7 (256/S)^2 under the calibrated protocol
-  // (S the model's image size), the authors' 7 under theirs
+  // --eta; NaN (the default): auto, 7 max(1, 128/S)^2 under the calibrated
+  // protocol (S the model's image size: 28 at 64), the authors' 7 under theirs
   float eta = std::numeric_limits<float>::quiet_NaN();
   int skip = 20;             // --skip
   int samples = 0;           // --samples (Ns); 0: the protocol's (2 calibrated, 1 authors)

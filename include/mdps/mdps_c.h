@@ -61,7 +61,7 @@ typedef struct mdps_options {
   int round2_t;
   float round2_rho;
   float lambda;
-  float eta;                   /* NaN (default): auto, 7 (256/S)^2 calibrated, 7 authors */
+  float eta;                   /* NaN (default): auto, 7 max(1, 128/S)^2 calibrated, 7 authors */
   int skip;
   int samples;                 /* Ns; 0: the protocol's (2 calibrated, 1 authors) */
   int batch;

@@ -240,7 +240,7 @@ TEST_CASE("the typed options' defaults are the settings table's defaults") {
   CHECK(c.samples == o.samples);
   CHECK(std::isnan(c.eta) == std::isnan(o.eta));
   // eta NaN is "auto": it follows the model's size; a number is kept.
-  CHECK(detector_settings(o, nullptr).at_size(64).map.eta == 112.f);
+  CHECK(detector_settings(o, nullptr).at_size(64).map.eta == 28.f);
   o.eta = 7.f;
   CHECK(detector_settings(o, nullptr).at_size(64).map.eta == 7.f);
 }

@@ -86,9 +86,10 @@ TEST_CASE("size-aware defaults: the authors' values at 256, scaled elsewhere, fl
   CHECK(a.map.blur_kernel == 33);
   CHECK(a.score_k == 500);
   CHECK(a.map.eta == 7.f);
-  CHECK(s.at_size(128).map.eta == 28.f);
+  CHECK(s.at_size(128).map.eta == 7.f);
+  CHECK(s.at_size(32).map.eta == 112.f);
   EvalSettings b = s.at_size(64);
-  CHECK(b.map.eta == 112.f);  // the perceptual term is 8x8 there: the pixel term weighs more
+  CHECK(b.map.eta == 28.f);  // the perceptual term is 8x8 there: the pixel term weighs more
   CHECK(b.map.blur_sigma == 1.f);
   CHECK(b.map.blur_kernel == 9);  // round(8.25) = 8, made odd
   CHECK(b.score_k == 31);         // round(500 / 16)
