@@ -65,9 +65,10 @@ TEST_CASE("every key is unique and every stored value reads back to the same set
   back.gt_resize = s.gt_resize;
   CHECK(back.to_json() == s.to_json());
   CHECK(back.auto_blur_sigma);   // "auto" survives the round trip
+  CHECK(back.auto_eta);
   CHECK_FALSE(back.auto_blur_kernel);
   for (const auto& [k, v] : s.values()) {
-    if (k == "blur-sigma") CHECK(v == "auto");
+    if (k == "blur-sigma" || k == "eta") CHECK(v == "auto");
     if (k == "blur-kernel") CHECK(v == "5");
     if (k == "round1-rho") CHECK(v == "0.1");
   }
