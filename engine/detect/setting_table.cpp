@@ -83,6 +83,18 @@ std::string list_of(const std::vector<int>& v) {
 }
 // The size-dependent values print "auto" while they follow the size.
 bool follows_size(const EvalSettings& s, bool flag) { return s.protocol == Protocol::Calibrated && flag; }
+std::string auto_or(const EvalSettings& s, bool flag, const std::string& text) {
+  return follows_size(s, flag) ? std::string("auto") : text;
+}
+// A size-following value's parse: "auto" sets its flag, a number clears it.
+void set_auto_or(bool& flag, float& value, const char* key, const std::string& v) {
+  flag = v == "auto";
+  if (!flag) value = to_float(key, v);
+}
+void set_auto_or(bool& flag, int& value, const char* key, const std::string& v) {
+  flag = v == "auto";
+  if (!flag) value = to_int(key, v);
+}
 
 const char* variant_name(Variant v) { return v == Variant::Paper ? "paper" : "authors"; }
 const char* norm_name(GuidanceNorm n) { return n == GuidanceNorm::L2 ? "l2" : "squared"; }
@@ -157,30 +169,19 @@ const std::vector<SettingEntry>& entries() {
        }},
       {"eta", "eta", "weight of the pixel term in the anomaly map; auto: follows the size (calibrated protocol)",
        "calibrated 7 max(1, 128/S)^2, authors 7", true, false,
-       [](S& s, T v) {
-         s.auto_eta = v == "auto";
-         if (!s.auto_eta) s.map.eta = to_float("eta", v);
-       },
-       [](const S& s) { return follows_size(s, s.auto_eta) ? std::string("auto") : text_of(s.map.eta); },
+       [](S& s, T v) { set_auto_or(s.auto_eta, s.map.eta, "eta", v); },
+       [](const S& s) { return auto_or(s, s.auto_eta, text_of(s.map.eta)); },
        [](const S& s) { return json_of(s.map.eta); }, [](const S& s) { check_non_negative(s.map.eta, "--eta"); }},
       {"blur-sigma", "blur_sigma", "Gaussian blur of the map; auto: follows the size (calibrated protocol)",
        "calibrated 4 S/256, authors 4", true, false,
-       [](S& s, T v) {
-         s.auto_blur_sigma = v == "auto";
-         if (!s.auto_blur_sigma) s.map.blur_sigma = to_float("blur-sigma", v);
-       },
-       [](const S& s) { return follows_size(s, s.auto_blur_sigma) ? std::string("auto") : text_of(s.map.blur_sigma); },
+       [](S& s, T v) { set_auto_or(s.auto_blur_sigma, s.map.blur_sigma, "blur-sigma", v); },
+       [](const S& s) { return auto_or(s, s.auto_blur_sigma, text_of(s.map.blur_sigma)); },
        [](const S& s) { return json_of(s.map.blur_sigma); },
        [](const S& s) { check_non_negative(s.map.blur_sigma, "--blur-sigma"); }},
       {"blur-kernel", "blur_kernel", "Gaussian blur kernel size; auto: follows the size (calibrated protocol)",
        "calibrated 33 S/256 odd >= 3, authors 33", true, false,
-       [](S& s, T v) {
-         s.auto_blur_kernel = v == "auto";
-         if (!s.auto_blur_kernel) s.map.blur_kernel = to_int("blur-kernel", v);
-       },
-       [](const S& s) {
-         return follows_size(s, s.auto_blur_kernel) ? std::string("auto") : std::to_string(s.map.blur_kernel);
-       },
+       [](S& s, T v) { set_auto_or(s.auto_blur_kernel, s.map.blur_kernel, "blur-kernel", v); },
+       [](const S& s) { return auto_or(s, s.auto_blur_kernel, std::to_string(s.map.blur_kernel)); },
        [](const S& s) { return std::to_string(s.map.blur_kernel); },
        [](const S& s) {
          MDPS_USAGE_CHECK(s.map.blur_kernel >= 1, "--blur-kernel must be >= 1, got ", s.map.blur_kernel);
@@ -206,9 +207,7 @@ const std::vector<SettingEntry>& entries() {
            s.score_kind = kinds[i - 1];
          }
        },
-       [](const S& s) {
-         return follows_size(s, s.auto_score_kind) ? std::string("auto") : std::string(image_score_name(s.score_kind));
-       },
+       [](const S& s) { return auto_or(s, s.auto_score_kind, image_score_name(s.score_kind)); },
        [](const S& s) {
          return quoted(image_score_name(s.auto_score_kind ? auto_score_kind_of(s) : s.score_kind));
        },
@@ -219,11 +218,8 @@ const std::vector<SettingEntry>& entries() {
        }},
       {"image-score-k", "image_score_k", "k of authors / topk-mean; auto: follows the size (calibrated protocol)",
        "calibrated 500 (S/256)^2 >= 1, authors 500", true, false,
-       [](S& s, T v) {
-         s.auto_score_k = v == "auto";
-         if (!s.auto_score_k) s.score_k = to_int("image-score-k", v);
-       },
-       [](const S& s) { return follows_size(s, s.auto_score_k) ? std::string("auto") : std::to_string(s.score_k); },
+       [](S& s, T v) { set_auto_or(s.auto_score_k, s.score_k, "image-score-k", v); },
+       [](const S& s) { return auto_or(s, s.auto_score_k, std::to_string(s.score_k)); },
        [](const S& s) { return std::to_string(s.score_k); },
        [](const S& s) { MDPS_USAGE_CHECK(s.score_k >= 1, "--image-score-k must be >= 1, got ", s.score_k); }},
       {"image-score-fraction", "image_score_fraction", "fraction of the pixels of topk-fraction", nullptr, true, false,
