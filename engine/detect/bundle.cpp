@@ -87,6 +87,13 @@ void write_bundle(const std::string& path, const UNet& net, const ResNetSource& 
       w.add_f32("normal.map_mean", {pn.height, pn.width}, pn.mean);
       w.add_f32("normal.map_std", {pn.height, pn.width}, pn.std);
     }
+    const FeatureMemory& mem = settings.normal->memory;
+    if (!mem.empty()) {
+      mem.check("bundle: the feature memory");
+      MDPS_CHECK(deepest >= memory_layers().back(), "bundle: the feature memory needs ResNet stage ",
+                 memory_layers().back(), ", the bundle would hold stages up to ", deepest, " (--layers)");
+      w.add_f32("normal.memory", {int64_t(mem.images) * int64_t(mem.rows_per_image()), mem.dim}, mem.rows);
+    }
   }
   w.set_metadata("engine_version", MDPS_VERSION);
   if (!provenance.model.empty()) w.set_metadata("source_model", provenance.model);
@@ -188,6 +195,25 @@ Bundle Bundle::open(const std::string& path) {
     pn.mean = f.read_f32_vector("normal.map_mean");
     pn.std = f.read_f32_vector("normal.map_std");
     pn.check(b.config_.image_size, b.config_.image_size, path + ": 'normal.map_mean' / 'normal.map_std'");
+  }
+  // The feature memory: its shape in normal_stats, its rows in normal.memory; both or neither.
+  const bool has_memory = f.has("normal.memory");
+  const bool memory_named = b.normal_ && b.normal_->memory.images > 0;
+  MDPS_CHECK(has_memory == memory_named, path, ": ",
+             has_memory ? "'normal.memory' without its shape in 'normal_stats'"
+                        : "'normal_stats' names a feature memory the bundle does not hold ('normal.memory')",
+             "; the file is damaged");
+  if (has_memory) {
+    FeatureMemory& mem = b.normal_->memory;
+    const StTensorInfo& info = f.info("normal.memory");
+    MDPS_CHECK(info.shape.size() == 2 && info.shape[0] == int64_t(mem.images) * int64_t(mem.rows_per_image()) &&
+                   info.shape[1] == mem.dim,
+               path, ": 'normal.memory' is ", shape_str(info.shape), ", not the ", mem.images, " x ", mem.grid, "x",
+               mem.grid, " rows of ", mem.dim, " values 'normal_stats' names");
+    MDPS_CHECK(b.resnet_layers_ >= memory_layers().back(), path, ": a feature memory without ResNet stage ",
+               memory_layers().back(), "; the file is damaged");
+    mem.rows = f.read_f32_vector("normal.memory");
+    mem.check(path + ": 'normal.memory'");
   }
   return b;
 }

@@ -277,6 +277,22 @@ const std::vector<SettingEntry>& entries() {
       {"seed", "seed", "Philox seed", nullptr, true, false, [](S& s, T v) { s.seed = to_seed("seed", v); },
        [](const S& s) { return std::to_string(s.seed); }, [](const S& s) { return std::to_string(s.seed); },
        nullptr},
+      // Added after the members scripts already read (issue 18), so their order stays.
+      {"memory-weight", "memory_weight",
+       "weight of the feature-memory term (distance of the image's ResNet features to the nearest normal "
+       "image's) in the final map, beside the reconstruction's map; 0: the reconstruction's map alone; used where "
+       "the detector was calibrated on normal images with a feature extractor reaching stage 3; auto: 4 under "
+       "the calibrated protocol, 0 under the authors'",
+       "auto", true, false,
+       [](S& s, T v) { set_auto_or(s.auto_memory_weight, s.memory_weight, "memory-weight", v); },
+       [](const S& s) { return auto_or(s, s.auto_memory_weight, text_of(s.memory_weight)); },
+       [](const S& s) { return json_of(s.memory_weight_in_effect()); },
+       [](const S& s) {
+         check_non_negative(s.memory_weight, "--memory-weight");
+         MDPS_USAGE_CHECK(s.auto_memory_weight || s.memory_weight == 0.f || s.protocol == Protocol::Calibrated,
+                          "--memory-weight takes a feature memory of normal images, which belongs to the "
+                          "calibrated protocol (--protocol calibrated)");
+       }},
   };
   return table;
 }

@@ -25,7 +25,19 @@ void EvalSettings::validate() const {
 
 const char* protocol_name(Protocol p) { return p == Protocol::Authors ? "authors" : "calibrated"; }
 
+float EvalSettings::memory_weight_in_effect() const {
+  if (!auto_memory_weight) return memory_weight;
+  return protocol == Protocol::Calibrated ? kCalibratedMemoryWeight : 0.f;
+}
+
+const NormalStats* EvalSettings::fused_memory() const {
+  return protocol == Protocol::Calibrated && memory_weight_in_effect() > 0.f && normal && !normal->memory.empty()
+             ? &*normal
+             : nullptr;
+}
+
 ImageScoreKind auto_score_kind_of(const EvalSettings& s) {
+  if (s.fused_memory()) return ImageScoreKind::Max;
   return s.protocol == Protocol::Calibrated && s.pixel_normals() ? ImageScoreKind::NormalZ : s.score_kind;
 }
 
@@ -44,7 +56,9 @@ EvalSettings EvalSettings::at_size(int S) const {
     if (auto_eta) s.map.eta = float(7.0 * std::max(1.0, (128.0 / S) * (128.0 / S)));
   }
   if (auto_score_kind) s.score_kind = auto_score_kind_of(*this);
+  s.memory_weight = memory_weight_in_effect();
   s.auto_blur_sigma = s.auto_blur_kernel = s.auto_score_k = s.auto_score_kind = s.auto_eta = false;
+  s.auto_memory_weight = false;
   return s;
 }
 
@@ -56,7 +70,12 @@ std::string NormalStats::to_json() const {
   };
   return cat("{\"images\": ", images, ", \"round1_max_feature\": ", n(round1.feature), ", \"round1_max_pixel\": ",
              n(round1.pixel), ", \"round1_min\": ", n(round1_min), ", \"round1_max\": ", n(round1_max),
-             ", \"final_max_feature\": ", n(final.feature), ", \"final_max_pixel\": ", n(final.pixel), "}");
+             ", \"final_max_feature\": ", n(final.feature), ", \"final_max_pixel\": ", n(final.pixel),
+             memory.images == 0 ? std::string()
+                            : cat(", \"memory_images\": ", memory.images, ", \"memory_grid\": ", memory.grid,
+                                  ", \"memory_dim\": ", memory.dim, ", \"map_max\": ", n(map_max),
+                                  ", \"memory_max\": ", n(memory_max)),
+             "}");
 }
 
 NormalStats NormalStats::from_json(const std::string& text, const std::string& what) {
@@ -75,6 +94,19 @@ NormalStats NormalStats::from_json(const std::string& text, const std::string& w
   s.round1_max = float(num_of("round1_max"));
   s.final.feature = float(num_of("final_max_feature"));
   s.final.pixel = float(num_of("final_max_pixel"));
+  // The feature memory's shape and maxima (its rows are stored beside, as a
+  // tensor): all or none.
+  if (v.find("memory_images")) {
+    s.memory.images = int(num_of("memory_images"));
+    s.memory.grid = int(num_of("memory_grid"));
+    s.memory.dim = int(num_of("memory_dim"));
+    s.map_max = float(num_of("map_max"));
+    s.memory_max = float(num_of("memory_max"));
+    MDPS_CHECK(s.memory.images >= 1 && s.memory.grid >= 1 && s.memory.dim >= 1 && s.map_max >= 0.f &&
+                   s.memory_max >= 0.f,
+               what, ": feature memory of ", s.memory.images, " images, ", s.memory.grid, "x", s.memory.grid, " of ",
+               s.memory.dim, ", maxima ", s.map_max, " and ", s.memory_max, " is not usable");
+  }
   MDPS_CHECK(s.images >= 1 && s.round1_min <= s.round1_max, what, ": statistics of ", s.images,
              " images with round-1 range [", s.round1_min, ", ", s.round1_max, "] are not usable");
   return s;

@@ -7,6 +7,7 @@
 // settings (engine/detect/setting_table.h), so a setting is spelled once.
 #pragma once
 #include "engine/detect/anomaly_map.h"
+#include "engine/detect/feature_memory.h"
 #include "engine/detect/presets.h"
 #include "engine/diffusion/sampler.h"
 #include <cstdint>
@@ -48,12 +49,18 @@ const char* protocol_name(Protocol p);
 // min + lambda (max - min). `pixels`: the per-pixel mean and std of their
 // final maps, which the normal-z image score standardises a map by (a
 // bundle stores them as tensors, not in the JSON; empty in bundles written
-// before they existed).
+// before they existed). `memory`: the normal images' feature embeddings
+// (engine/detect/feature_memory.h), with map_max and memory_max, the maxima
+// of their MDPS maps and of their (leave-one-out) blurred distance maps that
+// the fused map divides by; empty where the detector has none (no feature
+// extractor reaching stage 3, memory weight 0, or calibrated before it existed).
 struct NormalStats {
   int images = 0;
   TermMaxima round1, final;
   float round1_min = 0.f, round1_max = 0.f;
   PixelNormals pixels;
+  FeatureMemory memory;
+  float map_max = 0.f, memory_max = 0.f;
   std::string to_json() const;
   // Reads to_json()'s text; throws naming `what` for anything else.
   static NormalStats from_json(const std::string& text, const std::string& what);
@@ -91,6 +98,13 @@ struct EvalSettings {
   // far coarser than the pixel term; at 128 (16x16) it still helps (measured
   // on tire, issue 18).
   bool auto_blur_sigma = true, auto_blur_kernel = true, auto_score_k = true, auto_eta = true;
+  // The weight w of the feature-memory term in the final map (engine/detect/
+  // feature_memory.h); 0: the MDPS map alone. auto (auto_memory_weight):
+  // kCalibratedMemoryWeight under the calibrated protocol, 0 under the
+  // authors'. It takes effect where the detector carries a memory (normal
+  // statistics taken with a feature extractor reaching stage 3).
+  float memory_weight = 0.f;
+  bool auto_memory_weight = true;
   // The image score "auto" (set() of "image-score" clears it; "auto" sets it
   // again and score_kind to authors): at_size() makes it normal-z under the
   // calibrated protocol when the settings carry per-pixel normal statistics
@@ -111,14 +125,28 @@ struct EvalSettings {
   const PixelNormals* pixel_normals() const {
     return normal && !normal->pixels.empty() ? &normal->pixels : nullptr;
   }
+  // The memory weight in effect (auto resolved).
+  float memory_weight_in_effect() const;
+  // The feature memory the final map fuses (calibrated protocol, weight > 0,
+  // normal statistics with a memory), or null.
+  const NormalStats* fused_memory() const;
   // A copy with the size-dependent values in effect for a model of size S
   // (the auto ones of the calibrated protocol replaced), the flags cleared.
   EvalSettings at_size(int S) const;
 };
 
+// w of the fused map under auto (calibrated protocol). Measured on tire at
+// 64x64 (bench/RESULTS.md, issue 18): w 1 / 2 / 4 / 8 / 16 give image AUROC
+// (max) 0.62 / 0.66 / 0.69 / 0.69 / 0.70 and pixel AUROC 0.96 / 0.97 /
+// 0.97 / 0.97 / 0.97; 4 is where the gain levels off while the
+// reconstruction's map still carries a fifth of the fused map.
+constexpr float kCalibratedMemoryWeight = 4.f;
+
 // What image-score "auto" stands for in `s` (EvalSettings::auto_score_kind):
-// normal-z under the calibrated protocol with per-pixel normal statistics,
-// else score_kind (authors, which parsing "auto" sets).
+// max under the calibrated protocol when the final map fuses a feature memory
+// (the maximum of the fused map ranks tire's images best: 0.69 against 0.64
+// for normal-z), else normal-z under the calibrated protocol with per-pixel
+// normal statistics, else score_kind (authors, which parsing "auto" sets).
 ImageScoreKind auto_score_kind_of(const EvalSettings& s);
 
 }  // namespace mdps

@@ -115,6 +115,28 @@ struct ImageBatches {
     }
     return out;
   }
+  // The blurred distance map of image y [1,3,S,S] to the feature memory (skip:
+  // the memory image left out, -1 none), on the host.
+  std::vector<float> memory_map(const FeatureMemory& mem, const Tensor& y, int skip) const {
+    MDPS_CHECK(can_embed(features), "the detector carries a feature memory but its feature extractor ",
+               features ? cat("reaches stage ", features->deepest_layer()) : std::string("is missing"),
+               "; the memory needs stage ", memory_layers().back());
+    Tensor d = memory_distance_map(mem, *features, y, skip);
+    Tensor b = Tensor::empty(d.shape(), d.backend());
+    d.backend().gaussian_blur(d, st.map.blur_kernel, st.map.blur_sigma, b);
+    return b.to_vector();
+  }
+  // Each of the B maps laid one after another in `maps` fused with its image's memory term.
+  void fuse_memory(std::vector<float>& maps, const Tensor& y, const NormalStats& fm) const {
+    const size_t plane = size_t(S) * S;
+    for (int64_t n = 0; n < y.dim(0); ++n) {
+      const auto at = maps.begin() + long(size_t(n) * plane);
+      const std::vector<float> c(at, at + long(plane));
+      const std::vector<float> f =
+          fuse_memory_term(c, memory_map(fm.memory, y[n], -1), fm.map_max, fm.memory_max, st.memory_weight);
+      std::copy(f.begin(), f.end(), at);
+    }
+  }
   // Eq. 19: the mean of the samples' maps, in sample order, as mean_map_over_samples sums them.
   static Tensor mean(const std::vector<Tensor>& maps) {
     Tensor out = Tensor::zeros(maps[0].shape(), maps[0].backend());
@@ -221,6 +243,7 @@ ProtocolOutput run_calibrated_protocol(const UNet& model, const ResNetFeatures* 
       };
     MdpsOutput o = run_mdps(ib.sampler, l.y, ib.st.rounds, noise1, round1_map, given, steps);
     std::vector<float> m = o.map.to_vector();
+    if (const NormalStats* fm = ib.st.fused_memory()) ib.fuse_memory(m, l.y, *fm);
     std::copy(m.begin(), m.end(), out.maps.begin() + b * plane);
     if (hooks.keep_masks && o.mask.defined()) {
       std::vector<float> mv = o.mask.to_vector();
@@ -296,6 +319,30 @@ NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* featur
   for (size_t i = 0; i < N; ++i) {
     std::vector<float> m = ib.combine(terms[i], stats.final).to_vector();
     std::copy(m.begin(), m.end(), maps.begin() + long(i * plane));
+  }
+  // The feature memory: the embeddings of the normal images (at most
+  // kMaxMemoryImages of them, evenly spaced), then each image's distance map
+  // against the memory without its own rows (leave one out), and the maps
+  // fused with the maxima both give. One image has no others: no memory.
+  if (ib.st.memory_weight > 0.f && can_embed(features) && N >= 2) {
+    FeatureMemory& mem = stats.memory;
+    const std::vector<size_t> kept = memory_image_indices(N);
+    std::vector<int> slot(N, -1);  // each image's place in the memory, -1: not in it
+    for (size_t k = 0; k < kept.size(); ++k) {
+      slot[kept[k]] = int(k);
+      const std::vector<float> rows = memory_embeddings(*features, ib.load(load, kept[k], kept[k] + 1).y, mem.grid, mem.dim);
+      mem.rows.insert(mem.rows.end(), rows.begin(), rows.end());
+    }
+    mem.images = int(kept.size());
+    mem.check("calibration: the feature memory");
+    std::vector<float> dist(N * plane);
+    for (size_t i = 0; i < N; ++i) {
+      const std::vector<float> d = ib.memory_map(mem, ib.load(load, i, i + 1).y, slot[i]);
+      std::copy(d.begin(), d.end(), dist.begin() + long(i * plane));
+    }
+    stats.map_max = *std::max_element(maps.begin(), maps.end());
+    stats.memory_max = *std::max_element(dist.begin(), dist.end());
+    maps = fuse_memory_term(maps, dist, stats.map_max, stats.memory_max, ib.st.memory_weight);
   }
   stats.pixels = PixelNormals::of_maps(maps, N, ib.S, ib.S);
   if (final_maps) *final_maps = std::move(maps);

@@ -17,7 +17,7 @@ TEST_CASE("report.json's settings members keep their names, order and formats") 
       "t_start",  "rho",           "lambda",     "samples",       "eta",         "blur_sigma",
       "blur_kernel", "layers",     "image_score", "image_score_k", "image_score_fraction", "protocol",
       "normal_stats", "mask_scope", "batch",     "limit",         "gt_resize",   "crop",
-      "seed"};
+      "seed",     "memory_weight"};
   const json::Value v = json::parse(EvalSettings{}.to_json(), "to_json");
   REQUIRE(v.kind == json::Kind::Object);
   std::vector<std::string> got;
@@ -29,7 +29,8 @@ TEST_CASE("report.json's settings members keep their names, order and formats") 
         "\"round1_rho\": 50, \"t_start\": 200, \"rho\": 100, \"lambda\": 0.12, \"samples\": 1, \"eta\": 7, "
         "\"blur_sigma\": 4, \"blur_kernel\": 33, \"layers\": [2,3], \"image_score\": \"authors\", "
         "\"image_score_k\": 500, \"image_score_fraction\": 0.01, \"protocol\": \"authors\", \"normal_stats\": null, "
-        "\"mask_scope\": \"image\", \"batch\": 8, \"limit\": 0, \"gt_resize\": \"bilinear\", \"crop\": 1, \"seed\": 0}");
+        "\"mask_scope\": \"image\", \"batch\": 8, \"limit\": 0, \"gt_resize\": \"bilinear\", \"crop\": 1, \"seed\": 0, "
+        "\"memory_weight\": 0}");
 }
 
 TEST_CASE("every key is unique and every stored value reads back to the same settings") {
