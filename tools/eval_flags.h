@@ -109,7 +109,7 @@ inline EvalProgressFn progress_line(const std::string& label, bool quiet) {
     const int width = 24;
     int fill = int(frac * width);
     std::string bar = std::string(size_t(fill), '#') + std::string(size_t(width - fill), '.');
-    std::string what = pass == 1 ? " (pass 1: round 1)" : pass == 2 ? " (pass 2)" : "";
+    std::string what = pass == 1 ? " (pass 1: round 1)" : pass == 2 ? " (pass 2)" : pass == 3 ? " (feature memory)" : "";
     std::fprintf(stderr, "%s[%s] %s %zu/%zu images%s  %.2f s/image  ETA %s   %s", tty ? "\r" : "", bar.c_str(),
                  label.c_str(), done, total, what.c_str(), done ? secs / double(done) : 0.0,
                  format_duration(eta).c_str(), tty ? "" : "\n");

@@ -21,6 +21,10 @@
 //                          of the normal images' final maps (NormalStats::
 //                          pixels, the normal-z image score); absent in
 //                          bundles calibrated before they existed
+//   normal.memory          [rows, dim] float32: the feature memory
+//                          (engine/detect/feature_memory.h; its images, grid,
+//                          dim and the maxima map_max, memory_max are in
+//                          normal_stats); absent: none
 //   A bundle whose settings have no "protocol" (written before issue 18) is
 //   the authors' protocol, so it scores as it always did.
 //     engine_version, source_model, source_features   (provenance only)

@@ -339,6 +339,7 @@ NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* featur
     for (size_t i = 0; i < N; ++i) {
       const std::vector<float> d = ib.memory_map(mem, ib.load(load, i, i + 1).y, slot[i]);
       std::copy(d.begin(), d.end(), dist.begin() + long(i * plane));
+      if (progress) progress(i + 1, N, seconds_since(t0), 3);
     }
     stats.map_max = *std::max_element(maps.begin(), maps.end());
     stats.memory_max = *std::max_element(dist.begin(), dist.end());

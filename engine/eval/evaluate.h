@@ -63,7 +63,9 @@ struct EvalResult {
 };
 
 // done images, total images, seconds since the start; pass is 1 or 2 with
-// mask_scope dataset (pass 1 only runs round 1), else 0.
+// mask_scope dataset (pass 1 only runs round 1) and in a calibration's
+// statistics run (round 1, then round 2), 3 for the calibration's feature
+// memory (each normal image's distance map), else 0.
 using EvalProgressFn = std::function<void(size_t done, size_t total, double seconds, int pass)>;
 
 // The protocol on N images given batch by batch: load(begin, end) returns

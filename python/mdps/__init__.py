@@ -61,7 +61,7 @@ class ImageProgress(NamedTuple):
     done: int  #: images done
     total: int  #: images in all
     seconds: float  #: since the call began
-    pass_: int  #: 0; with ``mask_scope="dataset"`` 1 (round 1 only) then 2
+    pass_: int  #: 0; with ``mask_scope="dataset"`` and in a calibration 1 (round 1 only) then 2; 3: the calibration's feature memory
 
 
 class TrainProgress(NamedTuple):

@@ -356,7 +356,8 @@ void configure(CLI::App& app) {
 constexpr const char* kAppHelp = "mdps: unsupervised visual anomaly detection with Masked Diffusion Posterior Sampling";
 
 // Sets cli::progress_hook for the scope: every command's progress goes to
-// `progress` (pass 0, or 1 and 2 with the dataset mask scope).
+// `progress` (pass 0, or 1 and 2 with the dataset mask scope and in a
+// calibration, 3 for a calibration's feature memory).
 class ProgressHookScope {
  public:
   explicit ProgressHookScope(const py::object& progress) {
