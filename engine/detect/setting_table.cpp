@@ -192,8 +192,9 @@ const std::vector<SettingEntry>& entries() {
       {"image-score", "image_score",
        "authors (softmax top-k sum), topk-mean, max (of the blurred map), topk-fraction (mean of the top "
        "--image-score-fraction of the pixels) or normal-z (max of the map standardised pixel by pixel by normal "
-       "images' maps; calibrated protocol, a calibrated detector); auto: normal-z where the detector carries "
-       "normal images' per-pixel statistics (calibrated protocol), else authors",
+       "images' maps; calibrated protocol, a calibrated detector); auto: topk-fraction where the map fuses a "
+       "feature memory (--memory-weight), else normal-z where the detector carries normal images' per-pixel "
+       "statistics (calibrated protocol), else authors",
        "auto", true, false,
        [](S& s, T v) {
          static const ImageScoreKind kinds[] = {ImageScoreKind::Authors, ImageScoreKind::TopKMean,

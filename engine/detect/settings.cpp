@@ -37,7 +37,7 @@ const NormalStats* EvalSettings::fused_memory() const {
 }
 
 ImageScoreKind auto_score_kind_of(const EvalSettings& s) {
-  if (s.fused_memory()) return ImageScoreKind::Max;
+  if (s.fused_memory()) return ImageScoreKind::TopFraction;
   return s.protocol == Protocol::Calibrated && s.pixel_normals() ? ImageScoreKind::NormalZ : s.score_kind;
 }
 

@@ -72,7 +72,7 @@ struct DetectorOptions {
   int samples = 0;           // --samples (Ns); 0: the protocol's (2 calibrated, 1 authors)
   int batch = 8;             // --batch: images per guidance group in score_batch
   std::string variant = "authors";      // --variant: authors or paper
-  // --image-score: auto (max where the bundle's map fuses a feature memory,
+  // --image-score: auto (topk-fraction where the bundle's map fuses a feature memory,
   // i.e. calibrated on normal images with a feature extractor; normal-z with a
   // bundle calibrated on normal images without one; else authors), authors,
   // topk-mean, max, topk-fraction or normal-z. The feature memory's weight is

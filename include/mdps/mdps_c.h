@@ -54,7 +54,7 @@ typedef struct mdps_options {
    * `mdps eval` options without dashes, e.g. "layers=2,3;ddim-eta=0". */
   const char* overrides;
   const char* variant;         /* "authors" (default) or "paper" */
-  const char* image_score;     /* "auto" (default: max with a feature memory, normal-z calibrated, else authors), "authors", "topk-mean", "max", "topk-fraction", "normal-z" */
+  const char* image_score;     /* "auto" (default: topk-fraction with a feature memory, normal-z calibrated, else authors), "authors", "topk-mean", "max", "topk-fraction", "normal-z" */
   const char* device;          /* "cpu" (default), "cuda" or "auto" */
   int round1_t;
   float round1_rho;

@@ -214,14 +214,14 @@ TEST_CASE("calibration takes the memory leave-one-out; a detector carrying it fu
 
   // A detector carrying the statistics: a defective image's map is its plain
   // map (the same statistics without the memory) fused with its distance to
-  // every normal image's rows; the image score follows (max).
+  // every normal image's rows; the image score follows (topk-fraction).
   const std::vector<std::string> defect = list_images(root + "/test/" + std::string("scratch"));
   REQUIRE(!defect.empty());
   EvalSettings with = s, without = s;
   with.normal = st;
   without.normal = st;
   without.set("memory-weight", "0");
-  CHECK(with.at_size(32).score_kind == ImageScoreKind::Max);
+  CHECK(with.at_size(32).score_kind == ImageScoreKind::TopFraction);
   CHECK(without.at_size(32).score_kind == ImageScoreKind::NormalZ);
   CHECK(with.fused_memory() != nullptr);
   CHECK(without.fused_memory() == nullptr);
@@ -262,7 +262,7 @@ TEST_CASE("mdps calibrate stores the memory in the bundle; score of one image eq
                              " --quiet --no-panels --threads 2 --out " + dir + "/ev",
                          log) == 0);
   json::Value rep = json::parse(test::read_text(dir + "/ev/report.json"), "report.json");
-  CHECK(rep.find("settings")->find("image_score")->str == "max");
+  CHECK(rep.find("settings")->find("image_score")->str == "topk-fraction");
   CHECK(rep.find("settings")->find("memory_weight")->number == double(kCalibratedMemoryWeight));
   // The last defective image's row, then that image alone.
   std::istringstream lines(test::read_text(dir + "/ev/images.csv"));
