@@ -14,12 +14,16 @@
 #include "engine/core/option_checks.h"
 #include "tests/test_util.h"
 #include "tests/tiny_fixtures.h"
+#include "tests/calibrated_fixtures.h"
 #include <doctest/doctest.h>
 #include <algorithm>
 #include <cmath>
 #include <sstream>
 
 using namespace mdps;
+using test::fast_calibrated;
+using test::kFastFlags;
+using test::loader_of;
 
 namespace {
 
@@ -60,25 +64,6 @@ void check_close(const std::vector<float>& got, const std::vector<double>& want,
   }
 }
 
-// Two DDIM steps per round at 32x32.
-EvalSettings fast_calibrated() {
-  EvalSettings s;
-  s.protocol = Protocol::Calibrated;
-  s.rounds.round1 = {40, 5.f};
-  s.rounds.round2 = {40, 7.f};
-  s.rounds.lambda = 0.2f;
-  s.seed = 5;
-  return s;
-}
-const char* kFastFlags = " --round1-t 40 --round1-rho 5 --t-start 40 --rho 7 --lambda 0.2 --seed 5";
-
-BatchLoader loader_of(const std::vector<std::string>& files, int S) {
-  return [files, S](size_t b, size_t e) {
-    std::vector<Image> imgs;
-    for (size_t i = b; i < e; ++i) imgs.push_back(load_model_image(files[i], S));
-    return images_to_tensor(imgs);
-  };
-}
 
 std::vector<float> blurred(const Tensor& d, const EvalSettings& sized) {
   Tensor b = Tensor::empty(d.shape(), d.backend());

@@ -21,6 +21,7 @@
 #include "include/mdps/mdps.h"
 #include "tests/test_util.h"
 #include "tests/tiny_fixtures.h"
+#include "tests/calibrated_fixtures.h"
 #include <doctest/doctest.h>
 #include <algorithm>
 #include <cmath>
@@ -30,6 +31,9 @@
 #include <sstream>
 
 using namespace mdps;
+using test::fast_calibrated;
+using test::kFastFlags;
+using test::loader_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -55,26 +59,6 @@ CsvRow last_defective_row(const std::string& csv) {
   return r;
 }
 
-// Two DDIM steps per round: fast, and not the defaults.
-EvalSettings fast_calibrated() {
-  EvalSettings s;
-  s.protocol = Protocol::Calibrated;
-  s.rounds.round1 = {40, 5.f};
-  s.rounds.round2 = {40, 7.f};
-  s.rounds.lambda = 0.2f;
-  s.seed = 5;
-  return s;
-}
-const char* kFastFlags = " --round1-t 40 --round1-rho 5 --t-start 40 --rho 7 --lambda 0.2 --seed 5";
-
-// The images of a list as [n,3,S,S] at the model's size.
-BatchLoader loader_of(const std::vector<std::string>& files, int S) {
-  return [files, S](size_t b, size_t e) {
-    std::vector<Image> imgs;
-    for (size_t i = b; i < e; ++i) imgs.push_back(load_model_image(files[i], S));
-    return images_to_tensor(imgs);
-  };
-}
 
 }  // namespace
 
