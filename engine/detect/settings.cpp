@@ -4,6 +4,7 @@
 #include "engine/core/json_mini.h"
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 
 namespace mdps {
@@ -87,22 +88,37 @@ NormalStats NormalStats::from_json(const std::string& text, const std::string& w
     return x->number;
   };
   NormalStats s;
-  s.images = int(num_of("images"));
-  s.round1.feature = float(num_of("round1_max_feature"));
-  s.round1.pixel = float(num_of("round1_max_pixel"));
-  s.round1_min = float(num_of("round1_min"));
-  s.round1_max = float(num_of("round1_max"));
-  s.final.feature = float(num_of("final_max_feature"));
-  s.final.pixel = float(num_of("final_max_pixel"));
+  // Converted only within range: a double beyond an int or a float would be
+  // undefined behaviour, and the text comes from a file.
+  auto count_of = [&](const char* key) {
+    const double x = num_of(key);
+    MDPS_CHECK(x >= 0.0 && x <= double(1 << 30) && x == std::floor(x), what, ": '", key, "' = ", x,
+               " is not a count");
+    return int(x);
+  };
+  auto float_of = [&](const char* key) {
+    const double x = num_of(key);
+    MDPS_CHECK(std::fabs(x) <= double(std::numeric_limits<float>::max()), what, ": '", key, "' = ", x,
+               " is beyond a float");
+    return float(x);
+  };
+  s.images = count_of("images");
+  s.round1.feature = float_of("round1_max_feature");
+  s.round1.pixel = float_of("round1_max_pixel");
+  s.round1_min = float_of("round1_min");
+  s.round1_max = float_of("round1_max");
+  s.final.feature = float_of("final_max_feature");
+  s.final.pixel = float_of("final_max_pixel");
   // The feature memory's shape and maxima (its rows are stored beside, as a
   // tensor): all or none.
   if (v.find("memory_images")) {
-    s.memory.images = int(num_of("memory_images"));
-    s.memory.grid = int(num_of("memory_grid"));
-    s.memory.dim = int(num_of("memory_dim"));
-    s.map_max = float(num_of("map_max"));
-    s.memory_max = float(num_of("memory_max"));
-    MDPS_CHECK(s.memory.images >= 1 && s.memory.grid >= 1 && s.memory.dim >= 1 && s.map_max >= 0.f &&
+    s.memory.images = count_of("memory_images");
+    s.memory.grid = count_of("memory_grid");
+    s.memory.dim = count_of("memory_dim");
+    s.map_max = float_of("map_max");
+    s.memory_max = float_of("memory_max");
+    MDPS_CHECK(s.memory.images >= 1 && s.memory.grid >= 1 && s.memory.grid <= 4096 && s.memory.dim >= 1 &&
+                   s.memory.dim <= 65536 && s.map_max >= 0.f &&
                    s.memory_max >= 0.f,
                what, ": feature memory of ", s.memory.images, " images, ", s.memory.grid, "x", s.memory.grid, " of ",
                s.memory.dim, ", maxima ", s.map_max, " and ", s.memory_max, " is not usable");

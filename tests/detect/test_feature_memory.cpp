@@ -196,6 +196,14 @@ TEST_CASE("calibration takes the memory leave-one-out; a detector carrying it fu
   CHECK(back.memory.dim == 16);
   CHECK(back.map_max == st.map_max);
   CHECK(back.memory_max == st.memory_max);
+  // Text from a file: counts and floats only within range.
+  std::string bad = st.to_json();
+  const std::string grid = "\"memory_grid\": 32", images = "\"images\": 4";
+  bad.replace(bad.find(grid), grid.size(), "\"memory_grid\": 1e300");
+  CHECK_THROWS_WITH_AS(NormalStats::from_json(bad, "stats"), doctest::Contains("memory_grid"), Error);
+  bad = st.to_json();
+  bad.replace(bad.find(images), images.size(), "\"images\": 4.5");
+  CHECK_THROWS_WITH_AS(NormalStats::from_json(bad, "stats"), doctest::Contains("is not a count"), Error);
 
   // A detector carrying the statistics: a defective image's map is its plain
   // map (the same statistics without the memory) fused with its distance to
