@@ -1,9 +1,10 @@
 // Playground: the CPU attention of one head, forward and backward, one thread.
 //   forward  version 1  production (kernels/cpu/attention_tiles.h attention_block_t:
-//                       transposed score tiles, the exp fused into the value
-//                       product for heads of up to 16 channels)
-//            version 2  the weights stored between the exp and the value product
-//                       (the path of wider heads)
+//                       transposed score tiles; for heads of up to 16 channels
+//                       an online softmax over key blocks of kAttnKB)
+//            version 2  the two-pass softmax over whole rows, the weights stored
+//                       between the exp and the value product (the path of
+//                       wider heads)
 //            version 3  the backend's generic path (gemm, softmax, gemm)
 //   backward version 1  production for ch <= one vector (attention_backward_tiles.h
 //                       attention_backward_head_t)
@@ -175,14 +176,16 @@ int main(int argc, char** argv) {
   });
   ok &= report("forward", 1, f1, flop_fwd, rel_l2(out.data(), ref.out));
   std::fill(out.begin(), out.end(), 0.f);
+  std::vector<float> fbuf2(size_t(AttnForwardBuffers::floats(L, ch, Tb, true)));
+  AttnForwardBuffers fb2(fbuf2.data(), L, ch, Tb, true);
   const double f2 = median_ms(a.reps, [&] {
-    attention_pack_head_t(k, v, L, ch, fb);
+    attention_pack_head_t(k, v, L, ch, fb2);
     for (int64_t t0 = 0; t0 < L; t0 += Tb) {
       const int64_t nb = std::min(Tb, L - t0);
-      attn_pack_query_block(q, L, ch, t0, nb, fb.qb);
-      attention_scores_t(fb.kg, fb.qb, L, ch, nb, scale, fb.pt, fb.ldt, fb.mx);
-      attention_exp_t(fb.pt, fb.ldt, L, nb, fb.mx, fb.inv);
-      attention_values_t(fb.vt, ch, fb.pt, fb.ldt, L, nb, fb.inv, &out[size_t(t0)], L);
+      attn_pack_query_block(q, L, ch, t0, nb, fb2.qb);
+      attention_scores_t(fb2.kg, fb2.qb, L, ch, nb, scale, fb2.pt, fb2.ldt, fb2.mx);
+      attention_exp_t(fb2.pt, fb2.ldt, L, nb, fb2.mx, fb2.inv);
+      attention_values_t(fb2.vt, ch, fb2.pt, fb2.ldt, L, nb, fb2.inv, &out[size_t(t0)], L);
     }
   });
   ok &= report("forward", 2, f2, flop_fwd, rel_l2(out.data(), ref.out));

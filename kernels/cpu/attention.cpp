@@ -6,9 +6,10 @@
 // it back three times cost more than the products themselves.
 //
 // The forward holds a block transposed (one row per key, the queries in the
-// vector lanes: attention_tiles.h's transposed blocks); each query's output
-// depends only on its own column, so neither the block size nor the thread
-// count changes it.
+// vector lanes: attention_tiles.h's transposed blocks), and heads of up to 16
+// channels take the keys in fixed blocks through an online softmax; each
+// query's output depends only on its own column, so neither the query block
+// size nor the thread count changes it.
 //
 // The backward recomputes each block's weights and accumulates dk and dv
 // over the query blocks of one head in order, so the result depends only on

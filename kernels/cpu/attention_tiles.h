@@ -22,6 +22,9 @@
 //   one vector of channels uses the transposed blocks too
 //   (attention_backward_tiles.h); wider heads' keeps the query-major score
 //   tiles below.
+// - The forward of heads of up to 16 channels runs an online softmax over
+//   key blocks that stay in L1 (its section below): 0.65 -> 0.58 ms per head
+//   at L = 1024 (Emerald Rapids, 1 thread, bench/cpu/attention).
 //
 // GCC/Clang vector extensions, not intrinsics (but for one vscalefps in
 // attn_exp_nonpos, under __AVX512F__): the same source builds for
@@ -285,12 +288,18 @@ inline void attn_scores_t_tile(const float* kg, const float* qb, int64_t qw, int
   // the previous one's store (pt's stores may alias mx for the compiler).
   attn_vec m[QV];
   for (int j = 0; j < QV; ++j) m[j] = mx[j];
-  for (int i = 0; i < nk; ++i)
+  // Constant bounds with the key count tested inside: indexed by a run-time
+  // bound, acc was kept in memory, every accumulator stored and reloaded.
+#pragma GCC unroll 8
+  for (int i = 0; i < kAttnKT; ++i) {
+    if (i >= nk) break;
+#pragma GCC unroll 4
     for (int j = 0; j < QV; ++j) {
       const attn_vec v = acc[i][j] * scale;
       attn_store(pt + i * ldt + (j0 + j) * kAttnW, v);
       m[j] = m[j] > v ? m[j] : v;
     }
+  }
   for (int j = 0; j < QV; ++j) mx[j] = m[j];
 }
 
@@ -366,45 +375,91 @@ inline void attn_values_t_tile(const float* vt, int64_t cw, int64_t c0, int64_t 
     }
 }
 
-// The softmax's exp and the value product in one pass over the block, for
-// heads of at most CT channels (the 64x64 U-Net's 32x32 level, where L = 1024
-// and most of the attention's time is: ch = 16): out[c, t] = sum_s v[c, s]
-// e[s][t] / sum_s e[s][t], e = exp(pt - mx), one query vector per tile and
-// every channel in registers, so each weight is computed once and never
-// stored. Each output is the same sums in the same order as attention_exp_t
-// followed by attention_values_t (the same bits); it saves their store and
-// reload of the block (Emerald Rapids, 1 thread, L = 1024, ch = 16: 0.52 ->
-// 0.48 ms per head).
-// One query vector j of attention_exp_values_t: acc[i] = sum_s v[i, s] e[s][j], sum = sum_s e[s][j].
+// ---- the online softmax (heads of up to 16 channels) -----------------------------
+//
+// Keys in blocks of kAttnKB: for one tile of query vectors the block's scores
+// (kAttnKB rows of kAttnQB queries, 12 KB) are computed, then each query
+// vector's running maximum m is raised to the block's, its accumulators and
+// sum rescaled by exp(m_old - m_new), and the block's exp and value products
+// added, every channel in registers. The scores, the block's keys and values
+// and the accumulators all stay in L1; the whole-row pass before kept the
+// block's scores [L][Tb] (196 KB at L = 1024) in L2 and read a row of them and
+// of the value pack per key. The sums differ from the two-pass softmax's (the
+// denominator and the products are rescaled as the maximum rises), within
+// float rounding; each query's result still depends only on its own column and
+// the fixed key block, not on the query block or the thread count.
+constexpr int64_t kAttnKB = 64;  // keys per block: a whole number of score tiles
+constexpr int64_t kAttnOnlineChannels = 16;  // the widest heads it takes (their accumulators in registers)
+
+// One query vector's running state across key blocks.
 template <int CT>
-inline void attn_exp_values_t_tile(const float* vt, int64_t cw, const float* pt, int64_t ldt, int64_t L, int64_t j,
-                                   attn_vec m, attn_vec* out_acc, attn_vec& out_sum) {
-  attn_vec acc[CT] = {}, sum{};
-  for (int64_t s = 0; s < L; ++s) {
-    const attn_vec e = attn_exp_nonpos(attn_load(pt + s * ldt + j * kAttnW) - m);
+struct AttnOnlineState {
+  attn_vec acc[CT];
+  attn_vec sum, m;
+};
+
+// Adds the keys s0 .. s0 + nk - 1 (rows 0 .. nk - 1 of the block's scores st,
+// query vector j, rows ldt apart; bmx the block's maximum of that vector) to o.
+template <int CT>
+inline void attn_online_block(const float* vt, int64_t cw, const float* st, int64_t ldt, int64_t nk, int64_t j,
+                              attn_vec bmx, AttnOnlineState<CT>& o) {
+  const attn_vec m = o.m > bmx ? o.m : bmx;
+  const attn_vec alpha = attn_exp_nonpos(o.m - m);
+  attn_vec acc[CT], sum = o.sum * alpha;
+  for (int i = 0; i < CT; ++i) acc[i] = o.acc[i] * alpha;
+  for (int64_t s = 0; s < nk; ++s) {
+    const attn_vec e = attn_exp_nonpos(attn_load(st + s * ldt + j * kAttnW) - m);
     sum += e;
     for (int i = 0; i < CT; ++i) acc[i] += vt[s * cw + i] * e;
   }
-  for (int i = 0; i < CT; ++i) out_acc[i] = acc[i];
-  out_sum = sum;
+  for (int i = 0; i < CT; ++i) o.acc[i] = acc[i];
+  o.sum = sum;
+  o.m = m;
 }
 
+// The forward of a block of nb queries over all L keys through the online
+// softmax, for heads of at most CT channels: out[c, t] (rows ldo apart) for
+// c < ch, t < nb, from the packed keys kg, values vt (cw channels a row) and
+// queries qb. st: the scores of one key block ([kAttnKB][kAttnQB]).
 template <int CT>
-inline void attention_exp_values_t(const float* vt, int64_t cw, int64_t ch, const float* pt, int64_t ldt, int64_t L,
-                                   int64_t nb, const attn_vec* mx, float* out, int64_t ldo) {
-  const int64_t nvec = attn_query_width(nb) / kAttnW;
-  for (int64_t j = 0; j < nvec; ++j) {
-    attn_vec acc[CT], sum;
-    attn_exp_values_t_tile<CT>(vt, cw, pt, ldt, L, j, mx[j], acc, sum);
-    const attn_vec inv = 1.f / sum;
-    const int64_t t = j * kAttnW, lanes = std::min<int64_t>(kAttnW, nb - t);
-    for (int64_t i = 0; i < CT && i < ch; ++i) {
-      const attn_vec r = acc[i] * inv;
-      float* dst = out + i * ldo + t;
-      if (lanes == kAttnW) {
-        attn_store(dst, r);
-      } else {
-        for (int64_t l = 0; l < lanes; ++l) dst[l] = r[l];
+inline void attention_online_t(const float* kg, const float* vt, int64_t cw, const float* qb, int64_t L, int64_t ch,
+                               int64_t nb, float scale, float* st, float* out, int64_t ldo) {
+  const int64_t qw = attn_query_width(nb), nvec = qw / kAttnW;
+  for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
+    const int nv = int(std::min<int64_t>(kAttnQV, nvec - j0));
+    AttnOnlineState<CT> o[kAttnQV];
+    for (int j = 0; j < nv; ++j) {
+      for (auto& a : o[j].acc) a = attn_vec{};
+      o[j].sum = attn_vec{};
+      o[j].m = attn_splat(-INFINITY);
+    }
+    for (int64_t s0 = 0; s0 < L; s0 += kAttnKB) {
+      const int64_t nk = std::min(kAttnKB, L - s0);
+      attn_vec bmx[kAttnQV];
+      for (auto& b : bmx) b = attn_splat(-INFINITY);
+      for (int64_t s = 0; s < nk; s += kAttnKT) {
+        const int64_t g = (s0 + s) / kAttnKT;
+        const int n = int(std::min<int64_t>(kAttnKT, nk - s));
+        const float* kt = kg + g * ch * kAttnKT;
+        const float* qt = qb + j0 * kAttnW;  // the tile's query vectors from column 0 of st
+        float* dst = st + s * kAttnQB;
+        if (nv == 3) attn_scores_t_tile<3>(kt, qt, qw, ch, scale, 0, n, dst, kAttnQB, bmx);
+        else if (nv == 2) attn_scores_t_tile<2>(kt, qt, qw, ch, scale, 0, n, dst, kAttnQB, bmx);
+        else attn_scores_t_tile<1>(kt, qt, qw, ch, scale, 0, n, dst, kAttnQB, bmx);
+      }
+      for (int j = 0; j < nv; ++j) attn_online_block<CT>(vt + s0 * cw, cw, st, kAttnQB, nk, j, bmx[j], o[j]);
+    }
+    for (int j = 0; j < nv; ++j) {
+      const attn_vec inv = 1.f / o[j].sum;
+      const int64_t t = (j0 + j) * kAttnW, lanes = std::min<int64_t>(kAttnW, nb - t);
+      for (int64_t i = 0; i < CT && i < ch; ++i) {
+        const attn_vec r = o[j].acc[i] * inv;
+        float* dst = out + i * ldo + t;
+        if (lanes == kAttnW) {
+          attn_store(dst, r);
+        } else {
+          for (int64_t l = 0; l < lanes; ++l) dst[l] = r[l];
+        }
       }
     }
   }
@@ -448,25 +503,33 @@ inline int64_t attn_forward_query_block(int64_t L) {
 
 // One thread's buffers for the forward of heads of L keys, ch channels and
 // query blocks of Tb: the head's packed keys (kg) and values (vt), the block's
-// queries (qb) and transposed scores (pt, rows ldt apart), its maxima and
-// 1 / sums. The floats are carved out of `base` (floats(L, ch, Tb) of them).
+// queries (qb), one key block's scores for the online softmax (st), and for
+// the two-pass softmax (heads of more than kAttnOnlineChannels, or asked for:
+// the playground times both) the block's transposed scores (pt, rows ldt
+// apart; null without it), maxima and 1 / sums. The floats are carved out of
+// `base` (floats(...) of them, with the same arguments).
 struct AttnForwardBuffers {
-  static int64_t floats(int64_t L, int64_t ch, int64_t Tb) {
+  static bool default_two_pass(int64_t ch) { return ch > kAttnOnlineChannels; }
+  static int64_t floats(int64_t L, int64_t ch, int64_t Tb, bool two_pass) {
     const int64_t qw = attn_query_width(Tb);
     return attn_lines(attn_query_groups(L) * ch * kAttnKT) + attn_lines(L * attn_value_width_t(ch)) + attn_lines(ch * qw) +
-           attn_lines(L * qw);
+           attn_lines(kAttnKB * kAttnQB) + (two_pass ? attn_lines(L * qw) : 0);
   }
-  AttnForwardBuffers(float* base, int64_t L, int64_t ch, int64_t Tb)
+  static int64_t floats(int64_t L, int64_t ch, int64_t Tb) { return floats(L, ch, Tb, default_two_pass(ch)); }
+  AttnForwardBuffers(float* base, int64_t L, int64_t ch, int64_t Tb, bool two_pass)
       : ldt(attn_query_width(Tb)), stats(size_t(2 * (ldt / kAttnW))) {
     kg = base;
     vt = kg + attn_lines(attn_query_groups(L) * ch * kAttnKT);
     qb = vt + attn_lines(L * attn_value_width_t(ch));
-    pt = qb + attn_lines(ch * ldt);
+    st = qb + attn_lines(ch * ldt);
+    pt = two_pass ? st + attn_lines(kAttnKB * kAttnQB) : nullptr;
     mx = stats.data();
     inv = mx + ldt / kAttnW;
   }
+  AttnForwardBuffers(float* base, int64_t L, int64_t ch, int64_t Tb)
+      : AttnForwardBuffers(base, L, ch, Tb, default_two_pass(ch)) {}
   int64_t ldt;
-  float *kg, *vt, *qb, *pt;
+  float *kg, *vt, *qb, *pt, *st;
   std::vector<attn_vec> stats;  // (aligned for the vector type)
   attn_vec *mx, *inv;
 };
@@ -479,17 +542,19 @@ inline void attention_pack_head_t(const float* k, const float* v, int64_t L, int
 
 // out[c, t] (rows ldo apart, from the block's first query) = the attention of
 // the queries t0 .. t0 + nb - 1 of q ([ch, L]) over the packed head. Heads of
-// up to 16 channels keep every channel in registers, and the exp is fused
-// into the value product; wider ones store the weights between the two.
+// up to 16 channels take the online softmax, every channel in registers;
+// wider ones the two-pass softmax, the weights stored between the exp and the
+// value product.
 inline void attention_block_t(const float* q, int64_t L, int64_t ch, float scale, int64_t t0, int64_t nb,
                               AttnForwardBuffers& b, float* out, int64_t ldo) {
   attn_pack_query_block(q, L, ch, t0, nb, b.qb);
-  attention_scores_t(b.kg, b.qb, L, ch, nb, scale, b.pt, b.ldt, b.mx);
+  const int64_t cw = attn_value_width_t(ch);
   if (ch <= 8) {
-    attention_exp_values_t<8>(b.vt, attn_value_width_t(ch), ch, b.pt, b.ldt, L, nb, b.mx, out, ldo);
-  } else if (ch <= 16) {
-    attention_exp_values_t<16>(b.vt, attn_value_width_t(ch), ch, b.pt, b.ldt, L, nb, b.mx, out, ldo);
+    attention_online_t<8>(b.kg, b.vt, cw, b.qb, L, ch, nb, scale, b.st, out, ldo);
+  } else if (ch <= kAttnOnlineChannels) {
+    attention_online_t<16>(b.kg, b.vt, cw, b.qb, L, ch, nb, scale, b.st, out, ldo);
   } else {
+    attention_scores_t(b.kg, b.qb, L, ch, nb, scale, b.pt, b.ldt, b.mx);
     attention_exp_t(b.pt, b.ldt, L, nb, b.mx, b.inv);
     attention_values_t(b.vt, ch, b.pt, b.ldt, L, nb, b.inv, out, ldo);
   }

@@ -690,6 +690,47 @@ TEST_CASE("attention: the fused blockwise CPU version against a naive reference 
   CHECK_THROWS_WITH_AS(be().attention(bad, 1, a), doctest::Contains("does not split into 3 x 1 heads"), Error);
 }
 
+// The online softmax of heads of up to 16 channels (attention_tiles.h) raises
+// each query's maximum block by block and rescales what it has summed: keys
+// whose scores rise along the row (a new maximum in every block, the first
+// blocks' weights underflowing to 0 by the last), fall along it (the first
+// block's maximum kept), or rise for some queries and fall for others.
+TEST_CASE("attention: the online softmax with maxima rising and falling across key blocks") {
+  ThreadsGuard guard;
+  be().set_threads(1);
+  for (int64_t L : {int64_t(1024), int64_t(300)})
+    for (int64_t ch : {int64_t(16), int64_t(5)})
+      for (float span : {40.f, 400.f}) {  // score range along a row, in units of the attention's scale
+        CAPTURE(L);
+        CAPTURE(ch);
+        CAPTURE(span);
+        Tensor qkv = test::random_tensor({1, 3 * ch, L}, 500 + uint64_t(L + ch), -0.1f, 0.1f);
+        float* q = qkv.data();
+        float* k = q + ch * L;
+        for (int64_t t = 0; t < L; ++t) q[t] = t % 3 == 0 ? 1.f : t % 3 == 1 ? -1.f : 0.25f;  // channel 0
+        for (int64_t s2 = 0; s2 < L; ++s2) k[s2] = span * std::sqrt(float(ch)) * float(s2) / float(L);
+        Tensor a = Tensor::empty({1, ch, L}), a_generic = Tensor::empty({1, ch, L});
+        be().attention(qkv, 1, a);
+        be().attention_generic(qkv, 1, a_generic);
+        const std::vector<double> want = naive_attention(qkv, 1);
+        // A score of 400 carries 400 x 2^-24 = 2.4e-5 of rounding before any
+        // exp, in any float softmax: there the bound is the two-pass one's own
+        // error (1.0e-5 to 2.0e-5 here), with room for different sums.
+        const double err = rel(a, want), err_two_pass = rel(a_generic, want);
+        CAPTURE(err_two_pass);
+        CHECK(err < (span <= 40.f ? 1e-5 : 1.5 * err_two_pass));
+      }
+  // A NaN score (a diverged model) reaches every output, as it did through the
+  // two-pass softmax, rather than being dropped from the maxima.
+  Tensor qkv = test::random_tensor({1, 3 * 16, 300}, 520, -2.f, 2.f);
+  qkv.data()[16 * 300 + 5 * 300 + 200] = std::nanf("");  // k[5, 200]
+  Tensor a = Tensor::empty({1, 16, 300});
+  be().attention(qkv, 1, a);
+  int64_t nans = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) nans += std::isnan(a.data()[i]) ? 1 : 0;
+  CHECK(nans == a.numel());
+}
+
 // ---- elementwise ------------------------------------------------------------------
 
 TEST_CASE("elementwise: add, sub, mul, scale, axpby (including aliasing and beta = 0)") {
