@@ -130,12 +130,16 @@ Tensor memory_distance_map(const FeatureMemory& mem, const ResNetFeatures& fe, c
              "feature memory: ", image.defined() ? image.describe() : std::string("undefined"), " is not one image");
   int grid = 0, dim = 0;
   const std::vector<float> e = memory_embeddings(fe, image, grid, dim);
+  return memory_distance_map(mem, e.data(), grid, dim, image.dim(2), image.dim(3), image.backend(), skip);
+}
+
+Tensor memory_distance_map(const FeatureMemory& mem, const float* rows, int grid, int dim, int64_t height,
+                           int64_t width, Backend& be, int skip) {
   MDPS_CHECK(grid == mem.grid && dim == mem.dim, "feature memory: the image's embedding (", grid, "x", grid, " of ",
              dim, ") does not fit the memory's (", mem.grid, "x", mem.grid, " of ", mem.dim,
              "): the detector's feature extractor is not the one its memory was taken with");
-  const Tensor d = Tensor::from_vector({1, 1, grid, grid}, nearest_distances(mem, e.data(), size_t(grid) * grid, skip));
-  Backend& be = image.backend();
-  Tensor out = Tensor::empty({1, 1, image.dim(2), image.dim(3)}, be);
+  const Tensor d = Tensor::from_vector({1, 1, grid, grid}, nearest_distances(mem, rows, size_t(grid) * grid, skip));
+  Tensor out = Tensor::empty({1, 1, height, width}, be);
   be.resize_bilinear_align_corners(d.to(be), out);
   return out;
 }

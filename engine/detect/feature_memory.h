@@ -75,6 +75,11 @@ std::vector<float> nearest_distances(const FeatureMemory& mem, const float* q, s
 
 // The distance map of one image [1,3,S,S]: [1,1,S,S] on the image's backend.
 Tensor memory_distance_map(const FeatureMemory& mem, const ResNetFeatures& fe, const Tensor& image, int skip = -1);
+// The same from the image's embedding (grid^2 rows of dim values, as
+// memory_embeddings gives: calibration has them for the memory's own images),
+// resized to [1,1,height,width] on `be`.
+Tensor memory_distance_map(const FeatureMemory& mem, const float* rows, int grid, int dim, int64_t height,
+                           int64_t width, Backend& be, int skip = -1);
 
 // C / c_max + w * d / d_max element by element (c, d: blurred maps of one
 // size); a maximum <= 0 counts as 1 (a term without spread adds itself).

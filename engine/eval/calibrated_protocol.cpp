@@ -121,7 +121,15 @@ struct ImageBatches {
     MDPS_CHECK(can_embed(features), "the detector carries a feature memory but its feature extractor ",
                features ? cat("reaches stage ", features->deepest_layer()) : std::string("is missing"),
                "; the memory needs stage ", memory_layers().back());
-    Tensor d = memory_distance_map(mem, *features, y, skip);
+    return blurred(memory_distance_map(mem, *features, y, skip));
+  }
+  // The same for a memory image, from its rows in the memory (not embedded again).
+  std::vector<float> memory_map_of_slot(const FeatureMemory& mem, int slot) const {
+    const size_t per = size_t(mem.grid) * size_t(mem.grid) * size_t(mem.dim);
+    return blurred(memory_distance_map(mem, mem.rows.data() + size_t(slot) * per, mem.grid, mem.dim, S, S,
+                                       model.backend(), slot));
+  }
+  std::vector<float> blurred(const Tensor& d) const {
     Tensor b = Tensor::empty(d.shape(), d.backend());
     d.backend().gaussian_blur(d, st.map.blur_kernel, st.map.blur_sigma, b);
     return b.to_vector();
@@ -322,8 +330,9 @@ NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* featur
   }
   // The feature memory: the embeddings of the normal images (at most
   // kMaxMemoryImages of them, evenly spaced), then each image's distance map
-  // against the memory without its own rows (leave one out), and the maps
-  // fused with the maxima both give. One image has no others: no memory.
+  // against the memory without its own rows (leave one out; a memory image's
+  // from its rows, embedded once), and the maps fused with the maxima both
+  // give. One image has no others: no memory.
   if (ib.st.memory_weight > 0.f && can_embed(features) && N >= 2) {
     FeatureMemory& mem = stats.memory;
     const std::vector<size_t> kept = memory_image_indices(N);
@@ -337,7 +346,8 @@ NormalStats collect_normal_stats(const UNet& model, const ResNetFeatures* featur
     mem.check("calibration: the feature memory");
     std::vector<float> dist(N * plane);
     for (size_t i = 0; i < N; ++i) {
-      const std::vector<float> d = ib.memory_map(mem, ib.load(load, i, i + 1).y, slot[i]);
+      const std::vector<float> d =
+          slot[i] >= 0 ? ib.memory_map_of_slot(mem, slot[i]) : ib.memory_map(mem, ib.load(load, i, i + 1).y, -1);
       std::copy(d.begin(), d.end(), dist.begin() + long(i * plane));
       if (progress) progress(i + 1, N, seconds_since(t0), 3);
     }

@@ -153,6 +153,16 @@ TEST_CASE("embedding: stages 2 and 3 at 256x256, 3x3-mean-pooled, stage 3 resize
   // A memory taken with another extractor is refused, naming the cause.
   const FeatureMemory other = random_memory(2, 32, 5, 6);
   CHECK_THROWS_WITH_AS(memory_distance_map(other, *fe, img), doctest::Contains("does not fit"), Error);
+  // From the image's rows the map is the image's, leaving out a memory image
+  // or not (calibration takes its memory images' maps from their rows).
+  const FeatureMemory mem = random_memory(3, 32, 16, 7);
+  for (int skip : {-1, 1}) {
+    CAPTURE(skip);
+    CHECK(memory_distance_map(mem, e.data(), grid, dim, 64, 64, cpu_backend(), skip).to_vector() ==
+          memory_distance_map(mem, *fe, img, skip).to_vector());
+  }
+  CHECK_THROWS_WITH_AS(memory_distance_map(other, e.data(), grid, dim, 64, 64, cpu_backend()),
+                       doctest::Contains("does not fit"), Error);
 }
 
 TEST_CASE("calibration takes the memory leave-one-out; a detector carrying it fuses every map") {
