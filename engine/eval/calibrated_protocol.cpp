@@ -125,7 +125,7 @@ struct ImageBatches {
   }
   // The same for a memory image, from its rows in the memory (not embedded again).
   std::vector<float> memory_map_of_slot(const FeatureMemory& mem, int slot) const {
-    const size_t per = size_t(mem.grid) * size_t(mem.grid) * size_t(mem.dim);
+    const size_t per = mem.rows_per_image() * size_t(mem.dim);
     return blurred(memory_distance_map(mem, mem.rows.data() + size_t(slot) * per, mem.grid, mem.dim, S, S,
                                        model.backend(), slot));
   }
