@@ -64,6 +64,14 @@ inline attn_vec attn_load(const float* p) {
   return v;
 }
 inline void attn_store(float* p, attn_vec v) { std::memcpy(p, &v, sizeof v); }
+// The first `lanes` floats of v (a whole vector where lanes = kAttnW): a row's last, partial vector.
+inline void attn_store_lanes(float* p, attn_vec v, int64_t lanes) {
+  if (lanes == kAttnW) {
+    attn_store(p, v);
+  } else {
+    for (int64_t l = 0; l < lanes; ++l) p[l] = v[l];
+  }
+}
 inline attn_vec attn_splat(float x) { return attn_vec{} + x; }
 inline float attn_hsum(attn_vec v) {
   float s = 0.f;
@@ -364,14 +372,8 @@ inline void attn_values_t_tile(const float* vt, int64_t cw, int64_t c0, int64_t 
   }
   for (int i = 0; i < CT && c0 + i < ch; ++i)
     for (int j = 0; j < QV; ++j) {
-      const attn_vec r = acc[i][j] * inv[j0 + j];
-      const int64_t t = (j0 + j) * kAttnW, lanes = std::min<int64_t>(kAttnW, nb - t);
-      float* dst = out + (c0 + i) * ldo + t;
-      if (lanes == kAttnW) {
-        attn_store(dst, r);
-      } else {
-        for (int64_t l = 0; l < lanes; ++l) dst[l] = r[l];
-      }
+      const int64_t t = (j0 + j) * kAttnW;
+      attn_store_lanes(out + (c0 + i) * ldo + t, acc[i][j] * inv[j0 + j], std::min<int64_t>(kAttnW, nb - t));
     }
 }
 
@@ -433,6 +435,7 @@ inline void attention_online_t(const float* kg, const float* vt, int64_t cw, con
       o[j].sum = attn_vec{};
       o[j].m = attn_splat(-INFINITY);
     }
+    const float* qt = qb + j0 * kAttnW;  // the tile's query vectors, from column 0 of st
     for (int64_t s0 = 0; s0 < L; s0 += kAttnKB) {
       const int64_t nk = std::min(kAttnKB, L - s0);
       attn_vec bmx[kAttnQV];
@@ -441,7 +444,6 @@ inline void attention_online_t(const float* kg, const float* vt, int64_t cw, con
         const int64_t g = (s0 + s) / kAttnKT;
         const int n = int(std::min<int64_t>(kAttnKT, nk - s));
         const float* kt = kg + g * ch * kAttnKT;
-        const float* qt = qb + j0 * kAttnW;  // the tile's query vectors from column 0 of st
         float* dst = st + s * kAttnQB;
         if (nv == 3) attn_scores_t_tile<3>(kt, qt, qw, ch, scale, 0, n, dst, kAttnQB, bmx);
         else if (nv == 2) attn_scores_t_tile<2>(kt, qt, qw, ch, scale, 0, n, dst, kAttnQB, bmx);
@@ -452,15 +454,7 @@ inline void attention_online_t(const float* kg, const float* vt, int64_t cw, con
     for (int j = 0; j < nv; ++j) {
       const attn_vec inv = 1.f / o[j].sum;
       const int64_t t = (j0 + j) * kAttnW, lanes = std::min<int64_t>(kAttnW, nb - t);
-      for (int64_t i = 0; i < CT && i < ch; ++i) {
-        const attn_vec r = o[j].acc[i] * inv;
-        float* dst = out + i * ldo + t;
-        if (lanes == kAttnW) {
-          attn_store(dst, r);
-        } else {
-          for (int64_t l = 0; l < lanes; ++l) dst[l] = r[l];
-        }
-      }
+      for (int64_t i = 0; i < CT && i < ch; ++i) attn_store_lanes(out + i * ldo + t, o[j].acc[i] * inv, lanes);
     }
   }
 }
