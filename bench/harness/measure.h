@@ -2,7 +2,8 @@
 // the machine's name, and the sgemm ceiling of the BLAS the engine uses
 // (the figure every forward is read against).
 #pragma once
-#include <cblas.h>
+#include "engine/core/backend.h"
+#include "kernels/cpu/cpu_util.h"
 #include <algorithm>
 #include <chrono>
 #include <random>
@@ -22,12 +23,13 @@ double peak_rss_mb();
 // "<cpu model>, N hardware threads".
 std::string machine_line();
 
-// Large square sgemm through the BLAS the engine uses: the ceiling every
-// other figure is read against.
+// Large square sgemm through the engine's product (cpu::sgemm: OpenBLAS in
+// fixed blocks over the pool): the ceiling every other figure is read against.
 struct SgemmCeiling {
   int n;
   std::vector<float> a, b, c;
   explicit SgemmCeiling(int size = 1536) : n(size), a(size_t(n) * n), b(a.size()), c(a.size()) {
+    (void)cpu_backend();  // its constructor keeps OpenBLAS on one thread (cpu::sgemm's blocks use the pool)
     std::mt19937 rng(1);
     std::uniform_real_distribution<float> d(-1, 1);
     for (auto& x : a) x = d(rng);
@@ -37,7 +39,7 @@ struct SgemmCeiling {
   // Seconds of one product.
   double once() {
     auto t0 = Clock::now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+    cpu::sgemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
     return std::chrono::duration<double>(Clock::now() - t0).count();
   }
   // GFLOP/s of the best of `reps` products run back to back.

@@ -139,7 +139,6 @@ void CpuBackend::attention_backward_impl(const Tensor& qkv, const Tensor& da, in
   const float* QKV = qkv.data();
   const float* DA = da.data();
   float* DQKV = dqkv.data();
-  cpu::BlasSingleThread single;
   parallel_for(d.BH, [&](int64_t b, int64_t e) {
     HeadBuffers h(d, Tb);
     const int64_t ldp = h.ldp;

@@ -31,8 +31,9 @@
 // The other gradients stay fp32.
 //
 // Threading: with enough images, the pool runs one image (or group) per
-// worker with OpenBLAS single-threaded; otherwise images go one by one and
-// OpenBLAS threads each product (the direct kernel splits the image's pixels).
+// worker; otherwise images go one by one and cpu::sgemm spreads each product's
+// fixed blocks over the pool (the direct kernel splits the image's pixels).
+// OpenBLAS itself always runs on one thread (cpu_util.h).
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/conv_bf16.h"
 #include "kernels/cpu/conv_direct.h"
@@ -144,8 +145,8 @@ void col2im(const float* col, const ConvDims& d, float* dx) {
   });
 }
 
-// Runs body(n) for every image: in parallel over images (BLAS single-threaded)
-// when the batch splits evenly enough over the pool, else serially.
+// Runs body(n) for every image: in parallel over images when the batch splits
+// evenly enough over the pool, else serially.
 bool images_over_pool(int64_t N) {
   const int nt = ThreadPool::global().threads();
   return nt > 1 && N >= nt && (N % nt == 0 || N >= 4 * nt);
@@ -154,7 +155,6 @@ bool images_over_pool(int64_t N) {
 template <typename F>
 void for_each_image(int64_t N, F&& body) {
   if (images_over_pool(N)) {
-    cpu::BlasSingleThread single;
     parallel_for(N, [&](int64_t b, int64_t e) {
       for (int64_t n = b; n < e; ++n) body(n);
     });
@@ -465,7 +465,6 @@ void CpuBackend::conv2d_backward_weight_impl(const Tensor& dy, const Tensor& x, 
     }
   };
   if (tasks > 1) {
-    cpu::BlasSingleThread single;
     parallel_for(tasks, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) run_task(t);
     });

@@ -12,10 +12,10 @@
 namespace mdps {
 
 CpuBackend::CpuBackend() {
-  // One pool drives the parallelism: BLAS calls are made from inside our
-  // parallel regions or with all threads, never both, so OpenBLAS keeps the
-  // same thread count as the pool (set_threads keeps them equal).
-  openblas_set_num_threads(ThreadPool::global().threads());
+  // One pool drives the parallelism: OpenBLAS runs on one thread and
+  // cpu::sgemm spreads a product's fixed blocks over the pool (cpu_util.h:
+  // OpenBLAS's own threads changed the bits with the thread count).
+  openblas_set_num_threads(1);
 }
 
 // A caching allocator: a step of the U-Net allocates the same sizes every
@@ -97,7 +97,6 @@ void CpuBackend::set_precision(Precision p) {
 
 void CpuBackend::set_threads(int n) {
   ThreadPool::global().set_threads(n);
-  openblas_set_num_threads(ThreadPool::global().threads());
 }
 int CpuBackend::threads() const { return ThreadPool::global().threads(); }
 

@@ -1,4 +1,4 @@
-// Helpers shared by the CPU op files: work splitting, BLAS threading, and a
+// Helpers shared by the CPU op files: work splitting, the BLAS product, and a
 // per-thread scratch buffer for im2col.
 #pragma once
 #include "engine/core/common.h"
@@ -28,24 +28,21 @@ void parallel_elems(int64_t n, F&& f) {
   parallel_for(n, [&](int64_t b, int64_t e) { f(b, e); }, kGrain);
 }
 
-// While alive, OpenBLAS runs single-threaded so that our pool can run one
-// product per worker without the two thread teams fighting over the cores.
-class BlasSingleThread {
- public:
-  BlasSingleThread() : saved_(openblas_get_num_threads()) {
-    if (saved_ != 1) openblas_set_num_threads(1);
-  }
-  ~BlasSingleThread() {
-    if (saved_ != 1) openblas_set_num_threads(saved_);
-  }
-  BlasSingleThread(const BlasSingleThread&) = delete;
-  BlasSingleThread& operator=(const BlasSingleThread&) = delete;
+// Row-major sgemm: C[M,N] = alpha op(A) op(B) + beta C, with bits that do not
+// depend on the thread count, the batch or the caller's parallel region.
+//
+// OpenBLAS always runs on one thread (CpuBackend sets it once); a product is
+// cut here into fixed blocks of at most kSgemmBlock x kSgemmBlock outputs,
+// each one single-threaded OpenBLAS call, spread over the pool (inline inside
+// a pool task). The blocks depend only on M and N, so every output is the
+// same call's arithmetic whichever thread runs it. OpenBLAS's own threading
+// did not give that: on AMD (Zen 5, where OpenBLAS 0.3.21 takes its Haswell
+// kernels) a product split over its 2 threads summed some outputs in another
+// order than on 1 thread, so an image convolved alone (its product threaded)
+// and in a batch (one product per pool worker) differed in the last bits and
+// tests/model/test_unet_batch_invariance.cpp failed there.
+constexpr int64_t kSgemmBlock = 256;
 
- private:
-  int saved_;
-};
-
-// Row-major sgemm: C[M,N] = alpha op(A) op(B) + beta C.
 inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
@@ -54,8 +51,21 @@ inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N),
-              int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+  const int64_t mb = (M + kSgemmBlock - 1) / kSgemmBlock, nb = (N + kSgemmBlock - 1) / kSgemmBlock;
+  auto block = [&](int64_t i) {
+    const int64_t m0 = i / nb * kSgemmBlock, n0 = i % nb * kSgemmBlock;
+    const int64_t m = std::min(kSgemmBlock, M - m0), n = std::min(kSgemmBlock, N - n0);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+                int(K), alpha, ta ? A + m0 : A + m0 * lda, int(lda), tb ? B + n0 * ldb : B + n0, int(ldb), beta,
+                C + m0 * ldc + n0, int(ldc));
+  };
+  if (mb * nb == 1) {
+    block(0);
+    return;
+  }
+  parallel_for(mb * nb, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) block(i);
+  });
 }
 
 // A growable buffer owned by the calling thread; reused across calls so the

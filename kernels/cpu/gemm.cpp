@@ -17,8 +17,9 @@ void CpuBackend::gemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int
     ts.num("M", double(M)).num("N", double(N)).num("K", double(K)).num("batch", double(batch))
         .flops(2 * M * N * K * batch).bytes((M * K + K * N + 2 * M * N) * batch * int64_t(sizeof(float)));
 
-  // Small products leave OpenBLAS's own threads idle, so a batch of them is
-  // split across the pool with BLAS single-threaded; big ones use BLAS threads.
+  // A batch of small products is split across the pool, a product to a
+  // worker; big ones one after another, each spread over the pool by
+  // cpu::sgemm's blocks (the bits are the same either way).
   const int nt = ThreadPool::global().threads();
   const bool small = double(M) * double(N) * double(K) < double(1 << 21);
   auto one = [&](int64_t i) {
@@ -26,7 +27,6 @@ void CpuBackend::gemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int
                C + i * stride_c, ldc);
   };
   if (nt > 1 && batch > 1 && small) {
-    cpu::BlasSingleThread single;
     parallel_for(batch, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) one(i);
     });

@@ -185,8 +185,9 @@ GnRef gn_ref(const Tensor& x, const Tensor& gamma, const Tensor& beta, int G, do
 TEST_CASE("gemm: all transpose combinations, leading dimensions, strides, batch, alpha/beta") {
   ThreadsGuard guard;
   struct Dims { int64_t M, N, K, batch; };
-  // The first sizes are small (split over the batch); the last is large (one product at a time, BLAS threads).
-  for (Dims dm : {Dims{5, 7, 3, 3}, Dims{1, 1, 1, 1}, Dims{4, 1, 9, 2}, Dims{150, 131, 117, 2}}) {
+  // The first sizes are small (split over the batch); the last two large (one product at a time, its
+  // blocks over the pool; 300 x 270 crosses cpu::sgemm's block edges in both dimensions).
+  for (Dims dm : {Dims{5, 7, 3, 3}, Dims{1, 1, 1, 1}, Dims{4, 1, 9, 2}, Dims{150, 131, 117, 2}, Dims{300, 270, 40, 1}}) {
     for (int threads : {1, 2}) {
       be().set_threads(threads);
       for (int ta = 0; ta < 2; ++ta)
@@ -223,6 +224,27 @@ TEST_CASE("gemm: all transpose combinations, leading dimensions, strides, batch,
                 REQUIRE(C.at(ci) == c0[size_t(ci)]);
               }
         }
+    }
+  }
+}
+
+// cpu::sgemm's blocks depend on the product's shape only: a product's bits are the same on any
+// number of threads, alone or as one of a batch (on AMD Zen 5, OpenBLAS's own threads changed them).
+TEST_CASE("gemm: a product's bits do not depend on the thread count or the batch") {
+  ThreadsGuard guard;
+  const int64_t M = 300, N = 530, K = 700;
+  Tensor A = test::random_tensor({2 * M * K}, 41), Bm = test::random_tensor({2 * K * N}, 42);
+  std::vector<float> first;
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    be().set_threads(threads);
+    for (int64_t batch : {1, 2}) {
+      CAPTURE(batch);
+      Tensor C = Tensor::zeros({2 * M * N});
+      be().gemm(false, false, M, N, K, 1.f, A.data(), K, M * K, Bm.data(), N, K * N, 0.f, C.data(), N, M * N, batch);
+      const std::vector<float> got(C.data(), C.data() + M * N);
+      if (first.empty()) first = got;
+      else CHECK(got == first);
     }
   }
 }
