@@ -400,23 +400,52 @@ struct AttnOnlineState {
   attn_vec sum, m;
 };
 
-// Adds the keys s0 .. s0 + nk - 1 (rows 0 .. nk - 1 of the block's scores st,
-// query vector j, rows ldt apart; bmx the block's maximum of that vector) to o.
+// Raises query vector j's running maximum to the block's (bmx), rescales its
+// sum and accumulators, and turns the block's scores (rows 0 .. nk - 1 of st,
+// vector j, rows ldt apart) into exp(score - maximum), in place, adding them
+// to the sum. The exps are taken here, a pass of their own before the value
+// products (attn_online_values_tile): each exp is a chain of about 12
+// dependent operations, and with a key's 16 FMAs waiting on it in one
+// iteration the scheduler filled before the next keys' exps could start (AMD
+// Zen 5, 1 thread: 38 cycles a key where its arithmetic takes about 22).
 template <int CT>
-inline void attn_online_block(const float* vt, int64_t cw, const float* st, int64_t ldt, int64_t nk, int64_t j,
-                              attn_vec bmx, AttnOnlineState<CT>& o) {
+inline void attn_online_exp(float* st, int64_t ldt, int64_t nk, int64_t j, attn_vec bmx, AttnOnlineState<CT>& o) {
   const attn_vec m = o.m > bmx ? o.m : bmx;
   const attn_vec alpha = attn_exp_nonpos(o.m - m);
-  attn_vec acc[CT], sum = o.sum * alpha;
-  for (int i = 0; i < CT; ++i) acc[i] = o.acc[i] * alpha;
+  attn_vec sum = o.sum * alpha;
+  for (int i = 0; i < CT; ++i) o.acc[i] *= alpha;
+  float* sj = st + j * kAttnW;
   for (int64_t s = 0; s < nk; ++s) {
-    const attn_vec e = attn_exp_nonpos(attn_load(st + s * ldt + j * kAttnW) - m);
+    const attn_vec e = attn_exp_nonpos(attn_load(sj + s * ldt) - m);
+    attn_store(sj + s * ldt, e);
     sum += e;
-    for (int i = 0; i < CT; ++i) acc[i] += vt[s * cw + i] * e;
   }
-  for (int i = 0; i < CT; ++i) o.acc[i] = acc[i];
   o.sum = sum;
   o.m = m;
+}
+
+// Adds the block's value products to channels c0 .. c0 + kAttnCT - 1 of the
+// accumulators of QV query vectors: acc[c][j] += v[s, c] e[s][j] over the keys
+// s of the block in ascending order (vt: the block's rows of the value pack;
+// st: the weights attn_online_exp left). kAttnCT channels by QV vectors (24
+// accumulators) load QV weight vectors and kAttnCT broadcasts per key for
+// 24 FMAs, where one vector's 16 channels took a broadcast per FMA.
+template <int CT, int QV>
+inline void attn_online_values_tile(const float* vt, int64_t cw, int64_t c0, const float* st, int64_t ldt, int64_t nk,
+                                    AttnOnlineState<CT>* o) {
+  attn_vec acc[kAttnCT][QV];
+  for (int i = 0; i < kAttnCT; ++i)
+    for (int j = 0; j < QV; ++j) acc[i][j] = o[j].acc[c0 + i];
+  for (int64_t s = 0; s < nk; ++s) {
+    attn_vec ev[QV];
+    for (int j = 0; j < QV; ++j) ev[j] = attn_load(st + s * ldt + j * kAttnW);
+    for (int i = 0; i < kAttnCT; ++i) {
+      const float vc = vt[s * cw + c0 + i];
+      for (int j = 0; j < QV; ++j) acc[i][j] += vc * ev[j];
+    }
+  }
+  for (int i = 0; i < kAttnCT; ++i)
+    for (int j = 0; j < QV; ++j) o[j].acc[c0 + i] = acc[i][j];
 }
 
 // The forward of a block of nb queries over all L keys through the online
@@ -449,7 +478,12 @@ inline void attention_online_t(const float* kg, const float* vt, int64_t cw, con
         else if (nv == 2) attn_scores_t_tile<2>(kt, qt, qw, ch, scale, 0, n, dst, kAttnQB, bmx);
         else attn_scores_t_tile<1>(kt, qt, qw, ch, scale, 0, n, dst, kAttnQB, bmx);
       }
-      for (int j = 0; j < nv; ++j) attn_online_block<CT>(vt + s0 * cw, cw, st, kAttnQB, nk, j, bmx[j], o[j]);
+      for (int j = 0; j < nv; ++j) attn_online_exp<CT>(st, kAttnQB, nk, j, bmx[j], o[j]);
+      for (int64_t c0 = 0; c0 < CT; c0 += kAttnCT) {
+        if (nv == 3) attn_online_values_tile<CT, 3>(vt + s0 * cw, cw, c0, st, kAttnQB, nk, o);
+        else if (nv == 2) attn_online_values_tile<CT, 2>(vt + s0 * cw, cw, c0, st, kAttnQB, nk, o);
+        else attn_online_values_tile<CT, 1>(vt + s0 * cw, cw, c0, st, kAttnQB, nk, o);
+      }
     }
     for (int j = 0; j < nv; ++j) {
       const attn_vec inv = 1.f / o[j].sum;
