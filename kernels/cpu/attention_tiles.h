@@ -24,7 +24,9 @@
 //   tiles below.
 // - The forward of heads of up to 16 channels runs an online softmax over
 //   key blocks that stay in L1 (its section below): 0.65 -> 0.58 ms per head
-//   at L = 1024 (Emerald Rapids, 1 thread, bench/cpu/attention).
+//   at L = 1024 (Emerald Rapids, 1 thread, bench/cpu/attention); with each
+//   block's exps in a pass of their own and 8 x 3 value tiles, 0.55-0.61 ->
+//   0.43-0.44 ms on an AMD EPYC (Zen 5, AVX-512, 1 thread).
 //
 // GCC/Clang vector extensions, not intrinsics (but for one vscalefps in
 // attn_exp_nonpos, under __AVX512F__): the same source builds for
@@ -393,6 +395,10 @@ inline void attn_values_t_tile(const float* vt, int64_t cw, int64_t c0, int64_t 
 constexpr int64_t kAttnKB = 64;  // keys per block: a whole number of score tiles
 constexpr int64_t kAttnOnlineChannels = 16;  // the widest heads it takes (their accumulators in registers)
 
+// Channels per value tile of the online softmax: 8 x 3 vectors (24
+// accumulators) on AVX-512's 32 registers, 4 x 3 on AVX2's and SSE's 16.
+constexpr int kAttnOnlineCT = kAttnW >= 16 ? 8 : 4;
+
 // One query vector's running state across key blocks.
 template <int CT>
 struct AttnOnlineState {
@@ -424,27 +430,29 @@ inline void attn_online_exp(float* st, int64_t ldt, int64_t nk, int64_t j, attn_
   o.m = m;
 }
 
-// Adds the block's value products to channels c0 .. c0 + kAttnCT - 1 of the
+// Adds the block's value products to channels c0 .. c0 + kAttnOnlineCT - 1 of the
 // accumulators of QV query vectors: acc[c][j] += v[s, c] e[s][j] over the keys
 // s of the block in ascending order (vt: the block's rows of the value pack;
-// st: the weights attn_online_exp left). kAttnCT channels by QV vectors (24
-// accumulators) load QV weight vectors and kAttnCT broadcasts per key for
-// 24 FMAs, where one vector's 16 channels took a broadcast per FMA.
+// st: the weights attn_online_exp left). kAttnOnlineCT channels by QV vectors
+// load QV weight vectors and kAttnOnlineCT broadcasts per key for
+// kAttnOnlineCT x QV FMAs, where one vector's 16 channels took a broadcast per
+// FMA (AVX2, 1 thread on Zen 5: 4 x 3 rather than 8 x 3, which spilled its 24
+// accumulators, 1.31 -> 1.22 ms per head).
 template <int CT, int QV>
 inline void attn_online_values_tile(const float* vt, int64_t cw, int64_t c0, const float* st, int64_t ldt, int64_t nk,
                                     AttnOnlineState<CT>* o) {
-  attn_vec acc[kAttnCT][QV];
-  for (int i = 0; i < kAttnCT; ++i)
+  attn_vec acc[kAttnOnlineCT][QV];
+  for (int i = 0; i < kAttnOnlineCT; ++i)
     for (int j = 0; j < QV; ++j) acc[i][j] = o[j].acc[c0 + i];
   for (int64_t s = 0; s < nk; ++s) {
     attn_vec ev[QV];
     for (int j = 0; j < QV; ++j) ev[j] = attn_load(st + s * ldt + j * kAttnW);
-    for (int i = 0; i < kAttnCT; ++i) {
+    for (int i = 0; i < kAttnOnlineCT; ++i) {
       const float vc = vt[s * cw + c0 + i];
       for (int j = 0; j < QV; ++j) acc[i][j] += vc * ev[j];
     }
   }
-  for (int i = 0; i < kAttnCT; ++i)
+  for (int i = 0; i < kAttnOnlineCT; ++i)
     for (int j = 0; j < QV; ++j) o[j].acc[c0 + i] = acc[i][j];
 }
 
@@ -479,7 +487,7 @@ inline void attention_online_t(const float* kg, const float* vt, int64_t cw, con
         else attn_scores_t_tile<1>(kt, qt, qw, ch, scale, 0, n, dst, kAttnQB, bmx);
       }
       for (int j = 0; j < nv; ++j) attn_online_exp<CT>(st, kAttnQB, nk, j, bmx[j], o[j]);
-      for (int64_t c0 = 0; c0 < CT; c0 += kAttnCT) {
+      for (int64_t c0 = 0; c0 < CT; c0 += kAttnOnlineCT) {
         if (nv == 3) attn_online_values_tile<CT, 3>(vt + s0 * cw, cw, c0, st, kAttnQB, nk, o);
         else if (nv == 2) attn_online_values_tile<CT, 2>(vt + s0 * cw, cw, c0, st, kAttnQB, nk, o);
         else attn_online_values_tile<CT, 1>(vt + s0 * cw, cw, c0, st, kAttnQB, nk, o);
