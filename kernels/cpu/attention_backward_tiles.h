@@ -6,8 +6,8 @@
 // For a block of queries, with P = softmax over the keys and g = dL/da:
 //   e[s][t] = exp(scale q_t.k_s - max), inv[t] = 1 / sum_s e     (attention_exp_t)
 //   dp[s][t] = v_s . g_t, D[t] = sum_s P dp                       (attention_dp_t)
-//   ds[s][t] = P (dp - D[t])                                      (attention_softmax_backward_t)
-//   dq[:, t] = scale sum_s k_s ds[s][t]                           (attention_values_t)
+//   ds[s][t] = P (dp - D[t])                                      (attention_ds_values_t,
+//   dq[:, t] = scale sum_s k_s ds[s][t]                            in one pass)
 //   dv[:, s] += sum_t e[s][t] (inv[t] g_t), dk[:, s] += sum_t ds[s][t] (scale q_t)
 //                                                                 (attention_key_grads_t)
 // The last two hold a key's gradient with the channels in the lanes (one
@@ -64,16 +64,62 @@ inline void attention_dp_t(const float* vg, const float* gb, int64_t L, int64_t 
   });
 }
 
-// In place: dpt[s][t] = P[s][t] (dpt[s][t] - D[t]) with P = et * inv, for the
-// block's query vectors; D from attention_dp_t, scaled here by inv.
-inline void attention_softmax_backward_t(const float* et, float* dpt, int64_t ldt, int64_t L, int64_t nb,
-                                         const attn_vec* inv, attn_vec* D) {
-  const int64_t nvec = attn_query_width(nb) / kAttnW;
+// dq[c, t0 + t] (rows ldo apart) = scales[t] sum_s kt[s][c] ds[s][t] with the softmax
+// backward folded into the first channel tile: there each stored dp is
+// turned into ds = P (dp - D) (P = et inv, D already scaled by inv) as the
+// product loads it, and written back over it for the other channel tile and
+// the key gradients. A pass of its own over the blocks (a read of both and a
+// write of dp, in L2) took 8% of the head at L = 1024; folded in, the head
+// takes 1.30 -> 1.19 ms (AMD Zen 5, 1 thread, bench/cpu/attention).
+template <int QV>
+inline void attn_ds_values_t_tile(const float* kt, int64_t cw, int64_t ch, const float* et, float* dpt, int64_t ldt,
+                                  int64_t L, int64_t j0, int64_t nb, const attn_vec* inv, const attn_vec* D,
+                                  const attn_vec* scales, float* out, int64_t ldo) {
+  attn_vec acc[kAttnCT][QV] = {};
+  attn_vec ij[QV], dj[QV];
+  for (int j = 0; j < QV; ++j) {
+    ij[j] = inv[j0 + j];
+    dj[j] = D[j0 + j];
+  }
+  for (int64_t s = 0; s < L; ++s) {
+    attn_vec ev[QV];
+    for (int j = 0; j < QV; ++j) {
+      float* d = dpt + s * ldt + (j0 + j) * kAttnW;
+      ev[j] = (attn_load(et + s * ldt + (j0 + j) * kAttnW) * ij[j]) * (attn_load(d) - dj[j]);
+      attn_store(d, ev[j]);
+    }
+    for (int i = 0; i < kAttnCT; ++i) {
+      const float vc = kt[s * cw + i];
+      for (int j = 0; j < QV; ++j) acc[i][j] += vc * ev[j];
+    }
+  }
+  for (int i = 0; i < kAttnCT && i < ch; ++i)
+    for (int j = 0; j < QV; ++j) {
+      const int64_t t = (j0 + j) * kAttnW;
+      attn_store_lanes(out + i * ldo + t, acc[i][j] * scales[j0 + j], std::min<int64_t>(kAttnW, nb - t));
+    }
+}
+
+// In place: dpt[s][t] = ds = P[s][t] (dpt[s][t] - D[t]) with P = et * inv
+// (D from attention_dp_t, scaled here by inv), and dq (out, rows ldo apart)
+// as attention_values_t computes it from ds.
+inline void attention_ds_values_t(const float* kt, int64_t ch, const float* et, float* dpt, int64_t ldt, int64_t L,
+                                  int64_t nb, const attn_vec* inv, attn_vec* D, const attn_vec* scales, float* out,
+                                  int64_t ldo) {
+  const int64_t cw = attn_value_width_t(ch), nvec = attn_query_width(nb) / kAttnW;
   for (int64_t j = 0; j < nvec; ++j) D[j] *= inv[j];
-  for (int64_t s = 0; s < L; ++s)
-    for (int64_t j = 0; j < nvec; ++j) {
-      float* d = dpt + s * ldt + j * kAttnW;
-      attn_store(d, (attn_load(et + s * ldt + j * kAttnW) * inv[j]) * (attn_load(d) - D[j]));
+  for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
+    const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
+    if (nv == 3) attn_ds_values_t_tile<3>(kt, cw, ch, et, dpt, ldt, L, j0, nb, inv, D, scales, out, ldo);
+    else if (nv == 2) attn_ds_values_t_tile<2>(kt, cw, ch, et, dpt, ldt, L, j0, nb, inv, D, scales, out, ldo);
+    else attn_ds_values_t_tile<1>(kt, cw, ch, et, dpt, ldt, L, j0, nb, inv, D, scales, out, ldo);
+  }
+  for (int64_t c0 = kAttnCT; c0 < ch; c0 += kAttnCT)
+    for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
+      const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
+      if (nv == 3) attn_values_t_tile<kAttnCT, 3>(kt, cw, c0, ch, dpt, ldt, L, j0, nb, scales, out, ldo);
+      else if (nv == 2) attn_values_t_tile<kAttnCT, 2>(kt, cw, c0, ch, dpt, ldt, L, j0, nb, scales, out, ldo);
+      else attn_values_t_tile<kAttnCT, 1>(kt, cw, c0, ch, dpt, ldt, L, j0, nb, scales, out, ldo);
     }
 }
 
@@ -197,8 +243,7 @@ inline void attention_backward_head_t(const float* q, const float* k, const floa
     attention_scores_t(b.kg, b.qb, L, ch, nb, scale, b.et, ldt, b.mx);
     attention_exp_t(b.et, ldt, L, nb, b.mx, b.inv);
     attention_dp_t(b.vg, b.gb, L, ch, nb, b.et, b.dpt, ldt, b.D);
-    attention_softmax_backward_t(b.et, b.dpt, ldt, L, nb, b.inv, b.D);
-    attention_values_t(b.kt, ch, b.dpt, ldt, L, nb, b.scales.data(), dq + t0, L);
+    attention_ds_values_t(b.kt, ch, b.et, b.dpt, ldt, L, nb, b.inv, b.D, b.scales.data(), dq + t0, L);
     for (int64_t j = 0; j < b.nvec; ++j) attn_store(b.invf + j * kAttnW, b.inv[j]);
     attn_pack_rows_t(g, L, ch, t0, nb, b.invf, 1.f, b.gs);
     attn_pack_rows_t(q, L, ch, t0, nb, nullptr, scale, b.qs);

@@ -347,15 +347,21 @@ inline void attention_scores_t(const float* kg, const float* qb, int64_t L, int6
 
 // pt[s][t] = exp(pt[s][t] - mx[t]) for s < L; inv[j] = 1 / (the sum over s), lane-wise.
 inline void attention_exp_t(float* pt, int64_t ldt, int64_t L, int64_t nb, const attn_vec* mx, attn_vec* inv) {
+  // A query vector at a time, its maximum and sum in registers: with the keys
+  // outer, inv[j] went through memory every key (pt's stores may alias it for
+  // the compiler), a store-to-load chain. The same sums in the same key order.
   const int64_t nvec = attn_query_width(nb) / kAttnW;
-  for (int64_t j = 0; j < nvec; ++j) inv[j] = attn_vec{};
-  for (int64_t s = 0; s < L; ++s)
-    for (int64_t j = 0; j < nvec; ++j) {
-      const attn_vec e = attn_exp_nonpos(attn_load(pt + s * ldt + j * kAttnW) - mx[j]);
-      attn_store(pt + s * ldt + j * kAttnW, e);
-      inv[j] += e;
+  for (int64_t j = 0; j < nvec; ++j) {
+    const attn_vec m = mx[j];
+    attn_vec sum{};
+    float* pj = pt + j * kAttnW;
+    for (int64_t s = 0; s < L; ++s) {
+      const attn_vec e = attn_exp_nonpos(attn_load(pj + s * ldt) - m);
+      attn_store(pj + s * ldt, e);
+      sum += e;
     }
-  for (int64_t j = 0; j < nvec; ++j) inv[j] = 1.f / inv[j];
+    inv[j] = 1.f / sum;
+  }
 }
 
 // out[c0 + i, t0 + (j0 + j) W + l] (rows ldo apart) = inv * sum_s vt[s][c0 + i] pt[s][...] for
