@@ -17,7 +17,9 @@
 //   level's 4).
 //   Measured on an Intel Xeon (Emerald Rapids), one
 //   thread: 8x3 at 73-92% of the FMA peak on the 64x64 U-Net's wide levels,
-//   6x4 at 65-80%; AMD's Zen 4/5 take the same table, not measured there.
+//   6x4 at 65-80%; AMD's Zen 4/5 take the same table, not measured there
+//   tile by tile (on a Zen 5, 2 threads, the 64x64 U-Net's forward
+//   convolutions run at 76% of the FMA peak with it: bench/RESULTS.md).
 // - AVX2: 12 accumulators, 4 x 3 of 8 floats; SSE: 4 x 3 of 4.
 // Every tile sums each output over the taps in the same order with one
 // accumulator per lane, so all tiles give the same bits: the choice changes
