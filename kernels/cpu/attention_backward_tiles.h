@@ -114,13 +114,7 @@ inline void attention_ds_values_t(const float* kt, int64_t ch, const float* et, 
     else if (nv == 2) attn_ds_values_t_tile<2>(kt, cw, ch, et, dpt, ldt, L, j0, nb, inv, D, scales, out, ldo);
     else attn_ds_values_t_tile<1>(kt, cw, ch, et, dpt, ldt, L, j0, nb, inv, D, scales, out, ldo);
   }
-  for (int64_t c0 = kAttnCT; c0 < ch; c0 += kAttnCT)
-    for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
-      const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
-      if (nv == 3) attn_values_t_tile<kAttnCT, 3>(kt, cw, c0, ch, dpt, ldt, L, j0, nb, scales, out, ldo);
-      else if (nv == 2) attn_values_t_tile<kAttnCT, 2>(kt, cw, c0, ch, dpt, ldt, L, j0, nb, scales, out, ldo);
-      else attn_values_t_tile<kAttnCT, 1>(kt, cw, c0, ch, dpt, ldt, L, j0, nb, scales, out, ldo);
-    }
+  attention_values_t(kt, ch, dpt, ldt, L, nb, scales, out, ldo, kAttnCT);  // the other channel tiles, from ds
 }
 
 // Keys per group of attention_key_grads_t: 2 x 8 accumulators and the two

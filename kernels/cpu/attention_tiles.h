@@ -522,10 +522,12 @@ inline void attn_pack_values_t(const float* v, int64_t L, int64_t ch, float* vt)
 
 // out[c, t] (rows ldo apart, from the block's first query) = inv[t] sum_s v[c, s] pt[s][t]
 // for c < ch, t < nb, from the value pack vt (attn_pack_values_t).
+// c_begin (a multiple of kAttnCT): the channel tiles before it are left alone
+// (the backward's first tile is computed with its softmax backward folded in).
 inline void attention_values_t(const float* vt, int64_t ch, const float* pt, int64_t ldt, int64_t L, int64_t nb,
-                               const attn_vec* inv, float* out, int64_t ldo) {
+                               const attn_vec* inv, float* out, int64_t ldo, int64_t c_begin = 0) {
   const int64_t cw = attn_value_width_t(ch), nvec = attn_query_width(nb) / kAttnW;
-  for (int64_t c0 = 0; c0 < ch; c0 += kAttnCT)
+  for (int64_t c0 = c_begin; c0 < ch; c0 += kAttnCT)
     for (int64_t j0 = 0; j0 < nvec; j0 += kAttnQV) {
       const int64_t nv = std::min<int64_t>(kAttnQV, nvec - j0);
       if (nv == 3) attn_values_t_tile<kAttnCT, 3>(vt, cw, c0, ch, pt, ldt, L, j0, nb, inv, out, ldo);
