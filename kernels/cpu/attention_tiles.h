@@ -39,7 +39,7 @@
 #include <type_traits>
 #include <vector>
 #include "kernels/cpu/cpu_util.h"
-#if defined(__AVX512F__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -67,12 +67,35 @@ inline attn_vec attn_load(const float* p) {
 }
 inline void attn_store(float* p, attn_vec v) { std::memcpy(p, &v, sizeof v); }
 // The first `lanes` floats of v (a whole vector where lanes = kAttnW): a row's last, partial vector.
+// A masked store where the unit has one (the floats past `lanes` are not touched).
 inline void attn_store_lanes(float* p, attn_vec v, int64_t lanes) {
-  if (lanes == kAttnW) {
+  if (lanes >= kAttnW) {
     attn_store(p, v);
-  } else {
-    for (int64_t l = 0; l < lanes; ++l) p[l] = v[l];
+    return;
   }
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, __mmask16((1u << lanes) - 1u), __m512(v));
+#elif defined(__AVX2__)
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(lanes)), idx), __m256(v));
+#else
+  for (int64_t l = 0; l < lanes; ++l) p[l] = v[l];
+#endif
+}
+// The first `lanes` floats from p, zeros past them (nothing past them is read).
+inline attn_vec attn_load_lanes(const float* p, int64_t lanes) {
+  if (lanes >= kAttnW) return attn_load(p);
+  if (lanes <= 0) return attn_vec{};
+#if defined(__AVX512F__)
+  return attn_vec(_mm512_maskz_loadu_ps(__mmask16((1u << lanes) - 1u), p));
+#elif defined(__AVX2__)
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return attn_vec(_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(lanes)), idx)));
+#else
+  attn_vec v{};
+  for (int64_t l = 0; l < lanes; ++l) v[l] = p[l];
+  return v;
+#endif
 }
 inline attn_vec attn_splat(float x) { return attn_vec{} + x; }
 inline float attn_hsum(attn_vec v) {

@@ -1,5 +1,6 @@
 // CPU backend: memory, copies, threads. Ops are in the sibling files.
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/conv_tiles.h"
 #include "kernels/cpu/cpu_features.h"
 #include "engine/core/thread_pool.h"
@@ -101,7 +102,10 @@ void CpuBackend::set_threads(int n) {
 int CpuBackend::threads() const { return ThreadPool::global().threads(); }
 
 std::string CpuBackend::paths() const {
-  return precision() == Precision::FP32 ? cpu::direct_conv_tiles_description() : "";
+  if (precision() != Precision::FP32) return "";
+  std::string s = cpu::direct_conv_tiles_description();
+  if (cpu::winograd_enabled()) s = "winograd: F(2x2, 3x3) on 3x3 stride-1 convolutions 16 or more wide; " + s;
+  return s;
 }
 
 Backend& cpu_backend() {

@@ -38,9 +38,11 @@ class CpuBackend final : public Backend {
   void set_threads(int n) override;
   int threads() const override;
 
-  // The fp32 direct convolution's vector unit and tiles, chosen at run time
-  // (kernels/cpu/conv_tiles.h), e.g. "direct conv: AVX-512, tiles 8x3, ..."
-  // (fp32; "" under bf16, whose convolutions take the bf16 kernels).
+  // The fp32 convolutions' paths: Winograd's shapes (kernels/cpu/conv_winograd.h,
+  // unless MDPS_CONV_WINOGRAD=0) and the direct kernel's vector unit and tiles,
+  // chosen at run time (kernels/cpu/conv_tiles.h), e.g. "winograd: F(2x2, 3x3)
+  // on ...; direct conv: AVX-512, tiles 8x3, ..." (fp32; "" under bf16, whose
+  // convolutions take the bf16 kernels).
   std::string paths() const override;
 
  protected:

@@ -198,15 +198,22 @@ TEST_CASE("trace: a U-Net forward, one event per op, spans nest, FLOPs add up") 
   for (auto& e : evs) {
     if (e.cat == "op") op_flops += e.flops();
     if (e.name == "conv2d") conv_flops += e.flops();
-    if (e.name == "conv.sgemm" || e.name == "conv.direct") kernel_flops += e.flops();
+    if (e.name == "conv.sgemm" || e.name == "conv.direct" || e.name == "conv.winograd") kernel_flops += e.flops();
   }
   CHECK(tr.flops > 0);
   CHECK(op_flops == double(tr.flops));
   CHECK(kernel_flops == conv_flops);
-  // One product per image: the direct kernel on every convolution of this
-  // model (its 3x3 on the 16x16 and 8x8 levels, its 1x1), none through sgemm.
+  // One product per image: Winograd's (per band of tile rows) on the 3x3
+  // stride-1 pad-1 convolutions of the 16x16 level, the direct kernel on the
+  // rest (the 8x8 level's 3x3, the 1x1), none through sgemm.
+  int winograd_convs = 0;
+  for (auto& e : evs)
+    if (e.name == "conv2d" && e.shape("w")[2] == 3 && e.shape("x")[3] >= 16 && e.shape("y")[3] == e.shape("x")[3])
+      ++winograd_convs;
+  CHECK(winograd_convs > 0);
   CHECK(count(evs, "conv.sgemm") == 0);
-  CHECK(count(evs, "conv.direct") == 2 * want.conv);
+  CHECK(count(evs, "conv.direct") == 2 * (want.conv - winograd_convs));
+  CHECK(count(evs, "conv.winograd") >= 2 * winograd_convs);
   check_kernel_flops(evs, "qkv_attention");            // the fused kernel (or its products)
   // Two threads took part (the batch of two is split over the pool).
   std::map<int64_t, int> per_tid;

@@ -8,6 +8,7 @@
 #include "engine/core/tensor.h"
 #include "engine/core/thread_pool.h"
 #include "kernels/cpu/conv_tiles.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/cpu_features.h"
 #include "tests/test_util.h"
 #include <atomic>
@@ -375,6 +376,51 @@ TEST_CASE("conv2d: the direct kernel on wide stride-1 levels, grouped images on 
        // A col matrix over the L2 budget (288 x 784 floats): im2col in blocks of output rows.
        {1, 32, 56, 56, 3, 3, 3, 2, 1}},
       300);
+}
+
+// Winograd F(2x2, 3x3) (conv_winograd.h), its pieces called directly: every band
+// height gives the same bits (each output depends on its tile and its channel sums
+// in order only), and those are the reference convolution's within the direct
+// kernel's tolerance. Odd heights and widths (partial tiles), tile rows narrower
+// than a vector (8 tiles) and wider, output channels that end in a partial block.
+TEST_CASE("conv2d: Winograd F(2x2, 3x3) pieces: any band of tile rows gives the same bits, the reference's values") {
+  // (N, Ci, H, W, Co, KH, KW, stride, pad)
+  const std::vector<ConvCase> cases = {{1, 5, 16, 16, 7, 3, 3, 1, 1},  {1, 3, 17, 19, 13, 3, 3, 1, 1},
+                                       {1, 9, 9, 40, 8, 3, 3, 1, 1},   {1, 4, 21, 64, 17, 3, 3, 1, 1},
+                                       {1, 2, 6, 5, 3, 3, 3, 1, 1}};
+  uint64_t seed = 1200;
+  for (const ConvCase& c : cases) {
+    CAPTURE(c.Ci); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.Co);
+    Tensor x = test::random_tensor({1, c.Ci, c.H, c.W}, seed++), w = test::random_tensor({c.Co, c.Ci, 3, 3}, seed++);
+    Tensor b = test::random_tensor({c.Co}, seed++), dy = test::random_tensor({1, c.Co, c.H, c.W}, seed++);
+    const ConvRef ref = conv_ref(c, x, w, &b, dy);
+    const cpu::WinogradGeom g{c.Ci, c.H, c.W, c.Co, c.H, c.W};
+    std::vector<float> U(size_t(g.packed_weight_len()));
+    cpu::winograd_pack_weights(g, w.data(), U.data(), 0, g.co_blocks());
+    const int64_t Th = g.tile_rows();
+    CHECK(cpu::winograd_band_rows(g) >= 1);
+    CHECK(cpu::winograd_band_rows(g) <= Th);
+    std::vector<float> first;
+    for (int64_t rows = 1; rows <= Th; ++rows) {
+      CAPTURE(rows);
+      const int64_t ldv = cpu::winograd_ldv(g, rows);
+      CHECK(ldv % cpu::kAttnW == 0);
+      std::vector<float> V(size_t(16 * cpu::winograd_v_stride(g, ldv) + 4 * cpu::kAttnW), NAN);
+      std::vector<float> M(size_t(16 * cpu::winograd_m_stride(g, ldv)), NAN);
+      Tensor y = Tensor::full({1, c.Co, c.H, c.W}, NAN);
+      for (int64_t ty0 = 0; ty0 < Th; ty0 += rows) {
+        const int64_t ty1 = std::min(Th, ty0 + rows);
+        cpu::winograd_input_transform(g, x.data(), ty0, ty1, ldv, V.data());
+        cpu::winograd_products(g, U.data(), V.data(), ldv, M.data());
+        cpu::winograd_output_transform(g, M.data(), ldv, ty0, ty1, b.data(), y.data(),
+                                       V.data() + 16 * cpu::winograd_v_stride(g, ldv));
+      }
+      CHECK(rel(y, ref.y) < 1e-5);  // every output written (NaN otherwise), and right
+      std::vector<float> got(y.data(), y.data() + y.numel());
+      if (first.empty()) first = got;
+      else CHECK(got == first);
+    }
+  }
 }
 
 // The direct kernel's vector units, each capped to in turn (conv_tiles.h's test hook):
