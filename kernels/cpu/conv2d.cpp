@@ -5,8 +5,8 @@
 //   (conv_winograd.h), 2.25 times fewer multiply-adds; also the fp32 data
 //   gradient of the same shapes (the flipped kernel is one too);
 // - other stride-1 convolutions on levels 8 or more wide, and unpadded stride-1 1x1
-//   convolutions (but see pointwise_direct): the direct register-tiled
-//   kernel (conv_direct.h), no im2col (a 1x1 reads the image itself); also
+//   convolutions: the direct register-tiled kernel (conv_direct.h), no
+//   im2col (a 1x1 reads the image itself, or a copy: aliased_pointwise); also
 //   the fp32 data gradient on the same shapes (bf16's on levels 16 or more
 //   wide, where its direct kernel runs), as the convolution of dy with the
 //   flipped kernel;
@@ -185,19 +185,20 @@ bool direct_pays(const ConvDims& d, int64_t min_width = kDirectMinWidth) {
   return d.s == 1 && d.KH * d.KW > 1 && d.Wo >= min_width;
 }
 
-// Unpadded stride-1 1x1 convolutions take the direct kernel's flat layout
-// (reading the image itself), except where its tiles thrash L1: with planes a
+// Unpadded stride-1 1x1 convolutions (direct()) take the direct kernel's flat
+// layout, reading the image itself, except where its tiles thrash L1: with planes a
 // multiple of 4 KiB apart every tap of a tile falls in the same few L1 sets
 // (12 ways), so each channel block after the first reads the tile's input
 // from L2 again. With many blocks (more than 64 output channels: the
-// attention's qkv projection, 192 at 32x32) that cost the forward more than
-// per-image sgemm, which packs its input (in the forward, shared machine:
-// 34-86 GFLOP/s against sgemm's 123); with few (32 or 64 channels at 32x32 and
-// 64x64) the direct kernel is 9-45% faster (one thread, shared machine).
-bool pointwise_direct(const ConvDims& d) {
-  if (!d.direct()) return false;
-  const bool aliased = d.cols() % 1024 == 0 && d.Ci > 12;
-  return !(aliased && d.Co > 64);
+// attention's qkv projection, 192 at 32x32) that cost more than a copy of the
+// image with its planes a vector further apart, which the tiles then read
+// (aliased_pointwise; it replaced per-image sgemm there: AMD Zen 5, 2 threads,
+// batch 8, 64 -> 192 at 32x32 1.04 -> 0.60-0.66 ms, its data gradient 160 ->
+// 64 0.87-0.92 -> 0.49-0.57); with few (32 or 64 channels at 32x32 and 64x64)
+// reading the image itself is faster than the copy (0.19-0.21 against
+// 0.20-0.23 ms at 64 -> 64, 32x32).
+bool aliased_pointwise(const ConvDims& d) {
+  return (d.cols() * int64_t(sizeof(float))) % 4096 == 0 && d.Ci > 12 && d.Co > 64;
 }
 
 // The stride-1 convolution whose output is d's input gradient (see
@@ -222,7 +223,12 @@ void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const flo
   const cpu::DirectConvGeom g = cpu::direct_conv_geom(d.Ci, d.H, d.W, d.Co, d.KH, d.KW, d.p, d.Ho, d.Wo, tile);
   // The tiles see one row of every pixel in the flat layout.
   const cpu::DirectConvGeom kg = tile.flat ? cpu::flat_kernel_geom(g) : g;
-  const bool reads_image = tile.flat && cpu::flat_reads_image(g);
+  const bool flat_image = tile.flat && cpu::flat_reads_image(g);
+  // A 1x1 whose planes alias in L1 (aliased_pointwise) reads a copy whose
+  // planes are `spread` floats apart; other flat 1x1s read the image itself.
+  const bool spread_planes = flat_image && aliased_pointwise(d);
+  const bool reads_image = flat_image && !spread_planes;
+  const int64_t spread = d.cols() + g.vw;
   // The caller's scratch slots 2 and 3: the image loops below use 0 and 1.
   float* wpack = cpu::scratch(size_t(g.packed_weight_len()), 2);
   int64_t* off = cpu::scratch_offsets(size_t(g.taps()));
@@ -236,7 +242,9 @@ void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const flo
     parallel_for(
         g.co_blocks(), [&](int64_t cb0, int64_t cb1) { cpu::pack_direct_weights(g, Wt, wpack, cb0, cb1); }, grain);
   }
-  if (tile.flat)
+  if (spread_planes)
+    for (int64_t r = 0; r < g.taps(); ++r) off[r] = r * spread;
+  else if (tile.flat)
     cpu::flat_tap_offsets(g, off);
   else
     cpu::direct_tap_offsets(g, off);
@@ -245,11 +253,13 @@ void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const flo
     const float* xn = X + n * d.Ci * d.H * d.W;
     const float* xp = xn;
     if (!reads_image) {
-      const int64_t len = tile.flat ? cpu::flat_input_len(g) : g.padded_len();
+      const int64_t len = spread_planes ? d.Ci * spread : tile.flat ? cpu::flat_input_len(g) : g.padded_len();
       float* buf = cpu::scratch(size_t(len), 0);
       trace::Scope ts("conv.pad", "kernel");
       if (ts.active()) ts.bytes((d.Ci * d.H * d.W + len) * int64_t(sizeof(float)));
-      if (tile.flat)
+      if (spread_planes)
+        for (int64_t ci = 0; ci < d.Ci; ++ci) std::memcpy(buf + ci * spread, xn + ci * P, sizeof(float) * size_t(P));
+      else if (tile.flat)
         cpu::flat_direct_input(g, xn, buf);
       else
         cpu::pad_direct_input(g, xn, buf);
@@ -401,7 +411,7 @@ void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, 
     conv2d_direct(d, X, Wt, B, Y);
     return;
   }
-  if (pointwise_direct(d)) {  // 1x1: the direct kernel's flat layout on the image itself
+  if (d.direct()) {  // 1x1: the direct kernel's flat layout on the image (or a copy)
     conv2d_direct(d, X, Wt, B, Y, true);
     return;
   }
@@ -439,7 +449,7 @@ void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Te
   const ConvDims t = transposed_dims(d);
   const bool flippable = d.s == 1 && d.KH == d.KW && d.p <= d.KH - 1;
   const bool bf16 = precision_ == Precision::BF16 && flippable && direct_pays(t);
-  const bool fp32 = !bf16 && flippable && (direct_pays(t, kDirectForwardMinWidth) || pointwise_direct(t));
+  const bool fp32 = !bf16 && flippable && (direct_pays(t, kDirectForwardMinWidth) || t.direct());
   if (bf16 || fp32) {
     // dx is the stride-1 convolution of dy, padded by KH - 1 - p, with the
     // kernel flipped in both directions and its channel axes swapped.

@@ -364,7 +364,8 @@ TEST_CASE("conv2d: the direct kernel on wide stride-1 levels, grouped images on 
        {3, 5, 8, 8, 7, 1, 1, 1, 0},
        {1, 4, 16, 16, 20, 1, 1, 1, 0},
        {2, 6, 5, 7, 9, 1, 1, 1, 0},
-       // 1x1 with planes 4 KiB apart and more than 64 output channels: per-image sgemm.
+       // 1x1 with planes 4 KiB apart and more than 64 output channels: the direct kernel on a
+       // copy with its planes a vector further apart (conv2d.cpp, aliased_pointwise).
        {2, 16, 32, 32, 72, 1, 1, 1, 0},
        // Narrow levels: 8 wide through the direct kernel's flat layout (AVX-512), 4 wide
        // (and fp32's 1x1 before the direct kernel took them) per-image products.
