@@ -136,36 +136,45 @@ inline void winograd_pack_weights(const WinogradGeom& g, const float* w, float* 
     }
 }
 
-// (a0, a2, ..., b0, b2, ...) or (a1, a3, ..., b1, b3, ...): the even or odd
-// floats of the 2W floats a, b.
+// Lane shuffles of two vectors a, b (lanes 0 .. W-1 of a, then W .. 2W-1 of b),
+// through __builtin_shufflevector (GCC 12 and Clang alike; the fuzzers build
+// the engine with Clang), its constant indices spelled by a pack over I.
 template <int... I>
-constexpr attn_ivec winograd_pick_mask(int odd, std::integer_sequence<int, I...>) {
-  return attn_ivec{(2 * I + odd)...};
+inline attn_vec winograd_even_lanes(attn_vec a, attn_vec b, std::integer_sequence<int, I...>) {
+  return __builtin_shufflevector(a, b, (2 * I)...);
 }
-inline void winograd_deinterleave(attn_vec a, attn_vec b, attn_vec& even, attn_vec& odd) {
-  constexpr attn_ivec me = winograd_pick_mask(0, std::make_integer_sequence<int, kAttnW>{});
-  constexpr attn_ivec mo = winograd_pick_mask(1, std::make_integer_sequence<int, kAttnW>{});
-  even = __builtin_shuffle(a, b, me);
-  odd = __builtin_shuffle(a, b, mo);
+template <int... I>
+inline attn_vec winograd_odd_lanes(attn_vec a, attn_vec b, std::integer_sequence<int, I...>) {
+  return __builtin_shufflevector(a, b, (2 * I + 1)...);
 }
+template <int... I>
+inline attn_vec winograd_shift_in_lanes(attn_vec b, attn_vec a, std::integer_sequence<int, I...>) {
+  return __builtin_shufflevector(b, a, (I == 0 ? kAttnW - 1 : kAttnW + I - 1)...);
+}
+template <int... I>
+inline attn_vec winograd_next_lanes(attn_vec a, attn_vec b, std::integer_sequence<int, I...>) {
+  return __builtin_shufflevector(a, b, (I + 1)...);
+}
+template <int Half, int... I>
+inline attn_vec winograd_interleave_lanes(attn_vec a, attn_vec b, std::integer_sequence<int, I...>) {
+  return __builtin_shufflevector(a, b, ((I % 2 ? kAttnW : 0) + Half * kAttnW / 2 + I / 2)...);
+}
+using winograd_lanes = std::make_integer_sequence<int, kAttnW>;
 
+// (a0, a2, ..., b0, b2, ...) and (a1, a3, ..., b1, b3, ...): the even and odd
+// floats of the 2W floats a, b.
+inline void winograd_deinterleave(attn_vec a, attn_vec b, attn_vec& even, attn_vec& odd) {
+  even = winograd_even_lanes(a, b, winograd_lanes{});
+  odd = winograd_odd_lanes(a, b, winograd_lanes{});
+}
 // (b[W-1], a0, a1, ..., a[W-2]): a shifted up one lane, b's last lane first.
-template <int... I>
-constexpr attn_ivec winograd_shift_mask(std::integer_sequence<int, I...>) {
-  return attn_ivec{(I == 0 ? kAttnW - 1 : kAttnW + I - 1)...};
-}
-inline attn_vec winograd_shift_in(attn_vec b, attn_vec a) {
-  constexpr attn_ivec m = winograd_shift_mask(std::make_integer_sequence<int, kAttnW>{});
-  return __builtin_shuffle(b, a, m);
-}
+inline attn_vec winograd_shift_in(attn_vec b, attn_vec a) { return winograd_shift_in_lanes(b, a, winograd_lanes{}); }
 // (a1, ..., a[W-1], b0): a shifted down one lane, b's first lane last.
-template <int... I>
-constexpr attn_ivec winograd_next_mask(std::integer_sequence<int, I...>) {
-  return attn_ivec{(I + 1)...};
-}
-inline attn_vec winograd_next(attn_vec a, attn_vec b) {
-  constexpr attn_ivec m = winograd_next_mask(std::make_integer_sequence<int, kAttnW>{});
-  return __builtin_shuffle(a, b, m);
+inline attn_vec winograd_next(attn_vec a, attn_vec b) { return winograd_next_lanes(a, b, winograd_lanes{}); }
+// (a0, b0, a1, b1, ...): the first (lo) and second (hi) W floats of the interleave of a and b.
+inline void winograd_interleave(attn_vec a, attn_vec b, attn_vec& lo, attn_vec& hi) {
+  lo = winograd_interleave_lanes<0>(a, b, winograd_lanes{});
+  hi = winograd_interleave_lanes<1>(a, b, winograd_lanes{});
 }
 
 // V[xi][ci][t] = (B^T d B)[xi] for the tiles t of tile rows [ty0, ty1) (t =
@@ -270,18 +279,6 @@ inline void winograd_products(const WinogradGeom& g, const float* U, const float
       else if (nvec - j0 == 1) winograd_product_tile<1>(u, vx, g.Ci, ldv, j0, m);
     }
   }
-}
-
-// (a0, b0, a1, b1, ...): the first and second halves of the interleave of a and b.
-template <int... I>
-constexpr attn_ivec winograd_mask(int half, std::integer_sequence<int, I...>) {
-  return attn_ivec{((I % 2 ? kAttnW : 0) + half * kAttnW / 2 + I / 2)...};
-}
-inline void winograd_interleave(attn_vec a, attn_vec b, attn_vec& lo, attn_vec& hi) {
-  constexpr attn_ivec mlo = winograd_mask(0, std::make_integer_sequence<int, kAttnW>{});
-  constexpr attn_ivec mhi = winograd_mask(1, std::make_integer_sequence<int, kAttnW>{});
-  lo = __builtin_shuffle(a, b, mlo);
-  hi = __builtin_shuffle(a, b, mhi);
 }
 
 // y[co] (+ bias) for the tile rows [ty0, ty1) from M: Y = A^T M A per tile
