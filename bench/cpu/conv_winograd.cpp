@@ -138,7 +138,10 @@ int main(int argc, char** argv) {
   Tensor y = Tensor::full({1, Co, S, S}, NAN);
   auto band = [&](int64_t bi, int part) {  // part: 0 all, 1 input, 2 products, 3 output
     const int64_t ty0 = bi * rows, ty1 = std::min(Th, ty0 + rows);
-    if (part == 0 || part == 1) winograd_input_transform(g, x.data(), ty0, ty1, ldv, V.data());
+    if (part == 0 || part == 1) {
+      winograd_zero_tail(g, ldv, (ty1 - ty0) * g.tile_cols(), V.data());
+      winograd_input_transform(g, x.data(), ty0, ty1, ldv, V.data());
+    }
     if (part == 0 || part == 2) winograd_products(g, U.data(), V.data(), ldv, M.data());
     if (part == 0 || part == 3) winograd_output_transform(g, M.data(), ldv, ty0, ty1, b.data(), y.data(), tmp);
   };

@@ -1,7 +1,7 @@
 // 2-D convolution with its data and weight gradients. Three ways to the
 // forward product, by shape:
-// - 3x3, stride 1, pad 1 on levels 16 or more wide (every such convolution
-//   of the U-Net but those of the 8x8 level): Winograd F(2x2, 3x3)
+// - 3x3, stride 1, pad 1 on levels 8 or more wide (every 3x3 convolution of
+//   the U-Net): Winograd F(2x2, 3x3)
 //   (conv_winograd.h), 2.25 times fewer multiply-adds; also the fp32 data
 //   gradient of the same shapes (the flipped kernel is one too);
 // - other stride-1 convolutions on levels 8 or more wide, and unpadded stride-1 1x1
@@ -293,10 +293,11 @@ void conv2d_direct(const ConvDims& d, const float* X, const float* Wt, const flo
 // multiply-adds than the direct kernel. Measured (AMD Zen 5, 2 threads, batch
 // 8, hot caches, ms per call, direct -> Winograd): 32->32 at 64x64 1.70 ->
 // 1.42, 64->64 at 64x64 6.4 -> 4.2, 96->96 at 32x32 3.4 -> 2.1, 96->96 at
-// 16x16 0.88 -> 0.74; but 128->128 at 8x8 0.55 -> 0.69 (4 tiles a row, a
-// band of 16 tiles: the products' register tile is one vector of tiles, and
-// the transforms cost as much as the products), hence the bound.
-constexpr int64_t kWinogradMinWidth = 16;
+// 16x16 0.81 -> 0.49-0.56, 128->128 at 8x8 0.47 -> 0.36 and 256->128 1.13 ->
+// 0.53-0.61 (the 8x8 level's images side by side, 3 a band: alone, one image's
+// 16 tiles made the products' register tile a single vector, and the level
+// was slower than the direct kernel, 0.55 -> 0.69).
+constexpr int64_t kWinogradMinWidth = 8;
 bool winograd_pays(const ConvDims& d) {
   return cpu::winograd_enabled() && d.KH == 3 && d.KW == 3 && d.s == 1 && d.p == 1 && d.Wo >= kWinogradMinWidth &&
          d.Ho >= 2;
@@ -316,33 +317,48 @@ void conv2d_winograd(const ConvDims& d, const float* X, const float* Wt, const f
         g.co_blocks(), [&](int64_t b0, int64_t b1) { cpu::winograd_pack_weights(g, Wt, U, b0, b1); }, grain);
   }
   const bool over_images = images_over_pool(d.N);
-  const int64_t Th = g.tile_rows();
-  int64_t rows = cpu::winograd_band_rows(g);
-  if (!over_images) {  // enough bands to keep every thread busy
+  const int64_t Th = g.tile_rows(), Tw = g.tile_cols();
+  // A band: the tile rows [ty0, ty1) of the images [n0, n1), side by side.
+  auto band = [&](int64_t n0, int64_t n1, int64_t ty0, int64_t ty1, int64_t ldv) {
+    const int64_t nt = (ty1 - ty0) * Tw, vlen = 16 * cpu::winograd_v_stride(g, ldv);
+    float* V = cpu::scratch(size_t(vlen + 4 * cpu::kAttnW), 0);
+    float* M = cpu::scratch(size_t(16 * cpu::winograd_m_stride(g, ldv)), 1);
+    trace::Scope ts("conv.winograd", "kernel");
+    if (ts.active())
+      ts.flops((n1 - n0) * (2 * d.Co * d.Ci * 9 * std::min(d.Ho, 2 * ty1) * d.Wo - 2 * d.Co * d.Ci * 9 * 2 * ty0 * d.Wo));
+    cpu::winograd_zero_tail(g, ldv, (n1 - n0) * nt, V);
+    for (int64_t n = n0; n < n1; ++n)
+      cpu::winograd_input_transform(g, X + n * d.Ci * d.H * d.W, ty0, ty1, ldv, V + (n - n0) * nt);
+    cpu::winograd_products(g, U, V, ldv, M);
+    for (int64_t n = n0; n < n1; ++n)
+      cpu::winograd_output_transform(g, M + (n - n0) * nt, ldv, ty0, ty1, B, Y + n * d.Co * d.Ho * d.Wo, V + vlen);
+  };
+  const int64_t group = cpu::winograd_group(g);
+  if (over_images && group > 1) {  // narrow levels: whole images, several a band
+    parallel_for(d.N, [&](int64_t b, int64_t e) {
+      const int64_t bands = (e - b + group - 1) / group;  // as even as can be: 4 images make 2 + 2, not 3 + 1
+      for (int64_t i = 0; i < bands; ++i) {
+        const int64_t n0 = b + (e - b) * i / bands, n1 = b + (e - b) * (i + 1) / bands;
+        band(n0, n1, 0, Th, cpu::winograd_ldv(g, Th, n1 - n0));
+      }
+    });
+    return;
+  }
+  int64_t rows = group > 1 ? Th : cpu::winograd_band_rows(g);
+  if (!over_images && group == 1) {  // enough bands to keep every thread busy
     const int64_t nt = ThreadPool::global().threads();
     rows = std::clamp<int64_t>((Th + 2 * nt - 1) / (2 * nt), 1, rows);
   }
   const int64_t ldv = cpu::winograd_ldv(g, rows), bands = (Th + rows - 1) / rows;
-  const int64_t vlen = 16 * cpu::winograd_v_stride(g, ldv), mlen = 16 * cpu::winograd_m_stride(g, ldv);
-  auto band = [&](int64_t n, int64_t bi) {
-    const int64_t ty0 = bi * rows, ty1 = std::min(Th, ty0 + rows);
-    float* V = cpu::scratch(size_t(vlen + 4 * cpu::kAttnW), 0);
-    float* M = cpu::scratch(size_t(mlen), 1);
-    trace::Scope ts("conv.winograd", "kernel");
-    if (ts.active()) ts.flops(2 * d.Co * d.Ci * 9 * std::min(d.Ho, 2 * ty1) * d.Wo - 2 * d.Co * d.Ci * 9 * 2 * ty0 * d.Wo);
-    cpu::winograd_input_transform(g, X + n * d.Ci * d.H * d.W, ty0, ty1, ldv, V);
-    cpu::winograd_products(g, U, V, ldv, M);
-    cpu::winograd_output_transform(g, M, ldv, ty0, ty1, B, Y + n * d.Co * d.Ho * d.Wo, V + vlen);
-  };
   if (over_images) {
     parallel_for(d.N, [&](int64_t b, int64_t e) {
       for (int64_t n = b; n < e; ++n)
-        for (int64_t bi = 0; bi < bands; ++bi) band(n, bi);
+        for (int64_t bi = 0; bi < bands; ++bi) band(n, n + 1, bi * rows, std::min(Th, (bi + 1) * rows), ldv);
     });
   } else {
     for (int64_t n = 0; n < d.N; ++n)
       parallel_for(bands, [&](int64_t b, int64_t e) {
-        for (int64_t bi = b; bi < e; ++bi) band(n, bi);
+        for (int64_t bi = b; bi < e; ++bi) band(n, n + 1, bi * rows, std::min(Th, (bi + 1) * rows), ldv);
       });
   }
 }

@@ -1,5 +1,5 @@
 // Winograd F(2x2, 3x3) for the fp32 3x3 stride-1 pad-1 convolutions of
-// levels 16 or more wide (conv2d.cpp: the forward and the data gradient):
+// levels 8 or more wide (conv2d.cpp: the forward and the data gradient):
 // each 2x2 block of outputs ("tile") from its 4x4 block of inputs with 16
 // multiply-adds per input channel and output channel, where the direct
 // kernel (conv_direct.h) takes 36: 2.25 times fewer.
@@ -86,10 +86,20 @@ inline int64_t winograd_band_rows(const WinogradGeom& g) {
   return best;
 }
 
-// The band's tiles rounded up to whole vectors: V's and M's row length.
-inline int64_t winograd_ldv(const WinogradGeom& g, int64_t rows) {
-  const int64_t nt = rows * g.tile_cols();
+// The band's tiles rounded up to whole vectors: V's and M's row length (a
+// band of `images` images side by side, each its tile rows).
+inline int64_t winograd_ldv(const WinogradGeom& g, int64_t rows, int64_t images = 1) {
+  const int64_t nt = images * rows * g.tile_cols();
   return (nt + kAttnW - 1) / kAttnW * kAttnW;
+}
+
+// Images per band on levels whose whole image is fewer than kWinoQV vectors
+// of tiles (8x8: 16 tiles): their tiles side by side, so that the products
+// get whole register tiles (each tile's outputs depend on it alone, so the
+// grouping changes no bit).
+inline int64_t winograd_group(const WinogradGeom& g) {
+  const int64_t per_image = g.tile_rows() * g.tile_cols();
+  return std::max<int64_t>(1, (kWinoQV * kAttnW) / per_image);
 }
 
 // Floats between two xi of V ([16][Ci][ldv]) and of M ([16][co_padded][ldv]):
@@ -178,8 +188,8 @@ inline void winograd_interleave(attn_vec a, attn_vec b, attn_vec& lo, attn_vec& 
 }
 
 // V[xi][ci][t] = (B^T d B)[xi] for the tiles t of tile rows [ty0, ty1) (t =
-// (ty - ty0) * tile_cols + tx, tile rows back to back), zeros past them up to
-// ldv. Per tile row, input channel and vector of tiles, in registers:
+// (ty - ty0) * tile_cols + tx, tile rows back to back; the columns past them
+// are left alone: winograd_zero_tail, or the next image of a group). Per tile row, input channel and vector of tiles, in registers:
 // - the column half first, on the 4 input rows the tile row reads as they
 //   lie: u_a = (B^T d)[a] = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)[a] (rows),
 //   for the columns [2k - W, 2k + 3W) of the tiles [k, k + W);
@@ -192,7 +202,7 @@ inline void winograd_interleave(attn_vec a, attn_vec b, attn_vec& lo, attn_vec& 
 // its arithmetic.
 inline void winograd_input_transform(const WinogradGeom& g, const float* x, int64_t ty0, int64_t ty1, int64_t ldv,
                                      float* V) {
-  const int64_t Tw = g.tile_cols(), nt = (ty1 - ty0) * Tw;
+  const int64_t Tw = g.tile_cols();
   const int64_t vs = winograd_v_stride(g, ldv);
   for (int64_t ci = 0; ci < g.Ci; ++ci) {
     const float* xc = x + ci * g.H * g.W;
@@ -240,9 +250,17 @@ inline void winograd_input_transform(const WinogradGeom& g, const float* x, int6
         }
       }
     }
-    for (int xi = 0; xi < 16; ++xi)
-      for (int64_t t = nt; t < ldv; ++t) vc[xi * vs + t] = 0.f;
   }
+}
+
+// Zeros in V's columns [t0, ldv) of every row: the products read whole vectors
+// of tiles, and what lies past a band's tiles must be a finite number (garbage
+// could be a NaN or a denormal, which costs some CPUs a microcode assist).
+inline void winograd_zero_tail(const WinogradGeom& g, int64_t ldv, int64_t t0, float* V) {
+  const int64_t vs = winograd_v_stride(g, ldv);
+  if (t0 >= ldv) return;
+  for (int xi = 0; xi < 16; ++xi)
+    for (int64_t ci = 0; ci < g.Ci; ++ci) std::memset(V + xi * vs + ci * ldv + t0, 0, sizeof(float) * size_t(ldv - t0));
 }
 
 // M[xi][cb * CT + i][t] = sum over ci in order of U[xi][cb][ci][i] V[xi][ci][t]

@@ -104,7 +104,7 @@ int CpuBackend::threads() const { return ThreadPool::global().threads(); }
 std::string CpuBackend::paths() const {
   if (precision() != Precision::FP32) return "";
   std::string s = cpu::direct_conv_tiles_description();
-  if (cpu::winograd_enabled()) s = "winograd: F(2x2, 3x3) on 3x3 stride-1 convolutions 16 or more wide; " + s;
+  if (cpu::winograd_enabled()) s = "winograd: F(2x2, 3x3) on 3x3 stride-1 convolutions 8 or more wide; " + s;
   return s;
 }
 

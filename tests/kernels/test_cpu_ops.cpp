@@ -411,6 +411,7 @@ TEST_CASE("conv2d: Winograd F(2x2, 3x3) pieces: any band of tile rows gives the 
       Tensor y = Tensor::full({1, c.Co, c.H, c.W}, NAN);
       for (int64_t ty0 = 0; ty0 < Th; ty0 += rows) {
         const int64_t ty1 = std::min(Th, ty0 + rows);
+        cpu::winograd_zero_tail(g, ldv, (ty1 - ty0) * g.tile_cols(), V.data());
         cpu::winograd_input_transform(g, x.data(), ty0, ty1, ldv, V.data());
         cpu::winograd_products(g, U.data(), V.data(), ldv, M.data());
         cpu::winograd_output_transform(g, M.data(), ldv, ty0, ty1, b.data(), y.data(),
@@ -476,9 +477,9 @@ TEST_CASE("conv2d: the direct kernel's run-time tiles, every vector unit, agains
   }
 }
 
-// The direct convolution's and the attention forward's sums are per image (per head) and
+// The convolutions' (direct, Winograd) and the attention forward's sums are per image (per head) and
 // per output: an image's rows are the same bits alone or in a batch, on 1 or 2 threads.
-TEST_CASE("conv2d (direct kernel) and attention: a row's bits do not depend on the batch or the threads") {
+TEST_CASE("conv2d (direct kernel, Winograd) and attention: a row's bits do not depend on the batch or the threads") {
   ThreadsGuard guard;
   auto row = [](const Tensor& t, int64_t n) {
     const int64_t per = t.numel() / t.dim(0);
@@ -494,12 +495,16 @@ TEST_CASE("conv2d (direct kernel) and attention: a row's bits do not depend on t
   };
   Tensor x = test::random_tensor({3, 5, 20, 21}, 950), w = test::random_tensor({7, 5, 3, 3}, 951);
   Tensor b = test::random_tensor({7}, 952), qkv = test::random_tensor({3, 2 * 3 * 16, 300}, 953, -2.f, 2.f);
+  // An 8x8 level: Winograd with several images side by side in a band (conv_winograd.h
+  // winograd_group), a batch of 5 split 2 + 3 over two threads.
+  Tensor x8 = test::random_tensor({5, 6, 8, 8}, 954), w8 = test::random_tensor({9, 6, 3, 3}, 955);
   for (int threads : {1, 2}) {
     CAPTURE(threads);
     be().set_threads(threads);
-    Tensor y = Tensor::empty({3, 7, 20, 21}), a = Tensor::empty({3, 2 * 16, 300});
+    Tensor y = Tensor::empty({3, 7, 20, 21}), a = Tensor::empty({3, 2 * 16, 300}), y8 = Tensor::empty({5, 9, 8, 8});
     be().conv2d(x, w, &b, y, {1, 1});
     be().attention(qkv, 2, a);
+    be().conv2d(x8, w8, nullptr, y8, {1, 1});
     for (int64_t n = 0; n < 3; ++n) {
       CAPTURE(n);
       Tensor y1 = Tensor::empty({1, 7, 20, 21}), a1 = Tensor::empty({1, 2 * 16, 300});
@@ -509,6 +514,14 @@ TEST_CASE("conv2d (direct kernel) and attention: a row's bits do not depend on t
       be().set_threads(threads);
       CHECK(row(y1, 0) == row(y, n));
       CHECK(row(a1, 0) == row(a, n));
+    }
+    for (int64_t n = 0; n < 5; ++n) {
+      CAPTURE(n);
+      Tensor y1 = Tensor::empty({1, 9, 8, 8});
+      be().set_threads(3 - threads);
+      be().conv2d(slice(x8, n), w8, nullptr, y1, {1, 1});
+      be().set_threads(threads);
+      CHECK(row(y1, 0) == row(y8, n));
     }
   }
 }
