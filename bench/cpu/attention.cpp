@@ -19,6 +19,7 @@
 #include "engine/core/backend.h"
 #include "engine/core/backend_registry.h"
 #include "engine/core/tensor.h"
+#include "bench/cpu/playground.h"
 #include "kernels/cpu/attention_backward_tiles.h"
 #include "kernels/cpu/attention_tiles.h"
 #include <algorithm>
@@ -34,6 +35,8 @@
 
 using namespace mdps;
 using namespace mdps::cpu;
+using mdps::playground::median_ms;
+using mdps::playground::rel_l2;
 
 namespace {
 
@@ -68,27 +71,6 @@ Args parse(int argc, char** argv) {
     }
   }
   return a;
-}
-
-double median_ms(int reps, const std::function<void()>& f) {
-  f();  // warm-up: page faults, packed buffers
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-double rel_l2(const float* got, const std::vector<double>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
 }
 
 // The reference in double: out = v softmax(scale q^T k)^T and, for g = dL/dout,
