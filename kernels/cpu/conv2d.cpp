@@ -324,8 +324,8 @@ void conv2d_winograd(const ConvDims& d, const float* X, const float* Wt, const f
     float* V = cpu::scratch(size_t(vlen + 4 * cpu::kAttnW), 0);
     float* M = cpu::scratch(size_t(16 * cpu::winograd_m_stride(g, ldv)), 1);
     trace::Scope ts("conv.winograd", "kernel");
-    if (ts.active())
-      ts.flops((n1 - n0) * (2 * d.Co * d.Ci * 9 * std::min(d.Ho, 2 * ty1) * d.Wo - 2 * d.Co * d.Ci * 9 * 2 * ty0 * d.Wo));
+    if (ts.active())  // the direct count of the band's output rows
+      ts.flops((n1 - n0) * 2 * d.Co * d.Ci * 9 * (std::min(d.Ho, 2 * ty1) - 2 * ty0) * d.Wo);
     cpu::winograd_zero_tail(g, ldv, (n1 - n0) * nt, V);
     for (int64_t n = n0; n < n1; ++n)
       cpu::winograd_input_transform(g, X + n * d.Ci * d.H * d.W, ty0, ty1, ldv, V + (n - n0) * nt);
@@ -431,23 +431,20 @@ void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, 
     conv2d_direct(d, X, Wt, B, Y, true);
     return;
   }
-  const int64_t block = d.direct() ? d.Ho : col_block_rows(d);
+  // Everything else (strided, narrow levels): im2col + sgemm per image.
+  const int64_t block = col_block_rows(d);
   for_each_image(d.N, [&](int64_t n) {
     const float* xn = X + n * d.Ci * d.H * d.W;
     float* yn = Y + n * d.Co * P;
     if (B)
       for (int64_t co = 0; co < d.Co; ++co) std::fill(yn + co * P, yn + (co + 1) * P, B[co]);
-    float* buf = d.direct() ? nullptr : cpu::scratch(size_t(K * std::min(block, d.Ho) * d.Wo));
+    float* buf = cpu::scratch(size_t(K * std::min(block, d.Ho) * d.Wo));
     for (int64_t oh0 = 0; oh0 < d.Ho; oh0 += block) {
       const int64_t oh1 = std::min(d.Ho, oh0 + block), cols = (oh1 - oh0) * d.Wo;
-      const float* col = xn;
-      if (!d.direct()) {
-        im2col_rows(xn, d, oh0, oh1, buf, cols);
-        col = buf;
-      }
+      im2col_rows(xn, d, oh0, oh1, buf, cols);
       trace::Scope ts("conv.sgemm", "kernel");
       if (ts.active()) ts.num("M", double(d.Co)).num("N", double(cols)).num("K", double(K)).flops(2 * d.Co * cols * K);
-      cpu::sgemm(false, false, d.Co, cols, K, 1.f, Wt, K, col, d.direct() ? P : cols, B ? 1.f : 0.f,
+      cpu::sgemm(false, false, d.Co, cols, K, 1.f, Wt, K, buf, cols, B ? 1.f : 0.f,
                  yn + oh0 * d.Wo, P);
     }
   });
@@ -484,13 +481,12 @@ void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Te
       conv2d_direct(t, DY, wt, nullptr, DX, t.direct());
     return;
   }
+  // Strided convolutions, non-square kernels, padding past KH - 1 (1x1 ones always
+  // take the direct kernel above):
+  // sgemm into a col matrix, then col2im.
   for_each_image(d.N, [&](int64_t n) {
     const float* dyn = DY + n * d.Co * P;
     float* dxn = DX + n * d.Ci * d.H * d.W;
-    if (d.direct()) {
-      cpu::sgemm(true, false, K, P, d.Co, 1.f, Wt, K, dyn, P, 0.f, dxn, P);
-      return;
-    }
     float* col = cpu::scratch(size_t(K * P));
     {
       trace::Scope ts("conv.sgemm_data", "kernel");
