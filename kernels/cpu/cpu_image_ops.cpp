@@ -54,9 +54,10 @@ Tensor pixel_distance(const Tensor& a, const Tensor& b) {
              b.describe(), " must both be [N,3,H,W] of one shape");
   const int64_t N = a.dim(0), HW = a.dim(2) * a.dim(3);
   Tensor y = Tensor::empty({N, 1, a.dim(2), a.dim(3)});
+  const float *pa = a.data(), *pb = b.data();
+  float* py = y.data();
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t i = 0; i < HW; ++i)
-      y.data()[n * HW + i] = pixel_distance_at(a.data() + n * 3 * HW + i, b.data() + n * 3 * HW + i, HW);
+    for (int64_t i = 0; i < HW; ++i) py[n * HW + i] = pixel_distance_at(pa + n * 3 * HW + i, pb + n * 3 * HW + i, HW);
   return y;
 }
 
