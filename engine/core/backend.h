@@ -148,6 +148,14 @@ class Backend {
   void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw, Tensor* db);
   // y[N,Co,Ho,Wo] = conv(x[N,Ci,H,W], w[Co,Ci,KH,KW]) + b[Co]
   void conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g);
+  // conv2d with what the U-Net adds to a convolution's output, summed in the
+  // order of the separate ops (so the bits are theirs):
+  // y = ((conv(x, w) + b[Co]) + image_bias[N,Co]) added to residual[N,Co,Ho,Wo]
+  // as add(residual, .) does; image_bias (the time embedding's projection)
+  // and residual (a block's skip) may each be null. A backend that has no
+  // fused form runs the three ops (conv2d_fused_impl's default body).
+  void conv2d_fused(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor* image_bias,
+                    const Tensor* residual, Tensor& y, ConvGeom g);
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g);
   void conv2d_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g);
 
@@ -262,6 +270,9 @@ class Backend {
   virtual void linear_backward_impl(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
                                     Tensor* db) = 0;
   virtual void conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvGeom g) = 0;
+  // Default: conv2d_impl, add_channel_bias_impl and add_impl, y in place.
+  virtual void conv2d_fused_impl(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor* image_bias,
+                                 const Tensor* residual, Tensor& y, ConvGeom g);
   virtual void conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) = 0;
   virtual void conv2d_backward_weight_impl(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, ConvGeom g) = 0;
   virtual void group_norm_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,

@@ -131,6 +131,28 @@ void Backend::conv2d(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& 
   conv2d_impl(x, w, b, y, g);
 }
 
+void Backend::conv2d_fused(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor* image_bias,
+                           const Tensor* residual, Tensor& y, ConvGeom g) {
+  check_operands(*this, "conv2d_fused",
+                 {{"input", &x}, {"weight", &w}, {"bias", b}, {"image bias", image_bias}, {"residual", residual},
+                  {"output", &y}});
+  check_shape(y, conv_out_shape(x.shape(), w, g, "conv2d_fused"), "conv2d_fused output");
+  if (b) check_shape(*b, {w.dim(0)}, "conv2d_fused bias");
+  if (image_bias) check_shape(*image_bias, {x.dim(0), w.dim(0)}, "conv2d_fused image bias");
+  if (residual) {
+    check_shape(*residual, y.shape(), "conv2d_fused residual");
+    MDPS_CHECK(!residual->same_storage(y), "conv2d_fused: the residual must not share storage with the output");
+  }
+  conv2d_fused_impl(x, w, b, image_bias, residual, y, g);
+}
+
+void Backend::conv2d_fused_impl(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor* image_bias,
+                                const Tensor* residual, Tensor& y, ConvGeom g) {
+  conv2d_impl(x, w, b, y, g);
+  if (image_bias) add_channel_bias_impl(y, *image_bias, y);
+  if (residual) add_impl(*residual, y, y);
+}
+
 void Backend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) {
   check_operands(*this, "conv2d_backward_data", {{"dy", &dy}, {"weight", &w}, {"dx", &dx}});
   check_shape(dy, conv_out_shape(dx.shape(), w, g, "conv2d_backward_data"), "conv2d_backward_data dy");

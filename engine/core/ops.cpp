@@ -37,7 +37,9 @@ void annotate(trace::Scope& ts, const Shape& s, double tensors) {
 int64_t flop_count() { return g_flops.load(); }
 void reset_flop_count() { g_flops.store(0); }
 
-Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
+Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) { return conv2d_fused(x, w, b, nullptr, nullptr, g); }
+
+Var conv2d_fused(const Var& x, const Var& w, const Var* b, const Var* image_bias, const Var* residual, ConvGeom g) {
   Backend& be = x.value.backend();
   const Shape xshape = x.shape();
   const Shape bshape = b ? b->shape() : Shape{};
@@ -52,15 +54,29 @@ Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g) {
   if (ts.active())
     ts.shape("x", xs).shape("w", ws).shape("y", yshape).num("stride", g.stride).num("pad", g.pad)
         .flops(conv_flops).bytes(nbytes(xs) + nbytes(ws) + nbytes(yshape));
-  be.conv2d(x.value, w.value, b ? &b->value : nullptr, y, g);
+  if (image_bias || residual)
+    be.conv2d_fused(x.value, w.value, b ? &b->value : nullptr, image_bias ? &image_bias->value : nullptr,
+                    residual ? &residual->value : nullptr, y, g);
+  else
+    be.conv2d(x.value, w.value, b ? &b->value : nullptr, y, g);
   count_flops(conv_flops);
   auto xc = x.cell, wc = w.cell;
   auto bc = b ? b->cell : nullptr;
+  auto ec = image_bias ? image_bias->cell : nullptr, rc = residual ? residual->cell : nullptr;
+  const Shape eshape = image_bias ? image_bias->shape() : Shape{};
   // The data gradient needs the weight, the weight gradient needs the input.
   Tensor keep_w = xc ? w.value : Tensor();
   Tensor keep_x = wc ? x.value : Tensor();
-  return finish(std::move(y), {&x, &w, b}, [=, &be](const Tensor& gy) {
+  return finish(std::move(y), {&x, &w, b, image_bias, residual}, [=, &be](const Tensor& gy) {
     trace::Scope bt("conv2d.backward");
+    // The residual's gradient is the output's (add's backward); the image
+    // bias's its sum over H, W (add_channel_bias's).
+    if (rc) accumulate_grad(*rc, gy);
+    if (ec) {
+      Tensor d = new_grad(*ec, eshape, be);
+      be.sum_hw(gy, d);
+      accumulate_grad(*ec, d);
+    }
     if (bt.active())
       bt.shape("x", xshape).shape("w", wshape).shape("y", yshape).num("data_grad", xc ? 1 : 0)
           .num("weight_grad", wc ? 1 : 0).flops(conv_flops * ((xc ? 1 : 0) + (wc ? 1 : 0)))

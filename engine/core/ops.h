@@ -13,6 +13,10 @@ int64_t flop_count();
 void reset_flop_count();
 
 Var conv2d(const Var& x, const Var& w, const Var* b, ConvGeom g = {});
+// add(residual, add_channel_bias(conv2d(x, w, b), image_bias)) in one op
+// (Backend::conv2d_fused: the same bits, without the two extra passes over the
+// output); image_bias [N, Co] and residual may each be null.
+Var conv2d_fused(const Var& x, const Var& w, const Var* b, const Var* image_bias, const Var* residual, ConvGeom g = {});
 Var linear(const Var& x, const Var& w, const Var* b);
 // GroupNorm(groups, eps) with affine gamma/beta; silu=true fuses SiLU after it.
 Var group_norm(const Var& x, const Var& gamma, const Var& beta, int groups, float eps, bool silu);

@@ -182,20 +182,21 @@ Var UNet::run_res_block(const ResBlock& b, const Var& x, const Var& emb) const {
     h = ops::upsample_nearest2(h);
     xs = ops::upsample_nearest2(x);
   }
-  Var in_b = p(n + ".in_layers.2.bias");
-  h = ops::conv2d(h, p(n + ".in_layers.2.weight"), &in_b, {1, 1});
+  // The time embedding's projection is added to in_layers' output, and the
+  // skip to out_layers', each in the convolution's store (ops::conv2d_fused:
+  // the bits of the separate add_channel_bias and add).
   Var eb = p(n + ".embed_layers.1.bias");
   Var e = ops::linear(ops::silu(emb), p(n + ".embed_layers.1.weight"), &eb);
-  h = ops::add_channel_bias(h, e);
+  Var in_b = p(n + ".in_layers.2.bias");
+  h = ops::conv2d_fused(h, p(n + ".in_layers.2.weight"), &in_b, &e, nullptr, {1, 1});
   // dropout is 0 in every released setting
   h = ops::group_norm(h, p(n + ".out_layers.0.weight"), p(n + ".out_layers.0.bias"), kGroups, kGnEps, true);
-  Var out_b = p(n + ".out_layers.3.bias");
-  h = ops::conv2d(h, p(n + ".out_layers.3.weight"), &out_b, {1, 1});
   if (b.in_ch != b.out_ch) {
     Var sb = p(n + ".skip_connection.bias");
     xs = ops::conv2d(xs, p(n + ".skip_connection.weight"), &sb, {1, 0});
   }
-  return ops::add(xs, h);
+  Var out_b = p(n + ".out_layers.3.bias");
+  return ops::conv2d_fused(h, p(n + ".out_layers.3.weight"), &out_b, nullptr, &xs, {1, 1});
 }
 
 Var UNet::run_attn_block(const AttnBlock& a, const Var& x) const {

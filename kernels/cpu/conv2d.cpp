@@ -318,8 +318,10 @@ void winograd_pack(const ConvDims& d, const float* Wt, float* U) {
 
 // The Winograd convolution over the whole batch with the packed weights U:
 // images over the pool, or one image at a time with its bands of tile rows
-// over the pool.
-void conv2d_winograd(const ConvDims& d, const float* U, const float* X, const float* B, float* Y) {
+// over the pool. EB ([N, Co]) and R (laid out as Y), either may be null: the
+// epilogue of Backend::conv2d_fused (winograd_output_transform).
+void conv2d_winograd(const ConvDims& d, const float* U, const float* X, const float* B, float* Y,
+                     const float* EB = nullptr, const float* R = nullptr) {
   const cpu::WinogradGeom g = winograd_geom(d);
   const bool over_images = images_over_pool(d.N);
   const int64_t Th = g.tile_rows(), Tw = g.tile_cols();
@@ -335,8 +337,10 @@ void conv2d_winograd(const ConvDims& d, const float* U, const float* X, const fl
     for (int64_t n = n0; n < n1; ++n)
       cpu::winograd_input_transform(g, X + n * d.Ci * d.H * d.W, ty0, ty1, ldv, V + (n - n0) * nt);
     cpu::winograd_products(g, U, V, ldv, M);
+    const int64_t plane = d.Co * d.Ho * d.Wo;
     for (int64_t n = n0; n < n1; ++n)
-      cpu::winograd_output_transform(g, M + (n - n0) * nt, ldv, ty0, ty1, B, Y + n * d.Co * d.Ho * d.Wo, V + vlen);
+      cpu::winograd_output_transform(g, M + (n - n0) * nt, ldv, ty0, ty1, B, Y + n * plane, V + vlen,
+                                     EB ? EB + n * d.Co : nullptr, R ? R + n * plane : nullptr);
   };
   const int64_t group = cpu::winograd_group(g);
   if (over_images && group > 1) {  // narrow levels: whole images, several a band
@@ -462,6 +466,20 @@ void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, 
                  yn + oh0 * d.Wo, P);
     }
   });
+}
+
+// Winograd's output transform adds the image bias and the residual as it
+// stores (conv_winograd.h); every other path runs the separate ops after the
+// convolution (Backend's default), which sum in the same order: the same bits.
+void CpuBackend::conv2d_fused_impl(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor* image_bias,
+                                   const Tensor* residual, Tensor& y, ConvGeom g) {
+  const ConvDims d = conv_dims(x.shape(), w, g);
+  if (precision_ == Precision::BF16 || !winograd_pays(d)) {
+    Backend::conv2d_fused_impl(x, w, b, image_bias, residual, y, g);
+    return;
+  }
+  conv2d_winograd(d, winograd_weights(winograd_weights_, d, w), x.data(), b ? b->data() : nullptr, y.data(),
+                  image_bias ? image_bias->data() : nullptr, residual ? residual->data() : nullptr);
 }
 
 void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) {

@@ -303,13 +303,19 @@ inline void winograd_products(const WinogradGeom& g, const float* U, const float
 // over the band's tiles as one run, the outputs past Ho or Wo dropped. Where
 // a vector of tiles is one tile row's (tile rows a whole number of vectors)
 // its outputs go straight to the image; otherwise through tmp (4 vectors).
+// The epilogue of Backend::conv2d_fused, in the separate ops' order: then
+// + image_bias[co] (this image's Co floats, or null), then residual + that
+// (residual laid out as y, or null).
 inline void winograd_output_transform(const WinogradGeom& g, const float* M, int64_t ldv, int64_t ty0, int64_t ty1,
-                                      const float* bias, float* y, float* tmp) {
+                                      const float* bias, float* y, float* tmp, const float* image_bias = nullptr,
+                                      const float* residual = nullptr) {
   const int64_t Tw = g.tile_cols(), nt = (ty1 - ty0) * Tw, ms = winograd_m_stride(g, ldv);
   const bool whole = Tw % kAttnW == 0;
   for (int64_t co = 0; co < g.Co; ++co) {
     const attn_vec b = attn_splat(bias ? bias[co] : 0.f);
+    const attn_vec e = attn_splat(image_bias ? image_bias[co] : 0.f);
     float* yc = y + co * g.Ho * g.Wo;
+    const float* rc = residual ? residual + co * g.Ho * g.Wo : nullptr;
     const float* m = M + co * ldv;
     for (int64_t t = 0; t < nt; t += kAttnW) {
       // s[r][j] = (A^T M)[r][j]: row 0 = m0 + m1 + m2, row 1 = m1 - m2 - m3 (rows of M);
@@ -324,13 +330,20 @@ inline void winograd_output_transform(const WinogradGeom& g, const float* M, int
       attn_vec out[2][2];  // [output row r][first or second W floats of the 2W]
       for (int r = 0; r < 2; ++r)
         winograd_interleave(s[r][0] + s[r][1] + s[r][2] + b, s[r][1] - s[r][2] - s[r][3] + b, out[r][0], out[r][1]);
+      if (image_bias)
+        for (auto& row : out)
+          for (auto& v : row) v = v + e;
       if (whole) {
         const int64_t ty = ty0 + t / Tw, tx = t % Tw;
         const int64_t c = 2 * tx, n = std::min<int64_t>(2 * kAttnW, g.Wo - c);
         for (int r = 0; r < 2 && 2 * ty + r < g.Ho; ++r) {
-          float* yr = yc + (2 * ty + r) * g.Wo + c;
-          attn_store_lanes(yr, out[r][0], std::min<int64_t>(kAttnW, n));
-          if (n > kAttnW) attn_store_lanes(yr + kAttnW, out[r][1], n - kAttnW);
+          const int64_t at = (2 * ty + r) * g.Wo + c, n0 = std::min<int64_t>(kAttnW, n);
+          if (rc) {
+            out[r][0] = attn_load_lanes(rc + at, n0) + out[r][0];
+            if (n > kAttnW) out[r][1] = attn_load_lanes(rc + at + kAttnW, n - kAttnW) + out[r][1];
+          }
+          attn_store_lanes(yc + at, out[r][0], n0);
+          if (n > kAttnW) attn_store_lanes(yc + at + kAttnW, out[r][1], n - kAttnW);
         }
         continue;
       }
@@ -340,8 +353,14 @@ inline void winograd_output_transform(const WinogradGeom& g, const float* M, int
       for (int64_t u = t; u < std::min(t + kAttnW, nt);) {
         const int64_t ty = ty0 + u / Tw, tx = u % Tw, len = std::min({Tw - tx, t + kAttnW - u, nt - u});
         const int64_t c = 2 * tx, n = std::min<int64_t>(2 * len, g.Wo - c);
-        for (int r = 0; r < 2 && 2 * ty + r < g.Ho; ++r)
-          std::memcpy(yc + (2 * ty + r) * g.Wo + c, tmp + 2 * r * kAttnW + 2 * (u - t), sizeof(float) * size_t(n));
+        for (int r = 0; r < 2 && 2 * ty + r < g.Ho; ++r) {
+          const int64_t at = (2 * ty + r) * g.Wo + c;
+          const float* src = tmp + 2 * r * kAttnW + 2 * (u - t);
+          if (rc)
+            for (int64_t i = 0; i < n; ++i) yc[at + i] = rc[at + i] + src[i];
+          else
+            std::memcpy(yc + at, src, sizeof(float) * size_t(n));
+        }
         u += len;
       }
     }

@@ -70,6 +70,10 @@ TEST_CASE("finite differences through the tape, op by op") {
                     [w](auto& v) { return ops::conv2d(v[0], Var(w), &v[1], {1, 1}); },
                     {test::random_tensor({2, 3, 5, 4}, 33), test::random_tensor({4}, 34)});
   }
+  check_gradients("conv2d_fused (Winograd's epilogue: an 8x8 level)",
+                  [](auto& v) { return ops::conv2d_fused(v[0], v[1], &v[2], &v[3], &v[4], {1, 1}); },
+                  {test::random_tensor({2, 2, 8, 8}, 35), test::random_tensor({3, 2, 3, 3}, 36),
+                   test::random_tensor({3}, 37), test::random_tensor({2, 3}, 38), test::random_tensor({2, 3, 8, 8}, 39)});
   check_gradients("conv2d 1x1 stride 2", [](auto& v) { return ops::conv2d(v[0], v[1], nullptr, {2, 0}); },
                   {test::random_tensor({1, 2, 5, 5}, 4), test::random_tensor({3, 2, 1, 1}, 5)});
   check_gradients("linear", [](auto& v) { return ops::linear(v[0], v[1], &v[2]); },
@@ -102,6 +106,33 @@ TEST_CASE("finite differences through the tape, op by op") {
   check_gradients("squared_norm_per_sample", [](auto& v) { return ops::squared_norm_per_sample(v[0]); },
                   {test::random_tensor({3, 4}, 30)}, 1e-3f);
   check_gradients("sum", [](auto& v) { return ops::sum(ops::mul(v[0], v[0])); }, {test::random_tensor({5}, 31)}, 1e-3f);
+}
+
+TEST_CASE("conv2d_fused: the output and every gradient have the bits of conv2d, add_channel_bias and add") {
+  const std::vector<Tensor> xs = {test::random_tensor({2, 3, 16, 16}, 40), test::random_tensor({4, 3, 3, 3}, 41),
+                                  test::random_tensor({4}, 42), test::random_tensor({2, 4}, 43),
+                                  test::random_tensor({2, 4, 16, 16}, 44)};
+  auto run = [&](bool fused) {
+    Tape tape;
+    std::vector<Var> v;
+    for (auto& x : xs) v.push_back(make_leaf(x.clone(), MemCategory::InputGrad));
+    Var y;
+    {
+      TapeScope rec(tape);
+      y = fused ? ops::conv2d_fused(v[0], v[1], &v[2], &v[3], &v[4], {1, 1})
+                : ops::add(v[4], ops::add_channel_bias(ops::conv2d(v[0], v[1], &v[2], {1, 1}), v[3]));
+    }
+    std::vector<std::vector<float>> out{y.value.to_vector()};
+    tape.backward(y, Tensor::from_vector(y.shape(), test::random_floats(size_t(y.value.numel()), 45)));
+    for (auto& leaf : v) out.push_back(leaf.grad().to_vector());
+    return out;
+  };
+  const auto a = run(true), b = run(false);
+  REQUIRE(a.size() == b.size());
+  for (size_t k = 0; k < a.size(); ++k) {
+    CAPTURE(k);  // 0: the output, then x, w, b, the image bias, the residual
+    CHECK(a[k] == b[k]);
+  }
 }
 
 TEST_CASE("a value used twice accumulates both gradients, without aliasing") {

@@ -89,6 +89,14 @@ std::vector<OpCase> op_cases() {
                [](Backend& be, Tensors& i, Tensors& o) { be.conv2d(i[0], i[1], &i[2], o[0], {1, 1}); }});
   t.push_back({"conv2d (stride 2)", {{1, 2, 7, 7}, {3, 2, 3, 3}}, {{1, 3, 4, 4}},
                [](Backend& be, Tensors& i, Tensors& o) { be.conv2d(i[0], i[1], nullptr, o[0], {2, 1}); }});
+  // The CPU's Winograd epilogue (a 16-wide level: whole tile rows), and the
+  // separate ops' path (a 1x1 kernel, the residual alone).
+  t.push_back({"conv2d_fused", {{2, 4, 16, 16}, {5, 4, 3, 3}, {5}, {2, 5}, {2, 5, 16, 16}}, {{2, 5, 16, 16}},
+               [](Backend& be, Tensors& i, Tensors& o) { be.conv2d_fused(i[0], i[1], &i[2], &i[3], &i[4], o[0], {1, 1}); }});
+  t.push_back({"conv2d_fused (1x1, residual only)", {{2, 3, 5, 4}, {4, 3, 1, 1}, {2, 4, 5, 4}}, {{2, 4, 5, 4}},
+               [](Backend& be, Tensors& i, Tensors& o) {
+                 be.conv2d_fused(i[0], i[1], nullptr, nullptr, &i[2], o[0], {1, 0});
+               }});
   t.push_back({"conv2d_backward_data", {{2, 4, 6, 5}, {4, 3, 3, 3}}, {{2, 3, 6, 5}},
                [](Backend& be, Tensors& i, Tensors& o) { be.conv2d_backward_data(i[0], i[1], o[0], {1, 1}); }});
   t.push_back({"conv2d_backward_weight", {{2, 4, 6, 5}, {2, 3, 6, 5}}, {{4, 3, 3, 3}, {4}},

@@ -478,6 +478,37 @@ TEST_CASE("conv2d: the direct kernel's run-time tiles, every vector unit, agains
   }
 }
 
+// Backend::conv2d_fused: the bits of conv2d, add_channel_bias and add run
+// one after the other, on Winograd's epilogue (whole tile rows a vector, tile
+// rows through tmp, an odd size) and on the separate ops' path (1x1, strided).
+TEST_CASE("conv2d_fused: the bits of conv2d, then add_channel_bias, then add") {
+  struct Case { int64_t N, Ci, H, W, Co, K; int s, p; };
+  for (Case c : {Case{2, 4, 32, 32, 5, 3, 1, 1}, Case{3, 3, 16, 16, 7, 3, 1, 1}, Case{2, 5, 13, 11, 6, 3, 1, 1},
+                 Case{2, 6, 8, 8, 4, 3, 1, 1}, Case{2, 3, 9, 7, 4, 1, 1, 0}, Case{1, 2, 9, 9, 3, 3, 2, 1}}) {
+    CAPTURE(c.H);
+    CAPTURE(c.K);
+    const int64_t Ho = (c.H + 2 * c.p - c.K) / c.s + 1, Wo = (c.W + 2 * c.p - c.K) / c.s + 1;
+    const Tensor x = test::random_tensor({c.N, c.Ci, c.H, c.W}, 970), w = test::random_tensor({c.Co, c.Ci, c.K, c.K}, 971);
+    const Tensor b = test::random_tensor({c.Co}, 972), e = test::random_tensor({c.N, c.Co}, 973);
+    const Tensor r = test::random_tensor({c.N, c.Co, Ho, Wo}, 974);
+    for (int variant = 0; variant < 3; ++variant) {  // both, the image bias alone, the residual alone
+      CAPTURE(variant);
+      const Tensor* eb = variant == 2 ? nullptr : &e;
+      const Tensor* rr = variant == 1 ? nullptr : &r;
+      Tensor ref = Tensor::empty({c.N, c.Co, Ho, Wo}), got = Tensor::empty({c.N, c.Co, Ho, Wo});
+      be().conv2d(x, w, &b, ref, {c.s, c.p});
+      if (eb) be().add_channel_bias(ref, *eb, ref);
+      if (rr) be().add(*rr, ref, ref);
+      be().conv2d_fused(x, w, &b, eb, rr, got, {c.s, c.p});
+      CHECK(got.to_vector() == ref.to_vector());
+    }
+  }
+  // The residual may not be the output (the epilogue reads it as it writes).
+  Tensor x = test::random_tensor({1, 2, 8, 8}, 975), w = test::random_tensor({2, 2, 3, 3}, 976);
+  Tensor y = Tensor::empty({1, 2, 8, 8});
+  CHECK_THROWS_AS(be().conv2d_fused(x, w, nullptr, nullptr, &y, y, {1, 1}), Error);
+}
+
 // Winograd's weight transforms kept across calls (kernels/cpu/winograd_weight_cache.h):
 // the second call with unchanged weights keeps them, and every call gives the
 // bits a fresh transform gives; a write to the weights, or weights freed and
