@@ -263,11 +263,16 @@ TEST_CASE("gemm: beta = 0 ignores NaN in C, and bad leading dimensions throw") {
 }
 
 TEST_CASE("linear: forward against a naive product; dx, dw, db against the naive adjoint and finite differences") {
+  // Leading dimensions flatten into rows: products per item through sgemm
+  // ([2, 3, 5]), and one vector per item, the loop of dot products ([6, 5]).
+  for (Shape xs : {Shape{2, 3, 5}, Shape{6, 5}})
   for (bool with_bias : {true, false}) {
     CAPTURE(with_bias);
-    Shape xs{2, 3, 5};  // leading dimensions flatten into rows
-    Tensor x = test::random_tensor(xs, 10), w = test::random_tensor({4, 5}, 11), b = test::random_tensor({4}, 12), r = test::random_tensor({2, 3, 4}, 13);
-    Tensor y = Tensor::empty({2, 3, 4});
+    CAPTURE(xs.size());
+    Shape ys = xs;
+    ys.back() = 4;
+    Tensor x = test::random_tensor(xs, 10), w = test::random_tensor({4, 5}, 11), b = test::random_tensor({4}, 12), r = test::random_tensor(ys, 13);
+    Tensor y = Tensor::empty(ys);
     be().linear(x, w, with_bias ? &b : nullptr, y);
     std::vector<double> yr(24), dx(30, 0.0), dw(20, 0.0), db(4, 0.0);
     for (int n = 0; n < 6; ++n)
