@@ -78,14 +78,9 @@ Backend& Tensor::backend() const {
 }
 Device Tensor::device() const { return backend().device(); }
 
-void* Tensor::ptr() const {
+void* Tensor::raw_data() const {
   MDPS_CHECK(storage_, "use of an undefined tensor");
   return static_cast<char*>(storage_->data()) + offset_ * dtype_size(dtype_);
-}
-void* Tensor::raw_data() const {
-  void* p = ptr();
-  storage_->touch();
-  return p;
 }
 float* Tensor::data() {
   MDPS_CHECK(dtype_ == DType::F32, "float access to a ", dtype_name(dtype_), " tensor");
@@ -93,11 +88,7 @@ float* Tensor::data() {
 }
 const float* Tensor::data() const {
   MDPS_CHECK(dtype_ == DType::F32, "float access to a ", dtype_name(dtype_), " tensor");
-  return static_cast<const float*>(ptr());
-}
-uint64_t Tensor::version() const {
-  MDPS_CHECK(storage_, "use of an undefined tensor");
-  return storage_->version();
+  return static_cast<const float*>(raw_data());
 }
 float Tensor::at(int64_t i) const {
   MDPS_CHECK(i >= 0 && i < numel(), "index ", i, " out of range for ", describe());
@@ -141,7 +132,7 @@ Tensor Tensor::slice_batch(int64_t begin, int64_t end) const {
 
 Tensor Tensor::clone() const {
   Tensor t = empty(shape_, backend(), dtype_);
-  backend().copy_device_to_device(t.raw_data(), ptr(), bytes());
+  backend().copy_device_to_device(t.raw_data(), raw_data(), bytes());
   return t;
 }
 
@@ -158,14 +149,14 @@ void Tensor::copy_from(const Tensor& src) {
   Backend& sb = src.backend();
   Backend& db = backend();
   if (&sb == &db) {
-    db.copy_device_to_device(raw_data(), src.ptr(), bytes());
+    db.copy_device_to_device(raw_data(), src.raw_data(), bytes());
   } else if (sb.device() == Device::CPU) {
-    db.copy_host_to_device(raw_data(), src.ptr(), bytes());
+    db.copy_host_to_device(raw_data(), src.raw_data(), bytes());
   } else if (db.device() == Device::CPU) {
-    sb.copy_device_to_host(raw_data(), src.ptr(), bytes());
+    sb.copy_device_to_host(raw_data(), src.raw_data(), bytes());
   } else {
     std::vector<char> host(bytes());
-    sb.copy_device_to_host(host.data(), src.ptr(), bytes());
+    sb.copy_device_to_host(host.data(), src.raw_data(), bytes());
     db.copy_host_to_device(raw_data(), host.data(), bytes());
   }
 }

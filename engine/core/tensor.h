@@ -4,7 +4,6 @@
 // engine works in float32 NCHW; F16/BF16 are reserved for storage.
 #pragma once
 #include "engine/core/common.h"
-#include <atomic>
 #include <memory>
 #include <vector>
 #include <initializer_list>
@@ -36,20 +35,10 @@ class Storage {
   size_t bytes() const { return bytes_; }
   Backend& backend() const { return *backend_; }
 
-  // A count that changes whenever a writable pointer into the storage is
-  // handed out (Tensor::data(), Tensor::raw_data()): a cache of something
-  // derived from the contents (the CPU's Winograd weights, conv2d.cpp) is
-  // valid while the count it recorded is unchanged. Relaxed loads and stores,
-  // not a locked add: two writers at once may count once, which still changes
-  // the value (and writers racing a reader are a race of their own).
-  uint64_t version() const { return version_.load(std::memory_order_relaxed); }
-  void touch() { version_.store(version_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
-
  private:
   Backend* backend_;
   void* ptr_;
   size_t bytes_;
-  std::atomic<uint64_t> version_{0};
 };
 
 class Tensor {
@@ -76,13 +65,9 @@ class Tensor {
   size_t bytes() const { return size_t(numel()) * dtype_size(dtype_); }
 
   // Raw element pointers (device memory for device tensors). F32 only.
-  // The writable ones (data(), raw_data()) touch the storage's version.
   float* data();
   const float* data() const;
   void* raw_data() const;
-  // The storage's version (Storage::version): unchanged while nobody has
-  // asked for a writable pointer into it.
-  uint64_t version() const;
   // Element i of a CPU float tensor, for tests and tools.
   float at(int64_t i) const;
 
@@ -103,7 +88,6 @@ class Tensor {
   std::string describe() const;  // "f32[2, 3, 64, 64] cpu"
 
  private:
-  void* ptr() const;  // the elements' address, without touching the version
   std::shared_ptr<Storage> storage_;
   size_t offset_ = 0;  // in elements
   Shape shape_;

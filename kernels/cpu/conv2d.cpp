@@ -42,7 +42,6 @@
 #include "kernels/cpu/conv_bf16.h"
 #include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/conv_winograd.h"
-#include "kernels/cpu/winograd_weight_cache.h"
 #include "kernels/cpu/cpu_util.h"
 #include "engine/core/trace.h"
 #include <cstring>
@@ -304,25 +303,29 @@ bool winograd_pays(const ConvDims& d) {
          d.Ho >= 2;
 }
 
-cpu::WinogradGeom winograd_geom(const ConvDims& d) { return {d.Ci, d.H, d.W, d.Co, d.Ho, d.Wo}; }
-
-// Wt [Co, Ci, 3, 3] -> U (conv_winograd.h's packed transform), over the pool.
-void winograd_pack(const ConvDims& d, const float* Wt, float* U) {
-  const cpu::WinogradGeom g = winograd_geom(d);
-  trace::Scope ts("conv.winograd_pack", "kernel");
-  if (ts.active()) ts.bytes((d.Co * d.Ci * 9 + g.packed_weight_len()) * int64_t(sizeof(float)));
-  const int64_t grain = std::max<int64_t>(1, cpu::kGrain / (16 * d.Ci * cpu::kWinoCT));
-  parallel_for(
-      g.co_blocks(), [&](int64_t b0, int64_t b1) { cpu::winograd_pack_weights(g, Wt, U, b0, b1); }, grain);
-}
-
-// The Winograd convolution over the whole batch with the packed weights U:
-// images over the pool, or one image at a time with its bands of tile rows
-// over the pool. EB ([N, Co]) and R (laid out as Y), either may be null: the
-// epilogue of Backend::conv2d_fused (winograd_output_transform).
-void conv2d_winograd(const ConvDims& d, const float* U, const float* X, const float* B, float* Y,
+// The Winograd convolution over the whole batch: images over the pool, or
+// one image at a time with its bands of tile rows over the pool. EB ([N, Co])
+// and R (laid out as Y), either may be null: the epilogue of
+// Backend::conv2d_fused (winograd_output_transform).
+//
+// The weights are transformed on every call, into scratch that the products
+// then read hot. Kept across calls instead (tried: a cache keyed by a version
+// of the weights' storage), the forward was no faster (AMD Zen 5, 2 threads,
+// 64x64 U-Net, batch 8, one process alternating call by call: 1.003 and
+// 1.014 of this): a kept U is 16/9 the size of the weights and came from
+// memory for every layer, and it held 60 MB more.
+void conv2d_winograd(const ConvDims& d, const float* X, const float* Wt, const float* B, float* Y,
                      const float* EB = nullptr, const float* R = nullptr) {
-  const cpu::WinogradGeom g = winograd_geom(d);
+  const cpu::WinogradGeom g{d.Ci, d.H, d.W, d.Co, d.Ho, d.Wo};
+  // The caller's scratch slot 2 (conv2d_backward_data holds 3); the bands use 0 and 1.
+  float* U = cpu::scratch(size_t(g.packed_weight_len()), 2);
+  {
+    trace::Scope ts("conv.winograd_pack", "kernel");
+    if (ts.active()) ts.bytes((d.Co * d.Ci * 9 + g.packed_weight_len()) * int64_t(sizeof(float)));
+    const int64_t grain = std::max<int64_t>(1, cpu::kGrain / (16 * d.Ci * cpu::kWinoCT));
+    parallel_for(
+        g.co_blocks(), [&](int64_t b0, int64_t b1) { cpu::winograd_pack_weights(g, Wt, U, b0, b1); }, grain);
+  }
   const bool over_images = images_over_pool(d.N);
   const int64_t Th = g.tile_rows(), Tw = g.tile_cols();
   // A band: the tile rows [ty0, ty1) of the images [n0, n1), side by side.
@@ -370,15 +373,6 @@ void conv2d_winograd(const ConvDims& d, const float* U, const float* X, const fl
         for (int64_t bi = b; bi < e; ++bi) band(n, n + 1, bi * rows, std::min(Th, (bi + 1) * rows), ldv);
       });
   }
-}
-
-// The packed weights of w for Winograd: kept across calls that find them
-// unchanged, else in scratch slot 2 (the bands use 0 and 1).
-const float* winograd_weights(cpu::WinogradWeightCache& cache, const ConvDims& d, const Tensor& w) {
-  const float* Wt = w.data();
-  const int64_t len = winograd_geom(d).packed_weight_len();
-  return cache.get(Wt, cpu::WinogradWeightCache::Forward, w.version(), len, cpu::scratch(size_t(len), 2),
-                   [&](float* u) { winograd_pack(d, Wt, u); });
 }
 
 // Images per product of the forward convolution. The 8x8 and 4x4 levels give
@@ -438,7 +432,7 @@ void CpuBackend::conv2d_impl(const Tensor& x, const Tensor& w, const Tensor* b, 
   }
   const int64_t K = d.rows(), P = d.cols();
   if (winograd_pays(d)) {
-    conv2d_winograd(d, winograd_weights(winograd_weights_, d, w), X, B, Y);
+    conv2d_winograd(d, X, Wt, B, Y);
     return;
   }
   if (direct_pays(d, kDirectForwardMinWidth)) {
@@ -478,8 +472,8 @@ void CpuBackend::conv2d_fused_impl(const Tensor& x, const Tensor& w, const Tenso
     Backend::conv2d_fused_impl(x, w, b, image_bias, residual, y, g);
     return;
   }
-  conv2d_winograd(d, winograd_weights(winograd_weights_, d, w), x.data(), b ? b->data() : nullptr, y.data(),
-                  image_bias ? image_bias->data() : nullptr, residual ? residual->data() : nullptr);
+  conv2d_winograd(d, x.data(), w.data(), b ? b->data() : nullptr, y.data(), image_bias ? image_bias->data() : nullptr,
+                  residual ? residual->data() : nullptr);
 }
 
 void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx, ConvGeom g) {
@@ -498,26 +492,19 @@ void CpuBackend::conv2d_backward_data_impl(const Tensor& dy, const Tensor& w, Te
   if (bf16 || fp32) {
     // dx is the stride-1 convolution of dy, padded by KH - 1 - p, with the
     // kernel flipped in both directions and its channel axes swapped.
-    auto flip = [&]() {
-      float* wt = cpu::scratch(size_t(d.Co * K), 3);
-      for (int64_t co = 0; co < d.Co; ++co)
-        for (int64_t ci = 0; ci < d.Ci; ++ci)
-          for (int64_t kh = 0; kh < d.KH; ++kh)
-            for (int64_t kw = 0; kw < d.KW; ++kw)
-              wt[size_t(((ci * d.Co + co) * d.KH + (d.KH - 1 - kh)) * d.KW + (d.KW - 1 - kw))] =
-                  Wt[((co * d.Ci + ci) * d.KH + kh) * d.KW + kw];
-      return wt;
-    };
-    if (!bf16 && winograd_pays(t)) {  // the flipped kernel's transform, kept as the forward's is
-      const int64_t len = winograd_geom(t).packed_weight_len();
-      const float* U = winograd_weights_.get(Wt, cpu::WinogradWeightCache::Flipped, w.version(), len,
-                                             cpu::scratch(size_t(len), 2), [&](float* u) { winograd_pack(t, flip(), u); });
-      conv2d_winograd(t, U, DY, nullptr, DX);
-    } else if (bf16) {
-      cpu::conv2d_bf16({t.N, t.Ci, t.H, t.W, t.Co, t.KH, t.KW, t.p}, DY, flip(), nullptr, DX);
-    } else {
-      conv2d_direct(t, DY, flip(), nullptr, DX, t.direct());
-    }
+    float* wt = cpu::scratch(size_t(d.Co * K), 3);
+    for (int64_t co = 0; co < d.Co; ++co)
+      for (int64_t ci = 0; ci < d.Ci; ++ci)
+        for (int64_t kh = 0; kh < d.KH; ++kh)
+          for (int64_t kw = 0; kw < d.KW; ++kw)
+            wt[size_t(((ci * d.Co + co) * d.KH + (d.KH - 1 - kh)) * d.KW + (d.KW - 1 - kw))] =
+                Wt[((co * d.Ci + ci) * d.KH + kh) * d.KW + kw];
+    if (bf16)
+      cpu::conv2d_bf16({t.N, t.Ci, t.H, t.W, t.Co, t.KH, t.KW, t.p}, DY, wt, nullptr, DX);
+    else if (winograd_pays(t))
+      conv2d_winograd(t, DY, wt, nullptr, DX);
+    else
+      conv2d_direct(t, DY, wt, nullptr, DX, t.direct());
     return;
   }
   // Strided convolutions, non-square kernels, padding past KH - 1 (1x1 ones always

@@ -53,7 +53,6 @@ void* CpuBackend::raw_alloc(size_t bytes) {
 void CpuBackend::raw_free(void* p, size_t bytes) {
   if (!p) return;
   stats_.on_free(bytes);
-  winograd_weights_.drop(p, bytes);  // weights freed: their transforms go, before the address can be reused
   const size_t rounded = round_size(bytes);
   {
     std::lock_guard<std::mutex> lock(cache_mu_);
@@ -67,7 +66,6 @@ void CpuBackend::raw_free(void* p, size_t bytes) {
 }
 
 void CpuBackend::trim_cache() {
-  winograd_weights_.clear();
   std::lock_guard<std::mutex> lock(cache_mu_);
   for (auto& kv : cache_)
     for (void* p : kv.second) std::free(p);

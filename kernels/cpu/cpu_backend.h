@@ -5,7 +5,6 @@
 // Op bodies live one idea per file in kernels/cpu/*.cpp.
 #pragma once
 #include "engine/core/backend.h"
-#include "kernels/cpu/winograd_weight_cache.h"
 #include <map>
 #include <mutex>
 #include <vector>
@@ -27,11 +26,8 @@ class CpuBackend final : public Backend {
   void copy_device_to_device(void* dst, const void* src, size_t bytes) override;
   void fill(Tensor& x, float value) override;
 
-  // Returns every cached free block to the system, and drops the kept
-  // Winograd weight transforms.
+  // Returns every cached free block to the system.
   void trim_cache();
-  // Bytes of Winograd weight transforms kept for weights used unchanged (kernels/cpu/winograd_weight_cache.h).
-  size_t winograd_weight_bytes() const { return winograd_weights_.bytes(); }
   size_t cached_bytes() const { return cached_bytes_; }
 
   // fp32, or bf16 where the CPU has AVX512-BF16 (kernels/cpu/conv_bf16.h: the
@@ -121,7 +117,6 @@ class CpuBackend final : public Backend {
   std::mutex cache_mu_;
   std::map<size_t, std::vector<void*>> cache_;
   size_t cached_bytes_ = 0;
-  cpu::WinogradWeightCache winograd_weights_;  // dropped per block in raw_free
 };
 
 // The registry's getter (engine/core/backend_registry.h): cpu_backend().

@@ -9,7 +9,6 @@
 #include "engine/core/thread_pool.h"
 #include "kernels/cpu/conv_tiles.h"
 #include "kernels/cpu/conv_winograd.h"
-#include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_features.h"
 #include "tests/test_util.h"
 #include <atomic>
@@ -512,70 +511,6 @@ TEST_CASE("conv2d_fused: the bits of conv2d, then add_channel_bias, then add") {
   Tensor x = test::random_tensor({1, 2, 8, 8}, 975), w = test::random_tensor({2, 2, 3, 3}, 976);
   Tensor y = Tensor::empty({1, 2, 8, 8});
   CHECK_THROWS_AS(be().conv2d_fused(x, w, nullptr, nullptr, &y, y, {1, 1}), Error);
-}
-
-// Winograd's weight transforms kept across calls (kernels/cpu/winograd_weight_cache.h):
-// the second call with unchanged weights keeps them, and every call gives the
-// bits a fresh transform gives; a write to the weights, or weights freed and
-// their address reused, never finds the old transform.
-TEST_CASE("conv2d: Winograd's kept weight transforms follow writes to the weights and freed weights") {
-  auto& cpu = dynamic_cast<CpuBackend&>(be());
-  const Tensor x = test::random_tensor({2, 4, 12, 12}, 960), b = test::random_tensor({5}, 961);
-  const Tensor dy = test::random_tensor({2, 5, 12, 12}, 962);
-  auto forward = [&](const Tensor& w) {
-    Tensor y = Tensor::empty({2, 5, 12, 12});
-    be().conv2d(x, w, &b, y, {1, 1});
-    return y.to_vector();
-  };
-  auto data_grad = [&](const Tensor& w) {
-    Tensor dx = Tensor::empty({2, 4, 12, 12});
-    be().conv2d_backward_data(dy, w, dx, {1, 1});
-    return dx.to_vector();
-  };
-  cpu.trim_cache();
-  const size_t kept0 = cpu.winograd_weight_bytes();
-  CHECK(kept0 == 0);
-  Tensor w = test::random_tensor({5, 4, 3, 3}, 963);
-  const auto y1 = forward(w), dx1 = data_grad(w);
-  CHECK(cpu.winograd_weight_bytes() == 0);  // one use: nothing kept
-  const auto y2 = forward(w), dx2 = data_grad(w);
-  const auto y3 = forward(w), dx3 = data_grad(w);
-  if (cpu::winograd_enabled())
-    CHECK(cpu.winograd_weight_bytes() > 0);  // the second use kept the forward's and the flipped kernel's
-  else
-    CHECK(cpu.winograd_weight_bytes() == 0);
-  CHECK(y2 == y1);
-  CHECK(y3 == y1);
-  CHECK(dx2 == dx1);
-  CHECK(dx3 == dx1);
-
-  // A write through data() (as the optimizer and the loaders write): the next
-  // call gives what a fresh copy of the new weights gives.
-  w.data()[7] += 0.5f;
-  const Tensor fresh = w.clone();
-  const auto y4 = forward(w), dx4 = data_grad(w);
-  CHECK(y4 != y1);
-  CHECK(y4 == forward(fresh));
-  CHECK(dx4 == data_grad(fresh));
-  CHECK(forward(w) == y4);  // and kept again from its second use
-  CHECK(forward(w) == forward(fresh));
-
-  // Weights freed: their transforms go with them, and new weights at the same
-  // address (the allocator hands the block back) are transformed anew.
-  const float* address = w.data();
-  const size_t kept = cpu.winograd_weight_bytes();
-  w = Tensor();
-  if (cpu::winograd_enabled()) CHECK(cpu.winograd_weight_bytes() < kept);
-  else CHECK(kept == 0);
-  Tensor w2 = test::random_tensor({5, 4, 3, 3}, 964);
-  MESSAGE("new weights at the freed address: " << (w2.data() == address ? "yes" : "no"));
-  const Tensor fresh2 = w2.clone();
-  for (int i = 0; i < 3; ++i) {
-    CHECK(forward(w2) == forward(fresh2));
-    CHECK(data_grad(w2) == data_grad(fresh2));
-  }
-  cpu.trim_cache();
-  CHECK(cpu.winograd_weight_bytes() == 0);
 }
 
 // The convolutions' (direct, Winograd) and the attention forward's sums are per image (per head) and
