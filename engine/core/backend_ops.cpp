@@ -138,7 +138,11 @@ void Backend::conv2d_fused(const Tensor& x, const Tensor& w, const Tensor* b, co
                   {"output", &y}});
   check_shape(y, conv_out_shape(x.shape(), w, g, "conv2d_fused"), "conv2d_fused output");
   if (b) check_shape(*b, {w.dim(0)}, "conv2d_fused bias");
-  if (image_bias) check_shape(*image_bias, {x.dim(0), w.dim(0)}, "conv2d_fused image bias");
+  if (image_bias) {
+    check_shape(*image_bias, {x.dim(0), w.dim(0)}, "conv2d_fused image bias");
+    // The default body adds it to y in place, after the convolution wrote y.
+    MDPS_CHECK(!image_bias->same_storage(y), "conv2d_fused: the image bias must not share storage with the output");
+  }
   if (residual) {
     check_shape(*residual, y.shape(), "conv2d_fused residual");
     MDPS_CHECK(!residual->same_storage(y), "conv2d_fused: the residual must not share storage with the output");

@@ -511,6 +511,9 @@ TEST_CASE("conv2d_fused: the bits of conv2d, then add_channel_bias, then add") {
   Tensor x = test::random_tensor({1, 2, 8, 8}, 975), w = test::random_tensor({2, 2, 3, 3}, 976);
   Tensor y = Tensor::empty({1, 2, 8, 8});
   CHECK_THROWS_AS(be().conv2d_fused(x, w, nullptr, nullptr, &y, y, {1, 1}), Error);
+  // Nor the image bias (the default body adds it to the output in place): a view of y's first floats.
+  Tensor view = y.reshape({128}).slice_batch(0, 2).reshape({1, 2});
+  CHECK_THROWS_AS(be().conv2d_fused(x, w, nullptr, &view, nullptr, y, {1, 1}), Error);
 }
 
 // The convolutions' (direct, Winograd) and the attention forward's sums are per image (per head) and
