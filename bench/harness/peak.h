@@ -2,7 +2,9 @@
 // denominator of `forward_of_peak` in `mdps bench unet|sampler`.
 //
 // FP32: independent fused multiply-add chains on the widest vector unit the
-// CPU has (AVX-512, else AVX2+FMA, else scalar), enough chains to cover the
+// CPU has (AVX-512, else AVX2+FMA, else scalar) and this build's kernels use
+// (an AVX2 build, -march=x86-64-v3, measures AVX2 on an AVX-512 CPU: its
+// kernels run 8-float vectors there), enough chains to cover the
 // FMA latency, on 1 thread and on N threads at once (one chain set per
 // thread). BF16: the AVX512-BF16 dot-product instruction (vdpbf16ps: 2 FLOP
 // per bf16 pair, float32 accumulation) where the CPU has it, and AMX's
@@ -15,7 +17,8 @@
 namespace mdps::bench {
 
 struct PeakResult {
-  std::string isa;            // "avx512", "avx2", "scalar"
+  std::string isa;            // the unit measured: "avx512", "avx2", "scalar"
+  std::string cpu_isa;        // the CPU's widest (wider than isa in a build for a narrower unit)
   int threads = 1;
   double fp32_gflops_1 = 0;   // one thread
   double fp32_gflops_n = 0;   // `threads` threads together

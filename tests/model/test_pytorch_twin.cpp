@@ -166,6 +166,16 @@ TEST_CASE("bench peak: the FMA peak on 1 and N threads, and the forward's fracti
   json::Value j = last_json_line(p.out);
   const std::string isa = j.find("isa")->str;
   CHECK((isa == "avx512" || isa == "avx2" || isa == "scalar"));
+  // The unit measured is the CPU's widest, capped at the build's: an AVX-512
+  // CPU running a build for AVX2 is measured on AVX2, and a note says why.
+  const std::string cpu_isa = j.find("cpu_isa")->str;
+  CHECK((cpu_isa == "avx512" || cpu_isa == "avx2" || cpu_isa == "scalar"));
+#if defined(__AVX512F__)
+  CHECK(isa == cpu_isa);
+#elif defined(__AVX2__) && defined(__FMA__)
+  CHECK(isa == (cpu_isa == "avx512" ? "avx2" : cpu_isa));
+#endif
+  CHECK((isa == cpu_isa) == (p.out.find("this build's kernels stop at") == std::string::npos));
   CHECK(number(j, "threads") == 2);
   CHECK(number(j, "fp32_peak_gflops_1") > 0);
   CHECK(number(j, "fp32_peak_gflops") > 0);
