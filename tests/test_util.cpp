@@ -85,6 +85,19 @@ int run_command(const std::string& cmd, std::string& output) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+json::Value last_json_line(const std::string& out) {
+  const size_t e = out.find_last_not_of("\n");
+  if (e == std::string::npos) throw std::runtime_error("no output, so no JSON line");
+  const size_t b = out.rfind('\n', e), from = b == std::string::npos ? 0 : b + 1;
+  return json::parse(out.substr(from, e + 1 - from), "the output's last line");
+}
+
+double json_number(const json::Value& v, const char* key) {
+  const json::Value* m = v.find(key);
+  if (!m) throw std::runtime_error(std::string("no key '") + key + "' in the JSON");
+  return m->number;
+}
+
 int run_mdps(const std::string& args, const std::string& log) {
   const std::string bin = binary_dir() + "/mdps";
   if (!std::filesystem::exists(bin)) throw std::runtime_error("build the mdps binary first: " + bin);

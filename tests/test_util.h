@@ -6,6 +6,7 @@
 #include <vector>
 #include <cstdint>
 #include <cmath>
+#include "engine/core/json_mini.h"
 #include "engine/core/tensor.h"
 
 namespace mdps::test {
@@ -33,6 +34,11 @@ std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.f, float
 int run_command(const std::string& cmd, std::string& output);
 // `mdps ARGS` of this build, its output into the file `log`; the exit status.
 int run_mdps(const std::string& args, const std::string& log);
+// The JSON object on the last non-empty line of a command's output (what
+// `--json` prints); throws, quoting the output's end, when there is none.
+json::Value last_json_line(const std::string& out);
+// v[key] as a number; throws naming the key when it is absent.
+double json_number(const json::Value& v, const char* key);
 // A whole file as text ("" when it cannot be read).
 std::string read_text(const std::string& path);
 
