@@ -239,11 +239,11 @@ void bench_peak(int threads, bool json) {
   if (json) {
     const std::string b1 = r.has_bf16 ? cat(r.bf16_gflops_1) : "null", bn = r.has_bf16 ? cat(r.bf16_gflops_n) : "null";
     const std::string m1 = r.has_amx ? cat(r.amx_gflops_1) : "null", mn = r.has_amx ? cat(r.amx_gflops_n) : "null";
-    std::printf("{\"isa\": \"%s\", \"cpu_isa\": \"%s\", \"threads\": %d, \"fp32_peak_gflops_1\": %.3f, \"fp32_peak_gflops\": %.3f, "
-                "\"bf16_peak_gflops_1\": %s, \"bf16_peak_gflops\": %s, \"amx_bf16_peak_gflops_1\": %s, "
-                "\"amx_bf16_peak_gflops\": %s}\n",
-                r.isa.c_str(), r.cpu_isa.c_str(), r.threads, r.fp32_gflops_1, r.fp32_gflops_n, b1.c_str(), bn.c_str(), m1.c_str(),
-                mn.c_str());
+    std::printf("{\"isa\": \"%s\", \"cpu_isa\": \"%s\", \"threads\": %d, \"fp32_peak_gflops_1\": %.3f, "
+                "\"fp32_peak_gflops\": %.3f, \"bf16_peak_gflops_1\": %s, \"bf16_peak_gflops\": %s, "
+                "\"amx_bf16_peak_gflops_1\": %s, \"amx_bf16_peak_gflops\": %s}\n",
+                r.isa.c_str(), r.cpu_isa.c_str(), r.threads, r.fp32_gflops_1, r.fp32_gflops_n, b1.c_str(), bn.c_str(),
+                m1.c_str(), mn.c_str());
   }
 }
 
