@@ -18,6 +18,10 @@
 #   bench/check_cpu_goals.sh --python ~/torch2/bin/python [--mdps build/mdps]
 #       [--baseline OLD_MDPS] [--threads 2] [--runs 10] [--rounds 3] [--pairs 6]
 #       [--out DIR] [--quick] [--no-pytorch]
+# --runs: the timed runs of the fp32 and bf16 `bench unet` (the share of the
+# peak); the --vs-pytorch comparison takes 5 a round (2 with --quick), each
+# PyTorch run being several times slower; --rounds: its A B rounds; --pairs:
+# the baseline's alternating pairs (`bench unet --runs 3` each).
 #
 # Writes DIR/<step>.txt (each command's whole output), DIR/summary.md (the
 # table) and DIR/summary.json; prints the table. Exit status: 0 every goal
@@ -29,7 +33,7 @@
 # noisy to record) 2-4.
 set -uo pipefail
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "check_cpu_goals: $*" >&2; exit 2; }
 
 here=$(cd "$(dirname "$0")" && pwd)
